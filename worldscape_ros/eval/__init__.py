@@ -1,0 +1,1 @@
+"""Evaluation: scenario suites, metrics against ground truth, baselines, benchmarks (no ROS imports)."""

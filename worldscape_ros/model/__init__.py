@@ -1,0 +1,1 @@
+"""The causal world model (torch + einops only, no ROS imports)."""

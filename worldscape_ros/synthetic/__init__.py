@@ -1,0 +1,1 @@
+"""Synthetic worlds with ground truth, rendered offscreen with MuJoCo (no ROS imports)."""

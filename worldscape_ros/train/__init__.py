@@ -1,0 +1,1 @@
+"""Training: codec, bidirectional teacher, causal distillation (no ROS imports)."""
