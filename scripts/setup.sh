@@ -51,24 +51,27 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 mkdir -p "$stamp_dir"
 py="$VENV/bin/python"
-pip=("$py" -m pip install --quiet --disable-pip-version-check)
+pip_install() {
+  # pip warns about every local index folder it cannot use: keep those lines out of the log.
+  "$py" -m pip install --quiet --disable-pip-version-check "$@" 2> >(grep -v 'is ignored: it is neither' >&2)
+}
 
 # 3. Python packages, skipped when the pinned lists have not changed since the last run.
 want="$(hash_of requirements.txt requirements-ros.txt setup.py setup.cfg)-$TORCH_SPEC-$system_ros"
 if [ "$(cat "$stamp_dir/pip" 2>/dev/null)" != "$want" ]; then
   log "installing $TORCH_SPEC"
   if [ -n "$TORCH_INDEX_URL" ]; then
-    "${pip[@]}" "$TORCH_SPEC" --index-url "$TORCH_INDEX_URL"
+    pip_install "$TORCH_SPEC" --index-url "$TORCH_INDEX_URL"
   else
-    "${pip[@]}" "$TORCH_SPEC"
+    pip_install "$TORCH_SPEC"
   fi
   if [ "$system_ros" -eq 0 ]; then
     log "installing ROS 2 Kilted wheels"
-    "${pip[@]}" -r requirements-ros.txt
+    pip_install -r requirements-ros.txt
   fi
   log "installing pinned dependencies and the project"
-  "${pip[@]}" -r requirements.txt
-  "${pip[@]}" --no-deps --no-build-isolation -e .
+  pip_install -r requirements.txt
+  pip_install --no-deps --no-build-isolation -e .
   echo "$want" > "$stamp_dir/pip"
 else
   log "Python packages up to date"
