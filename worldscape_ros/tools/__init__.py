@@ -1,0 +1,5 @@
+"""Offline tools around the engine: rosbag2 writing and reading, rollouts without ROS, videos and contact sheets.
+
+Nothing here imports rclpy: messages are built and serialised with the pure-Python `rosbags` library, so an
+offline rollout runs on a machine with only torch. The ROS nodes (worldscape_ros.ros) reuse the bag writer.
+"""

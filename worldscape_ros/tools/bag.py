@@ -1,0 +1,214 @@
+"""rosbag2 recordings with the pure-Python `rosbags` library (no rclpy, no rosbag2 install needed).
+
+Storage: mcap with metadata version 9 (Jazzy, Kilted; the default) or sqlite3 with version 8 (Humble, Iron, which
+cannot read version 9 QoS lists). Each topic records the QoS it was offered with (transient-local for
+/tf_static so a player re-latches it). Custom types (worldscape_msgs) are registered from the msg/ text, so the
+bag carries their definitions and the same RIHS01 hashes rclpy uses.
+
+The bag is written into a hidden folder beside its destination and moved into place when it is closed: a bag
+at `path` is always complete. Closing happens on normal exit, on exceptions and on Ctrl-C (KeyboardInterrupt,
+and SIGTERM through `stop_on_signals`, which never cuts a write in half), so an interrupted recording stays
+readable.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from rosbags.highlevel import AnyReader
+from rosbags.interfaces import Connection, Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+from rosbags.rosbag2 import StoragePlugin, Writer
+
+from worldscape_ros.tools.messages import typestore
+
+log = logging.getLogger(__name__)
+
+# storage name -> (rosbags plugin, rosbag2 metadata version)
+STORAGES = {'mcap': (StoragePlugin.MCAP, 9), 'sqlite3': (StoragePlugin.SQLITE3, 8)}
+
+_DEFAULT_TIME = QosTime(0, 0)  # "unset": infinite deadline/lifespan/lease, as rclpy's default profiles
+
+
+def qos(depth: int = 10, reliable: bool = True, transient_local: bool = False) -> Qos:
+    return Qos(QosHistory.KEEP_LAST, depth, QosReliability.RELIABLE if reliable else QosReliability.BEST_EFFORT,
+               QosDurability.TRANSIENT_LOCAL if transient_local else QosDurability.VOLATILE, _DEFAULT_TIME,
+               _DEFAULT_TIME, QosLiveliness.AUTOMATIC, _DEFAULT_TIME, False)
+
+
+QOS_RELIABLE = qos()
+QOS_SENSOR = qos(depth=5, reliable=False)  # rclpy's qos_profile_sensor_data
+QOS_LATCHED = qos(depth=1, transient_local=True)  # /tf_static, as tf2's StaticTransformBroadcaster offers it
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    msgtype: str
+    qos: Qos = QOS_RELIABLE
+
+
+# Every input and output topic of the simulator node (absolute names, default namespace).
+SIM_TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec('/cmd_vel', 'geometry_msgs/msg/Twist'),
+    TopicSpec('/camera_pose', 'geometry_msgs/msg/PoseStamped'),
+    TopicSpec('/hand_keypoints', 'worldscape_msgs/msg/HandKeypoints'),
+    TopicSpec('/camera/image_raw', 'sensor_msgs/msg/Image'),
+    TopicSpec('/camera/camera_info', 'sensor_msgs/msg/CameraInfo'),
+    TopicSpec('/camera/depth/image_raw', 'sensor_msgs/msg/Image'),
+    TopicSpec('/camera/depth/camera_info', 'sensor_msgs/msg/CameraInfo'),
+    TopicSpec('/odom', 'nav_msgs/msg/Odometry'),
+    TopicSpec('/tf', 'tf2_msgs/msg/TFMessage', qos(depth=100)),
+    TopicSpec('/tf_static', 'tf2_msgs/msg/TFMessage', QOS_LATCHED),
+    TopicSpec('/clock', 'rosgraph_msgs/msg/Clock', qos(depth=1, reliable=False)),
+    TopicSpec('/diagnostics', 'diagnostic_msgs/msg/DiagnosticArray'),
+)
+
+
+class BagWriter:
+    """A rosbag2 being written; use as a context manager (it closes on exceptions and Ctrl-C too)."""
+
+    def __init__(self, path: str | Path, storage: str = 'mcap') -> None:
+        if storage not in STORAGES:
+            raise ValueError(f'bag storage must be one of {sorted(STORAGES)}, got {storage!r}')
+        self.path = Path(path)
+        if self.path.exists():
+            raise FileExistsError(f'bag {self.path} exists already: choose another folder or remove it')
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        plugin, version = STORAGES[storage]
+        self.storage = storage
+        # written inside a hidden folder beside the destination, then moved: same file system, atomic rename
+        self._staging = Path(tempfile.mkdtemp(prefix=f'.{self.path.name}.', suffix='.partial', dir=self.path.parent))
+        self._writer: Writer | None = Writer(self._staging / self.path.name, version=version, storage_plugin=plugin)
+        self._writer.open()
+        self._connections: dict[str, Connection] = {}
+        self._types: dict[str, str] = {}
+        self.counts: dict[str, int] = {}
+        self._last_ns = 0
+        self._writing = False  # a message is being written: stop_on_signals holds signals until it is done
+        self._interrupted = 0
+
+    def add_topic(self, name: str, msgtype: str, offered_qos: Qos | Iterable[Qos] = QOS_RELIABLE) -> None:
+        if self._writer is None:
+            raise ValueError(f'bag {self.path} is closed')
+        if name in self._connections:
+            if self._types[name] != msgtype:
+                raise ValueError(f'topic {name} is already recorded with type {self._types[name]}, not {msgtype}')
+            return
+        if msgtype not in typestore().types:
+            raise ValueError(f'unknown message type {msgtype!r} for topic {name}')
+        profiles = [offered_qos] if isinstance(offered_qos, Qos) else list(offered_qos)
+        self._connections[name] = self._writer.add_connection(name, msgtype, typestore=typestore(),
+                                                              offered_qos_profiles=profiles)
+        self._types[name] = msgtype
+        self.counts[name] = 0
+
+    def add_topics(self, specs: Iterable[TopicSpec]) -> None:
+        for spec in specs:
+            self.add_topic(spec.name, spec.msgtype, spec.qos)
+
+    def write(self, topic: str, log_ns: int, msg: Any) -> None:
+        """Serialise a rosbags message object (tools.messages) to CDR and record it at `log_ns`."""
+        if topic not in self._types:
+            raise ValueError(f'topic {topic} was not added to bag {self.path}')
+        self.write_cdr(topic, log_ns, typestore().serialize_cdr(msg, self._types[topic]))
+
+    def write_cdr(self, topic: str, log_ns: int, data: bytes | memoryview) -> None:
+        """Record already serialised CDR bytes (e.g. from an rclpy raw subscription).
+
+        Log times never go backwards (a message stamped earlier than the last is recorded at the last time), so a
+        player replays the bag in recording order.
+        """
+        if self._writer is None:
+            raise ValueError(f'bag {self.path} is closed')
+        connection = self._connections.get(topic)
+        if connection is None:
+            raise ValueError(f'topic {topic} was not added to bag {self.path}')
+        self._last_ns = max(self._last_ns, int(log_ns))
+        self._writing = True
+        try:
+            self._writer.write(connection, self._last_ns, data)
+            self.counts[topic] += 1
+        finally:
+            self._writing = False
+        if self._interrupted:
+            signum, self._interrupted = self._interrupted, 0
+            raise KeyboardInterrupt(f'signal {signum}')
+
+    def close(self) -> Path:
+        """Write the index and metadata and move the bag into place (idempotent)."""
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.close()
+            os.replace(self._staging / self.path.name, self.path)
+            shutil.rmtree(self._staging, ignore_errors=True)
+            log.info('bag %s closed: %d messages on %d topics', self.path, sum(self.counts.values()),
+                     len(self.counts))
+        return self.path
+
+    def __enter__(self) -> BagWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@contextmanager
+def stop_on_signals(bag: BagWriter) -> Iterator[None]:
+    """Ctrl-C (SIGINT) and `kill` (SIGTERM) raise KeyboardInterrupt, but never in the middle of a write.
+
+    A signal that arrives while a message is being written is held until that write is complete, so the
+    storage never holds half a record and closing leaves a readable bag.
+    """
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if bag._writing:
+            bag._interrupted = signum
+        else:
+            raise KeyboardInterrupt(f'signal {signum}')
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@dataclass
+class BagMessage:
+    topic: str
+    msgtype: str
+    log_ns: int
+    msg: Any
+
+
+def read_bag(path: str | Path, topics: Iterable[str] | None = None) -> Iterator[BagMessage]:
+    """Messages of a rosbag2 (any storage, version 8 or 9) in log-time order, deserialised by rosbags."""
+    path = Path(path)
+    if not (path / 'metadata.yaml').is_file():
+        raise FileNotFoundError(f'{path} is not a rosbag2 folder (no metadata.yaml)')
+    wanted = set(topics) if topics is not None else None
+    with AnyReader([path], default_typestore=typestore()) as reader:
+        conns = [c for c in reader.connections if wanted is None or c.topic in wanted]
+        for conn, log_ns, raw in reader.messages(connections=conns):
+            yield BagMessage(conn.topic, conn.msgtype, log_ns, reader.deserialize(raw, conn.msgtype))
+
+
+def bag_topics(path: str | Path) -> dict[str, tuple[str, int, list[Qos]]]:
+    """topic -> (message type, message count, offered QoS profiles) from the bag's own index."""
+    with AnyReader([Path(path)], default_typestore=typestore()) as reader:
+        out: dict[str, tuple[str, int, list[Qos]]] = {}
+        for c in reader.connections:
+            qos_list = list(getattr(c.ext, 'offered_qos_profiles', []))
+            out[c.topic] = (c.msgtype, c.msgcount, qos_list)
+        return out
