@@ -1,0 +1,166 @@
+"""Baselines every model figure sits beside, as real systems of the WorldSystem protocol.
+
+- RepeatFirstFrame: the start frame (and its depth) for every step; what a frozen model scores.
+- Reprojection: the start frame forward-warped into each target camera by its depth (true depth for synthetic
+  starts), z-buffered, holes left empty (black RGB, depth 0): strong for short horizons, fading as holes grow.
+- memory_off_model: the world engine with its memory off (sink and local window only).
+Navigation actions are integrated with model.kinematics at `fps`, exactly as the engine does.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import cast
+
+import numpy as np
+
+from worldscape_ros.eval.protocol import Frame, WorldSystem
+from worldscape_ros.model.camera import check_intrinsics, check_rigid
+from worldscape_ros.model.kinematics import BaseState, NavAction, camera_pose, integrate, state_from_camera_pose
+
+CAMERA_HEIGHT = 1.0  # any fixed height round-trips camera_pose <-> state_from_camera_pose
+
+
+class _PoseTracker:
+    """Shared reset/step bookkeeping: the start frame, and the target camera of each step."""
+
+    def __init__(self, fps: float = 10.0) -> None:
+        if not fps > 0:
+            raise ValueError(f'fps must be positive, got {fps}')
+        self.fps = fps
+        self._state: BaseState | None = None
+        self._pose = np.eye(4)
+        self._index = 0
+        self.first_frame = np.zeros((1, 1, 3), np.uint8)
+        self.first_depth: np.ndarray | None = None
+        self.first_pose = np.eye(4)
+        self.intrinsics = np.eye(3)
+
+    def reset(self, first_frame: np.ndarray, pose: np.ndarray, intrinsics: np.ndarray,
+              depth: np.ndarray | None = None) -> None:
+        rgb = np.asarray(first_frame)
+        if rgb.ndim != 3 or rgb.shape[-1] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f'first_frame must be (H, W, 3) uint8, got {rgb.shape} {rgb.dtype}')
+        check_rigid(pose, 'pose')
+        check_intrinsics(intrinsics)
+        if depth is not None and np.shape(depth) != rgb.shape[:2]:
+            raise ValueError(f'depth must be (H, W) = {rgb.shape[:2]}, got shape {np.shape(depth)}')
+        self.first_frame = rgb.copy()
+        self.first_depth = None if depth is None else np.asarray(depth, np.float32).copy()
+        self.first_pose = np.asarray(pose, np.float64).copy()
+        self.intrinsics = np.asarray(intrinsics, np.float64).copy()
+        self._pose = self.first_pose.copy()
+        self._state = state_from_camera_pose(self._pose, CAMERA_HEIGHT)
+        self._index = 0
+
+    def advance(self, action: NavAction | np.ndarray) -> tuple[np.ndarray, int]:
+        if self._state is None:
+            raise RuntimeError('step() called before reset()')
+        if isinstance(action, NavAction):
+            self._state = integrate(self._state, action, 1.0 / self.fps)
+            self._pose = camera_pose(self._state)
+        else:
+            check_rigid(action, 'action (target camera pose)')
+            self._pose = np.asarray(action, np.float64).copy()
+            self._state = state_from_camera_pose(self._pose, CAMERA_HEIGHT)
+        self._index += 1
+        return self._pose.copy(), self._index
+
+
+class RepeatFirstFrame:
+    """Returns the start frame at every step: the figure a model that ignores actions would get."""
+
+    name = 'repeat_first_frame'
+
+    def __init__(self, fps: float = 10.0) -> None:
+        self._track = _PoseTracker(fps)
+
+    def reset(self, first_frame: np.ndarray, pose: np.ndarray, intrinsics: np.ndarray,
+              depth: np.ndarray | None = None) -> None:
+        self._track.reset(first_frame, pose, intrinsics, depth)
+
+    def step(self, action: NavAction | np.ndarray, hand_keypoints: np.ndarray | None = None) -> Frame:
+        t0 = time.perf_counter()
+        pose, index = self._track.advance(action)
+        first = self._track.first_frame
+        depth = self._track.first_depth
+        depth = np.full(first.shape[:2], np.nan, np.float32) if depth is None else depth.copy()
+        return Frame(rgb=first.copy(), depth=depth, pose=pose, index=index,
+                     latency_ms=1e3 * (time.perf_counter() - t0))
+
+
+def forward_warp(rgb: np.ndarray, depth: np.ndarray, src_c2w: np.ndarray, dst_c2w: np.ndarray,
+                 K: np.ndarray, supersample: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Splat a frame with metric z-depth into another camera (same intrinsics) with a z-buffer.
+
+    Each source pixel is split into supersample^2 sub-pixel points (nearest depth), so magnification up to
+    that factor leaves no cracks; what no source point lands on stays empty (RGB 0, depth 0).
+    Returns rgb (H, W, 3) uint8 and depth (H, W) float32.
+    """
+    H, W = depth.shape
+    s = supersample
+    sub = (np.arange(s) + 0.5) / s  # sub-pixel offsets within a pixel
+    u = (np.arange(W)[:, None] + sub[None, :]).reshape(-1)  # (W*s,)
+    v = (np.arange(H)[:, None] + sub[None, :]).reshape(-1)  # (H*s,)
+    uu, vv = np.meshgrid(u, v)  # (H*s, W*s)
+    z = np.repeat(np.repeat(depth.astype(np.float64), s, 0), s, 1)
+    colours = np.repeat(np.repeat(rgb, s, 0), s, 1).reshape(-1, 3)
+    valid = (np.isfinite(z) & (z > 0)).reshape(-1)
+    pix = np.stack([uu, vv, np.ones_like(uu)], -1).reshape(-1, 3)  # (N, 3)
+    p_src = (pix @ np.linalg.inv(K).T) * z.reshape(-1, 1)  # (N, 3) source camera coordinates
+    T = np.linalg.inv(dst_c2w) @ src_c2w  # source camera -> target camera
+    p_dst = p_src @ T[:3, :3].T + T[:3, 3]
+    zd = p_dst[:, 2]
+    valid &= zd > 1e-6
+    uv = p_dst[:, :2] / np.where(valid, zd, 1.0)[:, None] * np.array([K[0, 0], K[1, 1]]) + K[:2, 2]
+    ui = np.floor(uv[:, 0]).astype(np.int64)  # pixel (u, v) covers [u, u + 1)
+    vi = np.floor(uv[:, 1]).astype(np.int64)
+    valid &= (ui >= 0) & (ui < W) & (vi >= 0) & (vi < H)
+    idx = np.flatnonzero(valid)
+    flat = vi[idx] * W + ui[idx]
+    order = np.lexsort((zd[idx], flat))  # by pixel, nearest first
+    flat_sorted = flat[order]
+    first = np.ones(len(order), bool)
+    first[1:] = flat_sorted[1:] != flat_sorted[:-1]
+    winners = idx[order[first]]
+    out_rgb = np.zeros((H * W, 3), np.uint8)
+    out_depth = np.zeros(H * W, np.float32)
+    out_rgb[flat_sorted[first]] = colours[winners]
+    out_depth[flat_sorted[first]] = zd[winners]
+    return out_rgb.reshape(H, W, 3), out_depth.reshape(H, W)
+
+
+class Reprojection:
+    """The start frame reprojected into each target camera by its depth; holes left empty."""
+
+    name = 'reprojection'
+
+    def __init__(self, fps: float = 10.0, supersample: int = 2) -> None:
+        self._track = _PoseTracker(fps)
+        self.supersample = supersample
+
+    def reset(self, first_frame: np.ndarray, pose: np.ndarray, intrinsics: np.ndarray,
+              depth: np.ndarray | None = None) -> None:
+        if depth is None:
+            raise ValueError('the reprojection baseline needs the start frame\'s depth (true depth for synthetic '
+                             'starts)')
+        self._track.reset(first_frame, pose, intrinsics, depth)
+
+    def step(self, action: NavAction | np.ndarray, hand_keypoints: np.ndarray | None = None) -> Frame:
+        t0 = time.perf_counter()
+        pose, index = self._track.advance(action)
+        tr = self._track
+        assert tr.first_depth is not None
+        rgb, depth = forward_warp(tr.first_frame, tr.first_depth, tr.first_pose, pose, tr.intrinsics,
+                                  self.supersample)
+        return Frame(rgb=rgb, depth=depth, pose=pose, index=index, latency_ms=1e3 * (time.perf_counter() - t0))
+
+
+def model_system(checkpoint: str | None = None, config: str | None = None, device: str = 'cpu',
+                 dtype: str = 'float32', memory: bool = True) -> WorldSystem:
+    """The world engine (memory on: 'model'; memory off: the 'memory_off' baseline)."""
+    from worldscape_ros.model.engine import WorldEngine  # heavy and optional: only when a model is evaluated
+
+    engine = WorldEngine.from_pretrained(checkpoint=checkpoint, config=config, device=device, dtype=dtype,
+                                         memory=memory)
+    return cast(WorldSystem, engine)  # reset() also returns frame 0, which the protocol ignores
