@@ -1,0 +1,338 @@
+"""Procedural MuJoCo scenes from an integer seed: indoor rooms, outdoor yards and a manipulation table.
+
+A SceneSpec holds the MJCF text and its in-memory texture assets (both a pure function of kind and seed, so
+re-rendering a seed is byte-identical), the free space a ground robot may drive in, and for the table the
+objects a hand can pick up. World frame REP-103: x forward, y left, z up, metres.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import mujoco
+import numpy as np
+
+from worldscape_ros.synthetic.hand import hand_mjcf
+from worldscape_ros.synthetic.textures import texture_png
+
+SCENE_KINDS = ('room', 'yard', 'table')
+NAV_KINDS = ('room', 'yard')
+ROBOT_RADIUS = 0.35  # clearance the navigation camera keeps from walls and furniture (m)
+
+
+@dataclass(frozen=True)
+class FreeSpace:
+    """Where a ground robot may stand: inside an axis-aligned rectangle, outside every obstacle footprint.
+
+    boxes: (N, 5) rows [cx, cy, hx, hy, yaw] (rotated rectangles); circles: (M, 3) rows [cx, cy, r].
+    """
+
+    bounds: tuple[float, float, float, float]  # xmin, xmax, ymin, ymax
+    boxes: np.ndarray
+    circles: np.ndarray
+
+    def clearance(self, x: float, y: float) -> float:
+        """Signed distance (m) from (x, y) to the nearest wall or obstacle; negative inside one."""
+        xmin, xmax, ymin, ymax = self.bounds
+        d = min(x - xmin, xmax - x, y - ymin, ymax - y)
+        if len(self.circles):
+            d = min(d, float(np.min(np.hypot(self.circles[:, 0] - x, self.circles[:, 1] - y) - self.circles[:, 2])))
+        if len(self.boxes):
+            b = self.boxes
+            dx, dy = x - b[:, 0], y - b[:, 1]
+            c, s = np.cos(b[:, 4]), np.sin(b[:, 4])
+            qx = np.abs(c * dx + s * dy) - b[:, 2]  # point in each box's frame, minus half extents
+            qy = np.abs(-s * dx + c * dy) - b[:, 3]
+            outside = np.hypot(np.maximum(qx, 0), np.maximum(qy, 0)) + np.minimum(np.maximum(qx, qy), 0)
+            d = min(d, float(outside.min()))
+        return float(d)
+
+    def is_free(self, x: float, y: float, margin: float = ROBOT_RADIUS) -> bool:
+        return self.clearance(x, y) >= margin
+
+    def sample(self, rng: np.random.Generator, margin: float = ROBOT_RADIUS, tries: int = 2000) -> tuple[float, float]:
+        """A free point, preferring the most open of a few candidates."""
+        xmin, xmax, ymin, ymax = self.bounds
+        best, best_c = None, -math.inf
+        found = 0
+        for _ in range(tries):
+            x, y = float(rng.uniform(xmin, xmax)), float(rng.uniform(ymin, ymax))
+            c = self.clearance(x, y)
+            if c >= margin:
+                found += 1
+                if c > best_c:
+                    best, best_c = (x, y), c
+                if found >= 8:
+                    break
+        if best is None:
+            raise ValueError(f'no free space with margin {margin} m in this scene')
+        return best
+
+
+@dataclass(frozen=True)
+class TableObject:
+    """An object on the manipulation table (a mocap body, so a hand can carry it kinematically)."""
+
+    name: str
+    shape: str  # box | cylinder | sphere
+    position: np.ndarray  # centre at rest on the table (world, m)
+    half_height: float
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    kind: str
+    seed: int
+    mjcf: str
+    assets: dict[str, bytes]
+    free_space: FreeSpace
+    max_depth: float  # depth beyond this (sky, seams) is clamped to it (m)
+    table_top: float = 0.0
+    objects: tuple[TableObject, ...] = field(default_factory=tuple)
+
+    def build_model(self) -> mujoco.MjModel:
+        """The MuJoCo model (deterministic: same kind and seed give the same model)."""
+        return mujoco.MjModel.from_xml_string(self.mjcf, dict(self.assets))
+
+
+def make_scene(kind: str, seed: int) -> SceneSpec:
+    """A procedural scene of `kind` ('room', 'yard' or 'table') from an integer seed."""
+    if kind not in SCENE_KINDS:
+        raise ValueError(f'unknown scene kind {kind!r}; expected one of {", ".join(SCENE_KINDS)}')
+    if not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f'scene seed must be a non-negative integer, got {seed!r}')
+    builder = _SceneBuilder(np.random.default_rng([int(seed), SCENE_KINDS.index(kind)]))
+    if kind == 'room':
+        return builder.room(seed)
+    if kind == 'yard':
+        return builder.yard(seed)
+    return builder.table(seed)
+
+
+def _f(*values: float) -> str:
+    return ' '.join(f'{v:.4f}' for v in values)
+
+
+class _SceneBuilder:
+    """Accumulates MJCF assets and geoms while drawing every random choice from one Generator."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+        self.assets: dict[str, bytes] = {}
+        self.asset_xml: list[str] = []
+        self.body_xml: list[str] = []
+        self.n_geoms = 0
+
+    # -- materials ---------------------------------------------------------------------------------------
+    def material(self, repeat: float = 1.0, shapes: int = 24, contrast: float = 0.5, cube: bool = False) -> str:
+        """A textured material. 2D textures are projected along the geom's z, so they suit horizontal surfaces
+        (floor, ceiling, table top); walls and furniture take cube textures (the image on every face)."""
+        name = f'mat{len(self.asset_xml)}'
+        png = f'{name}.png'
+        self.assets[png] = texture_png(self.rng, 256, shapes, contrast)
+        mapping = '' if cube else f' texrepeat="{_f(repeat, repeat)}" texuniform="true"'
+        self.asset_xml.append(f'<texture name="{name}_tex" type="{"cube" if cube else "2d"}" file="{png}"/>')
+        self.asset_xml.append(f'<material name="{name}" texture="{name}_tex"{mapping} '
+                              f'specular="{self.rng.uniform(0.05, 0.4):.3f}" '
+                              f'shininess="{self.rng.uniform(0.1, 0.6):.3f}"/>')
+        return name
+
+    def geom(self, gtype: str, pos: tuple[float, ...], size: tuple[float, ...], material: str,
+             euler: tuple[float, float, float] | None = None, name: str | None = None) -> None:
+        name = name or f'g{self.n_geoms}'
+        self.n_geoms += 1
+        rot = f' euler="{_f(*euler)}"' if euler is not None else ''
+        self.body_xml.append(f'<geom name="{name}" type="{gtype}" pos="{_f(*pos)}" size="{_f(*size)}" '
+                             f'material="{material}"{rot}/>')
+
+    def lights(self, count: int, z: float, span: tuple[float, float], directional: bool = False) -> None:
+        for i in range(count):
+            x, y = self.rng.uniform(-span[0], span[0]), self.rng.uniform(-span[1], span[1])
+            tint = 0.75 + 0.25 * self.rng.random(3)
+            diffuse = tint * self.rng.uniform(0.35, 0.65)
+            kind = f'directional="true" dir="{_f(*self.rng.uniform(-0.4, 0.4, 2), -1.0)}"' if directional \
+                else 'dir="0 0 -1"'
+            self.body_xml.append(f'<light name="light{i}" pos="{_f(x, y, z)}" {kind} diffuse="{_f(*diffuse)}" '
+                                 f'specular="0.1 0.1 0.1" castshadow="false" attenuation="1 0.02 0.01"/>')
+
+    def document(self, extent: float, skybox: bool = False) -> str:
+        ambient = self.rng.uniform(0.15, 0.3)
+        sky = ''
+        if skybox:
+            top, bottom = 0.35 + 0.3 * self.rng.random(3), 0.75 + 0.2 * self.rng.random(3)
+            top[2] = max(top[2], 0.8)
+            sky = (f'<texture name="sky" type="skybox" builtin="gradient" rgb1="{_f(*top)}" rgb2="{_f(*bottom)}" '
+                   f'width="256" height="256"/>')
+        return f"""<mujoco model="worldscape_scene">
+  <compiler texturedir="."/>
+  <statistic extent="{extent:.3f}" center="0 0 1"/>
+  <visual>
+    <global offwidth="1024" offheight="1024"/>
+    <headlight ambient="{_f(ambient, ambient, ambient)}" diffuse="0.25 0.25 0.25" specular="0 0 0"/>
+    <map znear="{0.02 / extent:.6f}" zfar="1.2"/>
+    <quality shadowsize="0" numslices="16" numstacks="8"/>
+  </visual>
+  <asset>
+    {sky}
+    {chr(10).join('    ' + a for a in self.asset_xml)}
+  </asset>
+  <worldbody>
+{chr(10).join('    ' + b for b in self.body_xml)}
+  </worldbody>
+</mujoco>
+"""
+
+    # -- shells ------------------------------------------------------------------------------------------
+    def walled_room(self, hx: float, hy: float, height: float, openings: int, thick: float = 0.2) -> None:
+        """Floor, ceiling and four walls (boxes overlapping at the corners so no seam leaks), with doorways.
+
+        Behind each doorway an outer shell (a second ring of walls) closes the view, so nothing sees the void.
+        """
+        floor, ceiling = self.material(repeat=0.5), self.material(repeat=0.5, contrast=0.3)
+        outer = 2.0
+        self.geom('box', (0, 0, -0.05), (hx + outer + thick, hy + outer + thick, 0.05), floor, name='floor')
+        self.geom('box', (0, 0, height + 0.05), (hx + outer + thick, hy + outer + thick, 0.05), ceiling,
+                  name='ceiling')
+        doors = set(self.rng.choice(4, size=openings, replace=False).tolist()) if openings else set()
+        for side in range(4):
+            mat = self.material(cube=True)
+            along = hx if side < 2 else hy  # half length of this wall
+            sign = 1 if side % 2 == 0 else -1
+            if side in doors:
+                width = self.rng.uniform(0.9, 1.4)
+                centre = self.rng.uniform(-along + width, along - width)
+                segments = [(-along - thick, centre - width / 2), (centre + width / 2, along + thick)]
+                lintel_h = self.rng.uniform(2.0, min(2.3, height - 0.2))
+                self._wall(side, sign, hx, hy, (centre - width / 2, centre + width / 2), (lintel_h, height),
+                           thick, mat)
+            else:
+                segments = [(-along - thick, along + thick)]
+            for seg in segments:
+                self._wall(side, sign, hx, hy, seg, (0.0, height), thick, mat)
+        if doors:  # the outer shell seen through doorways
+            mat = self.material(cube=True)
+            for side in range(4):
+                sign = 1 if side % 2 == 0 else -1
+                along = (hx if side < 2 else hy) + outer + thick
+                self._wall(side, sign, hx + outer, hy + outer, (-along - thick, along + thick), (0.0, height),
+                           thick, mat)
+
+    def _wall(self, side: int, sign: int, hx: float, hy: float, span: tuple[float, float],
+              z: tuple[float, float], thick: float, mat: str) -> None:
+        mid, half = 0.5 * (span[0] + span[1]), 0.5 * (span[1] - span[0])
+        zc, zh = 0.5 * (z[0] + z[1]), 0.5 * (z[1] - z[0])
+        if side < 2:  # walls at x = +-hx, running along y
+            self.geom('box', (sign * (hx + thick / 2), mid, zc), (thick / 2, half, zh), mat)
+        else:
+            self.geom('box', (mid, sign * (hy + thick / 2), zc), (half, thick / 2, zh), mat)
+
+    def scatter(self, count: int, region: tuple[float, float], sizes: tuple[float, float], heights: tuple[float, float],
+                keep_clear: list[tuple[float, float, float]]) -> tuple[list[list[float]], list[list[float]]]:
+        """Furniture-like boxes, cylinders and spheres on the floor, not overlapping each other.
+
+        Returns their footprints (boxes [cx, cy, hx, hy, yaw], circles [cx, cy, r]) for the free space.
+        """
+        boxes: list[list[float]] = []
+        circles: list[list[float]] = []
+        placed: list[tuple[float, float, float]] = list(keep_clear)
+        mats = [self.material(shapes=24, cube=True) for _ in range(min(count, 5))]
+        for _ in range(count):
+            for _attempt in range(30):
+                shape = self.rng.choice(['box', 'box', 'cylinder', 'sphere'])
+                r = float(self.rng.uniform(*sizes))
+                x, y = float(self.rng.uniform(-region[0], region[0])), float(self.rng.uniform(-region[1], region[1]))
+                if all(math.hypot(x - px, y - py) > r + pr + 0.1 for px, py, pr in placed):
+                    break
+            else:
+                continue
+            placed.append((x, y, r * 1.42))
+            mat = mats[int(self.rng.integers(len(mats)))]
+            h = float(self.rng.uniform(*heights))
+            if shape == 'box':
+                hx, hy = r, float(self.rng.uniform(0.5, 1.0)) * r
+                yaw = float(self.rng.uniform(0, math.pi))
+                self.geom('box', (x, y, h / 2), (hx, hy, h / 2), mat, euler=(0, 0, yaw))
+                boxes.append([x, y, hx, hy, yaw])
+                if self.rng.random() < 0.4:  # something standing on it
+                    rs = min(hx, hy) * 0.5
+                    self.geom('sphere', (x, y, h + rs), (rs,), mats[int(self.rng.integers(len(mats)))])
+            elif shape == 'cylinder':
+                rc = r * 0.6
+                self.geom('cylinder', (x, y, h / 2), (rc, h / 2), mat)
+                circles.append([x, y, rc])
+            else:
+                rs = min(r, 0.5)
+                self.geom('sphere', (x, y, rs), (rs,), mat)
+                circles.append([x, y, rs])
+        return boxes, circles
+
+    # -- kinds -------------------------------------------------------------------------------------------
+    def room(self, seed: int) -> SceneSpec:
+        hx, hy = self.rng.uniform(2.5, 4.0, 2)
+        height = float(self.rng.uniform(2.6, 3.2))
+        self.walled_room(hx, hy, height, openings=int(self.rng.integers(1, 3)))
+        boxes, circles = self.scatter(int(self.rng.integers(4, 8)), (hx - 0.4, hy - 0.4), (0.25, 0.6), (0.4, 1.6),
+                                      keep_clear=[(0.0, 0.0, 0.6)])
+        self.lights(int(self.rng.integers(2, 5)), height - 0.1, (hx * 0.8, hy * 0.8))
+        extent = float(math.hypot(hx + 2.4, hy + 2.4) * 2)
+        free = FreeSpace((-hx, hx, -hy, hy), np.array(boxes).reshape(-1, 5), np.array(circles).reshape(-1, 3))
+        return SceneSpec('room', seed, self.document(extent), self.assets, free, max_depth=extent)
+
+    def yard(self, seed: int) -> SceneSpec:
+        half = 20.0
+        ground = self.material(repeat=0.25, shapes=60, contrast=0.6)
+        self.geom('box', (0, 0, -0.05), (half, half, 0.05), ground, name='ground')
+        boxes, circles = self.scatter(int(self.rng.integers(12, 24)), (14.0, 14.0), (0.3, 1.2), (0.5, 2.5),
+                                      keep_clear=[(0.0, 0.0, 1.0)])
+        # fences/sheds at the edge so the horizon is not empty
+        for _ in range(int(self.rng.integers(3, 7))):
+            a = self.rng.uniform(0, 2 * math.pi)
+            d = self.rng.uniform(15.0, 18.0)
+            w, h = self.rng.uniform(1.0, 4.0), self.rng.uniform(1.0, 3.5)
+            self.geom('box', (d * math.cos(a), d * math.sin(a), h / 2), (0.3, w, h / 2), self.material(cube=True),
+                      euler=(0, 0, a))
+        self.lights(1, 30.0, (5.0, 5.0), directional=True)
+        extent = 2 * half * math.sqrt(2)
+        bound = 13.0
+        free = FreeSpace((-bound, bound, -bound, bound), np.array(boxes).reshape(-1, 5),
+                         np.array(circles).reshape(-1, 3))
+        return SceneSpec('yard', seed, self.document(extent, skybox=True), self.assets, free, max_depth=extent)
+
+    def table(self, seed: int) -> SceneSpec:
+        hx, hy = self.rng.uniform(1.8, 2.5, 2)
+        height = float(self.rng.uniform(2.6, 3.0))
+        self.walled_room(hx, hy, height, openings=0)
+        top = float(self.rng.uniform(0.72, 0.8))
+        tx, ty = 0.45, 0.6  # table half extents (m)
+        table_mat = self.material(repeat=0.4, shapes=40, contrast=0.35)
+        self.geom('box', (0.0, 0.0, top - 0.02), (tx, ty, 0.02), table_mat, name='table_top')
+        leg_mat = self.material(cube=True)
+        for sx in (-1, 1):
+            for sy in (-1, 1):
+                self.geom('box', (sx * (tx - 0.05), sy * (ty - 0.05), (top - 0.04) / 2), (0.03, 0.03, (top - 0.04) / 2),
+                          leg_mat)
+        objects = []
+        spots: list[tuple[float, float]] = []
+        for i in range(int(self.rng.integers(3, 6))):
+            shape = str(self.rng.choice(['box', 'cylinder', 'sphere']))
+            r = float(self.rng.uniform(0.022, 0.032))
+            hh = r if shape == 'sphere' else float(self.rng.uniform(0.025, 0.045))
+            for _ in range(50):
+                x, y = float(self.rng.uniform(-0.12, 0.15)), float(self.rng.uniform(-0.22, 0.22))
+                if all(math.hypot(x - a, y - b) > 0.11 for a, b in spots):
+                    break
+            spots.append((x, y))
+            pos = np.array([x, y, top + hh])
+            rgba = _f(*self.rng.uniform(0.1, 0.95, 3), 1.0)
+            size = {'box': _f(r, r, hh), 'cylinder': _f(r, hh), 'sphere': _f(r)}[shape]
+            name = f'object{i}'
+            self.body_xml.append(f'<body name="{name}" mocap="true" pos="{_f(*pos)}"><geom name="{name}_geom" '
+                                 f'type="{shape}" size="{size}" rgba="{rgba}" contype="0" conaffinity="0"/></body>')
+            objects.append(TableObject(name, shape, pos, hh))
+        self.body_xml.append(hand_mjcf())
+        self.lights(int(self.rng.integers(2, 4)), height - 0.1, (1.0, 1.0))
+        extent = float(math.hypot(hx, hy) * 2 + 1)
+        free = FreeSpace((-hx, hx, -hy, hy), np.array([[0.0, 0.0, tx, ty, 0.0]]), np.zeros((0, 3)))
+        return SceneSpec('table', seed, self.document(extent), self.assets, free, max_depth=extent, table_top=top,
+                         objects=tuple(objects))
