@@ -1,0 +1,291 @@
+"""numpy <-> ROS messages for the simulator: images, camera info, odometry, transforms, hand keypoints.
+
+No cv_bridge (FACTS.md: none for ROS 2 off a ROS install); images go through `np.frombuffer` / `.tobytes()`.
+Conventions: REP-103 frames, REP-118 depth (32FC1 metres along the optical z axis, 16UC1 millimetres),
+camera-to-world poses with OpenCV axes (the `*_optical` frame). Bad input raises ValueError naming the field.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import Pose, Quaternion, Transform, TransformStamped, Twist, Vector3
+from nav_msgs.msg import Odometry
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+
+from worldscape_ros.model.kinematics import BaseState, NavAction, base_pose
+
+NUM_HAND_KEYPOINTS = 21
+
+# encoding -> (numpy dtype, channels)
+_ENCODINGS: dict[str, tuple[np.dtype, int]] = {
+    'rgb8': (np.dtype(np.uint8), 3),
+    'bgr8': (np.dtype(np.uint8), 3),
+    'rgba8': (np.dtype(np.uint8), 4),
+    'bgra8': (np.dtype(np.uint8), 4),
+    'mono8': (np.dtype(np.uint8), 1),
+    '32FC1': (np.dtype(np.float32), 1),
+    '16UC1': (np.dtype(np.uint16), 1),
+}
+
+
+# ---- time ----------------------------------------------------------------------------------------------------
+def stamp_from_ns(ns: int) -> Time:
+    if ns < 0:
+        raise ValueError(f'stamp must be non-negative, got {ns} ns')
+    return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+
+
+def ns_from_stamp(stamp: Time) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def header(stamp_ns: int, frame_id: str) -> Header:
+    return Header(stamp=stamp_from_ns(stamp_ns), frame_id=frame_id)
+
+
+# ---- images --------------------------------------------------------------------------------------------------
+def numpy_to_image(array: np.ndarray, encoding: str, stamp_ns: int, frame_id: str) -> Image:
+    """(H, W) or (H, W, C) array -> Image with a tight row step, little-endian."""
+    if encoding not in _ENCODINGS:
+        raise ValueError(f'image encoding {encoding!r} is not supported (one of {sorted(_ENCODINGS)})')
+    dtype, channels = _ENCODINGS[encoding]
+    arr = np.asarray(array)
+    expected_ndim = 2 if channels == 1 else 3
+    if arr.ndim == 3 and channels == 1 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.ndim != expected_ndim or (channels > 1 and arr.shape[2] != channels):
+        raise ValueError(f'image array of shape {arr.shape} does not fit encoding {encoding}')
+    if arr.dtype != dtype:
+        raise ValueError(f'image array of dtype {arr.dtype} does not fit encoding {encoding} ({dtype})')
+    arr = np.ascontiguousarray(arr.astype(dtype.newbyteorder('<'), copy=False))
+    msg = Image()
+    msg.header = header(stamp_ns, frame_id)
+    msg.height, msg.width = int(arr.shape[0]), int(arr.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = 0
+    msg.step = int(arr.shape[1] * channels * dtype.itemsize)
+    msg.data = arr.tobytes()
+    return msg
+
+
+def rgb_to_image(rgb: np.ndarray, stamp_ns: int, frame_id: str) -> Image:
+    return numpy_to_image(rgb, 'rgb8', stamp_ns, frame_id)
+
+
+def depth_to_image(depth: np.ndarray, stamp_ns: int, frame_id: str) -> Image:
+    return numpy_to_image(np.asarray(depth, dtype=np.float32), '32FC1', stamp_ns, frame_id)
+
+
+def image_to_numpy(msg: Image) -> np.ndarray:
+    """Image -> (H, W) or (H, W, C) array, honouring row padding and byte order."""
+    if msg.encoding not in _ENCODINGS:
+        raise ValueError(f'image.encoding {msg.encoding!r} is not supported (one of {sorted(_ENCODINGS)})')
+    dtype, channels = _ENCODINGS[msg.encoding]
+    dtype = dtype.newbyteorder('>' if msg.is_bigendian else '<')
+    row_bytes = msg.width * channels * dtype.itemsize
+    if msg.height == 0 or msg.width == 0:
+        raise ValueError(f'image is empty ({msg.width}x{msg.height})')
+    if msg.step < row_bytes:
+        raise ValueError(f'image.step {msg.step} is smaller than a row ({row_bytes} bytes)')
+    if len(msg.data) < msg.step * msg.height:
+        raise ValueError(f'image.data holds {len(msg.data)} bytes, expected {msg.step * msg.height}')
+    buf = np.frombuffer(bytes(msg.data), dtype=np.uint8, count=msg.step * msg.height).reshape(msg.height, msg.step)
+    rows = buf[:, :row_bytes]  # drop row padding
+    arr = np.ascontiguousarray(rows).view(dtype).reshape(msg.height, msg.width, channels)  # (H, W, C)
+    arr = arr.astype(dtype.newbyteorder('='), copy=False)
+    return arr[..., 0] if channels == 1 else arr
+
+
+def image_to_rgb(msg: Image, height: int | None = None, width: int | None = None) -> np.ndarray:
+    """rgb8/bgr8/rgba8/bgra8 Image -> (H, W, 3) uint8 RGB, optionally of a required size."""
+    if msg.encoding not in ('rgb8', 'bgr8', 'rgba8', 'bgra8'):
+        raise ValueError(f'image.encoding must be rgb8 or bgr8 (or rgba8/bgra8), got {msg.encoding!r}')
+    if height is not None and width is not None and (msg.height, msg.width) != (height, width):
+        raise ValueError(f'image is {msg.width}x{msg.height}, the model needs {width}x{height}')
+    arr = image_to_numpy(msg)
+    if msg.encoding.startswith('bgr'):
+        arr = arr[..., [2, 1, 0]]
+    return np.ascontiguousarray(arr[..., :3])
+
+
+def image_to_depth(msg: Image, height: int | None = None, width: int | None = None) -> np.ndarray:
+    """32FC1 (metres) or 16UC1 (millimetres, 0 = unknown) Image -> (H, W) float32 metres, NaN where unknown."""
+    if msg.encoding not in ('32FC1', '16UC1'):
+        raise ValueError(f'depth.encoding must be 32FC1 or 16UC1 (REP-118), got {msg.encoding!r}')
+    if height is not None and width is not None and (msg.height, msg.width) != (height, width):
+        raise ValueError(f'depth is {msg.width}x{msg.height}, the model needs {width}x{height}')
+    arr = image_to_numpy(msg)
+    if msg.encoding == '16UC1':
+        metres = arr.astype(np.float32) / 1000.0
+        metres[arr == 0] = np.nan
+        return metres
+    return arr.astype(np.float32, copy=False)
+
+
+# ---- cameras -------------------------------------------------------------------------------------------------
+def camera_info(K: np.ndarray, width: int, height: int, stamp_ns: int, frame_id: str) -> CameraInfo:
+    """Pinhole CameraInfo with no distortion: P = [K | 0], R = I (a monocular, rectified camera)."""
+    k = np.asarray(K, dtype=np.float64)
+    if k.shape != (3, 3) or not np.all(np.isfinite(k)):
+        raise ValueError(f'intrinsics must be a finite 3x3 matrix, got shape {k.shape}')
+    msg = CameraInfo()
+    msg.header = header(stamp_ns, frame_id)
+    msg.width, msg.height = int(width), int(height)
+    msg.distortion_model = 'plumb_bob'
+    msg.d = [0.0] * 5
+    msg.k = k.reshape(-1).tolist()
+    msg.r = np.eye(3).reshape(-1).tolist()
+    P = np.zeros((3, 4))  # (3, 4)
+    P[:, :3] = k
+    msg.p = P.reshape(-1).tolist()
+    return msg
+
+
+def camera_info_to_intrinsics(msg: CameraInfo) -> np.ndarray | None:
+    """CameraInfo.k -> (3, 3), or None for an all-zero k (meaning: keep the model's camera)."""
+    k = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
+    if not np.any(k):
+        return None
+    if not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0 or k[2, 2] != 1.0:
+        raise ValueError(f'camera_info.k is not a pinhole matrix: {k.reshape(-1).tolist()}')
+    return k
+
+
+# ---- rotations and poses -------------------------------------------------------------------------------------
+def quaternion_from_matrix(R: np.ndarray) -> np.ndarray:
+    """Rotation (3, 3) -> unit quaternion (x, y, z, w) with w >= 0 (Shepperd's method)."""
+    m = np.asarray(R, dtype=np.float64)
+    tr = m[0, 0] + m[1, 1] + m[2, 2]
+    if tr > 0:
+        s = 2.0 * math.sqrt(tr + 1.0)
+        q = np.array([(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s])
+    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
+        s = 2.0 * math.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2])
+        q = np.array([0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s])
+    elif m[1, 1] > m[2, 2]:
+        s = 2.0 * math.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2])
+        q = np.array([(m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s])
+    else:
+        s = 2.0 * math.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1])
+        q = np.array([(m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s, (m[1, 0] - m[0, 1]) / s])
+    q /= np.linalg.norm(q)
+    return -q if q[3] < 0 else q
+
+
+def matrix_from_quaternion(q: np.ndarray | list[float], name: str = 'orientation') -> np.ndarray:
+    """Quaternion (x, y, z, w), unit within 1e-3 -> rotation (3, 3)."""
+    x, y, z, w = (float(v) for v in q)
+    n = math.sqrt(x * x + y * y + z * z + w * w)
+    if not math.isfinite(n) or abs(n - 1.0) > 1e-3:
+        raise ValueError(f'{name} must be a finite unit quaternion, got norm {n}')
+    x, y, z, w = x / n, y / n, z / n, w / n
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+def pose_to_matrix(pose: Pose, name: str = 'pose') -> np.ndarray:
+    """geometry_msgs/Pose -> 4x4; raises ValueError on a non-finite position or a non-unit quaternion."""
+    p = np.array([pose.position.x, pose.position.y, pose.position.z], dtype=np.float64)
+    if not np.all(np.isfinite(p)):
+        raise ValueError(f'{name}.position must be finite, got {p.tolist()}')
+    o = pose.orientation
+    T = np.eye(4)
+    T[:3, :3] = matrix_from_quaternion([o.x, o.y, o.z, o.w], name=f'{name}.orientation')
+    T[:3, 3] = p
+    return T
+
+
+def matrix_to_pose(T: np.ndarray) -> Pose:
+    q = quaternion_from_matrix(T[:3, :3])
+    pose = Pose()
+    pose.position.x, pose.position.y, pose.position.z = (float(v) for v in T[:3, 3])
+    pose.orientation = Quaternion(x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3]))
+    return pose
+
+
+def matrix_to_transform(T: np.ndarray, stamp_ns: int, parent: str, child: str) -> TransformStamped:
+    """4x4 parent<-child -> TransformStamped (the pose of `child` in `parent`)."""
+    q = quaternion_from_matrix(T[:3, :3])
+    tf = TransformStamped()
+    tf.header = header(stamp_ns, parent)
+    tf.child_frame_id = child
+    tf.transform = Transform(
+        translation=Vector3(x=float(T[0, 3]), y=float(T[1, 3]), z=float(T[2, 3])),
+        rotation=Quaternion(x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3])),
+    )
+    return tf
+
+
+def transform_to_matrix(tf: Transform) -> np.ndarray:
+    T = np.eye(4)
+    r = tf.rotation
+    T[:3, :3] = matrix_from_quaternion([r.x, r.y, r.z, r.w], name='transform.rotation')
+    T[:3, 3] = (tf.translation.x, tf.translation.y, tf.translation.z)
+    return T
+
+
+# ---- robot base ----------------------------------------------------------------------------------------------
+def twist_to_action(msg: Twist) -> NavAction:
+    """Twist (base frame) -> NavAction: linear.x/y/z, angular.z yaw rate, angular.y camera pitch rate.
+
+    Raises ValueError naming the first non-finite component.
+    """
+    fields = {'linear.x': msg.linear.x, 'linear.y': msg.linear.y, 'linear.z': msg.linear.z,
+              'angular.y': msg.angular.y, 'angular.z': msg.angular.z}
+    for name, value in fields.items():
+        if not math.isfinite(value):
+            raise ValueError(f'cmd_vel {name} must be finite, got {value}')
+    return NavAction(vx=msg.linear.x, vy=msg.linear.y, vz=msg.linear.z, yaw_rate=msg.angular.z,
+                     pitch_rate=msg.angular.y)
+
+
+def action_to_twist(action: NavAction) -> Twist:
+    t = Twist()
+    t.linear.x, t.linear.y, t.linear.z = action.vx, action.vy, action.vz
+    t.angular.y, t.angular.z = action.pitch_rate, action.yaw_rate
+    return t
+
+
+def odometry(state: BaseState, twist: NavAction, stamp_ns: int, odom_frame: str, base_frame: str) -> Odometry:
+    """Odometry of the base: pose in `odom_frame`, twist (the applied command) in `base_frame`.
+
+    The imagined world has no odometry noise, so the covariances are small and diagonal.
+    """
+    msg = Odometry()
+    msg.header = header(stamp_ns, odom_frame)
+    msg.child_frame_id = base_frame
+    msg.pose.pose = matrix_to_pose(base_pose(state))
+    msg.twist.twist = action_to_twist(twist)
+    diag = [1e-6, 1e-6, 1e-6, 1e-6, 1e-6, 1e-6]
+    msg.pose.covariance = np.diag(diag).reshape(-1).tolist()
+    msg.twist.covariance = np.diag(diag).reshape(-1).tolist()
+    return msg
+
+
+# ---- hands ---------------------------------------------------------------------------------------------------
+def hand_keypoints_to_numpy(msg: object, expected_frame: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """HandKeypoints -> points (21, 3) metres in the optical frame, scores (21,) in [0, 1].
+
+    Raises ValueError for a wrong count, a wrong frame, non-finite points or scores outside [0, 1].
+    """
+    points = list(msg.points)  # type: ignore[attr-defined]
+    scores = np.asarray(list(msg.scores), dtype=np.float32)  # type: ignore[attr-defined]
+    if len(points) != NUM_HAND_KEYPOINTS or scores.shape != (NUM_HAND_KEYPOINTS,):
+        raise ValueError(f'hand keypoints must have {NUM_HAND_KEYPOINTS} points and scores, '
+                         f'got {len(points)} points and {scores.size} scores')
+    frame = msg.header.frame_id  # type: ignore[attr-defined]
+    if expected_frame is not None and frame != expected_frame:
+        raise ValueError(f'hand keypoints header.frame_id must be {expected_frame!r}, got {frame!r}')
+    xyz = np.array([[p.x, p.y, p.z] for p in points], dtype=np.float64)  # (21, 3)
+    if not np.all(np.isfinite(xyz)):
+        raise ValueError('hand keypoints points must be finite')
+    if not np.all(np.isfinite(scores)) or scores.min() < 0 or scores.max() > 1:
+        raise ValueError('hand keypoints scores must be in [0, 1]')
+    return xyz, scores
