@@ -1,0 +1,115 @@
+"""Checkpoints in safetensors only: weights, the model config, a format version and per-tensor hashes.
+
+Loading never unpickles. A truncated file, an unknown format version, a tensor missing, unexpected, of the
+wrong shape or whose bytes do not match its recorded hash fails with a CheckpointError naming it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from worldscape_ros.errors import CheckpointError
+from worldscape_ros.model.config import MODELS_DIR, ModelConfig
+from worldscape_ros.model.world_model import WorldModel
+
+FORMAT_VERSION = 1
+DEFAULT_CHECKPOINT = MODELS_DIR / 'ws-tiny.safetensors'
+
+
+def tensor_sha256(t: torch.Tensor) -> str:
+    data = t.detach().contiguous().cpu()
+    if data.dtype == torch.bfloat16:
+        data = data.view(torch.int16)
+    return hashlib.sha256(data.numpy().tobytes()).hexdigest()
+
+
+def weights_sha256(hashes: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()
+
+
+def save_checkpoint(path: str | Path, model: WorldModel, extra: dict[str, Any] | None = None) -> str:
+    """Write atomically; return the weights' sha256."""
+    path = Path(path)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    hashes = {k: tensor_sha256(v) for k, v in state.items()}
+    digest = weights_sha256(hashes)
+    meta = {
+        'format_version': str(FORMAT_VERSION),
+        'config': json.dumps(model.config.to_dict()),
+        'tensor_sha256': json.dumps(hashes),
+        'weights_sha256': digest,
+        'extra': json.dumps(extra or {}),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata=meta)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return digest
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f'checkpoint {path} does not exist')
+    try:
+        with safe_open(str(path), framework='pt') as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f'checkpoint {path} is not a readable safetensors file: {exc}') from None
+    version = int(meta.get('format_version', '0') or 0)
+    if version < 1 or version > FORMAT_VERSION:
+        raise CheckpointError(f'checkpoint {path} has format version {meta.get("format_version")!r}; '
+                              f'this build reads versions 1 to {FORMAT_VERSION}')
+    return meta
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = 'cpu', config: ModelConfig | None = None,
+                    verify: bool = True) -> tuple[WorldModel, dict[str, Any]]:
+    """Build the model from the checkpoint's config (or `config`, which must match its tensors)."""
+    path = Path(path)
+    meta = read_metadata(path)
+    try:
+        cfg = config or ModelConfig.from_dict(json.loads(meta['config']))
+        hashes: dict[str, str] = json.loads(meta.get('tensor_sha256', '{}'))
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f'checkpoint {path} has no readable config: {exc}') from None
+    model = WorldModel(cfg)
+    expected = model.state_dict()
+    state: dict[str, torch.Tensor] = {}
+    try:
+        with safe_open(str(path), framework='pt', device='cpu') as f:
+            keys = set(f.keys())
+            missing = sorted(set(expected) - keys)
+            unexpected = sorted(keys - set(expected))
+            if missing:
+                raise CheckpointError(f'checkpoint {path} lacks tensor {missing[0]!r} ({len(missing)} missing)')
+            if unexpected:
+                raise CheckpointError(f'checkpoint {path} has unexpected tensor {unexpected[0]!r}')
+            for name, ref in expected.items():
+                t = f.get_tensor(name)
+                if t.shape != ref.shape:
+                    raise CheckpointError(f'checkpoint {path}: tensor {name!r} has shape {tuple(t.shape)}, '
+                                          f'the config needs {tuple(ref.shape)}')
+                if verify and name in hashes and tensor_sha256(t) != hashes[name]:
+                    raise CheckpointError(f'checkpoint {path}: tensor {name!r} does not match its recorded hash')
+                state[name] = t
+    except SafetensorError as exc:
+        raise CheckpointError(f'checkpoint {path} is truncated or corrupt: {exc}') from None
+    model.load_state_dict(state)
+    info = {'path': str(path), 'weights_sha256': meta.get('weights_sha256', ''),
+            'extra': json.loads(meta.get('extra', '{}') or '{}')}
+    return model.to(device), info

@@ -1,0 +1,202 @@
+"""Typed model configuration and the registry of named sizes (models/*.yaml)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from worldscape_ros.errors import ConfigError
+
+MODELS_DIR = Path(__file__).resolve().parents[2] / 'models'
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    latent_channels: int = 8
+    spatial_down: int = 4  # power of two
+    temporal_down: int = 1  # video frames folded into one latent frame
+    width: int = 32
+
+
+@dataclass(frozen=True)
+class DiTConfig:
+    dim: int = 256
+    depth: int = 6
+    heads: int = 4
+    ffn: int = 768
+    patch: tuple[int, int, int] = (1, 2, 2)  # (t, h, w) over the latent
+    camera_width: int = 128  # hidden width of the light camera encoder
+    qk_norm: bool = True
+
+
+@dataclass(frozen=True)
+class ConditioningConfig:
+    plucker: bool = True
+    hands: bool = True  # pose-video tokens concatenated along the frame axis
+    geometry: bool = True  # the accumulated scene rendered into the target camera
+    pose_pool: int = 2  # pose-video latent average-pooled by this before the shared patch path
+
+
+@dataclass(frozen=True)
+class HeadsConfig:
+    depth: bool = True
+    gaussians: bool = True
+    gaussian_layers: int = 2  # ViT aggregator blocks
+    gaussian_stride: int = 4  # one Gaussian per stride x stride pixels
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    steps: int = 2  # causal student steps per chunk (plus one clean pass)
+    teacher_steps: int = 12
+    shift: float = 2.0  # timestep shift: t' = s t / (1 + (s - 1) t)
+    rolling_window: int = 0  # chunks denoised together at staggered levels (0: off)
+
+
+@dataclass(frozen=True)
+class MemorySettings:
+    sink_chunks: int = 1
+    window_chunks: int = 2
+    pool_chunks: int = 16
+    retrieve_chunks: int = 2
+    geometry_views: int = 6  # cached frames rendered into the target camera for geometric conditioning
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = 'ws-tiny'
+    height: int = 96
+    width: int = 128
+    fps: float = 10.0
+    vfov_deg: float = 60.0
+    camera_height: float = 1.0
+    chunk_frames: int = 1  # latent frames per causal chunk
+    codec: CodecConfig = field(default_factory=CodecConfig)
+    dit: DiTConfig = field(default_factory=DiTConfig)
+    conditioning: ConditioningConfig = field(default_factory=ConditioningConfig)
+    heads: HeadsConfig = field(default_factory=HeadsConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    memory: MemorySettings = field(default_factory=MemorySettings)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # Derived sizes: every shape in the model comes from these.
+    @property
+    def latent_height(self) -> int:
+        return self.height // self.codec.spatial_down
+
+    @property
+    def latent_width(self) -> int:
+        return self.width // self.codec.spatial_down
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """Token grid (h, w) of one latent frame."""
+        return self.latent_height // self.dit.patch[1], self.latent_width // self.dit.patch[2]
+
+    @property
+    def tokens_per_frame(self) -> int:
+        h, w = self.grid
+        return h * w
+
+    @property
+    def pose_grid(self) -> tuple[int, int]:
+        p = self.conditioning.pose_pool
+        h, w = self.grid
+        return h // p, w // p
+
+    @property
+    def pose_tokens_per_frame(self) -> int:
+        if not self.conditioning.hands:
+            return 0
+        h, w = self.pose_grid
+        return h * w
+
+    @property
+    def tokens_per_chunk(self) -> int:
+        return self.chunk_frames * (self.tokens_per_frame + self.pose_tokens_per_frame)
+
+    @property
+    def frames_per_chunk(self) -> int:
+        """Video frames one chunk decodes to."""
+        return self.chunk_frames * self.codec.temporal_down
+
+    @property
+    def head_dim(self) -> int:
+        return self.dit.dim // self.dit.heads
+
+    def validate(self) -> None:
+        def need(ok: bool, what: str) -> None:
+            if not ok:
+                raise ConfigError(f'model config {self.name!r}: {what}')
+
+        need(self.height > 0 and self.width > 0, f'image size must be positive, got {self.width}x{self.height}')
+        down = self.codec.spatial_down
+        need(down > 0 and down & (down - 1) == 0, f'codec.spatial_down must be a power of two, got {down}')
+        _, ph, pw = self.dit.patch
+        need(self.height % (down * ph * self.conditioning.pose_pool) == 0
+             and self.width % (down * pw * self.conditioning.pose_pool) == 0,
+             f'{self.width}x{self.height} must divide by spatial_down * patch * pose_pool')
+        need(self.dit.patch[0] == 1, 'temporal patch must be 1 (chunks are whole latent frames)')
+        need(self.dit.dim % self.dit.heads == 0, f'dit.dim {self.dit.dim} must divide by heads {self.dit.heads}')
+        need(self.head_dim % 2 == 0 and self.head_dim >= 6, f'head_dim {self.head_dim} too small for 3D rotary')
+        need(self.fps > 0, f'fps must be positive, got {self.fps}')
+        need(self.chunk_frames >= 1, f'chunk_frames must be >= 1, got {self.chunk_frames}')
+        need(self.sampler.steps >= 1, f'sampler.steps must be >= 1, got {self.sampler.steps}')
+        need(self.memory.sink_chunks >= 1 and self.memory.window_chunks >= 1,
+             'memory needs at least one sink and one window chunk')
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        sections = {'codec': CodecConfig, 'dit': DiTConfig, 'conditioning': ConditioningConfig,
+                    'heads': HeadsConfig, 'sampler': SamplerConfig, 'memory': MemorySettings}
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f'unknown model config keys: {sorted(unknown)}')
+        kwargs: dict[str, Any] = {}
+        for key, value in d.items():
+            if key in sections:
+                sec = sections[key]
+                sec_known = {f.name for f in dataclasses.fields(sec)}
+                bad = set(value or {}) - sec_known
+                if bad:
+                    raise ConfigError(f'unknown keys in model config section {key!r}: {sorted(bad)}')
+                value = dict(value or {})
+                if key == 'dit' and 'patch' in value:
+                    value['patch'] = tuple(value['patch'])
+                kwargs[key] = sec(**value)
+            else:
+                kwargs[key] = value
+        return cls(**kwargs)
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def available_configs() -> list[str]:
+    return sorted(p.stem for p in MODELS_DIR.glob('ws-*.yaml'))
+
+
+def load_config(name_or_path: str) -> ModelConfig:
+    """A registered name ('ws-tiny') or a path to a YAML file."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = MODELS_DIR / f'{name_or_path}.yaml'
+    if not path.is_file():
+        raise ConfigError(f'unknown model config {name_or_path!r}; available: {", ".join(available_configs())}')
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f'could not parse model config {path}: {exc}') from None
+    if not isinstance(data, dict):
+        raise ConfigError(f'model config {path} must be a mapping')
+    return ModelConfig.from_dict(data)

@@ -1,0 +1,369 @@
+"""The streaming engine: reset from a first frame, then step with actions (or camera poses, or hand keypoints)
+and get RGB, metric depth and the pose of each new frame.
+
+One chunk, as the algorithm reads:
+  1. kinematics: integrate the action into the target camera pose;
+  2. conditioning: Plücker rays relative to the session's reference camera; the pose video of the hand;
+     the geometric guess: the frames of the context rendered into the target camera by their depth;
+  3. memory: the sink, the pooled chunks retrieved for the target camera and the local window form the
+     context; their cached keys are placed at consecutive positions before the new chunk;
+  4. denoise the chunk in a few steps;
+  5. one clean pass at t = 0 writes the chunk's keys and values, and its features give the depth;
+  6. decode, and hand the chunk to memory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from worldscape_ros.errors import CheckpointError
+from worldscape_ros.model import hands, reproject
+from worldscape_ros.model.camera import check_intrinsics, check_rigid, intrinsics_from_fov, plucker_rays
+from worldscape_ros.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from worldscape_ros.model.config import ModelConfig, load_config
+from worldscape_ros.model.dit import Conditioning, LayerKV
+from worldscape_ros.model.kinematics import BaseState, NavAction, camera_pose, integrate, state_from_camera_pose
+from worldscape_ros.model.memory import HierarchicalMemory, MemoryConfig, MemoryEntry
+from worldscape_ros.model.sampler import denoise_chunk
+from worldscape_ros.model.world_model import WorldModel
+
+log = logging.getLogger(__name__)
+
+DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
+
+
+@dataclass
+class Frame:
+    rgb: np.ndarray  # (H, W, 3) uint8
+    depth: np.ndarray  # (H, W) float32, metres along the optical axis
+    pose: np.ndarray  # (4, 4) float64 camera-to-world, OpenCV axes
+    index: int  # frames since reset; the reset frame is 0
+    latency_ms: float
+    pose_video: np.ndarray | None = None  # (H, W, 3) uint8, the hand conditioning drawn
+
+
+@dataclass
+class ChunkPayload:
+    """What memory holds for one chunk: its keys and values, and its geometry for the geometric guess."""
+
+    kv: list[LayerKV]  # per block, (1, H, L, d) un-rotated
+    rgb: torch.Tensor  # (Fv, 3, H, W) in [0, 1]
+    depth: torch.Tensor  # (Fv, H, W) metres
+    c2w: torch.Tensor  # (Fv, 4, 4)
+
+    @property
+    def nbytes(self) -> int:
+        tensors = [t for layer in self.kv for t in (layer.k, layer.v)] + [self.rgb, self.depth, self.c2w]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def memory_config(config: ModelConfig, memory: bool) -> MemoryConfig:
+    m = config.memory
+    # Memory off (the ablation): sink and local window only, no global pool.
+    return MemoryConfig(sink_chunks=m.sink_chunks, window_chunks=m.window_chunks,
+                        pool_chunks=m.pool_chunks if memory else 0,
+                        retrieve_chunks=m.retrieve_chunks if memory else 0)
+
+
+class WorldEngine:
+    def __init__(self, model: WorldModel, device: str = 'cpu', dtype: str = 'float32', memory: bool = True,
+                 steps: int | None = None, seed: int = 0, weights_sha256: str = '') -> None:
+        if dtype not in DTYPES:
+            raise ValueError(f'dtype must be one of {sorted(DTYPES)}, got {dtype!r}')
+        if steps is not None and steps < 1:
+            raise ValueError(f'steps must be >= 1, got {steps}')
+        self.device = torch.device(device)
+        self.dtype = DTYPES[dtype]
+        self.model = model.to(self.device).eval()
+        self.config: ModelConfig = model.config
+        self.steps = steps or self.config.sampler.steps
+        self.memory_enabled = memory
+        self.memory = HierarchicalMemory(memory_config(self.config, memory))
+        self.seed = seed
+        self.sha256 = weights_sha256
+        self.intrinsics = intrinsics_from_fov(self.config.width, self.config.height, self.config.vfov_deg)
+        self.state = BaseState(height=self.config.camera_height)
+        self._reference: np.ndarray | None = None
+        self._frame_index = 0
+        self._chunk_id = 0
+        self._generator = torch.Generator().manual_seed(seed)
+        self._empty_pose_latent: torch.Tensor | None = None
+        self._last_pose_video: np.ndarray | None = None
+
+    # ---- construction ----------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, checkpoint: str | None = None, config: str | None = None, device: str = 'cpu',
+                        dtype: str = 'float32', memory: bool = True, steps: int | None = None,
+                        seed: int = 0) -> WorldEngine:
+        """checkpoint: None for the shipped default, 'random' for a random init of `config`, or a path."""
+        if device == 'cuda' and not torch.cuda.is_available():
+            raise ValueError('device cuda requested but no CUDA GPU is available')
+        if checkpoint == 'random':
+            torch.manual_seed(seed)
+            model = WorldModel(load_config(config or 'ws-tiny'))
+            return cls(model, device, dtype, memory, steps, seed, weights_sha256='random-init')
+        path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
+        if not checkpoint and not path.is_file():
+            raise CheckpointError(f'no shipped default checkpoint at {path}; train one (worldscape train) '
+                                  "or pass checkpoint='random'")
+        cfg = load_config(config) if config else None
+        model, info = load_checkpoint(path, device='cpu', config=cfg)
+        return cls(model, device, dtype, memory, steps, seed, weights_sha256=info['weights_sha256'])
+
+    # ---- public API ------------------------------------------------------------------------------------
+    @property
+    def cache_bytes(self) -> int:
+        return self.memory.nbytes
+
+    @property
+    def frame_index(self) -> int:
+        return self._frame_index
+
+    def reset(self, first_frame: np.ndarray, pose: np.ndarray, intrinsics: np.ndarray | None = None,
+              depth: np.ndarray | None = None) -> Frame:
+        """Start a session from an RGB frame (H, W, 3) uint8 seen from `pose` (camera-to-world, OpenCV)."""
+        cfg = self.config
+        t0 = time.perf_counter()
+        rgb = self._check_image(first_frame)
+        check_rigid(np.asarray(pose, dtype=np.float64), name='pose')
+        if intrinsics is not None:
+            check_intrinsics(intrinsics)
+            self.intrinsics = np.asarray(intrinsics, dtype=np.float64)
+        if depth is not None:
+            depth = np.asarray(depth)
+            if depth.shape != (cfg.height, cfg.width):
+                raise ValueError(f'depth must have shape ({cfg.height}, {cfg.width}), got {depth.shape}')
+        self.memory.reset()
+        self._generator = torch.Generator().manual_seed(self.seed)
+        self._reference = np.asarray(pose, dtype=np.float64)
+        self.state = state_from_camera_pose(self._reference, cfg.camera_height)
+        self._frame_index = 0
+        self._chunk_id = 0
+        k = cfg.frames_per_chunk
+        with torch.no_grad(), self._autocast():
+            video = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1).float().div(255)
+            video = video[None, None].expand(1, k, -1, -1, -1)  # (1, Fv, 3, H, W): the start frame held
+            x0 = self.model.codec.encode(video).float()  # (1, F, C, h, w)
+            poses = [self._reference] * k
+            cond = self._conditioning(poses, [None] * k, geometry=None)
+            features, kv = self._clean_pass(x0, cond, [])
+            pred_depth = self.model.predict_depth(features).float()  # (1, F, H, W)
+        d = torch.from_numpy(depth.astype(np.float32)).to(self.device) if depth is not None else pred_depth[0, -1]
+        self._remember(kv, video[0].float(), d[None].expand(k, -1, -1), poses, x0)
+        latency = 1e3 * (time.perf_counter() - t0)
+        return Frame(rgb=rgb.copy(), depth=d.cpu().numpy().astype(np.float32), pose=self._reference.copy(),
+                     index=0, latency_ms=latency)
+
+    def start_from_scene(self, seed: int, scene_kind: str = 'room') -> Frame:
+        """Reset from a synthetic start view (the renderer gives only this first frame and its depth)."""
+        from worldscape_ros.synthetic.episodes import manip_episode, nav_episode
+
+        cfg = self.config
+        if scene_kind == 'table':
+            ep = manip_episode(seed, 'reach', 1, cfg.width, cfg.height, cfg.fps)
+        else:
+            ep = nav_episode(seed, 'idle', 1, cfg.width, cfg.height, cfg.fps, scene_kind=scene_kind)
+        return self.reset(ep.rgb[0], ep.poses[0], ep.intrinsics, ep.depth[0])
+
+    def step(self, action: NavAction | np.ndarray | Sequence[float] | None = None,
+             hand_keypoints: np.ndarray | None = None) -> Frame:
+        """Generate the next frame. action: a NavAction (or its 5 values), a (4, 4) target camera pose, or None
+        (stand still). hand_keypoints: (21, 3) in the camera optical frame, metres, or None (no hand)."""
+        if self.config.frames_per_chunk != 1:
+            raise ValueError(f'{self.config.name} makes {self.config.frames_per_chunk} frames per chunk: '
+                             'use step_chunk with that many actions')
+        return self.step_chunk([action], [hand_keypoints])[0]
+
+    def step_chunk(self, actions: Sequence[NavAction | np.ndarray | Sequence[float] | None],
+                   hand_keypoints: Sequence[np.ndarray | None] | None = None) -> list[Frame]:
+        cfg = self.config
+        if self._reference is None:
+            raise ValueError('reset() the engine with a first frame before step()')
+        k = cfg.frames_per_chunk
+        if len(actions) != k:
+            raise ValueError(f'actions must hold {k} entries (one per frame of a chunk), got {len(actions)}')
+        given = list(hand_keypoints) if hand_keypoints is not None else [None] * k
+        if len(given) != k:
+            raise ValueError(f'hand_keypoints must hold {k} entries, got {len(given)}')
+        kps: list[np.ndarray | None] = [None if kp is None else hands.validate_keypoints(kp) for kp in given]
+        t0 = time.perf_counter()
+        # 1. kinematics
+        poses = [self._advance(a) for a in actions]
+        with torch.no_grad(), self._autocast():
+            # 2-3. memory context and conditioning
+            context_entries = self.memory.context(poses[-1], self.intrinsics)
+            cond = self._conditioning(poses, kps, geometry=context_entries)
+            context = self._context_kv(context_entries)
+            first = len(context_entries) * cfg.chunk_frames
+
+            # 4. denoise in a few steps
+            def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+                return self.model.dit(x, t, cond, context=context, first_frame=first).velocity.float()
+
+            C, h, w = cfg.codec.latent_channels, cfg.latent_height, cfg.latent_width
+            noise = torch.randn((1, cfg.chunk_frames, C, h, w), generator=self._generator).to(self.device)
+            x0 = denoise_chunk(velocity, noise, self.steps, cfg.sampler.shift, self._generator)
+            # 5. clean pass: cache and depth
+            features, kv = self._clean_pass(x0, cond, context_entries, context)
+            depth = self.model.predict_depth(features).float()[0]  # (F, H, W)
+            # 6. decode
+            video = self.model.codec.decode(x0).float()[0]  # (Fv, 3, H, W)
+        depth_v = depth.repeat_interleave(cfg.codec.temporal_down, dim=0)  # (Fv, H, W)
+        self._remember(kv, video, depth_v, poses, x0)
+        latency = 1e3 * (time.perf_counter() - t0)
+        rgb = (video.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        frames = []
+        for i in range(k):
+            self._frame_index += 1
+            pv = self._last_pose_video[i] if self._last_pose_video is not None else None
+            frames.append(Frame(rgb=rgb[i], depth=depth_v[i].cpu().numpy().astype(np.float32),
+                                pose=poses[i].copy(), index=self._frame_index, latency_ms=latency / k,
+                                pose_video=pv))
+        return frames
+
+    # ---- internals -------------------------------------------------------------------------------------
+    def _autocast(self) -> AbstractContextManager[Any]:
+        if self.dtype == torch.float32:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def _check_image(self, image: np.ndarray) -> np.ndarray:
+        cfg = self.config
+        arr = np.asarray(image)
+        if arr.dtype != np.uint8:
+            raise ValueError(f'first_frame must be uint8 RGB, got dtype {arr.dtype}')
+        if arr.shape != (cfg.height, cfg.width, 3):
+            raise ValueError(f'first_frame must have shape ({cfg.height}, {cfg.width}, 3), got {arr.shape}')
+        return arr
+
+    def _advance(self, action: NavAction | np.ndarray | Sequence[float] | None) -> np.ndarray:
+        """Integrate one frame of action (or jump to a given pose); return the new camera pose."""
+        if action is None:
+            action = NavAction()
+        if isinstance(action, np.ndarray) and action.shape == (4, 4):
+            check_rigid(action, name='action (target pose)')
+            self.state = state_from_camera_pose(action, self.config.camera_height)
+            return action.astype(np.float64)
+        if not isinstance(action, NavAction):
+            action = NavAction.from_array(np.asarray(action, dtype=np.float64))
+        self.state = integrate(self.state, action, 1.0 / self.config.fps)
+        return camera_pose(self.state)
+
+    def _plucker(self, poses: list[np.ndarray]) -> torch.Tensor:
+        """(1, F, 6, H, W) for the last video frame of each latent frame, relative to the reference camera."""
+        cfg = self.config
+        per_latent = poses[cfg.codec.temporal_down - 1::cfg.codec.temporal_down]
+        assert self._reference is not None
+        rel = np.linalg.inv(self._reference) @ np.stack(per_latent)  # (F, 4, 4)
+        c2w = torch.from_numpy(rel).float().to(self.device)
+        K = torch.from_numpy(self.intrinsics).float().to(self.device).expand(len(per_latent), 3, 3)
+        with torch.autocast(self.device.type, enabled=False):  # ray geometry stays in float32
+            return plucker_rays(c2w, K, cfg.height, cfg.width)[None]
+
+    def _pose_latent(self, kps: list[np.ndarray | None]) -> tuple[torch.Tensor, np.ndarray | None]:
+        cfg = self.config
+        if all(kp is None for kp in kps):
+            if self._empty_pose_latent is None:
+                empty = torch.zeros(1, cfg.frames_per_chunk, 3, cfg.height, cfg.width, device=self.device)
+                self._empty_pose_latent = self.model.codec.encode(empty).float()
+            return self._empty_pose_latent, None
+        kp = np.stack([np.zeros((21, 3)) if k is None else k for k in kps])  # (Fv, 21, 3)
+        visible = torch.from_numpy(kp[..., 2] > 1e-3)  # (Fv, 21): in front of the camera (absent: z = 0)
+        uv = torch.as_tensor(hands.project_keypoints(kp, self.intrinsics)).float()
+        video = hands.pose_video(uv, visible, cfg.height, cfg.width).to(self.device)  # (Fv, 3, H, W)
+        drawn = (video.clamp(0, 1) * 255).byte().permute(0, 2, 3, 1).cpu().numpy()
+        return self.model.codec.encode(video[None]).float(), drawn
+
+    def _geometry(self, poses: list[np.ndarray], entries: list[MemoryEntry] | None
+                  ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Render the context's frames into each target camera: codec latent and coverage per latent pixel."""
+        cfg = self.config
+        if not entries or not cfg.conditioning.geometry:
+            return None, None
+        views = cfg.memory.geometry_views
+        # Frames in chunk order (the sink first): keep the sink's first frame, which anchors the scene, and the
+        # newest frames of retrieval and the window.
+        rgbs, depths, c2ws = (self._newest(torch.cat([getattr(e.payload, name) for e in entries]), views)
+                              for name in ('rgb', 'depth', 'c2w'))
+        K = torch.from_numpy(self.intrinsics).float().to(self.device)
+        renders, masks = [], []
+        for pose in poses:
+            target = torch.from_numpy(pose).float().to(self.device)
+            rgb, _, mask = reproject.render_views(rgbs.float(), depths.float(), c2ws.float(), K, target)
+            renders.append(rgb)
+            masks.append(mask.float())
+        video = torch.stack(renders)[None]  # (1, Fv, 3, H, W)
+        latent = self.model.codec.encode(video).float()  # (1, F, C, h, w)
+        cov = F.avg_pool2d(torch.stack(masks)[:, None], cfg.codec.spatial_down)  # (Fv, 1, h, w)
+        cov = cov.reshape(1, cfg.chunk_frames, cfg.codec.temporal_down, 1, *cov.shape[-2:]).mean(2)
+        return latent, cov
+
+    @staticmethod
+    def _newest(frames: torch.Tensor, views: int) -> torch.Tensor:
+        """Keep the first (anchor) frame and the newest views - 1 others."""
+        if frames.shape[0] <= views:
+            return frames
+        return torch.cat([frames[:1], frames[frames.shape[0] - (views - 1):]])
+
+    def _conditioning(self, poses: list[np.ndarray], kps: list[np.ndarray | None],
+                      geometry: list[MemoryEntry] | None) -> Conditioning:
+        pose_latent, drawn = self._pose_latent(kps) if self.config.conditioning.hands else (None, None)
+        self._last_pose_video = drawn
+        geo, cov = self._geometry(poses, geometry)
+        return Conditioning(plucker=self._plucker(poses), pose=pose_latent, geometry=geo, coverage=cov)
+
+    def _context_kv(self, entries: list[MemoryEntry]) -> list[LayerKV] | None:
+        """Concatenate the context chunks' cached keys and give them consecutive positions."""
+        if not entries:
+            return None
+        cfg = self.config
+        layers = len(self.model.dit.blocks)
+        merged = [LayerKV(torch.cat([e.payload.kv[i].k for e in entries], dim=2),
+                          torch.cat([e.payload.kv[i].v for e in entries], dim=2)) for i in range(layers)]
+        positions = self.model.dit.token_positions(len(entries) * cfg.chunk_frames, 0, self.device)
+        return self.model.dit.rotate_context(merged, positions, tail=cfg.tokens_per_chunk)
+
+    def _clean_pass(self, x0: torch.Tensor, cond: Conditioning, entries: list[MemoryEntry],
+                    context: list[LayerKV] | None = None) -> tuple[torch.Tensor, list[LayerKV]]:
+        t = torch.zeros(x0.shape[:2], device=self.device)
+        first = len(entries) * self.config.chunk_frames
+        out = self.model.dit(x0, t, cond, context=context, first_frame=first, return_kv=True)
+        assert out.kv is not None
+        kv = [LayerKV(layer.k.to(self.dtype), layer.v.to(self.dtype)) for layer in out.kv]
+        return out.features, kv
+
+    def _remember(self, kv: list[LayerKV], video: torch.Tensor, depth: torch.Tensor, poses: list[np.ndarray],
+                  x0: torch.Tensor) -> None:
+        payload = ChunkPayload(kv=kv, rgb=video.to(torch.float16), depth=depth.to(torch.float16),
+                               c2w=torch.from_numpy(np.stack(poses)).float().to(self.device))
+        summary = F.adaptive_avg_pool2d(x0[0, -1].float(), (3, 4)).flatten().cpu().numpy()
+        self.memory.append(MemoryEntry(chunk_id=self._chunk_id, pose=np.asarray(poses[-1], dtype=np.float64),
+                                       payload=payload, nbytes=payload.nbytes, summary=summary))
+        self._chunk_id += 1
+
+    # ---- sessions --------------------------------------------------------------------------------------
+    def save_session(self, path: str | Path) -> None:
+        """Write the session (memory with its cached keys, robot state, reference camera) as safetensors."""
+        from worldscape_ros.model.session import save_session
+
+        save_session(self, Path(path))
+
+    def load_session(self, path: str | Path) -> None:
+        from worldscape_ros.model.session import load_session
+
+        load_session(self, Path(path))
+
+    def session_meta(self) -> dict[str, Any]:
+        return {'config': self.config.name, 'frame_index': self._frame_index, 'chunk_id': self._chunk_id,
+                'state': json.dumps(self.state.__dict__)}

@@ -1,0 +1,99 @@
+"""Heads on the DiT's video-token features: metric depth per frame, and per-pixel 3D Gaussians from a small
+ViT aggregator (the paper's 3DGS head, supervised by rendering into other frames' cameras)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from worldscape_ros.model.camera import camera_rays
+from worldscape_ros.model.config import ModelConfig
+
+MIN_DEPTH, MAX_DEPTH = 0.05, 100.0
+
+
+class DepthHead(nn.Module):
+    """Metric z-depth (metres) at full resolution, predicted as log-depth per pixel of each token's patch."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.p = config.codec.spatial_down * config.dit.patch[1]
+        self.norm = nn.LayerNorm(config.dit.dim)
+        self.proj = nn.Linear(config.dit.dim, self.p * self.p)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.constant_(self.proj.bias, math.log(2.0))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """features (B, F, N, D) -> depth (B, F, H, W)."""
+        gh, gw = self.config.grid
+        log_d = rearrange(self.proj(self.norm(features)), 'b f (h w) (p q) -> b f (h p) (w q)',
+                          h=gh, w=gw, p=self.p, q=self.p)
+        return log_d.clamp(math.log(MIN_DEPTH), math.log(MAX_DEPTH)).exp()
+
+
+@dataclass
+class GaussianParams:
+    """Per-pixel-cell Gaussians of each frame, all (B, F, G, k)."""
+
+    means: torch.Tensor  # (..., 3) world
+    scales: torch.Tensor  # (..., 3) metres
+    rotations: torch.Tensor  # (..., 4) unit quaternions wxyz
+    opacities: torch.Tensor  # (..., 1)
+    colors: torch.Tensor  # (..., 3) in [0, 1]
+
+    def select(self, b: int, frames: list[int]) -> GaussianParams:
+        pick = lambda x: x[b, frames].reshape(-1, x.shape[-1])  # noqa: E731
+        return GaussianParams(pick(self.means), pick(self.scales), pick(self.rotations), pick(self.opacities),
+                              pick(self.colors))
+
+
+class GaussianHead(nn.Module):
+    """ViT aggregator over a frame's tokens -> one Gaussian per stride x stride pixel cell, placed on the
+    cell's ray at the predicted depth (pixel-aligned, as feed-forward 3DGS heads do)."""
+
+    PARAMS = 1 + 3 + 4 + 1 + 3  # depth, scale, rotation, opacity, colour
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        d = config.dit.dim
+        self.p = config.codec.spatial_down * config.dit.patch[1]
+        self.stride = config.heads.gaussian_stride
+        if self.p % self.stride:
+            raise ValueError(f'gaussian_stride {self.stride} must divide the token pixel patch {self.p}')
+        self.g = self.p // self.stride
+        layer = nn.TransformerEncoderLayer(d, config.dit.heads, 2 * d, dropout=0.0, batch_first=True,
+                                           norm_first=True, activation='gelu')
+        self.aggregator = nn.TransformerEncoder(layer, config.heads.gaussian_layers, enable_nested_tensor=False)
+        self.proj = nn.Linear(d, self.g * self.g * self.PARAMS)
+        nn.init.normal_(self.proj.weight, std=1e-3)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, features: torch.Tensor, c2w: torch.Tensor, K: torch.Tensor) -> GaussianParams:
+        """features (B, F, N, D), c2w (B, F, 4, 4), K (B, 3, 3) -> Gaussians (B, F, G, k)."""
+        cfg = self.config
+        B, Fr = features.shape[:2]
+        gh, gw = cfg.grid
+        x = self.aggregator(features.flatten(0, 1))  # (B*F, N, D): attention within each frame
+        raw = rearrange(self.proj(x), '(b f) (h w) (p q k) -> b f (h p) (w q) k', b=B, h=gh, w=gw, p=self.g,
+                        q=self.g)  # (B, F, Hg, Wg, PARAMS)
+        Hg, Wg = gh * self.g, gw * self.g
+        Kg = K.clone()
+        Kg[:, :2] = Kg[:, :2] / self.stride  # the same camera at the Gaussian grid's resolution
+        origins, dirs = camera_rays(c2w, Kg[:, None].expand(B, Fr, 3, 3), Hg, Wg)  # (B, F, Hg, Wg, 3)
+        z_dir = torch.einsum('bfhwc,bfc->bfhw', dirs, c2w[..., :3, 2])  # cos between ray and optical axis
+        depth = (raw[..., 0] + math.log(2.0)).clamp(math.log(MIN_DEPTH), math.log(MAX_DEPTH)).exp()
+        means = origins + dirs * (depth / z_dir.clamp_min(1e-3))[..., None]
+        footprint = depth / Kg[:, None, None, None, 0, 0]  # metres one grid cell spans at that depth
+        scales = footprint[..., None] * torch.sigmoid(raw[..., 1:4]) * 0.75
+        rot = F.normalize(raw[..., 4:8] + torch.tensor([1.0, 0, 0, 0], device=raw.device), dim=-1)
+        opac = torch.sigmoid(raw[..., 8:9] + 2.0)
+        colors = torch.sigmoid(raw[..., 9:12])
+        flat = lambda t: t.flatten(2, 3)  # noqa: E731
+        return GaussianParams(flat(means), flat(scales), flat(rot), flat(opac), flat(colors))

@@ -1,0 +1,32 @@
+"""The WorldScape model: latent codec + causal DiT + depth and Gaussian heads, built from one config."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from worldscape_ros.model.codec import ConvCodec
+from worldscape_ros.model.config import ModelConfig
+from worldscape_ros.model.dit import CausalDiT
+from worldscape_ros.model.heads import DepthHead, GaussianHead
+
+
+class WorldModel(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.codec = ConvCodec(config)
+        self.dit = CausalDiT(config)
+        self.depth_head = DepthHead(config) if config.heads.depth else None
+        self.gaussian_head = GaussianHead(config) if config.heads.gaussians else None
+
+    def num_parameters(self, part: str | None = None) -> int:
+        module = self if part is None else getattr(self, part)
+        return sum(p.numel() for p in module.parameters())
+
+    def predict_depth(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, F, N, D) -> (B, F, H, W) metres; without a depth head, a constant 2 m."""
+        if self.depth_head is None:
+            B, F = features.shape[:2]
+            return torch.full((B, F, self.config.height, self.config.width), 2.0, device=features.device)
+        return self.depth_head(features)
