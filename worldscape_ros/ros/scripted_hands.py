@@ -1,0 +1,161 @@
+"""Scripted hands: reach / grasp / carry / place keypoint trajectories, and a node that plays them.
+
+For manipulation without a hand tracker: the node publishes worldscape_msgs/HandKeypoints on `hand_keypoints`
+(21 MediaPipe landmarks in the camera optical frame, metres), one per frame at the model's frame rate or in
+lock step with the simulator's `~/step` service. The trajectories are plain numpy (no rclpy) so offline
+rollouts (worldscape rollout, tours with `hands:`) use the very same keypoints.
+
+The hand is the procedural hand of synthetic.hand (its 21 joints are MediaPipe's landmarks): a wrist path in
+front of the camera, the hand's orientation and a finger curl (0 open, 1 closed) per frame.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from worldscape_ros.synthetic.hand import hand_landmarks_local
+
+# Waypoints in the camera optical frame (x right, y down, z forward), metres: an egocentric view of a table.
+REST = np.array([0.14, 0.12, 0.36])  # low right, near the camera: where the hand comes from
+OBJECT = np.array([0.0, 0.14, 0.55])  # the object to pick, on the table ahead
+LIFTED = OBJECT + np.array([0.0, -0.10, 0.0])
+TARGET = np.array([-0.18, 0.14, 0.55])  # where it is placed
+TARGET_ABOVE = TARGET + np.array([0.0, -0.10, 0.0])
+
+# Phases of each script: (duration share, wrist from, wrist to, curl from, curl to).
+Phase = tuple[float, np.ndarray, np.ndarray, float, float]
+SCRIPTS: dict[str, list[Phase]] = {
+    'reach': [(1.0, REST, OBJECT, 0.0, 0.0)],
+    'grasp': [(0.3, OBJECT, OBJECT, 0.0, 0.0), (0.7, OBJECT, OBJECT, 0.0, 1.0)],
+    'carry': [(0.3, OBJECT, LIFTED, 1.0, 1.0), (0.7, LIFTED, TARGET_ABOVE, 1.0, 1.0)],
+    'place': [(0.6, TARGET_ABOVE, TARGET, 1.0, 1.0), (0.4, TARGET, TARGET, 1.0, 0.0)],
+    'pick_and_place': [(0.25, REST, OBJECT, 0.0, 0.0), (0.12, OBJECT, OBJECT, 0.0, 1.0),
+                       (0.08, OBJECT, LIFTED, 1.0, 1.0), (0.2, LIFTED, TARGET_ABOVE, 1.0, 1.0),
+                       (0.08, TARGET_ABOVE, TARGET, 1.0, 1.0), (0.12, TARGET, TARGET, 1.0, 0.0),
+                       (0.15, TARGET, REST, 0.0, 0.0)],
+    'idle': [(1.0, REST, REST, 0.0, 0.0)],
+}
+
+
+def _smoothstep(t: float) -> float:
+    t = min(max(t, 0.0), 1.0)
+    return t * t * (3 - 2 * t)
+
+
+def hand_rotation(pitch_down: float = math.radians(25)) -> np.ndarray:
+    """camera <- hand rotation: fingers point forward and a little down, back of the hand up, palm down."""
+    x_h = np.array([0.0, math.sin(pitch_down), math.cos(pitch_down)])  # fingers
+    z_h = np.array([0.0, -math.cos(pitch_down), math.sin(pitch_down)])  # back of the hand, up (-y optical)
+    y_h = np.cross(z_h, x_h)  # towards the thumb
+    return np.stack([x_h, y_h, z_h], axis=1)
+
+
+@dataclass(frozen=True)
+class HandState:
+    wrist: np.ndarray  # (3,) camera frame
+    curl: float
+
+
+def hand_states(script: str, frames: int) -> list[HandState]:
+    """Wrist and curl per frame for a named script; phases are eased so the hand starts and stops smoothly."""
+    if script not in SCRIPTS:
+        raise ValueError(f'unknown hand script {script!r}; expected one of {", ".join(SCRIPTS)}')
+    if frames < 1:
+        raise ValueError(f'frames must be >= 1, got {frames}')
+    phases = SCRIPTS[script]
+    total = sum(p[0] for p in phases)
+    bounds = np.cumsum([p[0] / total for p in phases])  # phase ends in [0, 1]
+    out = []
+    for k in range(frames):
+        u = (k + 1) / frames  # frame k + 1 of the rollout; the last frame ends the script
+        i = min(int(np.searchsorted(bounds, u - 1e-12)), len(phases) - 1)
+        start = bounds[i - 1] if i > 0 else 0.0
+        s = _smoothstep((u - start) / max(bounds[i] - start, 1e-9))
+        _, w0, w1, c0, c1 = phases[i]
+        out.append(HandState(wrist=(1 - s) * w0 + s * w1, curl=(1 - s) * c0 + s * c1))
+    return out
+
+
+def hand_keypoints(state: HandState, handedness: str = 'right') -> np.ndarray:
+    """The 21 landmarks (21, 3) in the camera optical frame for one hand state."""
+    if handedness not in ('left', 'right'):
+        raise ValueError(f"handedness must be 'left' or 'right', got {handedness!r}")
+    mirror = np.array([1.0, -1.0 if handedness == 'left' else 1.0, 1.0])
+    wrist = state.wrist * np.array([-1.0 if handedness == 'left' else 1.0, 1.0, 1.0])  # a left hand on the left
+    return (hand_landmarks_local(state.curl) * mirror) @ hand_rotation().T + wrist
+
+
+def hand_trajectory(script: str, frames: int, fps: float = 10.0, handedness: str = 'right') -> np.ndarray:
+    """(frames, 21, 3) camera-frame keypoints of a named script (fps is accepted for symmetry with nav scripts:
+    the script stretches over however many frames it is given)."""
+    if not (fps > 0 and math.isfinite(fps)):
+        raise ValueError(f'fps must be positive, got {fps}')
+    return np.stack([hand_keypoints(s, handedness) for s in hand_states(script, frames)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Node: publish a hand script on `hand_keypoints`, paced at `fps` or in lock step with `~/step`."""
+    import rclpy
+    from rcl_interfaces.msg import ParameterDescriptor
+    from rclpy.node import Node
+    from worldscape_msgs.msg import HandKeypoints
+
+    rclpy.init(args=argv)
+    node = Node('scripted_hands')
+    p = {
+        'script': node.declare_parameter('script', 'pick_and_place', ParameterDescriptor(
+            description=f'hand script: {", ".join(SCRIPTS)}')).value,
+        'frames': node.declare_parameter('frames', 60, ParameterDescriptor(
+            description='frames the script spans')).value,
+        'fps': node.declare_parameter('fps', 10.0, ParameterDescriptor(description='publishing rate, Hz')).value,
+        'handedness': node.declare_parameter('handedness', 'right', ParameterDescriptor(
+            description="'left' or 'right'")).value,
+        'loop': node.declare_parameter('loop', False, ParameterDescriptor(
+            description='start over after the last frame')).value,
+        'frame_id': node.declare_parameter('frame_id', 'camera_optical_frame', ParameterDescriptor(
+            description='the optical frame the keypoints are in')).value,
+    }
+    try:
+        trajectory = hand_trajectory(str(p['script']), int(p['frames']), float(p['fps']), str(p['handedness']))
+    except ValueError as exc:
+        node.get_logger().error(str(exc))
+        node.destroy_node()
+        rclpy.try_shutdown()
+        return 2
+    pub = node.create_publisher(HandKeypoints, 'hand_keypoints', 10)
+    state = {'k': 0}
+
+    def tick() -> None:
+        k = state['k']
+        if k >= len(trajectory):
+            if not p['loop']:
+                node.get_logger().info(f'hand script {p["script"]} done ({len(trajectory)} frames)')
+                raise SystemExit(0)
+            k = 0
+        msg = HandKeypoints()
+        msg.header.stamp = node.get_clock().now().to_msg()
+        msg.header.frame_id = str(p['frame_id'])
+        msg.handedness = str(p['handedness'])
+        for point, xyz in zip(msg.points, trajectory[k]):
+            point.x, point.y, point.z = (float(v) for v in xyz)
+        msg.scores = [1.0] * 21
+        pub.publish(msg)
+        state['k'] = k + 1
+
+    node.create_timer(1.0 / float(p['fps']), tick)
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
