@@ -1,0 +1,130 @@
+"""`worldscape eval`: run scenario suites on the model and its baselines; write report.json, report.md, plots,
+contact sheets and side-by-side MP4s under --out (resumable per scenario)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from worldscape_ros.errors import EvalError
+from worldscape_ros.eval.baselines import RepeatFirstFrame, Reprojection, model_system
+from worldscape_ros.eval.ground_truth import GroundTruth
+from worldscape_ros.eval.plots import plot_report, write_media
+from worldscape_ros.eval.pretrained import PretrainedMetrics
+from worldscape_ros.eval.protocol import WorldSystem
+from worldscape_ros.eval.report import build_report, render_markdown
+from worldscape_ros.eval.runner import EVAL_VERSION, SYSTEM_ORDER, Rollout, evaluate, write_json, write_text
+from worldscape_ros.eval.suites import SUITE_NAMES, Scenario, load_suites
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        'eval', help='measure the world model and its baselines against ground truth',
+        description='Run scenario suites on the model (memory on), the same model with memory off, '
+        'repeat-the-first-frame and reprojection-of-the-start-frame; write report.json, report.md, plots, '
+        'contact sheets and MP4s. Finished scenarios are skipped on a rerun.')
+    p.add_argument('--checkpoint', default=None,
+                   help="checkpoint .safetensors (default: the shipped one; 'random': a random init of --config)")
+    p.add_argument('--config', default=None, help="model config name or YAML (default: the checkpoint's, or ws-tiny)")
+    p.add_argument('--suite', default='nav', help=f'{"|".join(SUITE_NAMES)}|all, or a suite YAML path')
+    p.add_argument('--out', required=True, type=Path, help='output folder')
+    p.add_argument('--frames', type=int, default=None, help='override frames per scenario (idle keeps >= 101)')
+    p.add_argument('--device', default='cpu', help='cpu or cuda')
+    p.add_argument('--dtype', default='float32', help='float32 or bfloat16')
+    p.add_argument('--systems', default=','.join(SYSTEM_ORDER),
+                   help='comma-separated systems to run (default: all four)')
+    p.add_argument('--pretrained-metrics', default=None, type=Path, metavar='DIR',
+                   help='folder with local weights for FID/FVD (see docs/evaluation.md); skipped when absent')
+    p.add_argument('--no-media', action='store_true', help='skip MP4s and contact sheets')
+    p.add_argument('--no-progress', action='store_true', help='no progress bar')
+    p.set_defaults(func=run_eval)
+
+
+def build_systems(names: list[str], args: argparse.Namespace) -> tuple[dict[str, WorldSystem], dict[str, Any]]:
+    """The systems asked for, and what identifies them (checkpoint hash, config, model size and fps)."""
+    unknown = [n for n in names if n not in SYSTEM_ORDER]
+    if unknown or not names:
+        raise EvalError(f'unknown systems {", ".join(unknown) or "(none)"}; choose from {", ".join(SYSTEM_ORDER)}')
+    systems: dict[str, WorldSystem] = {}
+    info: dict[str, Any] = {'checkpoint': args.checkpoint or 'shipped default', 'checkpoint_sha256': None,
+                            'config': args.config}
+    fps = 10.0
+    for name in SYSTEM_ORDER:
+        if name not in names:
+            continue
+        if name in ('model', 'memory_off'):
+            engine = model_system(args.checkpoint, args.config, args.device, args.dtype, memory=name == 'model')
+            cfg = getattr(engine, 'config', None)
+            info['checkpoint_sha256'] = getattr(engine, 'sha256', None)
+            if cfg is not None:
+                info['config'] = cfg.name
+                info['model_size'] = [cfg.width, cfg.height, cfg.fps]
+                fps = cfg.fps
+            systems[name] = engine
+    for name in SYSTEM_ORDER:  # baselines integrate actions at the model's frame rate
+        if name == 'repeat_first_frame' and name in names:
+            systems[name] = RepeatFirstFrame(fps)
+        elif name == 'reprojection' and name in names:
+            systems[name] = Reprojection(fps)
+    return {n: systems[n] for n in SYSTEM_ORDER if n in systems}, info
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    suites = load_suites(args.suite, args.frames)
+    names = [n.strip() for n in args.systems.split(',') if n.strip()]
+    pretrained = PretrainedMetrics(args.pretrained_metrics)
+    systems, info = build_systems(names, args)
+    size = tuple(info['model_size']) if 'model_size' in info else None
+    fingerprint = {'eval_version': EVAL_VERSION, 'systems': list(systems), 'checkpoint_sha256':
+                   info['checkpoint_sha256'], 'config': info['config'], 'device': args.device, 'dtype': args.dtype,
+                   'frames': args.frames, 'size': size}
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    fresh: list[str] = []
+
+    def on_rollouts(scenario: Scenario, gt: GroundTruth, rollouts: dict[str, Rollout], out_dir: Path) -> None:
+        fresh.append(scenario.key)
+        if not args.no_media:
+            write_media(scenario, gt, rollouts, out_dir)
+        if gt.has_frames:
+            pretrained.add(gt.rgb, {n: r.rgb for n, r in rollouts.items()})
+
+    scenarios = evaluate(suites, systems, out, fingerprint, media=on_rollouts, size=size,
+                         progress=not args.no_progress)
+    extra: dict[str, Any] = {}
+    if pretrained.active:
+        extra = {'note': f'computed on the {len(fresh)} scenarios rolled out in this run (resumed ones have no '
+                 'frames kept)', **pretrained.compute()}
+    meta = {
+        'suite': args.suite, 'suite_names': [s.name for s in suites],
+        'seeds': sorted({sc.seed for s in suites for sc in s.scenarios}),
+        'frames': args.frames, 'checkpoint': info['checkpoint'], 'checkpoint_sha256': info['checkpoint_sha256'],
+        'config': info['config'], 'device': args.device, 'dtype': args.dtype, 'host': platform.node(),
+        'cpu_threads': _threads(), 'date': datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds'),
+        'eval_version': EVAL_VERSION, 'skipped_metrics': pretrained.skipped(), 'pretrained_metrics': extra,
+        'resumed_scenarios': len(scenarios) - len(fresh),
+        'wall_s': time.perf_counter() - t0,
+        'scenario_wall_s': sum(float(s.get('wall_s', 0.0)) for s in scenarios),
+    }
+    report = build_report(scenarios, meta)
+    write_json(out / 'report.json', report)
+    write_text(out / 'report.md', render_markdown(report))
+    plots = plot_report(report, out)
+    log.info('wrote %s, %s and %d plots in %.1f s', out / 'report.json', out / 'report.md', len(plots),
+             time.perf_counter() - t0)
+    return 0
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+

@@ -1,0 +1,229 @@
+"""Run scenarios on systems, score them against ground truth, save each scenario atomically (resumable).
+
+For every scenario: 1. render the ground truth; 2. roll out each system from the same start, driven by the
+same commands (NavActions for navigation, the camera pose plus hand keypoints for manipulation); 3. score each
+rollout; 4. write the side-by-side MP4 and contact sheet, then the scenario's JSON last, so a JSON on disk
+means the scenario is complete. A rerun with the same fingerprint (systems, checkpoint hash, sizes) skips it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from worldscape_ros.errors import EvalError
+from worldscape_ros.eval import metrics as M
+from worldscape_ros.eval.action_following import action_following
+from worldscape_ros.eval.ground_truth import GroundTruth, drive_command, ground_truth
+from worldscape_ros.eval.protocol import WorldSystem
+from worldscape_ros.eval.structure import StructureBand, gmsd, gradient_energy_ratio
+from worldscape_ros.eval.suites import Scenario, Suite
+
+log = logging.getLogger(__name__)
+
+EVAL_VERSION = 1  # bump when a metric's definition changes: old scenario results are then recomputed
+SYSTEM_ORDER = ('model', 'repeat_first_frame', 'reprojection', 'memory_off')
+REFERENCE = 'ground_truth'  # the metrics run on the ground truth itself: each metric's floor or ceiling
+FINGER_RADIUS_M = 0.0095  # the synthetic hand's bone radius, for the keypoint mask
+
+
+@dataclass
+class Rollout:
+    rgb: np.ndarray  # (T, H, W, 3) uint8, frame 0 = the start frame
+    depth: np.ndarray  # (T, H, W) float32
+    poses: np.ndarray  # (T, 4, 4) as the system reports them
+    latency_ms: np.ndarray  # (T - 1,)
+
+
+def roll_out(system: WorldSystem, gt: GroundTruth, scenario: Scenario) -> Rollout:
+    """Reset the system on the start frame and step it through the scenario's commands."""
+    depth0 = None if gt.depth is None else gt.depth[0]
+    system.reset(gt.rgb[0], gt.poses[0], gt.intrinsics, depth0)
+    T = gt.frames
+    commands = [drive_command(gt, t, scenario.kind) for t in range(1, T)]
+    hands = [None if gt.keypoints3d is None else gt.keypoints3d[t] for t in range(1, T)]
+    chunk = int(getattr(getattr(system, 'config', None), 'frames_per_chunk', 1) or 1)
+    frames = []
+    latency = []
+    if chunk > 1 and hasattr(system, 'step_chunk'):
+        for k in range(0, T - 1, chunk):
+            cmds, kps = commands[k:k + chunk], hands[k:k + chunk]
+            pad = chunk - len(cmds)  # the last chunk: hold the last command, keep only the frames asked for
+            t0 = time.perf_counter()
+            out = system.step_chunk(cmds + [cmds[-1]] * pad, kps + [kps[-1]] * pad)[: len(cmds)]
+            latency += [1e3 * (time.perf_counter() - t0) / len(cmds)] * len(cmds)
+            frames += out
+    else:
+        for cmd, kp in zip(commands, hands):
+            t0 = time.perf_counter()
+            frames.append(system.step(cmd, kp))
+            latency.append(1e3 * (time.perf_counter() - t0))
+    H, W = gt.rgb.shape[1:3]
+    for f in frames:
+        if f.rgb.shape != (H, W, 3):
+            raise EvalError(f'scenario {scenario.key}: the system made {f.rgb.shape} frames, ground truth is '
+                            f'{(H, W, 3)}; evaluate at the model\'s size')
+    first_depth = np.full((H, W), np.nan, np.float32) if depth0 is None else depth0.astype(np.float32)
+    return Rollout(rgb=np.stack([gt.rgb[0]] + [f.rgb for f in frames]),
+                   depth=np.stack([first_depth] + [np.asarray(f.depth, np.float32) for f in frames]),
+                   poses=np.stack([gt.poses[0]] + [np.asarray(f.pose, np.float64) for f in frames]),
+                   latency_ms=np.asarray(latency, np.float64))
+
+
+def score(scenario: Scenario, gt: GroundTruth, rollout: Rollout, band: StructureBand | None = None) -> dict[str, Any]:
+    """Per-frame curves (index = frame; frame 0 is the given start, NaN) and scenario figures."""
+    band = band or StructureBand()
+    T = gt.frames
+    curves: dict[str, np.ndarray] = {}
+    summary: dict[str, float] = {}
+
+    def curve(values: np.ndarray, frames: np.ndarray | None = None) -> np.ndarray:
+        c = np.full(T, np.nan)
+        c[np.arange(1, T) if frames is None else frames] = values
+        return c
+
+    gen = rollout.rgb
+    if gt.has_frames:
+        curves['psnr'] = curve(M.psnr(gen[1:], gt.rgb[1:]))
+        curves['ssim'] = curve(M.ssim(gen[1:], gt.rgb[1:]))
+        ratio = gradient_energy_ratio(gen[1:], gt.rgb[1:])
+        curves['structure'] = curve(ratio)
+        curves['structure_pass'] = curve(band.passes(ratio).astype(np.float64))
+        curves['gmsd'] = curve(gmsd(gen[1:], gt.rgb[1:]))
+        summary['psnr_f1_4'] = M.nanmean(curves['psnr'][1:5])
+        if gt.depth is not None:
+            absrel, delta1 = M.depth_errors(rollout.depth[1:], gt.depth[1:])
+            curves['depth_absrel'], curves['depth_delta1'] = curve(absrel), curve(delta1)
+    if scenario.kind == 'nav' and scenario.script != 'idle' and T > scenario.stride:
+        af = action_following(gen, gt.poses, gt.intrinsics, stride=scenario.stride)
+        curves['rot_err_deg'] = curve(af.rot_err_deg, af.frame_index)
+        curves['trans_err_deg'] = curve(af.trans_err_deg, af.frame_index)
+        summary['motion_recovered'] = float(af.recovered.mean()) if len(af.recovered) else math.nan
+    if scenario.script in ('out_and_back', 'loop'):
+        pairs = M.revisit_pairs(gt.poses)
+        summary['memory_symmetry'] = M.memory_symmetry(gen, pairs)
+        summary['memory_specificity'] = M.memory_specificity(gen, pairs, gt.poses)
+        summary['revisit_pairs'] = float(len(pairs))
+        if gt.has_frames and pairs:
+            back = [j for _, j in pairs if j > 0]
+            summary['return_psnr'] = M.nanmean(M.psnr(gen[back], gt.rgb[back]))
+            summary['return_structure'] = M.nanmean(gradient_energy_ratio(gen[back], gt.rgb[back]))
+    if scenario.script == 'idle' and T >= 3:
+        summary['idle_ssim'] = M.idle_drift_ssim(gen, first=1, last=-1)
+    if scenario.kind == 'manip' and gt.keypoints2d is not None and gt.keypoints3d is not None:
+        z = np.median(np.clip(gt.keypoints3d[..., 2], 1e-3, None), axis=1)  # (T,)
+        radius = gt.intrinsics[0, 0] * FINGER_RADIUS_M / z
+        curves['hand_iou'] = curve(M.hand_iou(gen, gt.keypoints2d, gt.visibility, radius)[1:])
+    if len(rollout.latency_ms):
+        curves['latency_ms'] = curve(rollout.latency_ms)
+    for name, c in curves.items():
+        summary.setdefault(name, M.nanmean(c[1:]))
+    return {'summary': summary, 'per_frame': {k: v.tolist() for k, v in curves.items()}}
+
+
+def scenario_path(out: Path, scenario: Scenario) -> Path:
+    return out / 'scenarios' / scenario.suite / f'{scenario.name}.json'
+
+
+def run_scenario(scenario: Scenario, systems: Mapping[str, WorldSystem], out: Path, fingerprint: dict[str, Any],
+                 media: Callable[[Scenario, GroundTruth, dict[str, Rollout], Path], None] | None = None,
+                 size: tuple[int, int, float] | None = None) -> dict[str, Any]:
+    """Score one scenario on every system (or load it when already done with the same fingerprint)."""
+    if size is not None:
+        scenario = scenario.resized(*size)
+    path = scenario_path(out, scenario)
+    done = load_json(path)
+    if done is not None and done.get('fingerprint') == fingerprint:
+        log.debug('%s already done, skipped', scenario.key)
+        return done
+    t0 = time.perf_counter()
+    gt = ground_truth(scenario)
+    rollouts = {name: roll_out(system, gt, scenario) for name, system in systems.items()}
+    reference = Rollout(gt.rgb, gt.depth if gt.depth is not None else np.full(gt.rgb.shape[:3], np.nan, np.float32),
+                        gt.poses, np.zeros(0))
+    result = {
+        'scenario': scenario.name, 'suite': scenario.suite, 'kind': scenario.kind, 'script': scenario.script,
+        'seed': scenario.seed, 'frames': scenario.frames, 'size': [scenario.width, scenario.height],
+        'fps': scenario.fps, 'stride': scenario.stride, 'fingerprint': fingerprint,
+        'systems': {name: score(scenario, gt, r) for name, r in rollouts.items()},
+        'reference': {REFERENCE: score(scenario, gt, reference)} if gt.has_frames else {},
+    }
+    if media is not None:
+        media(scenario, gt, rollouts, out)
+    result['wall_s'] = time.perf_counter() - t0
+    write_json(path, result)
+    return result
+
+
+def evaluate(suites: list[Suite], systems: Mapping[str, WorldSystem], out: Path, fingerprint: dict[str, Any],
+             media: Callable[[Scenario, GroundTruth, dict[str, Rollout], Path], None] | None = None,
+             size: tuple[int, int, float] | None = None, progress: bool = True) -> list[dict[str, Any]]:
+    """Every scenario of every suite, in order, with a progress bar; returns the scenario results."""
+    from tqdm import tqdm
+
+    scenarios = [s for suite in suites for s in suite.scenarios]
+    results = []
+    bar = tqdm(scenarios, desc='eval', unit='scenario', disable=not progress)
+    for scenario in bar:
+        bar.set_postfix_str(scenario.key)
+        results.append(run_scenario(scenario, systems, out, fingerprint, media, size))
+    return results
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None  # NaN: not defined here
+    return x
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Atomic: a temp file in the same folder, then os.replace."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'w') as f:
+            json.dump(_jsonable(data), f, indent=1, allow_nan=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    """Atomic: a temp file in the same folder, then os.replace."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'w') as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_json(path: Path) -> dict[str, Any] | None:
+    """A finished scenario's results, or None when absent or unreadable (then it is recomputed)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
