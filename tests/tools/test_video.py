@@ -42,8 +42,8 @@ def test_depth_colours_are_fixed_over_frames_and_unknown_is_black():
 def test_contact_sheet_spreads_frames_evenly_in_a_grid(tmp_path):
     frames = [np.full((10, 20, 3), k, np.uint8) for k in range(30)]
     sheet = contact_sheet(frames, columns=4, count=8)
-    assert sheet.shape == (2 * (10 + 18), 4 * 20, 3)
-    assert sheet[0, 0, 0] == 0 and sheet[28 + 5, 3 * 20 + 5, 0] == 29  # first and last frame included
+    assert sheet.shape == (2 * (10 + 18), 4 * 24 - 4, 3)
+    assert sheet[0, 0, 0] == 0 and sheet[28 + 5, 3 * 24 + 5, 0] == 29  # first and last frame included
     png = write_png(tmp_path / 'sheet.png', sheet)
     import cv2
     assert cv2.imread(str(png)).shape == sheet.shape

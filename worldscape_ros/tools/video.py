@@ -28,9 +28,13 @@ def colorize_depth(depth: np.ndarray, max_depth: float = 10.0) -> np.ndarray:
     return rgb
 
 
-def panel(rgb: np.ndarray, depth: np.ndarray | None, scale: int = 1, max_depth: float = 10.0) -> np.ndarray:
-    """RGB and (if given) coloured depth side by side, enlarged `scale` times with nearest neighbours."""
+def panel(rgb: np.ndarray, depth: np.ndarray | None, scale: int = 1, max_depth: float = 10.0,
+          extra: np.ndarray | None = None) -> np.ndarray:
+    """RGB, coloured depth (if given) and an extra image (e.g. the hand pose video) side by side, enlarged
+    `scale` times with nearest neighbours."""
     parts = [rgb] if depth is None else [rgb, colorize_depth(depth, max_depth)]
+    if extra is not None:
+        parts.append(extra)
     out = np.concatenate(parts, axis=1)  # (H, W * parts, 3)
     if scale > 1:
         out = np.repeat(np.repeat(out, scale, axis=0), scale, axis=1)
@@ -44,7 +48,9 @@ def auto_scale(height: int, target: int = 240) -> int:
 
 def _atomic_target(path: Path) -> tuple[int, str]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(prefix=f'.{path.stem}.', suffix=path.suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.stem}.', suffix=path.suffix, dir=path.parent)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; these are ordinary output files
+    return fd, tmp
 
 
 def write_mp4(path: str | Path, frames: Sequence[np.ndarray], fps: float) -> Path:
@@ -82,13 +88,13 @@ def contact_sheet(frames: Sequence[np.ndarray], labels: Sequence[str] | None = N
         raise ValueError('no frames for a contact sheet')
     idx = np.unique(np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int))
     h, w = frames[0].shape[:2]
-    label_h = 18
+    label_h, gap = 18, 4
     cols = min(columns, len(idx))
     rows = -(-len(idx) // cols)
-    sheet = np.full((rows * (h + label_h), cols * w, 3), 255, np.uint8)
+    sheet = np.full((rows * (h + label_h), cols * (w + gap) - gap, 3), 255, np.uint8)
     for n, i in enumerate(idx):
         r, c = divmod(n, cols)
-        y, x = r * (h + label_h), c * w
+        y, x = r * (h + label_h), c * (w + gap)
         sheet[y:y + h, x:x + w] = frames[i]
         text = labels[i] if labels is not None else f'frame {i}'
         cv2.putText(sheet, text, (x + 3, y + h + 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)

@@ -1,0 +1,115 @@
+"""Offline rollouts: deterministic, recorded as the simulator publishes, and closed cleanly when cut short."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from worldscape_ros.model.kinematics import NavAction, integrate, state_from_camera_pose
+from worldscape_ros.tools import messages as M
+from worldscape_ros.tools.bag import bag_topics, read_bag
+from worldscape_ros.tools.rollout import Start, offline_rollout, parse_start
+from worldscape_ros.tools.scripts import ActionScript
+from worldscape_ros.tools.video import read_mp4, write_png
+
+ACTIONS = np.array([[0.5, 0.0, 0.0, 0.3, 0.0], [0.5, 0.1, 0.0, 0.0, 0.1], [0.0, 0.0, 0.0, -0.4, 0.0]])
+
+
+def _images(bag):
+    return [(m.msg.header.stamp, M.image_to_numpy(m.msg)) for m in read_bag(bag, ['/camera/image_raw'])]
+
+
+def test_rollout_is_deterministic_and_recorded_like_the_simulator(engine, tmp_path):
+    script = ActionScript(ACTIONS)
+    a = offline_rollout(engine, Start('room', 2), script, tmp_path / 'a')
+    b = offline_rollout(engine, Start('room', 2), script, tmp_path / 'b', mp4=False)
+    assert a.frames == b.frames == 3 and not a.interrupted
+    ia, ib = _images(tmp_path / 'a' / 'bag'), _images(tmp_path / 'b' / 'bag')
+    assert len(ia) == 4  # frame 0 (the start view) and the three generated frames
+    for (sa, ra), (sb, rb) in zip(ia, ib):
+        np.testing.assert_array_equal(ra, rb)
+        assert sa == sb
+    # sim time stamps: frame k at k / fps
+    fps = engine.config.fps
+    assert [M.stamp_ns(s) for s, _ in ia] == [round(k * 1e9 / fps) for k in range(4)]
+    topics = bag_topics(tmp_path / 'a' / 'bag')
+    assert topics['/cmd_vel'][1] == 3 and topics['/tf_static'][1] == 1 and topics['/odom'][1] == 4
+    assert topics['/hand_keypoints'][1] == 0
+    # odometry follows the kinematics from the start pose
+    odoms = [m.msg for m in read_bag(tmp_path / 'a' / 'bag', ['/odom'])]
+    s0 = state_from_camera_pose(engine.start_from_scene(2, 'room').pose, engine.config.camera_height)
+    xs = [s0]
+    for act in ACTIONS:
+        xs.append(integrate(xs[-1], NavAction.from_array(act), 1 / fps))
+    for msg, s in zip(odoms, xs):
+        assert (msg.pose.pose.position.x, msg.pose.pose.position.y) == pytest.approx((s.x, s.y), abs=1e-6)
+    assert [m.msg.angular.z for m in read_bag(tmp_path / 'a' / 'bag', ['/cmd_vel'])] == pytest.approx(
+        ACTIONS[:, 3].tolist())
+    # the video holds the same frames, RGB beside depth
+    video = read_mp4(tmp_path / 'a' / 'rollout.mp4')
+    assert len(video) == 4
+    summary = json.loads((tmp_path / 'a' / 'summary.json').read_text())
+    assert summary['frames'] == 3 and summary['engine']['config'] == 'ws-tiny'
+    assert (tmp_path / 'a' / 'contact_sheet.png').is_file() and not (tmp_path / 'b' / 'rollout.mp4').exists()
+
+
+def test_rollout_from_an_image_starts_from_that_image(engine, tmp_path):
+    start_rgb = engine.start_from_scene(5, 'room').rgb
+    write_png(tmp_path / 'start.png', start_rgb)
+    result = offline_rollout(engine, parse_start(str(tmp_path / 'start.png')), ActionScript(ACTIONS[:1]),
+                             tmp_path / 'out', mp4=False)
+    assert result.frames == 1
+    first = _images(tmp_path / 'out' / 'bag')[0][1]
+    np.testing.assert_array_equal(first, start_rgb)
+
+
+def test_start_parsing_and_bad_starts(engine, tmp_path):
+    assert parse_start('yard:7') == Start('yard', 7)
+    with pytest.raises(ValueError, match='must be an integer'):
+        parse_start('room:x')
+    with pytest.raises(ValueError, match='neither'):
+        parse_start('moon:1')
+    small = tmp_path / 'small.png'
+    write_png(small, np.zeros((10, 10, 3), np.uint8))
+    with pytest.raises(ValueError, match='needs 128x96'):
+        offline_rollout(engine, parse_start(str(small)), ActionScript(ACTIONS), tmp_path / 'o', bag=False, mp4=False)
+
+
+def test_rollout_refuses_to_overwrite_a_bag(engine, tmp_path):
+    (tmp_path / 'out' / 'bag').mkdir(parents=True)
+    with pytest.raises(FileExistsError, match='exists already'):
+        offline_rollout(engine, Start('room', 0), ActionScript(ACTIONS), tmp_path / 'out')
+
+
+@pytest.mark.slow
+def test_cli_rollout_cut_short_by_sigint_leaves_a_readable_bag(tmp_path):
+    actions = tmp_path / 'long.csv'
+    np.savetxt(actions, np.tile([0.3, 0.0, 0.0, 0.2, 0.0], (200, 1)), delimiter=',')
+    out = tmp_path / 'out'
+    proc = subprocess.Popen([sys.executable, '-m', 'worldscape_ros.cli', 'rollout', '--start', 'room:1', '--actions',
+                             str(actions), '--out', str(out), '--checkpoint', 'random'],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list(out.glob('.bag.*.partial/bag/*.mcap')):
+            time.sleep(0.2)
+        time.sleep(4.0)  # a few frames
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert 'interrupted' in stdout and 'Traceback' not in stderr
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['interrupted'] and summary['frames'] < 200
+    images = _images(out / 'bag')
+    assert len(images) == summary['frames'] + 1
+    stamps = [M.stamp_ns(s) for s, _ in images]
+    assert stamps == sorted(stamps)
+    assert len(read_mp4(out / 'rollout.mp4')) == len(images)
+    assert not list(out.glob('.*')), 'staging files left behind'

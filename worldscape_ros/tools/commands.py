@@ -1,0 +1,53 @@
+"""`worldscape rollout`: drive the engine offline from a start and an actions file, write bag / MP4 / sheet."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        'rollout', help='roll the world model out offline (no ROS) and record a rosbag2, an MP4 and a sheet',
+        description='Start the imagined world from a synthetic scene view or an image, apply the actions of FILE '
+        'frame by frame, and write OUT/bag (rosbag2 with the simulator node\'s topics), OUT/rollout.mp4, '
+        'OUT/contact_sheet.png and OUT/summary.json. Without --bag or --mp4 both are written. '
+        'Actions FILE formats: docs/recording.md.')
+    p.add_argument('--start', required=True, help="'room:SEED', 'yard:SEED', 'table:SEED' or an RGB image path")
+    p.add_argument('--actions', required=True, metavar='FILE', help='.csv/.txt/.npy (T x 5) or a .yaml/.json tour')
+    p.add_argument('--out', required=True, metavar='DIR', help='output folder (created; must hold no bag yet)')
+    p.add_argument('--bag', action='store_true', help='write the rosbag2')
+    p.add_argument('--mp4', action='store_true', help='write the MP4 and the contact sheet')
+    p.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap',
+                   help='mcap (rosbag2 version 9, Jazzy/Kilted; default) or sqlite3 (version 8, Humble)')
+    p.add_argument('--checkpoint', default=None,
+                   help="checkpoint path; 'random' for a random init of --config; default: the shipped model")
+    p.add_argument('--config', default=None, help='model config name (with --checkpoint random: default ws-tiny)')
+    p.add_argument('--device', default='cpu', help='cpu or cuda')
+    p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16', 'float16'))
+    p.add_argument('--steps', type=int, default=None, help="denoising steps (default: the config's)")
+    p.add_argument('--no-memory', action='store_true', help='sink and local window only (the ablation)')
+    p.add_argument('--seed', type=int, default=0, help='sampling seed (same seed, start, actions: same frames)')
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from worldscape_ros.model.engine import WorldEngine
+    from worldscape_ros.tools.rollout import offline_rollout, parse_start
+    from worldscape_ros.tools.scripts import load_script
+
+    start = parse_start(args.start)
+    engine = WorldEngine.from_pretrained(checkpoint=args.checkpoint, config=args.config, device=args.device,
+                                         dtype=args.dtype, memory=not args.no_memory, steps=args.steps,
+                                         seed=args.seed)
+    script = load_script(args.actions, float(engine.config.fps))
+    both = not (args.bag or args.mp4)
+    result = offline_rollout(engine, start, script, args.out, bag=args.bag or both, mp4=args.mp4 or both,
+                             storage=args.storage)
+    print(f'{result.frames} frames in {result.seconds:.1f} s ({result.fps:.1f} frames/s) with '
+          f'{engine.config.name} ({engine.sha256[:12]})' + (' - interrupted' if result.interrupted else ''))
+    for name, path in result.files.items():
+        print(f'  {name}: {path}')
+    return 130 if result.interrupted else 0

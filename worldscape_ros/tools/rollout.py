@@ -1,0 +1,227 @@
+"""Offline rollouts: drive the engine from a start and an action script without ROS, and record it.
+
+What it writes in the output folder (docs/recording.md):
+  bag/               rosbag2 with the same topics, types, frames and sim-time stamps the simulator node
+                     publishes (mcap version 9, or sqlite3 version 8 for Humble)
+  rollout.mp4        RGB beside coloured depth, at the model's frame rate
+  contact_sheet.png  a grid of frames spread over the rollout
+  summary.json       start, engine (config, weights hash), frame count, frames/s, latency
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from worldscape_ros.model.kinematics import BaseState, camera_pose, state_from_camera_pose
+from worldscape_ros.tools import messages as M
+from worldscape_ros.tools.bag import SIM_TOPICS, BagWriter, stop_on_signals
+from worldscape_ros.tools.scripts import ActionScript
+from worldscape_ros.tools.video import auto_scale, contact_sheet, panel, write_mp4, write_png
+
+log = logging.getLogger(__name__)
+
+SCENE_KINDS = ('room', 'yard', 'table')
+
+
+@dataclass(frozen=True)
+class Start:
+    """Where a rollout starts: a synthetic scene `kind:seed` (its first view only) or an RGB image file."""
+
+    kind: str | None = None
+    seed: int = 0
+    image: Path | None = None
+
+    def __str__(self) -> str:
+        return str(self.image) if self.image is not None else f'{self.kind}:{self.seed}'
+
+
+def parse_start(text: str) -> Start:
+    """'room:3', 'yard:0', 'table:1', or the path of an RGB image of the model's size."""
+    kind, sep, seed = text.partition(':')
+    if sep and kind in SCENE_KINDS:
+        try:
+            return Start(kind=kind, seed=int(seed))
+        except ValueError:
+            raise ValueError(f'start {text!r}: the seed after {kind}: must be an integer') from None
+    path = Path(text)
+    if path.is_file():
+        return Start(image=path)
+    raise ValueError(f'start {text!r} is neither {"|".join(SCENE_KINDS)}:SEED nor an existing image file')
+
+
+def start_session(engine: Any, start: Start) -> Any:
+    """Reset the engine at the start and return frame 0 (an engine Frame)."""
+    cfg = engine.config
+    if start.image is None:
+        return engine.start_from_scene(start.seed, start.kind or 'room')
+    import cv2
+
+    bgr = cv2.imread(str(start.image), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError(f'start image {start.image} cannot be read as an image')
+    if bgr.shape[:2] != (cfg.height, cfg.width):
+        raise ValueError(f'start image {start.image} is {bgr.shape[1]}x{bgr.shape[0]}; the model {cfg.name} '
+                         f'needs {cfg.width}x{cfg.height}')
+    rgb = np.ascontiguousarray(bgr[..., ::-1])
+    pose = camera_pose(BaseState(height=cfg.camera_height))
+    frame = engine.reset(rgb, pose)
+    if frame is None:  # engines that return nothing from reset: frame 0 is the start image itself
+        from worldscape_ros.model.engine import Frame
+
+        frame = Frame(rgb=rgb, depth=np.full(rgb.shape[:2], np.nan, np.float32), pose=pose, index=0,
+                      latency_ms=0.0)
+    return frame
+
+
+def frames_per_step(engine: Any) -> int:
+    return int(getattr(engine.config, 'frames_per_chunk', 1))
+
+
+def drive(engine: Any, script: ActionScript) -> Iterator[Any]:
+    """Step the engine through the script, one chunk at a time; yields frames 1..T in order.
+
+    A last partial chunk is padded with standing still; the padding frames are not yielded.
+    """
+    k = frames_per_step(engine)
+    n = len(script)
+    for i in range(0, n, k):
+        acts = [script.actions[j] if j < n else np.zeros(5) for j in range(i, i + k)]
+        kps = [script.hands[j] if script.hands is not None and j < n else None for j in range(i, i + k)]
+        frames = engine.step_chunk(acts, kps) if k > 1 else [engine.step(acts[0], kps[0])]
+        yield from frames[:min(k, n - i)]
+
+
+class RolloutRecorder:
+    """Writes each frame as the messages the simulator node publishes for it, stamped with sim time."""
+
+    def __init__(self, bag: BagWriter, engine: Any, handedness: str = 'right') -> None:
+        self.bag = bag
+        self.fps = float(engine.config.fps)
+        self.height = float(engine.config.camera_height)
+        self.K = np.asarray(engine.intrinsics, dtype=np.float64)
+        self.handedness = handedness
+        bag.add_topics(SIM_TOPICS)
+
+    def stamp_ns(self, index: int) -> int:
+        return round(index * 1e9 / self.fps)
+
+    def record(self, frame: Any, action: np.ndarray | None, keypoints: np.ndarray | None) -> None:
+        ns = self.stamp_ns(frame.index)
+        state = state_from_camera_pose(frame.pose, self.height)
+        act = np.zeros(5) if action is None else np.asarray(action, dtype=np.float64)
+        b = self.bag
+        if frame.index == 0:
+            b.write('/tf_static', ns, M.static_camera_tfs(state, ns))
+        b.write('/clock', ns, M.clock(ns))
+        if action is not None:
+            b.write('/cmd_vel', ns, M.twist(act))
+        if keypoints is not None:
+            b.write('/hand_keypoints', ns, M.hand_keypoints(keypoints, ns, self.handedness))
+        h, w = frame.rgb.shape[:2]
+        b.write('/camera/image_raw', ns, M.image_rgb8(frame.rgb, ns))
+        b.write('/camera/camera_info', ns, M.camera_info(self.K, w, h, ns))
+        b.write('/camera/depth/image_raw', ns, M.image_depth32(frame.depth, ns))
+        b.write('/camera/depth/camera_info', ns, M.camera_info(self.K, w, h, ns))
+        b.write('/odom', ns, M.odometry(state, act, ns))
+        b.write('/tf', ns, M.odom_tf(state, ns))
+
+
+@dataclass
+class RolloutResult:
+    out: Path
+    frames: int = 0
+    seconds: float = 0.0  # wall time in the engine's steps
+    latencies_ms: list[float] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+    interrupted: bool = False
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else math.nan
+
+
+def _pose_video(frame: Any, script: ActionScript) -> np.ndarray | None:
+    """The hand conditioning drawn, shown beside the frame when the script has hands."""
+    if script.hands is None:
+        return None
+    pv = getattr(frame, 'pose_video', None)
+    return np.zeros_like(frame.rgb) if pv is None else np.asarray(pv, np.uint8)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.stem}.', suffix='.json', dir=path.parent)
+    os.chmod(tmp, 0o644)
+    with os.fdopen(fd, 'w') as f:
+        json.dump(data, f, indent=2)
+        f.write('\n')
+    os.replace(tmp, path)
+
+
+def offline_rollout(engine: Any, start: Start, script: ActionScript, out: str | Path, bag: bool = True,
+                    mp4: bool = True, storage: str = 'mcap') -> RolloutResult:
+    """Run the script from the start; write the bag, the MP4 and the contact sheet (those asked for).
+
+    Ctrl-C (or SIGTERM) stops the rollout early: the bag is closed readable and the video holds the frames
+    made so far; `interrupted` says so.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if bag and (out / 'bag').exists():
+        raise FileExistsError(f'{out / "bag"} exists already: choose another --out folder or remove it')
+    result = RolloutResult(out=out)
+    views: list[np.ndarray] = []
+    writer = BagWriter(out / 'bag', storage) if bag else None
+    recorder = RolloutRecorder(writer, engine, script.handedness) if writer is not None else None
+    scale = auto_scale(int(engine.config.height))
+    t0 = time.perf_counter()
+    try:
+        with stop_on_signals(writer) if writer is not None else nullcontext():
+            frame = start_session(engine, start)
+            if recorder is not None:
+                recorder.record(frame, None, None)
+            views.append(panel(frame.rgb, frame.depth, scale,
+                               extra=np.zeros_like(frame.rgb) if script.hands is not None else None))
+            t0 = time.perf_counter()
+            for i, frame in enumerate(drive(engine, script)):
+                if recorder is not None:
+                    recorder.record(frame, script.actions[i], None if script.hands is None else script.hands[i])
+                result.frames += 1
+                result.latencies_ms.append(float(frame.latency_ms))
+                views.append(panel(frame.rgb, frame.depth, scale, extra=_pose_video(frame, script)))
+            result.seconds = time.perf_counter() - t0
+    except KeyboardInterrupt:
+        result.interrupted = True
+        result.seconds = time.perf_counter() - t0
+        log.warning('rollout interrupted after %d frames', result.frames)
+    finally:
+        if writer is not None:
+            result.files['bag'] = str(writer.close())
+    if mp4 and views:
+        result.files['mp4'] = str(write_mp4(out / 'rollout.mp4', views, float(engine.config.fps)))
+        small = [panel(v[::scale, ::scale], None, max(1, scale // 2)) for v in views]
+        labels = [f'{i} ({i / float(engine.config.fps):.1f} s)' for i in range(len(views))]
+        result.files['contact_sheet'] = str(write_png(out / 'contact_sheet.png',
+                                                      contact_sheet(small, labels, columns=6, count=18)))
+    lat = np.asarray(result.latencies_ms) if result.latencies_ms else np.zeros(1)
+    write_json(out / 'summary.json', {
+        'start': str(start), 'frames': result.frames, 'interrupted': result.interrupted,
+        'engine': {'config': engine.config.name, 'weights_sha256': getattr(engine, 'sha256', ''),
+                   'height': engine.config.height, 'width': engine.config.width, 'fps': engine.config.fps},
+        'frames_per_second': None if math.isnan(result.fps) else round(result.fps, 3),
+        'latency_ms': {'p50': float(np.percentile(lat, 50)), 'p95': float(np.percentile(lat, 95))},
+        'files': result.files,
+    })
+    result.files['summary'] = str(out / 'summary.json')
+    return result
