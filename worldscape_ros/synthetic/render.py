@@ -20,6 +20,31 @@ from worldscape_ros.model.camera import check_rigid, intrinsics_from_fov
 from worldscape_ros.synthetic.scenes import SceneSpec
 
 _CV_TO_GL = np.diag([1.0, -1.0, -1.0])  # OpenCV camera axes -> OpenGL camera axes (x same, y and z flipped)
+# Mesa's software rasteriser (osmesa) samples depth off the pixel centre, at (u + 0.375, v + 0.875) in image
+# coordinates (measured against analytic planes; RGB is drawn at the centres). Inverse depth is affine in the
+# image on a plane, so it is moved back to the centre by these fractions of a pixel along each axis.
+_DEPTH_SAMPLE_OFFSET = {'osmesa': (-0.125, 0.375)}  # (du, dv) of the sample from the pixel centre
+
+
+def _centre_inverse_depth(inv: np.ndarray, du: float, dv: float) -> np.ndarray:
+    """Move inverse depth samples taken at (u + 0.5 + du, v + 0.5 + dv) to the pixel centres.
+
+    The slope on each axis is the neighbour difference of smaller magnitude, so a pixel on an object's edge
+    extrapolates along its own surface, never across the depth jump.
+    """
+    out = inv.copy()
+    for axis, shift in ((1, du), (0, dv)):
+        if shift == 0.0:
+            continue
+        d = np.diff(inv, axis=axis)
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (1, 0)
+        back = np.pad(d, pad, mode='edge')  # inv[i] - inv[i - 1]
+        pad[axis] = (0, 1)
+        fwd = np.pad(d, pad, mode='edge')  # inv[i + 1] - inv[i]
+        slope = np.where(np.abs(back) <= np.abs(fwd), back, fwd)
+        out -= shift * slope
+    return out
 
 
 class SceneRenderer:
@@ -59,6 +84,7 @@ class SceneRenderer:
         # ZEROFAR depth map: buffer value b in [0, 1] (1 at near) -> z = far * near / ((far - near) * b + near)
         self._near, self._far = near, far
         self.max_depth = min(float(scene.max_depth), far)
+        self._depth_offset = _DEPTH_SAMPLE_OFFSET.get(os.environ.get('MUJOCO_GL', ''))
 
     @property
     def intrinsics(self) -> np.ndarray:
@@ -101,7 +127,10 @@ class SceneRenderer:
         mujoco.mjr_render(self._rect, self._scene, self._context)
         mujoco.mjr_readPixels(self._rgb, self._zbuf, self._rect, self._context)
         rgb = np.ascontiguousarray(self._rgb[::-1])  # GL rows are bottom-up
-        depth = self._near * self._far / ((self._far - self._near) * self._zbuf[::-1] + self._near)
+        inv = ((self._far - self._near) * self._zbuf[::-1] + self._near) / (self._near * self._far)  # 1 / z
+        if self._depth_offset is not None:
+            inv = _centre_inverse_depth(inv, *self._depth_offset)
+        depth = 1.0 / np.maximum(inv, 1.0 / self._far)
         # Far-plane leaks (the void through wall seams, or sky) read as the scene's maximum depth.
         np.minimum(depth, self.max_depth, out=depth)
         return rgb, depth.astype(np.float32, copy=False)

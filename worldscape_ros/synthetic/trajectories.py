@@ -177,12 +177,15 @@ def _out_and_back(free: FreeSpace, start: BaseState, n: int, fps: float,
 
 
 def _loop(free: FreeSpace, start: BaseState, n: int, fps: float, rng: np.random.Generator) -> list[NavAction]:
-    """Circles that revisit the start: the largest radius (and side) whose circle is free, repeated."""
+    """Circles that revisit the start: the largest radius (and side) whose circle is free and closes within
+    the episode, repeated."""
     for radius in (2.0, 1.5, 1.0, 0.7, 0.5, 0.3):
         for side in rng.permutation([-1.0, 1.0]):
             v = min(MAX_SPEED * 0.6, MAX_YAW_RATE * radius)
             a = NavAction(vx=v, yaw_rate=float(side) * v / radius)
             lap = max(1, round(2 * math.pi * radius / v * fps))
+            if lap > n and radius > 0.3:
+                continue  # a loop should close within the episode
             if is_collision_free(free, start, [a] * lap, fps):
                 return [a] * n
     return [NavAction(yaw_rate=MAX_YAW_RATE)] * n  # nowhere to circle: turn in place, also a loop of views
