@@ -23,6 +23,7 @@ PLOT_METRICS = {
     'depth_absrel': 'depth AbsRel', 'rot_err_deg': 'rotation error (deg)',
     'trans_err_deg': 'translation direction error (deg)', 'hand_iou': 'hand mask IoU',
 }
+TRIVIAL_ON_TRUTH = ('psnr', 'ssim', 'structure', 'gmsd', 'depth_absrel')  # perfect by definition: not drawn
 STYLE = {'model': ('C0', '-'), 'memory_off': ('C1', '-'), 'repeat_first_frame': ('C7', '--'),
          'reprojection': ('C2', '--'), 'ground_truth': ('k', ':')}
 
@@ -48,7 +49,8 @@ def plot_curves(curves: dict[str, dict[str, list[float | None]]], suite: str, ou
 
     written = []
     for metric, label in PLOT_METRICS.items():
-        lines = {s: c[metric] for s, c in curves.items() if metric in c}
+        lines = {s: c[metric] for s, c in curves.items() if metric in c and not (s == 'ground_truth' and metric in
+                                                                               TRIVIAL_ON_TRUTH)}
         if not any(any(v is not None for v in y) for y in lines.values()):
             continue
         fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)

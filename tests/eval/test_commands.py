@@ -1,0 +1,82 @@
+import json
+
+import pytest
+
+from worldscape_ros.cli import main
+from worldscape_ros.eval import runner
+
+SUITE = """
+name: tiny
+kind: nav
+width: 64
+height: 48
+frames: 8
+seeds: [90001]
+scripts: [straight, out_and_back]
+"""
+BASELINES = 'repeat_first_frame,reprojection'
+
+
+@pytest.fixture(scope='module')
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp('eval')
+    suite = root / 'tiny.yaml'
+    suite.write_text(SUITE)
+    out = root / 'out'
+    rc = main(['eval', '--suite', str(suite), '--out', str(out), '--systems', BASELINES, '--no-progress'])
+    assert rc == 0
+    return suite, out
+
+
+def test_eval_writes_report_json_with_every_system_metric_and_provenance(tiny_run):
+    _, out = tiny_run
+    report = json.loads((out / 'report.json').read_text())
+    assert list(report['results']) == ['repeat_first_frame', 'reprojection']
+    for system in report['results'].values():
+        for metric in ('psnr', 'psnr_f1_4', 'ssim', 'structure', 'gmsd', 'depth_absrel', 'rot_err_deg',
+                       'memory_symmetry', 'return_psnr'):
+            assert metric in system
+    assert report['reference']['ground_truth']['psnr'] == 100.0
+    assert report['seeds'] == [90001] and report['device'] == 'cpu' and report['date']
+    assert set(report['scenarios']) == {'tiny/straight_90001', 'tiny/out_and_back_90001'}
+    assert len(report['curves']['tiny']['reprojection']['psnr']) == 8
+    assert 'fid' in report['skipped_metrics'] and 'fvd' in report['skipped_metrics']
+    # reprojection beats the frozen frame early on; the frozen frame recovers no motion
+    res = report['results']
+    assert res['reprojection']['psnr_f1_4'] > res['repeat_first_frame']['psnr_f1_4']
+    assert res['repeat_first_frame']['motion_recovered'] == 0.0
+
+
+def test_eval_writes_table_plots_contact_sheets_and_videos(tiny_run):
+    _, out = tiny_run
+    md = (out / 'report.md').read_text()
+    assert '| PSNR dB | higher |' in md and 'gradient energy / GT' in md and 'Skipped metrics' in md
+    assert (out / 'plots' / 'tiny_psnr.png').stat().st_size > 1000
+    assert (out / 'plots' / 'tiny_structure.png').is_file()
+    assert (out / 'media' / 'tiny' / 'straight_90001_sheet.png').is_file()
+    assert (out / 'media' / 'tiny' / 'out_and_back_90001.mp4').stat().st_size > 0
+
+
+def test_rerun_skips_finished_scenarios_and_recomputes_when_settings_change(tiny_run, monkeypatch):
+    suite, out = tiny_run
+
+    def no_render(scenario):
+        raise AssertionError(f'{scenario.key} was recomputed')
+
+    monkeypatch.setattr(runner, 'ground_truth', no_render)
+    assert main(['eval', '--suite', str(suite), '--out', str(out), '--systems', BASELINES, '--no-progress',
+                 '--no-media']) == 0
+    report = json.loads((out / 'report.json').read_text())
+    assert report['resumed_scenarios'] == 2
+    with pytest.raises(AssertionError, match='was recomputed'):
+        main(['eval', '--suite', str(suite), '--out', str(out), '--systems', BASELINES, '--no-progress',
+              '--frames', '5'])
+
+
+def test_eval_rejects_unknown_systems_and_suites(tmp_path, capsys):
+    assert main(['eval', '--suite', 'nav', '--out', str(tmp_path), '--systems', 'oracle']) == 2
+    assert 'unknown systems oracle' in capsys.readouterr().err
+    assert main(['eval', '--suite', 'everything', '--out', str(tmp_path)]) == 2
+    assert 'unknown suite' in capsys.readouterr().err
+    assert main(['eval', '--suite', 'nav', '--out', str(tmp_path), '--pretrained-metrics', str(tmp_path / 'x')]) == 2
+    assert 'is not a folder' in capsys.readouterr().err
