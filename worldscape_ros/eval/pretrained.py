@@ -12,7 +12,9 @@ Imaging quality (MUSIQ) needs pyiqa, which is not installed: always skipped with
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -78,7 +80,7 @@ class PretrainedMetrics:
         assert self.folder is not None
         out: dict[str, dict[str, float]] = {name: {} for name in self.videos}
         if (self.folder / FID_FILE).is_file():
-            net = torch.jit.load(str(self.folder / FID_FILE), map_location='cpu').eval()
+            net = _load(self.folder / FID_FILE)
 
             def feats(videos: list[np.ndarray]) -> np.ndarray:
                 x = torch.from_numpy(np.concatenate([v[1:] for v in videos])).permute(0, 3, 1, 2)  # (N, 3, H, W)
@@ -89,7 +91,7 @@ class PretrainedMetrics:
             for name, vids in self.videos.items():
                 out[name]['fid'] = frechet_distance(feats(vids), real)
         if (self.folder / FVD_FILE).is_file():
-            net = torch.jit.load(str(self.folder / FVD_FILE), map_location='cpu').eval()
+            net = _load(self.folder / FVD_FILE)
 
             def vfeats(videos: list[np.ndarray]) -> np.ndarray:
                 usable = [v for v in videos if len(v) >= FVD_MIN_FRAMES]
@@ -105,3 +107,11 @@ class PretrainedMetrics:
             else:
                 log.warning('FVD needs at least two scenarios of %d frames or more', FVD_MIN_FRAMES)
         return out
+
+
+def _load(path: Path) -> Any:
+    import torch
+
+    with warnings.catch_warnings():  # TorchScript is what the metric networks ship as
+        warnings.simplefilter('ignore', DeprecationWarning)
+        return torch.jit.load(str(path), map_location='cpu').eval()
