@@ -1,0 +1,70 @@
+from pathlib import Path
+
+import pytest
+import torch
+from train_clips import micro_train_config, write_dataset
+
+from worldscape_ros.errors import TrainError
+from worldscape_ros.model.checkpoint import load_checkpoint
+from worldscape_ros.train.loop import METRICS_FILE, train
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    model, _ = load_checkpoint(path)
+    return model.state_dict()
+
+
+def _latest_model(out: Path) -> dict[str, torch.Tensor]:
+    return _weights(out / (out / 'latest').read_text().strip() / 'model.safetensors')
+
+
+def test_ten_steps_equal_five_then_save_resume_and_five_more(dataset_root, tmp_path):
+    straight = micro_train_config(dataset_root, tmp_path / 'a', run={'steps': 6})
+    train(straight)
+    split = micro_train_config(dataset_root, tmp_path / 'b', run={'steps': 3})
+    train(split)
+    train(split.replace_in('run', steps=6), resume=True)
+    a, b = _latest_model(tmp_path / 'a'), _latest_model(tmp_path / 'b')
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=1e-6, rtol=0), name
+    ema_a, ema_b = _weights(tmp_path / 'a' / 'final.safetensors'), _weights(tmp_path / 'b' / 'final.safetensors')
+    assert all(torch.allclose(ema_a[k], ema_b[k], atol=1e-6, rtol=0) for k in ema_a)
+    rows = (tmp_path / 'b' / METRICS_FILE).read_text().splitlines()
+    assert [r.split(',')[0] for r in rows[1:]] == ['1', '2', '3', '4', '5', '6']
+
+
+def test_training_changes_the_dit_but_not_the_frozen_codec(dataset_root, tmp_path):
+    cfg = micro_train_config(dataset_root, tmp_path / 'run', run={'steps': 2})
+    torch.manual_seed(cfg.run.seed)
+    from worldscape_ros.train.loop import build_model
+
+    before = build_model(cfg).state_dict()
+    train(cfg)
+    after = _latest_model(tmp_path / 'run')
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith('codec.'))
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith('dit.'))
+
+
+def test_missing_data_dir_raises_train_error(tmp_path):
+    cfg = micro_train_config(tmp_path / 'nowhere', tmp_path / 'run')
+    with pytest.raises(TrainError, match='data.root .*nowhere does not exist'):
+        train(cfg)
+
+
+def test_resume_from_another_config_raises_train_error(dataset_root, tmp_path):
+    train(micro_train_config(dataset_root, tmp_path / 'run', run={'steps': 1}))
+    other = micro_train_config(dataset_root, tmp_path / 'run', run={'steps': 2},
+                               model_overrides={'dit': {'dim': 64, 'depth': 2, 'heads': 2, 'ffn': 96}})
+    with pytest.raises(TrainError, match='written by another configuration'):
+        train(other, resume=True)
+
+
+def test_resume_without_a_save_raises_train_error(dataset_root, tmp_path):
+    with pytest.raises(TrainError, match='nothing to resume'):
+        train(micro_train_config(dataset_root, tmp_path / 'fresh'), resume=True)
+
+
+def test_a_dataset_smaller_than_one_global_batch_raises_train_error(tmp_path):
+    root = write_dataset(tmp_path / 'small', episodes=1, frames=4, height=32, width=48)
+    with pytest.raises(TrainError, match='fewer than one global batch'):
+        train(micro_train_config(root, tmp_path / 'run', data={'batch_size': 2}))

@@ -1,0 +1,212 @@
+"""The training loop shared by every stage: data, resumable saves, CSV logs and a progress bar with ETA.
+
+One loop for the codec, the teacher and the distilled student; single process by default, DDP or FSDP when
+started by torchrun. Steps read like the algorithm:
+  1. set up the runtime (device, process group, autocast) and build the model from its init checkpoint;
+  2. build the stage (what trains, its objectives and optimisers) and, with --resume, restore its state;
+  3. each step: this process's share of the global batch, per-sample random generators keyed by the global
+     sample index (so results do not depend on the number of processes), one update;
+  4. log, save every run.save_every steps and at the end, and export the EMA weights as final.safetensors.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from worldscape_ros.data.dataset import ClipDataset
+from worldscape_ros.errors import CheckpointError, EpisodeFormatError, TrainError
+from worldscape_ros.model.checkpoint import load_checkpoint, save_checkpoint
+from worldscape_ros.model.world_model import WorldModel
+from worldscape_ros.train.clip_batch import sample_generator
+from worldscape_ros.train.config import TrainConfig
+from worldscape_ros.train.runtime import Runtime, enable_activation_checkpointing, setup_runtime, teardown_runtime
+from worldscape_ros.train.sampler import ClipBatchSampler
+from worldscape_ros.train.stages import CodecStage, Stage, TeacherStage
+from worldscape_ros.train.state import TrainState, latest_save, load_state, save_state
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = 'metrics.csv'
+FINAL_FILE = 'final.safetensors'
+
+
+@dataclass
+class RunSummary:
+    steps: int
+    wall_s: float
+    samples_per_s: float
+    final: Path
+    last: dict[str, float]
+
+
+def load_init(cfg: TrainConfig, model: WorldModel, path: str) -> None:
+    """Load init weights (a codec run, a teacher) into `model`, which has the run's config."""
+    if not path:
+        return
+    try:
+        init, _ = load_checkpoint(path, config=model.config)
+    except CheckpointError as exc:
+        raise TrainError(f'init checkpoint: {exc}') from None
+    model.load_state_dict(init.state_dict())
+
+
+def build_model(cfg: TrainConfig) -> WorldModel:
+    torch.manual_seed(cfg.run.seed)
+    model = WorldModel(cfg.model_config())
+    load_init(cfg, model, cfg.init)
+    return model
+
+
+def build_stage(cfg: TrainConfig, model: WorldModel, rt: Runtime) -> Stage:
+    if cfg.stage == 'codec':
+        return CodecStage(model, cfg, rt)
+    if cfg.stage == 'teacher':
+        return TeacherStage(model, cfg, rt)
+    from worldscape_ros.train.distill import DistillStage
+
+    return DistillStage(model, cfg, rt)
+
+
+def build_dataset(cfg: TrainConfig) -> ClipDataset:
+    root = Path(cfg.data.root)
+    if not root.is_dir():
+        raise TrainError(f'data.root {root} does not exist: generate episodes with `worldscape datagen --out {root}`')
+    try:
+        dataset = ClipDataset(root, cfg.data.clip_len, cfg.data.stride, cfg.data.kinds, cache_episodes=4096)
+    except (EpisodeFormatError, ValueError) as exc:
+        raise TrainError(f'data.root {root}: {exc}') from None
+    if len(dataset) == 0:
+        raise TrainError(f'data.root {root} holds no episode of kinds {list(cfg.data.kinds)} with at least '
+                         f'{cfg.data.clip_len} frames')
+    return dataset
+
+
+class MetricsLog:
+    """metrics.csv, one row per logged step; a resumed run drops rows after its resume step."""
+
+    def __init__(self, out: Path, start_step: int, enabled: bool) -> None:
+        self.path = out / METRICS_FILE
+        self.enabled = enabled
+        self.fields: list[str] | None = None
+        self.rows: list[dict[str, Any]] = []
+        if enabled and start_step > 0 and self.path.is_file():
+            with self.path.open(newline='') as f:
+                reader = csv.DictReader(f)
+                self.fields = list(reader.fieldnames or [])
+                self.rows = [r for r in reader if int(r['step']) <= start_step]
+            self._rewrite()
+        elif enabled:
+            self.path.unlink(missing_ok=True)
+
+    def _rewrite(self) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=f'.{self.path.name}.', dir=self.path.parent)
+        with os.fdopen(fd, 'w', newline='') as f:
+            writer = csv.DictWriter(f, fieldnames=self.fields or ['step'], extrasaction='ignore')
+            writer.writeheader()
+            writer.writerows(self.rows)
+        os.replace(tmp, self.path)
+
+    def write(self, row: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        if self.fields is None or any(k not in self.fields for k in row):
+            self.fields = list(dict.fromkeys([*(self.fields or []), *row]))
+            self.rows.append(row)
+            self._rewrite()
+            return
+        self.rows.append(row)
+        with self.path.open('a', newline='') as f:
+            csv.DictWriter(f, fieldnames=self.fields, extrasaction='ignore').writerow(row)
+
+
+def collate(items: list[dict]) -> dict:
+    out: dict[str, Any] = {}
+    for key in items[0]:
+        values = [it[key] for it in items]
+        out[key] = torch.stack(values) if isinstance(values[0], torch.Tensor) else values
+    return out
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> RunSummary:
+    """Run (or resume) one stage to cfg.run.steps; returns figures of this invocation."""
+    out = Path(cfg.run.out)
+    dataset = build_dataset(cfg)
+    model = build_model(cfg)
+    rt = setup_runtime(cfg.run, model.num_parameters())
+    try:
+        return _train(cfg, resume, out, dataset, model, rt)
+    finally:
+        teardown_runtime(rt)
+
+
+def _train(cfg: TrainConfig, resume: bool, out: Path, dataset: ClipDataset, model: WorldModel,
+           rt: Runtime) -> RunSummary:
+    model.to(rt.device)
+    if cfg.run.activation_checkpointing:
+        enable_activation_checkpointing(model.dit.blocks)
+    stage = build_stage(cfg, model, rt)
+    fingerprint = cfg.fingerprint()
+    start = 0
+    if resume:
+        state = load_state(latest_save(out), fingerprint, stage.models, stage.optimizers)
+        start = state.step
+        log.info('resumed %s at step %d', out, start)
+    elif rt.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    rt.barrier()
+    sampler = ClipBatchSampler(len(dataset), cfg.data.batch_size, rt.rank, rt.world, cfg.run.seed, start,
+                               cfg.run.steps)
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.data.num_workers, collate_fn=collate,
+                        persistent_workers=False)
+    metrics = MetricsLog(out, start, rt.is_main)
+    bar = tqdm(total=cfg.run.steps, initial=start, disable=not (rt.is_main and cfg.run.progress),
+               desc=f'{cfg.stage}', unit='step', dynamic_ncols=True)
+    t0 = time.perf_counter()
+    samples = 0
+    parts: dict[str, float] = {}
+
+    def save(step: int) -> None:
+        if rt.is_main:
+            save_state(out, TrainState(step, sampler.position(step), fingerprint, {'stage': cfg.stage}),
+                       stage.models, stage.optimizers)
+        rt.barrier()
+
+    step = start
+    for step, batch in enumerate(loader, start=start):
+        first = rt.rank * cfg.data.batch_size
+        gens = [sample_generator(cfg.run.seed, step, first + i) for i in range(len(batch['rgb']))]
+        parts = stage.step(batch, step, gens)
+        samples += sampler.global_batch
+        bar.update(1)
+        bar.set_postfix(loss=f'{parts["loss"]:.4f}')
+        done = step + 1
+        if done % cfg.run.log_every == 0 or done == cfg.run.steps:
+            elapsed = time.perf_counter() - t0
+            row = {'step': done, 'wall_s': round(elapsed, 2), 'samples_per_s': round(samples / elapsed, 3),
+                   **{k: rt.all_mean(v) for k, v in parts.items()}}
+            metrics.write(row)
+        if cfg.run.save_every and done % cfg.run.save_every == 0 and done < cfg.run.steps:
+            save(done)
+    bar.close()
+    wall = time.perf_counter() - t0
+    final = out / FINAL_FILE
+    if cfg.run.steps > start:
+        save(cfg.run.steps)
+    if rt.is_main:
+        digest = save_checkpoint(final, stage.export(), {'stage': cfg.stage, 'steps': cfg.run.steps,
+                                                         'train_config': cfg.to_dict()})
+        log.info('wrote %s (sha256 %s) after %d steps, %.1f s', final, digest, cfg.run.steps, wall)
+    rt.barrier()
+    return RunSummary(steps=cfg.run.steps - start, wall_s=wall, samples_per_s=samples / max(wall, 1e-9),
+                      final=final, last=parts)
