@@ -5,14 +5,19 @@ For manipulation without a hand tracker: the node publishes worldscape_msgs/Hand
 lock step with the simulator's `~/step` service. The trajectories are plain numpy (no rclpy) so offline
 rollouts (worldscape rollout, tours with `hands:`) use the very same keypoints.
 
-The hand is the procedural hand of synthetic.hand (its 21 joints are MediaPipe's landmarks): a wrist path in
-front of the camera, the hand's orientation and a finger curl (0 open, 1 closed) per frame.
+The hand is the procedural hand of synthetic.hand (its 21 joints are MediaPipe's landmarks). The scripts of
+synthetic.hand_scripts (reach, grasp, lift, carry, place, pick_and_place) are planned on the table scene of a
+seed, towards that scene's objects, and seen from its egocentric camera: with the simulator started at
+`table:SEED` (start_scene 'table', start_seed SEED) and the same `scene_seed`, the hand reaches for the objects
+the first frame shows. Without synthetic.hand_scripts (and for 'idle') a fixed path in front of the camera is
+used: a wrist path, the hand's orientation and a finger curl (0 open, 1 closed) per frame.
 """
 
 from __future__ import annotations
 
 import math
 import sys
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +36,7 @@ Phase = tuple[float, np.ndarray, np.ndarray, float, float]
 SCRIPTS: dict[str, list[Phase]] = {
     'reach': [(1.0, REST, OBJECT, 0.0, 0.0)],
     'grasp': [(0.3, OBJECT, OBJECT, 0.0, 0.0), (0.7, OBJECT, OBJECT, 0.0, 1.0)],
+    'lift': [(1.0, OBJECT, LIFTED, 1.0, 1.0)],
     'carry': [(0.3, OBJECT, LIFTED, 1.0, 1.0), (0.7, LIFTED, TARGET_ABOVE, 1.0, 1.0)],
     'place': [(0.6, TARGET_ABOVE, TARGET, 1.0, 1.0), (0.4, TARGET, TARGET, 1.0, 0.0)],
     'pick_and_place': [(0.25, REST, OBJECT, 0.0, 0.0), (0.12, OBJECT, OBJECT, 0.0, 1.0),
@@ -39,6 +45,7 @@ SCRIPTS: dict[str, list[Phase]] = {
                        (0.15, TARGET, REST, 0.0, 0.0)],
     'idle': [(1.0, REST, REST, 0.0, 0.0)],
 }
+SCRIPT_NAMES = ('reach', 'grasp', 'lift', 'carry', 'place', 'pick_and_place', 'idle')
 
 
 def _smoothstep(t: float) -> float:
@@ -63,7 +70,7 @@ class HandState:
 def hand_states(script: str, frames: int) -> list[HandState]:
     """Wrist and curl per frame for a named script; phases are eased so the hand starts and stops smoothly."""
     if script not in SCRIPTS:
-        raise ValueError(f'unknown hand script {script!r}; expected one of {", ".join(SCRIPTS)}')
+        raise ValueError(f'unknown hand script {script!r}; expected one of {", ".join(SCRIPT_NAMES)}')
     if frames < 1:
         raise ValueError(f'frames must be >= 1, got {frames}')
     phases = SCRIPTS[script]
@@ -89,12 +96,50 @@ def hand_keypoints(state: HandState, handedness: str = 'right') -> np.ndarray:
     return (hand_landmarks_local(state.curl) * mirror) @ hand_rotation().T + wrist
 
 
-def hand_trajectory(script: str, frames: int, fps: float = 10.0, handedness: str = 'right') -> np.ndarray:
-    """(frames, 21, 3) camera-frame keypoints of a named script (fps is accepted for symmetry with nav scripts:
-    the script stretches over however many frames it is given)."""
+def table_hand_plan(script: str, frames: int, scene_seed: int) -> tuple[np.ndarray, str] | None:
+    """synthetic.hand_scripts' plan on the table scene of `scene_seed`, in its egocentric camera's optical frame;
+    None when that module (or the script) is not there."""
+    try:
+        from worldscape_ros.synthetic.hand_scripts import HAND_SCRIPTS, egocentric_camera, hand_script
+        from worldscape_ros.synthetic.scenes import make_scene
+    except ImportError:
+        return None
+    if script not in HAND_SCRIPTS:
+        return None
+    scene = make_scene('table', scene_seed)
+    plan = hand_script(script, scene, frames, seed=scene_seed)
+    c2w = egocentric_camera(scene)
+    world = np.stack([f.hand.landmarks_world() for f in plan])  # (T, 21, 3)
+    return (world - c2w[:3, 3]) @ c2w[:3, :3], plan[0].hand.handedness  # world -> camera: R^T (p - t)
+
+
+def hand_plan(script: str, frames: int, scene_seed: int = 0, handedness: str | None = None) -> tuple[np.ndarray, str]:
+    """(frames, 21, 3) camera-frame keypoints of a named script and the hand's handedness.
+
+    `handedness` None keeps the script's own hand; a different one mirrors the plan left-right in the image.
+    """
+    if handedness not in (None, 'left', 'right'):
+        raise ValueError(f"handedness must be 'left' or 'right', got {handedness!r}")
+    if frames < 1:
+        raise ValueError(f'frames must be >= 1, got {frames}')
+    planned = table_hand_plan(script, frames, scene_seed)
+    if planned is None:
+        hd = handedness or 'right'
+        return np.stack([hand_keypoints(s, hd) for s in hand_states(script, frames)]), hd
+    points, hd = planned
+    if handedness is not None and handedness != hd:
+        points = points * np.array([-1.0, 1.0, 1.0])  # the mirror image is the other hand
+        hd = handedness
+    return points, hd
+
+
+def hand_trajectory(script: str, frames: int, fps: float = 10.0, handedness: str | None = None,
+                    scene_seed: int = 0) -> np.ndarray:
+    """(frames, 21, 3) camera-frame keypoints of a named script (the script stretches over the frames given;
+    fps is checked for symmetry with the navigation scripts)."""
     if not (fps > 0 and math.isfinite(fps)):
         raise ValueError(f'fps must be positive, got {fps}')
-    return np.stack([hand_keypoints(s, handedness) for s in hand_states(script, frames)])
+    return hand_plan(script, frames, scene_seed, handedness)[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,19 +153,26 @@ def main(argv: list[str] | None = None) -> int:
     node = Node('scripted_hands')
     p = {
         'script': node.declare_parameter('script', 'pick_and_place', ParameterDescriptor(
-            description=f'hand script: {", ".join(SCRIPTS)}')).value,
+            description=f'hand script: {", ".join(SCRIPT_NAMES)}')).value,
         'frames': node.declare_parameter('frames', 60, ParameterDescriptor(
             description='frames the script spans')).value,
         'fps': node.declare_parameter('fps', 10.0, ParameterDescriptor(description='publishing rate, Hz')).value,
-        'handedness': node.declare_parameter('handedness', 'right', ParameterDescriptor(
-            description="'left' or 'right'")).value,
+        'handedness': node.declare_parameter('handedness', '', ParameterDescriptor(
+            description="'left', 'right', or '' for the script's own hand")).value,
+        'scene_seed': node.declare_parameter('scene_seed', 0, ParameterDescriptor(
+            description="seed of the table scene the hand acts in (the simulator's start_seed)")).value,
         'loop': node.declare_parameter('loop', False, ParameterDescriptor(
             description='start over after the last frame')).value,
+        'wait': node.declare_parameter('wait', 10.0, ParameterDescriptor(
+            description='s to wait for a subscriber (the simulator) before playing; 0 = play at once')).value,
         'frame_id': node.declare_parameter('frame_id', 'camera_optical_frame', ParameterDescriptor(
             description='the optical frame the keypoints are in')).value,
     }
     try:
-        trajectory = hand_trajectory(str(p['script']), int(p['frames']), float(p['fps']), str(p['handedness']))
+        if not (float(p['fps']) > 0):
+            raise ValueError(f'fps must be positive, got {p["fps"]}')
+        trajectory, handedness = hand_plan(str(p['script']), int(p['frames']), int(p['scene_seed']),
+                                           str(p['handedness']) or None)
     except ValueError as exc:
         node.get_logger().error(str(exc))
         node.destroy_node()
@@ -128,8 +180,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     pub = node.create_publisher(HandKeypoints, 'hand_keypoints', 10)
     state = {'k': 0}
+    started = time.monotonic()
 
     def tick() -> None:
+        if state['k'] == 0 and pub.get_subscription_count() == 0 and time.monotonic() - started < float(p['wait']):
+            return  # nobody listens yet: do not play the script into the void
         k = state['k']
         if k >= len(trajectory):
             if not p['loop']:
@@ -139,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         msg = HandKeypoints()
         msg.header.stamp = node.get_clock().now().to_msg()
         msg.header.frame_id = str(p['frame_id'])
-        msg.handedness = str(p['handedness'])
+        msg.handedness = handedness
         for point, xyz in zip(msg.points, trajectory[k]):
             point.x, point.y, point.z = (float(v) for v in xyz)
         msg.scores = [1.0] * 21

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     engine = WorldEngine.from_pretrained(checkpoint=args.checkpoint, config=args.config, device=args.device,
                                          dtype=args.dtype, memory=not args.no_memory, steps=args.steps,
                                          seed=args.seed)
-    script = load_script(args.actions, float(engine.config.fps))
+    script = load_script(args.actions, float(engine.config.fps), scene_seed=start.seed)
     both = not (args.bag or args.mp4)
     result = offline_rollout(engine, start, script, args.out, bag=args.bag or both, mp4=args.mp4 or both,
                              storage=args.storage)

@@ -12,6 +12,9 @@ An actions FILE is one of:
           - {action: [0.0, 0.0, 0.0, 0.5, 0.0], frames: 10}   # turn left on the spot for 1 s
           - {script: out_and_back, frames: 40}
         hands: {script: pick_and_place}                       # reach, grasp, carry, place (optional)
+
+    A tour's hands are planned on the table scene of `scene_seed` (default: the rollout's start seed), so with a
+    `table:SEED` start the hand goes for the objects of that first view (ros.scripted_hands).
 """
 
 from __future__ import annotations
@@ -71,8 +74,9 @@ def _segment(seg: Any, fps: float, where: str) -> np.ndarray:
     return np.repeat(action[None], frames, axis=0)
 
 
-def load_script(path: str | Path, fps: float) -> ActionScript:
-    """Read an actions FILE (see the module docstring); `fps` is the model's frame rate (for named scripts)."""
+def load_script(path: str | Path, fps: float, scene_seed: int = 0) -> ActionScript:
+    """Read an actions FILE (see the module docstring); `fps` is the model's frame rate (for named scripts),
+    `scene_seed` the table scene hand scripts act in unless the tour names one."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'actions file {path} does not exist')
@@ -93,13 +97,13 @@ def load_script(path: str | Path, fps: float) -> ActionScript:
             return ActionScript(np.load(path, allow_pickle=False))
         if suffix in ('.yaml', '.yml', '.json'):
             doc = json.loads(path.read_text()) if suffix == '.json' else yaml.safe_load(path.read_text())
-            return _tour(doc, fps, str(path))
+            return _tour(doc, fps, scene_seed)
     except ValueError as exc:
         raise ValueError(f'actions file {path}: {exc}') from None
     raise ValueError(f'actions file {path}: unknown format {suffix!r} (expected .csv, .txt, .npy, .yaml or .json)')
 
 
-def _tour(doc: Any, fps: float, where: str) -> ActionScript:
+def _tour(doc: Any, fps: float, scene_seed: int) -> ActionScript:
     if not isinstance(doc, dict) or not isinstance(doc.get('segments'), list) or not doc['segments']:
         raise ValueError('a tour needs a non-empty list `segments`')
     actions = np.concatenate([_segment(s, fps, f'segment {i}') for i, s in enumerate(doc['segments'])])
@@ -109,8 +113,8 @@ def _tour(doc: Any, fps: float, where: str) -> ActionScript:
         spec = doc['hands']
         if not isinstance(spec, dict) or 'script' not in spec:
             raise ValueError('hands must be a mapping with `script` (e.g. {script: pick_and_place})')
-        from worldscape_ros.ros.scripted_hands import hand_trajectory
+        from worldscape_ros.ros.scripted_hands import hand_plan
 
-        handedness = str(spec.get('handedness', 'right'))
-        hands = hand_trajectory(str(spec['script']), len(actions), fps, handedness=handedness)
+        hands, handedness = hand_plan(str(spec['script']), len(actions), int(spec.get('scene_seed', scene_seed)),
+                                      spec.get('handedness'))
     return ActionScript(actions, hands, handedness)

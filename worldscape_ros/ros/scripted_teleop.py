@@ -1,0 +1,175 @@
+"""Scripted teleop: play an action script (and its hand keypoints) into the simulator node.
+
+Two ways to drive:
+  - lock step (default): pause the simulator, then per frame publish the Twist (and HandKeypoints) and call
+    `~/step` for one frame, so every generated frame has exactly its scripted action whatever the machine's
+    speed; the rollout is then frame for frame the one `worldscape rollout` makes offline with the same start,
+    seed and script (the engine is deterministic);
+  - timed (`lockstep: false`): publish at the script's rate while the simulator runs on its own clock.
+
+The script is an actions FILE (tools.scripts: .csv/.txt/.npy or a .yaml/.json tour) or a named navigation
+script with a frame count. Parameters: see `declare` below (`ros2 param describe` lists them).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from worldscape_ros.tools.scripts import ActionScript, load_script, nav_script
+
+
+def script_from_params(actions: str, script: str, frames: int, fps: float, hands: str,
+                       scene_seed: int = 0) -> ActionScript:
+    """The action script a node's parameters describe (an actions file wins over a named script)."""
+    if actions:
+        loaded = load_script(actions, fps, scene_seed)
+    else:
+        if frames < 1:
+            raise ValueError(f'frames must be >= 1 for a named script, got {frames}')
+        loaded = ActionScript(nav_script(script, frames, fps))
+    if hands and loaded.hands is None:
+        from worldscape_ros.ros.scripted_hands import hand_plan
+
+        points, handedness = hand_plan(hands, len(loaded), scene_seed)
+        loaded = ActionScript(loaded.actions, points, handedness)
+    return loaded
+
+
+class ScriptPlayer:
+    """Plays an ActionScript through a node's publishers and the simulator's services."""
+
+    def __init__(self, node: Any, script: ActionScript, simulator: str, settle_s: float = 0.05) -> None:
+        from geometry_msgs.msg import Twist
+        from std_srvs.srv import Trigger
+        from worldscape_msgs.msg import HandKeypoints
+        from worldscape_msgs.srv import StepFrames
+
+        self.node = node
+        self.script = script
+        self.settle_s = settle_s
+        self._Twist, self._HandKeypoints = Twist, HandKeypoints
+        self.cmd_pub = node.create_publisher(Twist, 'cmd_vel', 10)
+        self.hands_pub = node.create_publisher(HandKeypoints, 'hand_keypoints', 10)
+        sim = simulator.rstrip('/')
+        self.pause = node.create_client(Trigger, f'{sim}/pause')
+        self.resume = node.create_client(Trigger, f'{sim}/resume')
+        self.step = node.create_client(StepFrames, f'{sim}/step')
+        self._StepFrames, self._Trigger = StepFrames, Trigger
+        self.frames_played = 0
+
+    def publish(self, i: int) -> None:
+        a = self.script.actions[i]
+        msg = self._Twist()
+        msg.linear.x, msg.linear.y, msg.linear.z = float(a[0]), float(a[1]), float(a[2])
+        msg.angular.z, msg.angular.y = float(a[3]), float(a[4])
+        self.cmd_pub.publish(msg)
+        if self.script.hands is not None:
+            kp = self._HandKeypoints()
+            kp.header.stamp = self.node.get_clock().now().to_msg()
+            kp.header.frame_id = 'camera_optical_frame'
+            kp.handedness = self.script.handedness
+            for point, xyz in zip(kp.points, self.script.hands[i]):
+                point.x, point.y, point.z = (float(v) for v in xyz)
+            kp.scores = [1.0] * 21
+            self.hands_pub.publish(kp)
+
+    def stop(self) -> None:
+        self.cmd_pub.publish(self._Twist())
+
+    def _call(self, executor: Any, client: Any, request: Any, timeout: float) -> Any:
+        import rclpy
+
+        future = client.call_async(request)
+        rclpy.spin_until_future_complete(self.node, future, executor=executor, timeout_sec=timeout)
+        if not future.done():
+            raise TimeoutError(f'service {client.srv_name} did not answer within {timeout} s')
+        return future.result()
+
+    def wait_for_simulator(self, timeout: float) -> None:
+        for client in (self.pause, self.step):
+            if not client.wait_for_service(timeout_sec=timeout):
+                raise TimeoutError(f'service {client.srv_name} is not available after {timeout} s '
+                                   '(is the simulator node running and active?)')
+
+    def play_lockstep(self, executor: Any, step_timeout: float = 120.0) -> int:
+        """Pause the simulator, then one publish + `~/step` per frame. Returns frames generated."""
+        self._call(executor, self.pause, self._Trigger.Request(), step_timeout)
+        for i in range(len(self.script)):
+            self.publish(i)
+            # let the command reach the simulator's subscription before the step request does
+            deadline = time.monotonic() + self.settle_s
+            while time.monotonic() < deadline:
+                executor.spin_once(timeout_sec=max(0.0, deadline - time.monotonic()))
+            result = self._call(executor, self.step, self._StepFrames.Request(frames=1), step_timeout)
+            if not result.success:
+                raise RuntimeError(f'~/step failed at frame {i + 1}: {result.message}')
+            self.frames_played += 1
+        self.stop()
+        return self.frames_played
+
+    def play_timed(self, executor: Any, fps: float) -> int:
+        """Publish one action per 1/fps of wall time while the simulator runs freely."""
+        t0 = time.monotonic()
+        for i in range(len(self.script)):
+            self.publish(i)
+            self.frames_played += 1
+            target = t0 + (i + 1) / fps
+            while (remaining := target - time.monotonic()) > 0:
+                executor.spin_once(timeout_sec=remaining)
+        self.stop()
+        return self.frames_played
+
+
+def main(argv: list[str] | None = None) -> int:
+    import rclpy
+    from rcl_interfaces.msg import ParameterDescriptor
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+
+    rclpy.init(args=argv)
+    node = Node('scripted_teleop')
+
+    def declare(name: str, value: Any, text: str) -> Any:
+        return node.declare_parameter(name, value, ParameterDescriptor(description=text)).value
+
+    actions = str(declare('actions', '', 'actions FILE (.csv/.txt/.npy or a .yaml/.json tour); wins over script'))
+    script_name = str(declare('script', 'out_and_back', 'named navigation script when no actions file is given'))
+    frames = int(declare('frames', 40, 'frames of the named script'))
+    fps = float(declare('fps', 10.0, "the model's frame rate (named scripts, tours, timed playback)"))
+    hands = str(declare('hands', '', "hand script to play alongside ('' none; e.g. pick_and_place)"))
+    scene_seed = int(declare('scene_seed', 0, "table scene the hand script acts in (the simulator's start_seed)"))
+    lockstep = bool(declare('lockstep', True, 'pause the simulator and step it one frame per action'))
+    simulator = str(declare('simulator', '/simulator', 'the simulator node whose ~/pause and ~/step to call'))
+    settle = float(declare('settle', 0.05, 's between publishing a command and stepping (lock step)'))
+    wait = float(declare('wait', 60.0, 's to wait for the simulator services'))
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    code = 0
+    try:
+        script = script_from_params(actions, script_name, frames, fps, hands, scene_seed)
+        player = ScriptPlayer(node, script, simulator, settle)
+        if lockstep:
+            player.wait_for_simulator(wait)
+            t0 = time.monotonic()
+            n = player.play_lockstep(executor)
+        else:
+            t0 = time.monotonic()
+            n = player.play_timed(executor, fps)
+        dt = time.monotonic() - t0
+        node.get_logger().info(f'played {n} frames in {dt:.1f} s ({n / max(dt, 1e-9):.1f} frames/s)')
+    except (ValueError, FileNotFoundError, TimeoutError, RuntimeError) as exc:
+        node.get_logger().error(str(exc))
+        code = 2
+    except KeyboardInterrupt:
+        code = 130
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == '__main__':
+    sys.exit(main())
