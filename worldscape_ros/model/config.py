@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,24 @@ import yaml
 
 from worldscape_ros.errors import ConfigError
 
-MODELS_DIR = Path(__file__).resolve().parents[2] / 'models'
+
+def _models_dir() -> Path:
+    """The folder of model configs and the shipped checkpoint: $WORLDSCAPE_MODELS, the source tree's models/,
+    or share/worldscape_ros/models of the install prefix (colcon or pip data_files)."""
+    env = os.environ.get('WORLDSCAPE_MODELS')
+    if env:
+        return Path(env)
+    source = Path(__file__).resolve().parents[2] / 'models'
+    if source.is_dir():
+        return source
+    for prefix in (Path(__file__).resolve().parents[4], Path(sys.prefix)):
+        installed = prefix / 'share' / 'worldscape_ros' / 'models'
+        if installed.is_dir():
+            return installed
+    return source
+
+
+MODELS_DIR = _models_dir()
 
 
 @dataclass(frozen=True)
@@ -189,7 +208,7 @@ def available_configs() -> list[str]:
 def load_config(name_or_path: str) -> ModelConfig:
     """A registered name ('ws-tiny') or a path to a YAML file."""
     path = Path(name_or_path)
-    if not path.suffix:
+    if path.suffix not in ('.yaml', '.yml'):
         path = MODELS_DIR / f'{name_or_path}.yaml'
     if not path.is_file():
         raise ConfigError(f'unknown model config {name_or_path!r}; available: {", ".join(available_configs())}')

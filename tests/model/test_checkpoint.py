@@ -1,0 +1,87 @@
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from worldscape_ros.errors import CheckpointError
+from worldscape_ros.model.checkpoint import load_checkpoint, read_metadata, save_checkpoint
+from worldscape_ros.model.world_model import WorldModel
+
+
+def test_checkpoint_round_trip_restores_every_tensor(tmp_path, micro_config, randomize):
+    model = randomize(WorldModel(micro_config))
+    digest = save_checkpoint(tmp_path / 'm.safetensors', model, {'steps': 3})
+    loaded, info = load_checkpoint(tmp_path / 'm.safetensors')
+    assert info['weights_sha256'] == digest and info['extra'] == {'steps': 3}
+    assert loaded.config == micro_config
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_truncated_checkpoint_is_refused(tmp_path, micro_config):
+    path = tmp_path / 'm.safetensors'
+    save_checkpoint(path, WorldModel(micro_config))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match='truncated|corrupt|readable'):
+        load_checkpoint(path)
+
+
+def _rewrite(path, mutate_tensors=None, mutate_meta=None):
+    with safe_open(str(path), framework='pt') as f:
+        meta = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    if mutate_tensors:
+        mutate_tensors(tensors)
+    if mutate_meta:
+        mutate_meta(meta)
+    save_file(tensors, str(path), metadata=meta)
+
+
+def test_tensor_with_wrong_shape_is_named(tmp_path, micro_config):
+    path = tmp_path / 'm.safetensors'
+    save_checkpoint(path, WorldModel(micro_config))
+    _rewrite(path, lambda t: t.__setitem__('dit.out.weight', torch.zeros(3, 3)))
+    with pytest.raises(CheckpointError, match="'dit.out.weight' has shape"):
+        load_checkpoint(path)
+
+
+def test_missing_tensor_is_named(tmp_path, micro_config):
+    path = tmp_path / 'm.safetensors'
+    save_checkpoint(path, WorldModel(micro_config))
+    _rewrite(path, lambda t: t.pop('dit.out.bias'))
+    with pytest.raises(CheckpointError, match="lacks tensor 'dit.out.bias'"):
+        load_checkpoint(path)
+
+
+def test_tampered_tensor_fails_its_hash(tmp_path, micro_config):
+    path = tmp_path / 'm.safetensors'
+    save_checkpoint(path, WorldModel(micro_config))
+    _rewrite(path, lambda t: t['codec.decoder.0.bias'].add_(1.0))
+    with pytest.raises(CheckpointError, match="'codec.decoder.0.bias' does not match"):
+        load_checkpoint(path)
+
+
+def test_future_format_version_is_refused(tmp_path, micro_config):
+    path = tmp_path / 'm.safetensors'
+    save_checkpoint(path, WorldModel(micro_config))
+    _rewrite(path, mutate_meta=lambda m: m.__setitem__('format_version', '99'))
+    with pytest.raises(CheckpointError, match='format version'):
+        read_metadata(path)
+
+
+def test_checkpoint_of_another_config_is_refused(tmp_path, micro_config):
+    path = tmp_path / 'm.safetensors'
+    save_checkpoint(path, WorldModel(micro_config))
+    bigger = micro_config.replace(dit=micro_config.dit.__class__(**{**micro_config.dit.__dict__, 'dim': 64}))
+    with pytest.raises(CheckpointError, match='has shape'):
+        load_checkpoint(path, config=bigger)
+
+
+def test_a_pickle_file_is_never_unpickled(tmp_path):
+    path = tmp_path / 'evil.safetensors'
+    path.write_bytes(b'\x80\x04\x95' + json.dumps({'x': 1}).encode())
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)

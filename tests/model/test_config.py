@@ -1,0 +1,42 @@
+import pytest
+
+from worldscape_ros.errors import ConfigError
+from worldscape_ros.model.config import ModelConfig, available_configs, load_config
+
+
+def test_registry_has_the_three_sizes():
+    assert {'ws-tiny', 'ws-small', 'ws-1.3b'} <= set(available_configs())
+
+
+def test_ws_1_3b_has_the_wan_transformer_shape():
+    cfg = load_config('ws-1.3b')
+    assert (cfg.dit.dim, cfg.dit.depth, cfg.dit.heads, cfg.dit.ffn, cfg.dit.patch) == (1536, 30, 12, 8960, (1, 2, 2))
+    assert cfg.codec.latent_channels == 16 and cfg.codec.spatial_down == 8
+    assert cfg.tokens_per_frame == 1560  # 832x480 as in Self-Forcing
+
+
+def test_tiny_is_at_least_128x96():
+    cfg = load_config('ws-tiny')
+    assert cfg.width >= 128 and cfg.height >= 96
+
+
+def test_unknown_name_lists_the_available_ones():
+    with pytest.raises(ConfigError, match='ws-tiny'):
+        load_config('ws-huge')
+
+
+def test_unknown_key_is_named(tmp_path):
+    p = tmp_path / 'bad.yaml'
+    p.write_text('name: bad\ndit: {dim: 64, wings: 2}\n')
+    with pytest.raises(ConfigError, match='wings'):
+        load_config(str(p))
+
+
+def test_sizes_that_do_not_divide_into_patches_are_refused():
+    with pytest.raises(ConfigError, match='divide'):
+        ModelConfig(height=100, width=128)
+
+
+def test_config_round_trips_through_a_dict():
+    cfg = load_config('ws-small')
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg

@@ -1,0 +1,124 @@
+import numpy as np
+import pytest
+import torch
+
+from worldscape_ros.model.engine import WorldEngine
+from worldscape_ros.model.kinematics import BaseState, NavAction, camera_pose, integrate
+from worldscape_ros.model.world_model import WorldModel
+
+
+@pytest.fixture
+def engine(micro_config, randomize):
+    torch.manual_seed(0)
+    return WorldEngine(randomize(WorldModel(micro_config), seed=3), seed=7)
+
+
+def start(engine: WorldEngine, seed: int = 0):
+    cfg = engine.config
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 256, (cfg.height, cfg.width, 3), dtype=np.uint8)
+    return engine.reset(img, camera_pose(BaseState(height=cfg.camera_height)),
+                        depth=np.full((cfg.height, cfg.width), 2.5, np.float32))
+
+
+def test_step_returns_a_frame_of_the_config_shape(engine):
+    f0 = start(engine)
+    assert f0.index == 0
+    f = engine.step(NavAction(vx=0.5))
+    cfg = engine.config
+    assert f.rgb.shape == (cfg.height, cfg.width, 3) and f.rgb.dtype == np.uint8
+    assert f.depth.shape == (cfg.height, cfg.width) and f.depth.dtype == np.float32
+    assert np.all(f.depth > 0)
+    assert f.index == 1 and f.pose.shape == (4, 4)
+
+
+def test_actions_integrate_into_the_pose_like_the_kinematics(engine):
+    start(engine)
+    state = BaseState(height=engine.config.camera_height)
+    for a in [NavAction(vx=1.0), NavAction(yaw_rate=0.5), NavAction(vx=0.3, vy=-0.2)]:
+        frame = engine.step(a)
+        state = integrate(state, a, 1.0 / engine.config.fps)
+        assert np.allclose(frame.pose, camera_pose(state))
+
+
+def test_a_target_pose_is_followed_exactly(engine):
+    start(engine)
+    target = camera_pose(BaseState(x=0.4, y=0.1, yaw=0.3, height=engine.config.camera_height))
+    assert np.allclose(engine.step(target).pose, target)
+
+
+def test_same_seed_same_start_same_actions_give_identical_frames(micro_config, randomize):
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        e = WorldEngine(randomize(WorldModel(micro_config), seed=3), seed=11)
+        start(e)
+        runs.append([e.step(NavAction(vx=0.4, yaw_rate=0.2)).rgb for _ in range(3)])
+    for a, b in zip(*runs, strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_memory_stays_within_budget_and_keeps_the_sink(engine):
+    start(engine)
+    m = engine.config.memory
+    for i in range(m.sink_chunks + m.window_chunks + m.pool_chunks + 8):
+        engine.step(NavAction(vx=0.8, yaw_rate=0.9 * np.sin(i)))
+        assert len(engine.memory.pool) <= m.pool_chunks
+        assert len(engine.memory.window) <= m.window_chunks
+        assert engine.memory.sink[0].chunk_id == 0
+    sizes = {e.nbytes for e in engine.memory.window}
+    bound = m.sink_chunks + m.window_chunks + m.pool_chunks
+    assert engine.cache_bytes <= bound * max(sizes)
+
+
+def test_memory_off_holds_no_pool(micro_config):
+    e = WorldEngine(WorldModel(micro_config), memory=False)
+    start(e)
+    for _ in range(micro_config.memory.window_chunks + 3):
+        e.step(NavAction(vx=0.5))
+    assert len(e.memory.pool) == 0
+
+
+def test_hand_keypoints_draw_a_pose_video(engine):
+    start(engine)
+    kp = np.zeros((21, 3))
+    kp[:, 0] = np.linspace(-0.1, 0.1, 21)
+    kp[:, 2] = 0.5
+    frame = engine.step(None, hand_keypoints=kp)
+    assert frame.pose_video is not None and frame.pose_video.max() > 0
+    assert engine.step(None).pose_video is None
+
+
+@pytest.mark.parametrize('call,match', [
+    (lambda e: e.step(NavAction.from_array([1.0, 0, 0, 0])), '5 values'),
+    (lambda e: e.step([float('nan'), 0, 0, 0, 0]), 'finite'),
+    (lambda e: e.step(np.diag([1.0, 1.0, -1.0, 1.0])), 'determinant'),
+    (lambda e: e.step(None, hand_keypoints=np.zeros((20, 3))), 'hand_keypoints'),
+    (lambda e: e.step(None, hand_keypoints=np.full((21, 3), np.inf)), 'hand_keypoints'),
+    (lambda e: e.reset(np.zeros((5, 5, 3), np.uint8), np.eye(4)), 'first_frame must have shape'),
+    (lambda e: e.reset(np.zeros((e.config.height, e.config.width, 3), np.float32), np.eye(4)), 'uint8'),
+])
+def test_bad_input_is_one_clear_value_error(engine, call, match):
+    start(engine)
+    with pytest.raises(ValueError, match=match):
+        call(engine)
+
+
+def test_step_before_reset_is_refused(engine):
+    with pytest.raises(ValueError, match='reset'):
+        engine.step(NavAction())
+
+
+def test_saved_session_resumes_with_identical_frames(engine, micro_config, randomize, tmp_path):
+    start(engine)
+    for _ in range(4):
+        engine.step(NavAction(vx=0.5, yaw_rate=0.4))
+    engine.save_session(tmp_path / 'session.safetensors')
+    expected = [engine.step(NavAction(vx=0.5, yaw_rate=-0.4)).rgb for _ in range(3)]
+
+    torch.manual_seed(0)
+    other = WorldEngine(randomize(WorldModel(micro_config), seed=3), seed=7)
+    other.load_session(tmp_path / 'session.safetensors')
+    got = [other.step(NavAction(vx=0.5, yaw_rate=-0.4)).rgb for _ in range(3)]
+    for a, b in zip(expected, got, strict=True):
+        assert np.array_equal(a, b)

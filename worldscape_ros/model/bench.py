@@ -1,0 +1,200 @@
+"""Streaming benchmark: frames/s, per-chunk latency, latency and cache bytes against rollout length, and the
+speedup of cached streaming over recomputing the whole context without a cache.
+
+Run: `worldscape bench --config ws-tiny --device cpu --chunks 1000 --json runs/bench/tiny.json`
+or, on a machine with only torch: `PYTHONPATH=. python -m worldscape_ros.model.bench ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import math
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from worldscape_ros.model.attention import block_causal_mask
+from worldscape_ros.model.camera import plucker_rays
+from worldscape_ros.model.config import ModelConfig, load_config
+from worldscape_ros.model.dit import Conditioning
+from worldscape_ros.model.engine import WorldEngine
+from worldscape_ros.model.kinematics import BaseState, NavAction, camera_pose
+from worldscape_ros.model.world_model import WorldModel
+
+log = logging.getLogger(__name__)
+
+MARKS = (1, 10, 100, 1000)
+SPEEDUP_AT = 64
+
+
+def sized(config: ModelConfig, size: str | None) -> ModelConfig:
+    if not size:
+        return config
+    try:
+        w, h = (int(v) for v in size.lower().split('x'))
+    except ValueError:
+        raise ValueError(f'--size must look like 832x480, got {size!r}') from None
+    return config.replace(width=w, height=h)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+
+
+def tour_action(i: int) -> NavAction:
+    """A wandering drive so that the global pool sees many distinct views."""
+    return NavAction(vx=0.6, yaw_rate=0.8 * math.sin(i / 15.0), pitch_rate=0.1 * math.sin(i / 40.0))
+
+
+def recompute_latency_ms(model: WorldModel, engine: WorldEngine, chunks: int, repeats: int = 1) -> float:
+    """One chunk generated without a cache: every denoising step runs the DiT over all `chunks` earlier chunks
+    and the new one under the block-causal mask (what a model without a KV cache must do)."""
+    cfg = model.config
+    dev = engine.device
+    frames = (chunks + 1) * cfg.chunk_frames
+    C, h, w = cfg.codec.latent_channels, cfg.latent_height, cfg.latent_width
+    x = torch.randn(1, frames, C, h, w, device=dev)
+    t = torch.zeros(1, frames, device=dev)
+    poses = torch.from_numpy(np.stack([camera_pose(BaseState(x=0.1 * i)) for i in range(frames)])).float().to(dev)
+    K = torch.from_numpy(engine.intrinsics).float().to(dev).expand(frames, 3, 3)
+    cond = Conditioning(plucker=plucker_rays(poses, K, cfg.height, cfg.width)[None],
+                        pose=torch.zeros_like(x), geometry=torch.zeros_like(x), coverage=torch.ones_like(x[:, :, :1]))
+    ids = model.dit.chunk_ids(frames, dev)
+    mask = block_causal_mask(ids, ids)
+    times = []
+    with torch.no_grad(), engine._autocast():
+        for _ in range(repeats + 1):
+            _sync(dev)
+            t0 = time.perf_counter()
+            for _ in range(engine.steps):
+                t[:, -cfg.chunk_frames:] = 0.5
+                model.dit(x, t, cond, mask=mask)
+            _sync(dev)
+            times.append(1e3 * (time.perf_counter() - t0))
+    return statistics.median(times[1:])
+
+
+def run_bench(config: str, device: str = 'cpu', dtype: str = 'float32', chunks: int = 100, size: str | None = None,
+              checkpoint: str | None = None, threads: int | None = None, speedup: bool = True) -> dict[str, Any]:
+    if chunks < 1:
+        raise ValueError(f'--chunks must be positive, got {chunks}')
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = sized(load_config(config), size)
+    if checkpoint and checkpoint != 'random':
+        engine = WorldEngine.from_pretrained(checkpoint, device=device, dtype=dtype)
+    else:
+        if device == 'cuda' and not torch.cuda.is_available():
+            raise ValueError('device cuda requested but no CUDA GPU is available')
+        torch.manual_seed(0)
+        engine = WorldEngine(WorldModel(cfg), device=device, dtype=dtype, weights_sha256='random-init')
+    cfg = engine.config
+    dev = engine.device
+    rng = np.random.default_rng(0)
+    first = rng.integers(0, 256, (cfg.height, cfg.width, 3), dtype=np.uint8)
+    engine.reset(first, camera_pose(BaseState(height=cfg.camera_height)),
+                 depth=np.full((cfg.height, cfg.width), 3.0, np.float32))
+    latencies: list[float] = []
+    at_chunk: dict[str, dict[str, float]] = {}
+    k = cfg.frames_per_chunk
+    warmup = min(3, chunks)
+    t_start = 0.0
+    for i in range(1, chunks + warmup + 1):
+        if i == warmup + 1:
+            t_start = time.perf_counter()
+        _sync(dev)
+        t0 = time.perf_counter()
+        engine.step_chunk([tour_action(i * k + j) for j in range(k)])
+        _sync(dev)
+        ms = 1e3 * (time.perf_counter() - t0)
+        n = i - warmup
+        if n >= 1:
+            latencies.append(ms)
+            if n in MARKS:
+                at_chunk[str(n)] = {'latency_ms': ms, 'cache_bytes': engine.cache_bytes}
+    total = time.perf_counter() - t_start
+    frames = chunks * k
+    result: dict[str, Any] = {
+        'config': cfg.name, 'size': f'{cfg.width}x{cfg.height}', 'device': str(dev), 'dtype': dtype,
+        'device_name': torch.cuda.get_device_name() if dev.type == 'cuda' else platform.processor() or 'cpu',
+        'threads': torch.get_num_threads(), 'torch': torch.__version__, 'params': engine.model.num_parameters(),
+        'steps': engine.steps, 'chunks': chunks, 'frames_per_chunk': k,
+        'fps': frames / total, 'pixels_per_s': frames * cfg.width * cfg.height / total,
+        'latency_ms_p50': float(np.percentile(latencies, 50)), 'latency_ms_p95': float(np.percentile(latencies, 95)),
+        'latency_ms_mean': float(np.mean(latencies)), 'at_chunk': at_chunk,
+        'cache_bytes_final': engine.cache_bytes, 'date': dt.datetime.now(dt.UTC).isoformat(timespec='seconds'),
+    }
+    if len(latencies) >= 10:
+        result['latency_ratio_last_over_10'] = latencies[-1] / latencies[9]
+        tail = latencies[-10:]
+        result['latency_ratio_last10_over_chunk10'] = statistics.median(tail) / statistics.median(latencies[5:15])
+    if speedup:
+        cached = statistics.median(latencies[max(0, SPEEDUP_AT - 5):SPEEDUP_AT + 5]) if len(latencies) >= SPEEDUP_AT \
+            else statistics.median(latencies)
+        full = recompute_latency_ms(engine.model, engine, SPEEDUP_AT)
+        result['recompute_latency_ms_at_64'] = full
+        result['cached_latency_ms_at_64'] = cached
+        result['streaming_speedup_at_64'] = full / cached
+    return result
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
+    with os.fdopen(fd, 'w') as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, path)
+
+
+def summary_line(r: dict[str, Any]) -> str:
+    s = (f"{r['config']} {r['size']} {r['device']} {r['dtype']} x{r['threads']}: {r['fps']:.2f} frames/s, "
+         f"chunk p50 {r['latency_ms_p50']:.1f} ms p95 {r['latency_ms_p95']:.1f} ms, "
+         f"cache {r['cache_bytes_final'] / 2**20:.1f} MiB")
+    if 'streaming_speedup_at_64' in r:
+        s += f", streaming speedup at 64: {r['streaming_speedup_at_64']:.1f}x"
+    return s
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument('--config', default='ws-tiny', help='model config name or YAML path (default ws-tiny)')
+    p.add_argument('--checkpoint', default=None, help="weights (default: random init; 'random' explicitly)")
+    p.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
+    p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16', 'float16'))
+    p.add_argument('--chunks', type=int, default=100, help='chunks to stream (marks at 1, 10, 100, 1000)')
+    p.add_argument('--size', default=None, help='override the image size, e.g. 832x480')
+    p.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    p.add_argument('--no-speedup', action='store_true', help='skip the recompute-the-context comparison')
+    p.add_argument('--json', type=Path, default=None, help='write every figure to this JSON file')
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    r = run_bench(args.config, args.device, args.dtype, args.chunks, args.size, args.checkpoint, args.threads,
+                  speedup=not args.no_speedup)
+    print(summary_line(r))
+    for n, m in r['at_chunk'].items():
+        print(f"  chunk {n:>5}: {m['latency_ms']:.1f} ms, cache {m['cache_bytes'] / 2**20:.2f} MiB")
+    if args.json:
+        write_json(args.json, r)
+        print(f'wrote {args.json}')
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog='python -m worldscape_ros.model.bench', description=__doc__)
+    add_arguments(parser)
+    return run_from_args(parser.parse_args())
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

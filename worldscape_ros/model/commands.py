@@ -1,0 +1,42 @@
+"""`worldscape bench` and `worldscape info`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser('bench', help='benchmark streaming generation: frames/s, latency, cache bytes',
+                       description='Stream chunks with the cached engine and report frames/s, per-chunk latency '
+                       'p50/p95, latency and cache bytes at chunks 1, 10, 100, 1000, and the speedup over '
+                       'recomputing the whole context at chunk 64.')
+    from worldscape_ros.model.bench import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(func=_bench)
+    i = sub.add_parser('info', help='describe a model config: sizes, tokens, parameters')
+    i.add_argument('--config', default='ws-tiny')
+    i.set_defaults(func=_info)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from worldscape_ros.model.bench import run_from_args
+
+    return run_from_args(args)
+
+
+def _info(args: argparse.Namespace) -> int:
+    from worldscape_ros.model.config import load_config
+    from worldscape_ros.model.world_model import WorldModel
+
+    cfg = load_config(args.config)
+    model = WorldModel(cfg)
+    print(f'{cfg.name}: {cfg.width}x{cfg.height} at {cfg.fps:g} fps, latent {cfg.latent_width}x{cfg.latent_height}'
+          f'x{cfg.codec.latent_channels}, {cfg.tokens_per_frame} video + {cfg.pose_tokens_per_frame} pose tokens '
+          f'per frame, {cfg.chunk_frames} latent frames per chunk')
+    for part in ('codec', 'dit', 'depth_head', 'gaussian_head'):
+        if getattr(model, part) is not None:
+            print(f'  {part}: {model.num_parameters(part) / 1e6:.2f} M parameters')
+    print(f'  total: {model.num_parameters() / 1e6:.2f} M parameters')
+    return 0
