@@ -34,8 +34,8 @@ class HandFrame:
 
 def egocentric_camera(scene: SceneSpec) -> np.ndarray:
     """The static camera above and behind the table, looking down at it (OpenCV camera-to-world)."""
-    return camera_pose(BaseState(x=-0.42, y=0.0, z=0.0, yaw=0.0, pitch=math.radians(42),
-                                 height=scene.table_top + 0.45))
+    return camera_pose(BaseState(x=-0.3, y=0.0, z=0.0, yaw=0.0, pitch=math.radians(48),
+                                 height=scene.table_top + 0.38))
 
 
 def _smoothstep(s: float) -> float:
@@ -59,10 +59,13 @@ def hand_script(name: str, scene: SceneSpec, frames: int, seed: int = 0) -> list
             break
     place = np.array([spot[0], spot[1], target.position[2]])
     handedness = 'left' if rng.random() < 0.25 else 'right'
-    rotation = rot_z(float(rng.uniform(-0.3, 0.3))) @ rot_y(math.radians(float(rng.uniform(15, 30))))
-    up = np.array([0.0, 0.0, 1.0])
     side = 1.0 if handedness == 'right' else -1.0
-    start = np.array([-0.12, 0.14 * side, scene.table_top + 0.16])
+    # The hand comes from its own side with the fingers turned inwards, so the camera behind it sees the
+    # fingers across the view rather than end-on behind the knuckles.
+    yaw = side * float(rng.uniform(0.35, 0.8))
+    rotation = rot_z(yaw) @ rot_y(math.radians(float(rng.uniform(5, 15))))
+    up = np.array([0.0, 0.0, 1.0])
+    start = np.array([-0.08, -0.1 * side, scene.table_top + 0.14])
     obj = target.position
     # keyframes: grasp point, curl, object held during the segment that ends here
     keys = [(start, OPEN + 0.05, False), (obj + 0.12 * up, OPEN, False), (obj, OPEN, False), (obj, CLOSED, False),

@@ -123,6 +123,7 @@ class _SceneBuilder:
         self.asset_xml: list[str] = []
         self.body_xml: list[str] = []
         self.n_geoms = 0
+        self._object_mats: list[str] = []
 
     # -- materials ---------------------------------------------------------------------------------------
     def material(self, repeat: float = 1.0, shapes: int = 24, contrast: float = 0.5, cube: bool = False) -> str:
@@ -130,6 +131,8 @@ class _SceneBuilder:
         (floor, ceiling, table top); walls and furniture take cube textures (the image on every face)."""
         name = f'mat{len(self.asset_xml)}'
         png = f'{name}.png'
+        # Each texture costs about 20 ms of MjrContext set-up under osmesa whatever its size, so scenes use
+        # few textures and geoms tint them with their own rgba.
         self.assets[png] = texture_png(self.rng, 256, shapes, contrast)
         mapping = '' if cube else f' texrepeat="{_f(repeat, repeat)}" texuniform="true"'
         self.asset_xml.append(f'<texture name="{name}_tex" type="{"cube" if cube else "2d"}" file="{png}"/>')
@@ -138,26 +141,40 @@ class _SceneBuilder:
                               f'shininess="{self.rng.uniform(0.1, 0.6):.3f}"/>')
         return name
 
+    def _tint(self) -> np.ndarray:
+        return np.append(0.5 + 0.5 * self.rng.random(3), 1.0)
+
+    def object_materials(self) -> list[str]:
+        """Two cube-textured materials shared by every piece of furniture (tinted per geom)."""
+        if not self._object_mats:
+            self._object_mats = [self.material(shapes=24, cube=True) for _ in range(2)]
+        return self._object_mats
+
     def geom(self, gtype: str, pos: tuple[float, ...], size: tuple[float, ...], material: str,
-             euler: tuple[float, float, float] | None = None, name: str | None = None) -> None:
+             euler: tuple[float, float, float] | None = None, name: str | None = None,
+             tint: bool | np.ndarray = False) -> None:
         name = name or f'g{self.n_geoms}'
         self.n_geoms += 1
-        rot = f' euler="{_f(*euler)}"' if euler is not None else ''
+        rot = f' euler="{_f(*euler)}"' if euler is not None else ''  # radians (compiler angle="radian")
+        if isinstance(tint, np.ndarray):
+            rgba = f' rgba="{_f(*tint)}"'
+        else:
+            rgba = f' rgba="{_f(*self._tint())}"' if tint else ''
         self.body_xml.append(f'<geom name="{name}" type="{gtype}" pos="{_f(*pos)}" size="{_f(*size)}" '
-                             f'material="{material}"{rot}/>')
+                             f'material="{material}"{rot}{rgba}/>')
 
     def lights(self, count: int, z: float, span: tuple[float, float], directional: bool = False) -> None:
         for i in range(count):
             x, y = self.rng.uniform(-span[0], span[0]), self.rng.uniform(-span[1], span[1])
             tint = 0.75 + 0.25 * self.rng.random(3)
-            diffuse = tint * self.rng.uniform(0.35, 0.65)
+            diffuse = tint * self.rng.uniform(0.45, 0.8)
             kind = f'directional="true" dir="{_f(*self.rng.uniform(-0.4, 0.4, 2), -1.0)}"' if directional \
                 else 'dir="0 0 -1"'
             self.body_xml.append(f'<light name="light{i}" pos="{_f(x, y, z)}" {kind} diffuse="{_f(*diffuse)}" '
                                  f'specular="0.1 0.1 0.1" castshadow="false" attenuation="1 0.02 0.01"/>')
 
     def document(self, extent: float, skybox: bool = False) -> str:
-        ambient = self.rng.uniform(0.15, 0.3)
+        ambient = self.rng.uniform(0.25, 0.4)
         sky = ''
         if skybox:
             top, bottom = 0.35 + 0.3 * self.rng.random(3), 0.75 + 0.2 * self.rng.random(3)
@@ -165,7 +182,7 @@ class _SceneBuilder:
             sky = (f'<texture name="sky" type="skybox" builtin="gradient" rgb1="{_f(*top)}" rgb2="{_f(*bottom)}" '
                    f'width="256" height="256"/>')
         return f"""<mujoco model="worldscape_scene">
-  <compiler texturedir="."/>
+  <compiler texturedir="." angle="radian"/>
   <statistic extent="{extent:.3f}" center="0 0 1"/>
   <visual>
     <global offwidth="1024" offheight="1024"/>
@@ -184,48 +201,54 @@ class _SceneBuilder:
 """
 
     # -- shells ------------------------------------------------------------------------------------------
-    def walled_room(self, hx: float, hy: float, height: float, openings: int, thick: float = 0.2) -> None:
-        """Floor, ceiling and four walls (boxes overlapping at the corners so no seam leaks), with doorways.
-
-        Behind each doorway an outer shell (a second ring of walls) closes the view, so nothing sees the void.
+    def walled_room(self, hx: float, hy: float, height: float, openings: int) -> None:
+        """Floor, ceiling and four walls, with doorways. Walls are vertical planes facing the room, so their
+        2D textures map without stretching; each runs past the corners and into floor and ceiling, so no seam
+        between them leaks the void. Behind doorways an outer shell closes the view.
         """
         floor, ceiling = self.material(repeat=0.5), self.material(repeat=0.5, contrast=0.3)
         outer = 2.0
-        self.geom('box', (0, 0, -0.05), (hx + outer + thick, hy + outer + thick, 0.05), floor, name='floor')
-        self.geom('box', (0, 0, height + 0.05), (hx + outer + thick, hy + outer + thick, 0.05), ceiling,
+        self.geom('box', (0, 0, -0.05), (hx + outer + 0.2, hy + outer + 0.2, 0.05), floor, name='floor')
+        self.geom('box', (0, 0, height + 0.05), (hx + outer + 0.2, hy + outer + 0.2, 0.05), ceiling,
                   name='ceiling')
         doors = set(self.rng.choice(4, size=openings, replace=False).tolist()) if openings else set()
+        mat = self.material(repeat=0.7)  # one texture for every wall, tinted per wall: each texture costs time
         for side in range(4):
-            mat = self.material(cube=True)
-            along = hx if side < 2 else hy  # half length of this wall
-            sign = 1 if side % 2 == 0 else -1
+            along = hx if side >= 2 else hy  # half length of this wall
             if side in doors:
                 width = self.rng.uniform(0.9, 1.4)
                 centre = self.rng.uniform(-along + width, along - width)
-                segments = [(-along - thick, centre - width / 2), (centre + width / 2, along + thick)]
-                lintel_h = self.rng.uniform(2.0, min(2.3, height - 0.2))
-                self._wall(side, sign, hx, hy, (centre - width / 2, centre + width / 2), (lintel_h, height),
-                           thick, mat)
+                lintel = self.rng.uniform(2.0, min(2.3, height - 0.2))
+                tint = self._tint()
+                self._wall(side, hx, hy, (-along - 0.05, centre - width / 2), (-0.05, height + 0.05), mat, tint)
+                self._wall(side, hx, hy, (centre + width / 2, along + 0.05), (-0.05, height + 0.05), mat, tint)
+                self._wall(side, hx, hy, (centre - width / 2, centre + width / 2), (lintel, height + 0.05), mat,
+                           tint)
             else:
-                segments = [(-along - thick, along + thick)]
-            for seg in segments:
-                self._wall(side, sign, hx, hy, seg, (0.0, height), thick, mat)
+                self._wall(side, hx, hy, (-along - 0.05, along + 0.05), (-0.05, height + 0.05), mat, self._tint())
         if doors:  # the outer shell seen through doorways
-            mat = self.material(cube=True)
+            ox, oy = hx + outer, hy + outer
             for side in range(4):
-                sign = 1 if side % 2 == 0 else -1
-                along = (hx if side < 2 else hy) + outer + thick
-                self._wall(side, sign, hx + outer, hy + outer, (-along - thick, along + thick), (0.0, height),
-                           thick, mat)
+                along = ox if side >= 2 else oy
+                self._wall(side, ox, oy, (-along - 0.05, along + 0.05), (-0.05, height + 0.05), mat, self._tint())
 
-    def _wall(self, side: int, sign: int, hx: float, hy: float, span: tuple[float, float],
-              z: tuple[float, float], thick: float, mat: str) -> None:
+    def _wall(self, side: int, hx: float, hy: float, span: tuple[float, float], z: tuple[float, float],
+              mat: str, tint: np.ndarray) -> None:
+        """A wall plane on side 0 (x = +hx), 1 (x = -hx), 2 (y = +hy) or 3 (y = -hy), facing the centre.
+
+        span runs along the wall (y for sides 0 and 1, x for 2 and 3); z is its bottom and top.
+        """
         mid, half = 0.5 * (span[0] + span[1]), 0.5 * (span[1] - span[0])
         zc, zh = 0.5 * (z[0] + z[1]), 0.5 * (z[1] - z[0])
-        if side < 2:  # walls at x = +-hx, running along y
-            self.geom('box', (sign * (hx + thick / 2), mid, zc), (thick / 2, half, zh), mat)
+        half_pi = 0.5 * math.pi
+        if side == 0:  # plane normal (local z) -> -x; local x -> up, local y -> y
+            self.geom('plane', (hx, mid, zc), (zh, half, 1.0), mat, euler=(0.0, -half_pi, 0.0), tint=tint)
+        elif side == 1:
+            self.geom('plane', (-hx, mid, zc), (zh, half, 1.0), mat, euler=(0.0, half_pi, 0.0), tint=tint)
+        elif side == 2:  # normal -> -y; local x -> x, local y -> up
+            self.geom('plane', (mid, hy, zc), (half, zh, 1.0), mat, euler=(half_pi, 0.0, 0.0), tint=tint)
         else:
-            self.geom('box', (mid, sign * (hy + thick / 2), zc), (half, thick / 2, zh), mat)
+            self.geom('plane', (mid, -hy, zc), (half, zh, 1.0), mat, euler=(-half_pi, 0.0, 0.0), tint=tint)
 
     def scatter(self, count: int, region: tuple[float, float], sizes: tuple[float, float], heights: tuple[float, float],
                 keep_clear: list[tuple[float, float, float]]) -> tuple[list[list[float]], list[list[float]]]:
@@ -236,7 +259,7 @@ class _SceneBuilder:
         boxes: list[list[float]] = []
         circles: list[list[float]] = []
         placed: list[tuple[float, float, float]] = list(keep_clear)
-        mats = [self.material(shapes=24, cube=True) for _ in range(min(count, 5))]
+        mats = self.object_materials()
         for _ in range(count):
             for _attempt in range(30):
                 shape = self.rng.choice(['box', 'box', 'cylinder', 'sphere'])
@@ -252,18 +275,18 @@ class _SceneBuilder:
             if shape == 'box':
                 hx, hy = r, float(self.rng.uniform(0.5, 1.0)) * r
                 yaw = float(self.rng.uniform(0, math.pi))
-                self.geom('box', (x, y, h / 2), (hx, hy, h / 2), mat, euler=(0, 0, yaw))
+                self.geom('box', (x, y, h / 2), (hx, hy, h / 2), mat, euler=(0, 0, yaw), tint=True)
                 boxes.append([x, y, hx, hy, yaw])
                 if self.rng.random() < 0.4:  # something standing on it
                     rs = min(hx, hy) * 0.5
-                    self.geom('sphere', (x, y, h + rs), (rs,), mats[int(self.rng.integers(len(mats)))])
+                    self.geom('sphere', (x, y, h + rs), (rs,), mats[int(self.rng.integers(len(mats)))], tint=True)
             elif shape == 'cylinder':
                 rc = r * 0.6
-                self.geom('cylinder', (x, y, h / 2), (rc, h / 2), mat)
+                self.geom('cylinder', (x, y, h / 2), (rc, h / 2), mat, tint=True)
                 circles.append([x, y, rc])
             else:
                 rs = min(r, 0.5)
-                self.geom('sphere', (x, y, rs), (rs,), mat)
+                self.geom('sphere', (x, y, rs), (rs,), mat, tint=True)
                 circles.append([x, y, rs])
         return boxes, circles
 
@@ -283,15 +306,16 @@ class _SceneBuilder:
         half = 20.0
         ground = self.material(repeat=0.25, shapes=60, contrast=0.6)
         self.geom('box', (0, 0, -0.05), (half, half, 0.05), ground, name='ground')
-        boxes, circles = self.scatter(int(self.rng.integers(12, 24)), (14.0, 14.0), (0.3, 1.2), (0.5, 2.5),
+        boxes, circles = self.scatter(int(self.rng.integers(30, 45)), (12.0, 12.0), (0.3, 1.2), (0.5, 2.5),
                                       keep_clear=[(0.0, 0.0, 1.0)])
         # fences/sheds at the edge so the horizon is not empty
+        fence = self.object_materials()[0]
         for _ in range(int(self.rng.integers(3, 7))):
             a = self.rng.uniform(0, 2 * math.pi)
             d = self.rng.uniform(15.0, 18.0)
             w, h = self.rng.uniform(1.0, 4.0), self.rng.uniform(1.0, 3.5)
-            self.geom('box', (d * math.cos(a), d * math.sin(a), h / 2), (0.3, w, h / 2), self.material(cube=True),
-                      euler=(0, 0, a))
+            self.geom('box', (d * math.cos(a), d * math.sin(a), h / 2), (0.3, w, h / 2), fence, euler=(0, 0, a),
+                      tint=True)
         self.lights(1, 30.0, (5.0, 5.0), directional=True)
         extent = 2 * half * math.sqrt(2)
         bound = 13.0
@@ -307,7 +331,7 @@ class _SceneBuilder:
         tx, ty = 0.45, 0.6  # table half extents (m)
         table_mat = self.material(repeat=0.4, shapes=40, contrast=0.35)
         self.geom('box', (0.0, 0.0, top - 0.02), (tx, ty, 0.02), table_mat, name='table_top')
-        leg_mat = self.material(cube=True)
+        leg_mat = self.object_materials()[0]
         for sx in (-1, 1):
             for sy in (-1, 1):
                 self.geom('box', (sx * (tx - 0.05), sy * (ty - 0.05), (top - 0.04) / 2), (0.03, 0.03, (top - 0.04) / 2),
