@@ -34,12 +34,16 @@ def rot(axis: str, a: float) -> np.ndarray:
             'z': np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])}[axis]
 
 
+def rigid(R: np.ndarray, t: list[float]) -> np.ndarray:
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = R, t
+    return T
+
+
 CAMERAS = [
     (np.eye(4), intrinsics_from_fov(8, 6, 60)),
-    (np.block([[rot('y', 0.4) @ rot('x', -0.2), np.array([[1.0], [2.0], [-0.5]])], [np.zeros((1, 3)), np.ones((1, 1))]]),
-     np.array([[5.0, 0, 3.7], [0, 6.0, 2.9], [0, 0, 1]])),
-    (np.block([[rot('z', 2.0), np.array([[-3.0], [0.1], [1.2]])], [np.zeros((1, 3)), np.ones((1, 1))]]),
-     intrinsics_from_fov(8, 6, 90)),
+    (rigid(rot('y', 0.4) @ rot('x', -0.2), [1.0, 2.0, -0.5]), np.array([[5.0, 0, 3.7], [0, 6.0, 2.9], [0, 0, 1]])),
+    (rigid(rot('z', 2.0), [-3.0, 0.1, 1.2]), intrinsics_from_fov(8, 6, 90)),
 ]
 
 
