@@ -4,7 +4,7 @@ from train_clips import clip_batch
 from worldscape_ros.model.world_model import WorldModel
 from worldscape_ros.train.clip_batch import prepare_batch, sample_generator
 from worldscape_ros.train.config import TeacherLossConfig
-from worldscape_ros.train.teacher import TeacherObjective, sample_times
+from worldscape_ros.train.teacher import TeacherObjective, render_loss, sample_times
 
 
 def test_teacher_loss_falls_on_a_fixed_batch_within_20_steps(micro_config):
@@ -50,3 +50,20 @@ def test_teacher_loss_ignores_the_clean_context_frame(micro_config):
         b, _ = objective(clip, gens())
     # Zero-initialised output layers make every velocity zero, so the loss sees the target frames only.
     assert torch.equal(a, b)
+
+
+def test_render_loss_gradients_reach_the_gaussian_head_through_the_rasteriser(micro_config):
+    torch.manual_seed(0)
+    model = WorldModel(micro_config)
+    with torch.no_grad():
+        clip = prepare_batch(model, clip_batch(1, 3, 32, 48), torch.device('cpu'), 6)
+    features = torch.randn(1, 3, micro_config.tokens_per_frame, micro_config.dit.dim, requires_grad=True)
+    loss = render_loss(model, clip, features, 1, TeacherLossConfig(render_scale=1.0, render_targets=2),
+                       [sample_generator(0, 0, 0)])
+    assert loss.shape == (1,) and loss.item() > 0
+    loss.sum().backward()
+    head = model.gaussian_head
+    assert head.proj.weight.grad is not None and head.proj.weight.grad.abs().sum() > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in head.aggregator.parameters())
+    assert features.grad is not None and features.grad[:, 0].abs().sum() > 0  # back to the DiT's features
+    assert features.grad[:, 1:].abs().sum() == 0  # only the clean context frame makes the Gaussians

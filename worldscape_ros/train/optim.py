@@ -9,13 +9,14 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from worldscape_ros.model.world_model import WorldModel
 from worldscape_ros.train.config import OptimConfig
 
 
 def build_optimizer(params: Iterable[nn.Parameter], optim: OptimConfig, lr: float | None = None) -> torch.optim.AdamW:
-    params = [p for p in params if p.requires_grad]
+    trained = [p for p in params if p.requires_grad]
     # foreach=False: the same per-parameter arithmetic whatever the process count, for exact DDP equivalence
-    return torch.optim.AdamW(params, lr=lr or optim.lr, betas=optim.betas, weight_decay=optim.weight_decay,
+    return torch.optim.AdamW(trained, lr=lr or optim.lr, betas=optim.betas, weight_decay=optim.weight_decay,
                              foreach=False)
 
 
@@ -49,9 +50,9 @@ def update(opt: torch.optim.Optimizer, loss: torch.Tensor, lr: float, grad_clip:
 class EMA:
     """Exponential moving average of a model's weights, kept as a full model (saved as the shipped weights)."""
 
-    def __init__(self, model: nn.Module, decay: float) -> None:
+    def __init__(self, model: WorldModel, decay: float) -> None:
         self.decay = decay
-        self.model = copy.deepcopy(model).eval()
+        self.model: WorldModel = copy.deepcopy(model).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
 
@@ -60,5 +61,5 @@ class EMA:
         d = min(self.decay, (1 + step) / (10 + step))  # short memory early, when the weights move fast
         for e, p in zip(self.model.parameters(), model.parameters(), strict=True):
             e.lerp_(p.detach(), 1 - d)
-        for e, b in zip(self.model.buffers(), model.buffers(), strict=True):
-            e.copy_(b)
+        for eb, b in zip(self.model.buffers(), model.buffers(), strict=True):
+            eb.copy_(b)

@@ -117,4 +117,4 @@ def enable_activation_checkpointing(blocks: nn.ModuleList) -> None:
                 return _f(*args, **kwargs)
             return checkpoint(_f, *args, use_reentrant=False, **kwargs)
 
-        block.forward = functools.update_wrapper(forward, original)  # type: ignore[method-assign]
+        block.forward = functools.update_wrapper(forward, original)

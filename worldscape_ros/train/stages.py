@@ -29,7 +29,7 @@ class Stage:
 
 
 def _clip_fn(wrapped: torch.nn.Module, rt: Runtime) -> object:
-    return wrapped.clip_grad_norm_ if rt.parallel == 'fsdp' else None  # type: ignore[operator]
+    return wrapped.clip_grad_norm_ if rt.parallel == 'fsdp' else None
 
 
 class CodecStage(Stage):

@@ -35,11 +35,10 @@ def sample_times(gens: Sequence[torch.Generator], frames: int, context: int, los
                  device: torch.device) -> torch.Tensor:
     """(B, F) flow times: the first `context` frames 0, the others shifted logit-normal (or uniform)."""
     if loss.t_sampling == 'logit_normal':
-        t = torch.sigmoid(loss.t_mean + loss.t_std * randn(gens, (frames,), device))
+        u = torch.sigmoid(loss.t_mean + loss.t_std * randn(gens, (frames,), device))
     else:
-        t = rand(gens, (frames,), device)
-    t = shift_time(t, shift)
-    assert isinstance(t, torch.Tensor)
+        u = rand(gens, (frames,), device)
+    t = torch.as_tensor(shift_time(u, shift))
     t[:, :context] = 0.0
     return t
 
@@ -73,13 +72,14 @@ def render_loss(model: WorldModel, clip: ClipBatch, features: torch.Tensor, cont
         g = gens[b]
         order = torch.randperm(len(candidates), generator=g)[:loss.render_targets].tolist()
         sel = params.select(b, list(range(context)))
-        gaussians = splat.Gaussians(sel.means, sel.scales, sel.rotations, sel.opacities, sel.colors)  # type: ignore
+        gaussians = splat.Gaussians(sel.means, sel.scales, sel.rotations, sel.opacities[:, 0],  # type: ignore
+                                    sel.colors)
         src = [f * k + k - 1 for f in range(context)]
         terms = []
         for j in order:
             f = candidates[j]
             v = f * k + k - 1
-            colour, _, _ = splat.rasterize(gaussians, clip.c2w[b, f], Ks[b], Hs, Ws)  # type: ignore
+            colour, _, _ = splat.rasterize(gaussians, clip.c2w[b, f], Ks[b], Hs, Ws, check=False)  # type: ignore
             target = F.interpolate(clip.rgb[b, v][None], size=(Hs, Ws), mode='area')[0]  # (3, Hs, Ws)
             with torch.no_grad():
                 _, _, seen = reproject.render_views(clip.rgb[b, src], clip.depth[b, :context], clip.c2w[b, :context],
