@@ -139,6 +139,21 @@ def write_episode(path: str | Path, episode: Episode) -> Path:
     return path
 
 
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` through a temp file in the same folder and os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def _decode(data: np.ndarray, offsets: np.ndarray, index: int, flags: int, path: Path, what: str) -> np.ndarray:
     img = cv2.imdecode(data[offsets[index]:offsets[index + 1]], flags)
     if img is None:

@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from worldscape_ros.data.episode import EPISODE_SUFFIX, Episode, read_episode
+from worldscape_ros.data.episode import EPISODE_SUFFIX, Episode, atomic_write_bytes, read_episode
 from worldscape_ros.errors import DatagenError
 from worldscape_ros.synthetic.hand import HAND_CONNECTIONS
 
@@ -73,9 +71,4 @@ def contact_sheet(episode_dir: str | Path, out: str | Path, count: int = 4, fram
     ok, buf = cv2.imencode('.png', np.ascontiguousarray(sheet[..., ::-1]))
     if not ok:
         raise DatagenError('OpenCV could not encode the contact sheet')
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{out.name}.', suffix='.tmp', dir=out.parent)
-    with os.fdopen(fd, 'wb') as f:
-        f.write(buf.tobytes())
-    os.replace(tmp, out)
-    return out
+    return atomic_write_bytes(out, buf.tobytes())

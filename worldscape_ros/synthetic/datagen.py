@@ -77,15 +77,22 @@ def episode_path(config: DatagenConfig, index: int) -> Path:
     return config.out / f'{config.kind}_{index:06d}{EPISODE_SUFFIX}'
 
 
-def episode_plan(config: DatagenConfig, index: int) -> dict[str, object]:
+@dataclass(frozen=True)
+class EpisodePlan:
+    scene_seed: int
+    scene_kind: str
+    script: str
+
+
+def episode_plan(config: DatagenConfig, index: int) -> EpisodePlan:
     """Scene seed, scene kind and script of episode `index` (deterministic)."""
     rng = np.random.default_rng([config.seed, index, DATAGEN_KINDS.index(config.kind)])
     scene_seed = int(rng.integers(0, 2**31 - 1))
     if config.kind == 'nav':
-        return {'scene_seed': scene_seed, 'scene_kind': 'room' if rng.random() < 0.7 else 'yard',
-                'script': FAMILIES[int(rng.integers(len(FAMILIES)))]}
+        return EpisodePlan(scene_seed, 'room' if rng.random() < 0.7 else 'yard',
+                           FAMILIES[int(rng.integers(len(FAMILIES)))])
     script = 'pick_and_place' if rng.random() < 0.6 else HAND_SCRIPTS[int(rng.integers(len(HAND_SCRIPTS)))]
-    return {'scene_seed': scene_seed, 'scene_kind': 'table', 'script': script}
+    return EpisodePlan(scene_seed, 'table', script)
 
 
 def make_episode(config: DatagenConfig, index: int) -> Episode:
@@ -93,11 +100,10 @@ def make_episode(config: DatagenConfig, index: int) -> Episode:
 
     plan = episode_plan(config, index)
     if config.kind == 'nav':
-        ep = nav_episode(int(plan['scene_seed']), str(plan['script']), config.frames, config.width, config.height,
-                         config.fps, scene_kind=str(plan['scene_kind']))
+        ep = nav_episode(plan.scene_seed, plan.script, config.frames, config.width, config.height, config.fps,
+                         scene_kind=plan.scene_kind)
     else:
-        ep = manip_episode(int(plan['scene_seed']), str(plan['script']), config.frames, config.width,
-                           config.height, config.fps)
+        ep = manip_episode(plan.scene_seed, plan.script, config.frames, config.width, config.height, config.fps)
     ep.meta.update({'datagen_seed': config.seed, 'datagen_index': index})
     return ep
 
