@@ -191,12 +191,13 @@ def test_nine_views_into_one_camera_are_fast():
     c2w = torch.stack([c2w_pose(0.1 * i, 0, 0.05 * i, 4 * i) for i in range(9)]).float()
     target = c2w_pose(0.5, 0, 0.5, 10).float()
     render_views(rgb, depth, c2w, K, target)  # warm-up
-    runs = 10
-    t0 = time.perf_counter()
-    for _ in range(runs):
+    times = []
+    for _ in range(10):
+        t0 = time.perf_counter()
         render_views(rgb, depth, c2w, K, target)
-    ms = (time.perf_counter() - t0) / runs * 1e3
-    assert ms < 100, f'9 views of 128x96 took {ms:.1f} ms'
+        times.append(time.perf_counter() - t0)
+    ms = min(times) * 1e3  # the best run: other work on a shared machine should not decide the figure
+    assert ms < 50, f'9 views of 128x96 took {ms:.1f} ms'
 
 
 def test_render_views_equals_render_points_of_camera_unproject_depth():

@@ -225,3 +225,19 @@ def test_twelve_thousand_gaussians_at_128x96_forward_and_backward_in_bounded_tim
     seconds = time.perf_counter() - t0
     assert g.means.grad is not None and torch.isfinite(g.means.grad).all()
     assert seconds < 20.0, f'forward + backward took {seconds:.1f} s'
+
+
+def test_checkpointed_tiles_give_the_same_image_and_gradients():
+    H, W = 24, 32
+    c2w, K = camera(W, H)
+    grads = []
+    for checkpoint in (False, True):
+        g = random_gaussians(150, seed=7, scale=0.1)
+        params = [g.means, g.scales, g.rotations, g.opacities, g.colors]
+        for p in params:
+            p.requires_grad_(True)
+        colour, depth, alpha = rasterize(g, c2w, K, H, W, tile=8, checkpoint=checkpoint)
+        (colour.square().sum() + depth.sum() + alpha.sum()).backward()
+        grads.append([p.grad for p in params] + [colour.detach()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

@@ -19,6 +19,7 @@ Poses are camera-to-world 4x4 with OpenCV axes (z forward), so the view directio
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from collections.abc import Sequence
@@ -27,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from worldscape_ros.model.camera import check_intrinsics, check_rigid
+from worldscape_ros.model.camera import check_intrinsics
 
 FRUSTUM_DEPTHS_M = (0.5, 1.0, 2.0, 4.0)  # where the target frustum is sampled for the overlap score
 FRUSTUM_GRID = 5  # samples per image axis at each depth
@@ -71,6 +72,22 @@ class MemoryEntry:
 
 # ----------------------------------------------------------------------------------------------------------------
 # Pose geometry (plain functions, testable alone)
+
+
+def check_pose(pose: np.ndarray, name: str, tol: float = 1e-4) -> np.ndarray:
+    """A finite 4x4 rigid transform as float64, else ValueError naming it (camera.check_rigid's rules, for one
+    pose at a fraction of its cost: memory checks a pose on every append and query)."""
+    p = np.asarray(pose, dtype=np.float64)
+    if p.shape != (4, 4):
+        raise ValueError(f'{name} must be a 4x4 rigid transform, got shape {p.shape}')
+    if not np.isfinite(p).all():
+        raise ValueError(f'{name} must be finite')
+    R = p[:3, :3]
+    if np.abs(R @ R.T - np.eye(3)).max() > tol or np.linalg.det(R) < 0:
+        raise ValueError(f'{name} rotation is not orthonormal with determinant +1')
+    if np.abs(p[3] - (0.0, 0.0, 0.0, 1.0)).max() > tol:
+        raise ValueError(f'{name} last row must be [0, 0, 0, 1]')
+    return p
 
 
 def _positions_directions(poses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -129,21 +146,32 @@ def frustum_overlap(target_pose: np.ndarray, poses: np.ndarray, intrinsics: np.n
     """
     K = np.asarray(intrinsics, dtype=np.float64)
     width, height = 2 * K[0, 2], 2 * K[1, 2]
-    us = (np.arange(grid) + 0.5) / grid * width
-    vs = (np.arange(grid) + 0.5) / grid * height
-    pix = np.stack(np.meshgrid(us, vs, indexing='xy'), -1).reshape(-1, 2)
-    rays = np.concatenate([pix, np.ones((len(pix), 1))], 1) @ np.linalg.inv(K).T  # (G, 3), z = 1
-    pts_cam = (np.asarray(depths, dtype=np.float64)[:, None, None] * rays).reshape(-1, 3)  # (M, 3)
+    pts_cam = _frustum_samples(K.tobytes(), tuple(float(d) for d in depths), grid)  # (M, 3)
     tp = np.asarray(target_pose, dtype=np.float64)
     pts = pts_cam @ tp[:3, :3].T + tp[:3, 3]  # (M, 3) world
     poses = np.asarray(poses, dtype=np.float64).reshape(-1, 4, 4)
     R, t = poses[:, :3, :3], poses[:, :3, 3]
-    local = np.einsum('nji,nmj->nmi', R, pts[None] - t[:, None])  # (N, M, 3) = R^T (p - t)
+    local = pts @ R - (t[:, None, :] @ R)  # (N, M, 3) = R^T (p - t) in each camera
     z = local[..., 2]
     with np.errstate(divide='ignore', invalid='ignore'):
-        uv = local[..., :2] @ K[:2, :2].T / z[..., None] + K[:2, 2]
-    inside = (z > 1e-6) & (uv[..., 0] >= 0) & (uv[..., 0] < width) & (uv[..., 1] >= 0) & (uv[..., 1] < height)
+        u = (K[0, 0] * local[..., 0] + K[0, 1] * local[..., 1]) / z + K[0, 2]
+        v = K[1, 1] * local[..., 1] / z + K[1, 2]
+    inside = (z > 1e-6) & (u >= 0) & (u < width) & (v >= 0) & (v < height)
     return inside.mean(axis=1)
+
+
+@functools.lru_cache(maxsize=8)
+def _frustum_samples(K_bytes: bytes, depths: tuple[float, ...], grid: int) -> np.ndarray:
+    """Sample points (M, 3) of a camera frustum in its own coordinates (cached: one K per session)."""
+    K = np.frombuffer(K_bytes, dtype=np.float64).reshape(3, 3)
+    width, height = 2 * K[0, 2], 2 * K[1, 2]
+    us = (np.arange(grid) + 0.5) / grid * width
+    vs = (np.arange(grid) + 0.5) / grid * height
+    pix = np.stack(np.meshgrid(us, vs, indexing='xy'), -1).reshape(-1, 2)
+    rays = np.concatenate([pix, np.ones((len(pix), 1))], 1) @ np.linalg.inv(K).T  # (G, 3), z = 1
+    pts = (np.asarray(depths)[:, None, None] * rays).reshape(-1, 3)
+    pts.flags.writeable = False
+    return pts
 
 
 def retrieval_scores(target_pose: np.ndarray, poses: np.ndarray, intrinsics: np.ndarray | None = None,
@@ -183,6 +211,7 @@ class HierarchicalMemory:
         self._last_chunk_id: int | None = None
         self._summary_dim: int | None = None
         # Pool geometry caches, row i <-> self._pool[i].
+        self._poses = np.zeros((0, 4, 4))
         self._pos = np.zeros((0, 3))
         self._dir = np.zeros((0, 3))
         self._dist = np.zeros((0, 0))  # (P, P) pairwise pose distances, inf on the diagonal
@@ -233,8 +262,7 @@ class HierarchicalMemory:
             raise ValueError(f'chunk_id must be an int, got {cid!r}')
         if self._last_chunk_id is not None and cid <= self._last_chunk_id:
             raise ValueError(f'chunk_id must increase monotonically: got {cid} after {self._last_chunk_id}')
-        check_rigid(np.asarray(entry.pose), name=f'pose of chunk {cid}')
-        entry.pose = np.asarray(entry.pose, dtype=np.float64)
+        entry.pose = check_pose(entry.pose, f'pose of chunk {cid}')
         nb = entry.nbytes
         if not isinstance(nb, (int, np.integer)) or isinstance(nb, bool) or nb < 0:
             raise ValueError(f'nbytes of chunk {cid} must be a non-negative int, got {nb!r}')
@@ -284,6 +312,7 @@ class HierarchicalMemory:
         dist[:n, :n] = self._dist
         dist[n, :n] = dist[:n, n] = row
         self._dist = dist
+        self._poses = np.concatenate([self._poses, entry.pose[None]])
         self._pos = np.concatenate([self._pos, p[None]])
         self._dir = np.concatenate([self._dir, d[None]])
         sink_d = pose_distances(entry.pose, np.stack([s.pose for s in self._sink]), w).min() if self._sink else np.inf
@@ -294,7 +323,8 @@ class HierarchicalMemory:
     def _pool_remove(self, i: int) -> None:
         keep = np.arange(len(self._pool)) != i
         self._dist = self._dist[keep][:, keep]
-        self._pos, self._dir, self._sink_dist = self._pos[keep], self._dir[keep], self._sink_dist[keep]
+        self._poses, self._pos, self._dir = self._poses[keep], self._pos[keep], self._dir[keep]
+        self._sink_dist = self._sink_dist[keep]
         self._pool_bytes -= self._pool[i].nbytes
         del self._pool[i]
 
@@ -307,14 +337,13 @@ class HierarchicalMemory:
     # -- reading ------------------------------------------------------------------------------------------------
     def retrieve(self, target_pose: np.ndarray, intrinsics: np.ndarray | None = None) -> list[MemoryEntry]:
         """Up to retrieve_chunks pooled entries, best score first (chunks with no frustum overlap are skipped)."""
-        check_rigid(np.asarray(target_pose), name='target_pose')
+        target_pose = check_pose(target_pose, 'target_pose')
         if intrinsics is not None:
             check_intrinsics(np.asarray(intrinsics), name='intrinsics')
         k = min(self.config.retrieve_chunks, len(self._pool))
         if k == 0:
             return []
-        poses = np.stack([e.pose for e in self._pool])  # (P, 4, 4)
-        scores = retrieval_scores(target_pose, poses, intrinsics, self.config.fps_angle_weight_m)
+        scores = retrieval_scores(target_pose, self._poses, intrinsics, self.config.fps_angle_weight_m)
         order = np.argsort(-scores, kind='stable')[:k]
         if intrinsics is not None:
             order = order[scores[order] > 0]

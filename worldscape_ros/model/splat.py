@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.utils.checkpoint
 
 LOW_PASS = 0.3  # px^2 added to the projected covariance's diagonal (anti-aliasing, as 3DGS)
 ALPHA_MIN = 1.0 / 255.0  # contributions below this are dropped
@@ -184,13 +185,15 @@ def _composite(mx: torch.Tensor, my: torch.Tensor, conic: torch.Tensor, opac: to
 
 
 def rasterize(g: Gaussians, c2w: torch.Tensor, K: torch.Tensor, height: int, width: int, tile: int = 16,
-              near: float = 0.05, background: torch.Tensor | None = None,
-              check: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+              near: float = 0.05, background: torch.Tensor | None = None, check: bool = True,
+              checkpoint: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Render Gaussians into the camera c2w (4, 4) with intrinsics K (3, 3).
 
     Returns colour (C, H, W) (composited over `background` (C,), default black), depth (H, W) (the expected z
     of the visible Gaussians: alpha-weighted z over alpha, 0 where alpha is 0) and alpha (H, W) in [0, 1].
     Gaussians whose centre is nearer than `near` are culled. check=False skips the value checks (a sync on GPU).
+    checkpoint=True recomputes each tile group in the backward pass instead of keeping its (pairs x pixels)
+    intermediates: training memory drops to about one group's worth for roughly one more forward pass of time.
     """
     if not isinstance(c2w, torch.Tensor) or c2w.shape != (4, 4):
         raise ValueError(f'c2w must be a (4, 4) tensor, got {getattr(c2w, "shape", type(c2w).__name__)}')
@@ -246,7 +249,11 @@ def rasterize(g: Gaussians, c2w: torch.Tensor, K: torch.Tensor, height: int, wid
         idx = torch.where(real, gauss[slot.clamp_max(len(gauss) - 1)], torch.full_like(slot, N))  # (G, k)
         x0 = (ids % ntx).to(dtype)[:, None] * tile  # (G, 1) tile origins
         y0 = (ids // ntx).to(dtype)[:, None] * tile
-        results.append(_composite(mx[idx] - x0, my[idx] - y0, conic[idx], opac[idx], values[idx], features))
+        args = (mx[idx] - x0, my[idx] - y0, conic[idx], opac[idx], values[idx], features)
+        if checkpoint and torch.is_grad_enabled():
+            results.append(torch.utils.checkpoint.checkpoint(_composite, *args, use_reentrant=False))
+        else:
+            results.append(_composite(*args))
         done.append(ids)
         i = j
 
