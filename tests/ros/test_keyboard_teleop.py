@@ -89,6 +89,12 @@ def test_config_rejects_bad_values(field, value, match):
 rclpy = pytest.importorskip('rclpy')
 
 
+@pytest.fixture(autouse=True)
+def private_ros_domain(monkeypatch):
+    """A DDS domain of this test process alone: other test runs on the machine publish on the shared ones."""
+    monkeypatch.setenv('ROS_DOMAIN_ID', str(100 + os.getpid() % 120))
+
+
 class TwistListener:
     def __init__(self):
         from geometry_msgs.msg import Twist

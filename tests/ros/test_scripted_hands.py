@@ -1,5 +1,6 @@
 """Scripted hands: reach / grasp / carry / place trajectories are real hands, and the node plays them."""
 
+import os
 import subprocess
 import sys
 import time
@@ -22,6 +23,12 @@ from worldscape_ros.ros.scripted_hands import (
 from worldscape_ros.synthetic.hand import HAND_CONNECTIONS, bone_lengths
 
 K = intrinsics_from_fov(128, 96, 60.0)
+
+
+@pytest.fixture(autouse=True)
+def private_ros_domain(monkeypatch):
+    """A DDS domain of this test process alone: other test runs on the machine publish on the shared ones."""
+    monkeypatch.setenv('ROS_DOMAIN_ID', str(100 + os.getpid() % 120))
 
 
 def _bones(traj):

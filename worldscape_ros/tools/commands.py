@@ -29,7 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16', 'float16'))
     p.add_argument('--steps', type=int, default=None, help="denoising steps (default: the config's)")
     p.add_argument('--no-memory', action='store_true', help='sink and local window only (the ablation)')
-    p.add_argument('--seed', type=int, default=0, help='sampling seed (same seed, start, actions: same frames)')
+    p.add_argument('--seed', type=int, default=None,
+                   help="sampling seed; default: the start's scene seed, as the simulator node uses its start_seed "
+                   '(same start, seed and actions: the same frames)')
     p.set_defaults(func=run)
 
 
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     start = parse_start(args.start)
     engine = WorldEngine.from_pretrained(checkpoint=args.checkpoint, config=args.config, device=args.device,
                                          dtype=args.dtype, memory=not args.no_memory, steps=args.steps,
-                                         seed=args.seed)
+                                         seed=args.seed if args.seed is not None else start.seed)
     script = load_script(args.actions, float(engine.config.fps), scene_seed=start.seed)
     both = not (args.bag or args.mp4)
     result = offline_rollout(engine, start, script, args.out, bag=args.bag or both, mp4=args.mp4 or both,

@@ -1,0 +1,170 @@
+"""The recorder: a live rosbag2 of the simulator's topics without rosbag2 (which the pip wheels lack).
+
+Subscribes to every input and output topic of the simulator (tools.bag.SIM_TOPICS, or the `topics` parameter)
+as raw CDR bytes and writes them unchanged with tools.bag.BagWriter: mcap version 9 by default, sqlite3
+version 8 for Humble. Each topic records the QoS its publishers offer (as `ros2 bag record` does), so /tf_static
+stays transient-local on replay. Ctrl-C or SIGTERM closes the bag cleanly; so does `stop_after_images`.
+
+Log times are the node's clock (wall time, or sim time from /clock with `use_sim_time:=true`), never going
+backwards; the messages keep their own header stamps (sim time from the simulator).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from worldscape_ros.tools.bag import SIM_TOPICS, BagWriter, TopicSpec, qos
+
+IMAGE_TOPIC = '/camera/image_raw'
+
+
+def message_class(msgtype: str) -> Any:
+    """'sensor_msgs/msg/Image' -> the generated rclpy class."""
+    package, kind, name = msgtype.split('/')
+    return getattr(importlib.import_module(f'{package}.{kind}'), name)
+
+
+def to_bag_qos(profile: Any) -> Any:
+    """rclpy QoSProfile -> rosbags Qos (what the bag's metadata records)."""
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    def time_of(duration: Any) -> QosTime:
+        ns = int(duration.nanoseconds)
+        return QosTime(ns // 1_000_000_000, ns % 1_000_000_000)
+
+    def enum(cls: Any, policy: Any) -> Any:
+        return cls[policy.name] if policy.name in cls.__members__ else cls.UNKNOWN
+
+    return Qos(enum(QosHistory, profile.history), int(profile.depth), enum(QosReliability, profile.reliability),
+               enum(QosDurability, profile.durability), time_of(profile.deadline), time_of(profile.lifespan),
+               enum(QosLiveliness, profile.liveliness), time_of(profile.liveliness_lease_duration),
+               bool(profile.avoid_ros_namespace_conventions))
+
+
+def subscription_qos(spec: TopicSpec) -> Any:
+    """Reliable (matches reliable and best-effort publishers' data we can get), transient-local where latched."""
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    latched = spec.qos.durability.name == 'TRANSIENT_LOCAL'
+    reliable = spec.qos.reliability.name == 'RELIABLE'
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=max(spec.qos.depth, 50),
+                      reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+
+
+class Recorder:
+    """Topic subscriptions writing raw CDR into a BagWriter (single-threaded: callbacks run in the executor)."""
+
+    def __init__(self, node: Any, bag: BagWriter, specs: list[TopicSpec], stop_after_images: int = 0) -> None:
+        self.node = node
+        self.bag = bag
+        self.specs = {s.name: s for s in specs}
+        self.stop_after_images = stop_after_images
+        self.done = threading.Event()
+        self._subs = [node.create_subscription(message_class(s.msgtype), s.name, self._callback(s),
+                                               subscription_qos(s), raw=True) for s in specs]
+
+    def _offered_qos(self, spec: TopicSpec) -> list[Any]:
+        infos = self.node.get_publishers_info_by_topic(spec.name)
+        return [to_bag_qos(i.qos_profile) for i in infos] or [spec.qos]
+
+    def _callback(self, spec: TopicSpec) -> Any:
+        def on_message(data: bytes) -> None:
+            if self.done.is_set():
+                return
+            if spec.name not in self.bag.counts:  # first message: record the QoS its publishers offer
+                self.bag.add_topic(spec.name, spec.msgtype, self._offered_qos(spec))
+            self.bag.write_cdr(spec.name, self.node.get_clock().now().nanoseconds, data)
+            if (spec.name == IMAGE_TOPIC and self.stop_after_images
+                    and self.bag.counts[spec.name] >= self.stop_after_images):
+                self.done.set()
+
+        return on_message
+
+
+def resolve_topics(names: list[str]) -> list[TopicSpec]:
+    """Topic specs for the given absolute names (empty: all of the simulator's)."""
+    known = {s.name: s for s in SIM_TOPICS}
+    if not names:
+        return list(SIM_TOPICS)
+    specs = []
+    for name in names:
+        if ':' in name:  # '/extra/topic:sensor_msgs/msg/Image' for topics outside the simulator's set
+            topic, msgtype = name.split(':', 1)
+            specs.append(TopicSpec(topic, msgtype, qos()))
+        elif name in known:
+            specs.append(known[name])
+        else:
+            raise ValueError(f'unknown topic {name!r}: use one of {", ".join(known)} or NAME:package/msg/Type')
+    return specs
+
+
+def fastdds_profile() -> Path | None:
+    """config/fastdds.xml (large shared-memory segments, FACTS.md) from the source tree or an install."""
+    for candidate in (Path(__file__).resolve().parents[2] / 'config' / 'fastdds.xml',
+                      Path(sys.prefix) / 'share' / 'worldscape_ros' / 'config' / 'fastdds.xml'):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    profile = fastdds_profile()
+    if profile is not None:  # images across processes need the simulator's shared-memory segment size
+        os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE', str(profile))
+    import rclpy
+    from rcl_interfaces.msg import ParameterDescriptor
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.signals import SignalHandlerOptions
+
+    # our own handlers: the bag must be closed by the thread that writes it, after the last callback
+    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    node = Node('recorder')
+
+    def declare(name: str, value: Any, text: str) -> Any:
+        return node.declare_parameter(name, value, ParameterDescriptor(description=text)).value
+
+    out = str(declare('out', '', 'bag folder to create (must not exist)'))
+    storage = str(declare('storage', 'mcap', 'mcap (rosbag2 version 9) or sqlite3 (version 8, Humble)'))
+    topics = list(declare('topics', [''], 'absolute topic names to record; empty: all of the simulator\'s'))
+    stop_after = int(declare('stop_after_images', 0, f'close after this many {IMAGE_TOPIC} messages; 0 = never'))
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    bag = None
+    code = 0
+    try:
+        if not out:
+            raise ValueError('parameter out (the bag folder) is required')
+        specs = resolve_topics([t for t in topics if t])
+        bag = BagWriter(Path(out), storage)
+        recorder = Recorder(node, bag, specs, stop_after)
+        node.get_logger().info(f'recording {len(specs)} topics into {out} ({storage})')
+        while not stop.is_set() and not recorder.done.is_set():
+            executor.spin_once(timeout_sec=0.1)
+    except (ValueError, FileExistsError) as exc:
+        node.get_logger().error(str(exc))
+        code = 2
+    finally:
+        if bag is not None:
+            bag.close()
+            total = sum(bag.counts.values())
+            node.get_logger().info(f'bag {out} closed: {total} messages ' +
+                                   ', '.join(f'{t} {n}' for t, n in bag.counts.items()))
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == '__main__':
+    sys.exit(main())
