@@ -108,3 +108,23 @@ def test_bad_sizes_poses_and_use_after_close_are_errors():
     r.close()
     with pytest.raises(RuntimeError, match='after close'):
         r.render(np.eye(4))
+
+
+def test_textures_give_sift_enough_matches_between_nearby_views():
+    import cv2
+
+    scene = make_scene('room', 6)
+    x, y = scene.free_space.sample(np.random.default_rng(6))
+    with SceneRenderer(scene, 256, 192) as r:
+        a, _ = r.render(_pose(x, y, yaw=0.0, pitch=0.0))
+        b, _ = r.render(_pose(x + 0.2, y + 0.05, yaw=0.1, pitch=0.0))
+        K = r.intrinsics
+    sift = cv2.SIFT_create()
+    ka, da = sift.detectAndCompute(cv2.cvtColor(a, cv2.COLOR_RGB2GRAY), None)
+    kb, db = sift.detectAndCompute(cv2.cvtColor(b, cv2.COLOR_RGB2GRAY), None)
+    pairs = cv2.BFMatcher().knnMatch(da, db, k=2)
+    good = [m for m, n in pairs if m.distance < 0.75 * n.distance]
+    pa = np.float64([ka[m.queryIdx].pt for m in good])
+    pb = np.float64([kb[m.trainIdx].pt for m in good])
+    _, inliers = cv2.findEssentialMat(pa, pb, K, method=cv2.RANSAC, threshold=1.0)
+    assert int(inliers.sum()) >= 30, f'{int(inliers.sum())} inliers of {len(good)} matches'

@@ -67,7 +67,7 @@ def read_realestate10k(camera_file: str | Path, frames_dir: str | Path | None = 
     folder = Path(frames_dir) if frames_dir is not None else camera_file.with_suffix('')
     if not folder.is_dir():
         raise EpisodeFormatError(f'{camera_file}: frame folder {folder} does not exist')
-    frames = []
+    frames: list[np.ndarray] = []
     for stamp in stamps:
         image_path = _find_frame(folder, int(stamp))
         if image_path is None:

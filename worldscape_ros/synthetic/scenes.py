@@ -126,7 +126,7 @@ class _SceneBuilder:
         self._object_mats: list[str] = []
 
     # -- materials ---------------------------------------------------------------------------------------
-    def material(self, repeat: float = 1.0, shapes: int = 24, contrast: float = 0.5, cube: bool = False) -> str:
+    def material(self, repeat: float = 1.0, shapes: int = 80, contrast: float = 0.5, cube: bool = False) -> str:
         """A textured material. 2D textures are projected along the geom's z, so they suit horizontal surfaces
         (floor, ceiling, table top); walls and furniture take cube textures (the image on every face)."""
         name = f'mat{len(self.asset_xml)}'
@@ -147,7 +147,7 @@ class _SceneBuilder:
     def object_materials(self) -> list[str]:
         """Two cube-textured materials shared by every piece of furniture (tinted per geom)."""
         if not self._object_mats:
-            self._object_mats = [self.material(shapes=24, cube=True) for _ in range(2)]
+            self._object_mats = [self.material(cube=True) for _ in range(2)]
         return self._object_mats
 
     def geom(self, gtype: str, pos: tuple[float, ...], size: tuple[float, ...], material: str,
@@ -304,7 +304,7 @@ class _SceneBuilder:
 
     def yard(self, seed: int) -> SceneSpec:
         half = 20.0
-        ground = self.material(repeat=0.25, shapes=60, contrast=0.6)
+        ground = self.material(repeat=0.25, shapes=120, contrast=0.6)
         self.geom('box', (0, 0, -0.05), (half, half, 0.05), ground, name='ground')
         boxes, circles = self.scatter(int(self.rng.integers(30, 45)), (12.0, 12.0), (0.3, 1.2), (0.5, 2.5),
                                       keep_clear=[(0.0, 0.0, 1.0)])
@@ -329,7 +329,7 @@ class _SceneBuilder:
         self.walled_room(hx, hy, height, openings=0)
         top = float(self.rng.uniform(0.72, 0.8))
         tx, ty = 0.45, 0.6  # table half extents (m)
-        table_mat = self.material(repeat=0.4, shapes=40, contrast=0.35)
+        table_mat = self.material(repeat=0.4, shapes=60, contrast=0.35)
         self.geom('box', (0.0, 0.0, top - 0.02), (tx, ty, 0.02), table_mat, name='table_top')
         leg_mat = self.object_materials()[0]
         for sx in (-1, 1):

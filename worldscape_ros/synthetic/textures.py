@@ -32,16 +32,16 @@ def paint_shapes(rng: np.random.Generator, img: np.ndarray, count: int) -> None:
         kind = int(rng.integers(3))
         p = rng.integers(0, size, 2)
         if kind == 0:
-            q = p + rng.integers(size // 16, size // 4, 2)
+            q = p + rng.integers(size // 32, size // 6, 2)
             cv2.rectangle(img, (int(p[0]), int(p[1])), (int(q[0]), int(q[1])), colour, -1)
         elif kind == 1:
-            cv2.circle(img, (int(p[0]), int(p[1])), int(rng.integers(size // 32, size // 8)), colour, -1)
+            cv2.circle(img, (int(p[0]), int(p[1])), int(rng.integers(size // 64, size // 12)), colour, -1)
         else:
             q = rng.integers(0, size, 2)
             cv2.line(img, (int(p[0]), int(p[1])), (int(q[0]), int(q[1])), colour, int(rng.integers(1, 5)))
 
 
-def texture_png(rng: np.random.Generator, size: int = 256, shapes: int = 24, contrast: float = 0.5) -> bytes:
+def texture_png(rng: np.random.Generator, size: int = 256, shapes: int = 80, contrast: float = 0.5) -> bytes:
     """A PNG-encoded RGB texture: noise in a random base colour with painted shapes."""
     base = 0.25 + 0.6 * rng.random(3, dtype=np.float32)
     img = noise_image(rng, size, base, contrast)
