@@ -177,7 +177,7 @@ def _composite(mx: torch.Tensor, my: torch.Tensor, conic: torch.Tensor, opac: to
     log_alpha = coeffs @ features  # (G, K, P) = log(opacity) - d^T conic d / 2
     # Floor: far under the 1/255 cut and keeps exp out of denormals (slow on x86); cap: alpha <= ALPHA_MAX.
     alpha = torch.exp(log_alpha.clamp(-POWER_FLOOR, math.log(ALPHA_MAX)))
-    alpha = torch.where(alpha >= ALPHA_MIN, alpha, torch.zeros_like(alpha))
+    alpha = torch.nn.functional.threshold(alpha, ALPHA_MIN, 0.0)  # one fused pass (a where() costs three)
     log_keep = torch.log1p(-alpha)
     transmittance = torch.exp(torch.cumsum(log_keep, dim=1) - log_keep)  # exclusive product over nearer ones
     weight = alpha * transmittance  # (G, K, P)
