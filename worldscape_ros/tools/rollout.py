@@ -2,8 +2,9 @@
 
 What it writes in the output folder (docs/recording.md):
   bag/               rosbag2 with the same topics, types, frames and sim-time stamps the simulator node
-                     publishes (mcap version 9, or sqlite3 version 8 for Humble)
-  rollout.mp4        RGB beside coloured depth, at the model's frame rate
+                     publishes (mcap version 9, or sqlite3 version 8 for Humble): frames 1..T, all imagined
+  rollout.mp4        RGB beside coloured depth, at the model's frame rate; its first frame is the start view
+                     (the engine's input), then the imagined frames
   contact_sheet.png  a grid of frames spread over the rollout
   summary.json       start, engine (config, weights hash), frame count, frames/s, latency
 """
@@ -117,25 +118,31 @@ class RolloutRecorder:
     def stamp_ns(self, index: int) -> int:
         return round(index * 1e9 / self.fps)
 
-    def record(self, frame: Any, action: np.ndarray | None, keypoints: np.ndarray | None) -> None:
+    def start(self, frame: Any) -> None:
+        """The session's start: the camera mount on /tf_static, as the node sends it when it activates.
+
+        The start image itself is not recorded: it is the engine's input (from the renderer or a file), and the
+        bag holds only what the engine imagines, frames 1..T, as the simulator node publishes them.
+        """
+        state = state_from_camera_pose(frame.pose, self.height)
+        self.bag.write('/tf_static', self.stamp_ns(frame.index), M.static_camera_tfs(state, self.stamp_ns(frame.index)))
+
+    def record(self, frame: Any, action: np.ndarray, keypoints: np.ndarray | None) -> None:
         ns = self.stamp_ns(frame.index)
         state = state_from_camera_pose(frame.pose, self.height)
-        act = np.zeros(5) if action is None else np.asarray(action, dtype=np.float64)
+        act = np.asarray(action, dtype=np.float64)
         b = self.bag
-        if frame.index == 0:
-            b.write('/tf_static', ns, M.static_camera_tfs(state, ns))
-        b.write('/clock', ns, M.clock(ns))
-        if action is not None:
-            b.write('/cmd_vel', ns, M.twist(act))
+        b.write('/cmd_vel', ns, M.twist(act))
         if keypoints is not None:
             b.write('/hand_keypoints', ns, M.hand_keypoints(keypoints, ns, self.handedness))
+        b.write('/clock', ns, M.clock(ns))
+        b.write('/tf', ns, M.odom_tf(state, ns))
+        b.write('/odom', ns, M.odometry(state, act, ns))
         h, w = frame.rgb.shape[:2]
         b.write('/camera/image_raw', ns, M.image_rgb8(frame.rgb, ns))
         b.write('/camera/camera_info', ns, M.camera_info(self.K, w, h, ns))
         b.write('/camera/depth/image_raw', ns, M.image_depth32(frame.depth, ns))
         b.write('/camera/depth/camera_info', ns, M.camera_info(self.K, w, h, ns))
-        b.write('/odom', ns, M.odometry(state, act, ns))
-        b.write('/tf', ns, M.odom_tf(state, ns))
 
 
 @dataclass
@@ -190,7 +197,7 @@ def offline_rollout(engine: Any, start: Start, script: ActionScript, out: str | 
         with stop_on_signals(writer) if writer is not None else nullcontext():
             frame = start_session(engine, start)
             if recorder is not None:
-                recorder.record(frame, None, None)
+                recorder.start(frame)
             views.append(panel(frame.rgb, frame.depth, scale,
                                extra=np.zeros_like(frame.rgb) if script.hands is not None else None))
             t0 = time.perf_counter()
@@ -211,7 +218,7 @@ def offline_rollout(engine: Any, start: Start, script: ActionScript, out: str | 
     if mp4 and views:
         result.files['mp4'] = str(write_mp4(out / 'rollout.mp4', views, float(engine.config.fps)))
         small = [panel(v[::scale, ::scale], None, max(1, scale // 2)) for v in views]
-        labels = [f'{i} ({i / float(engine.config.fps):.1f} s)' for i in range(len(views))]
+        labels = ['start (input)'] + [f'{i} ({i / float(engine.config.fps):.1f} s)' for i in range(1, len(views))]
         result.files['contact_sheet'] = str(write_png(out / 'contact_sheet.png',
                                                       contact_sheet(small, labels, columns=6, count=18)))
     lat = np.asarray(result.latencies_ms) if result.latencies_ms else np.zeros(1)

@@ -1,0 +1,214 @@
+"""`make demo`: the simulator node in its own process, a scripted tour, a live rosbag2, an MP4 and a contact sheet.
+
+    python -m worldscape_ros.ros.demo nav     # a tour of a room: forward, turns, an out-and-back, a loop
+    python -m worldscape_ros.ros.demo manip   # a still camera over a table, scripted hands pick and place
+
+What runs: `worldscape-sim` (simulator_node) with the shipped model (or a random ws-tiny, said so, when models/
+has no checkpoint yet), paused; the recorder node writing the bag; this process driving the tour in lock step
+(one Twist, and hand keypoints in the manipulation demo, then `~/step` for one frame). Then the bag is read back
+into an MP4 (RGB | depth [| hand pose video]) and a contact sheet. The tour is written beside them as
+tour.yaml: `worldscape rollout --start room:SEED --actions runs/demo/tour.yaml` replays it offline, frame for
+frame the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+log = logging.getLogger('worldscape.demo')
+
+# Tours (tools.scripts format); 10 frames = 1 s at ws-tiny's 10 fps.
+NAV_TOUR: dict[str, Any] = {'segments': [
+    {'script': 'straight', 'frames': 10},
+    {'action': [0.0, 0.0, 0.0, 0.6, 0.0], 'frames': 8},  # look left
+    {'script': 'out_and_back', 'frames': 30},  # drive out and back along the same path: the views repeat
+    {'action': [0.0, 0.0, 0.0, -0.6, 0.0], 'frames': 8},  # look back right
+    {'script': 'loop', 'frames': 24},
+]}
+MANIP_TOUR: dict[str, Any] = {'segments': [{'script': 'idle', 'frames': 40}],
+                              'hands': {'script': 'pick_and_place'}}
+DEMOS = {'nav': ('room', NAV_TOUR, 'navigation'), 'manip': ('table', MANIP_TOUR, 'manipulation')}
+POSE_VIDEO_TOPIC = '/debug/pose_video'
+TOUR_FPS = 10.0  # the shipped ws-tiny's frame rate: named scripts are planned at it
+
+
+def choose_checkpoint() -> tuple[str, str]:
+    """The shipped checkpoint when there is one, else a random ws-tiny (and why)."""
+    from worldscape_ros.model.checkpoint import DEFAULT_CHECKPOINT
+
+    if Path(DEFAULT_CHECKPOINT).is_file():
+        return 'default', f'the shipped model {DEFAULT_CHECKPOINT}'
+    return 'random', (f'models/ has no checkpoint yet ({DEFAULT_CHECKPOINT} is missing): using a RANDOMLY '
+                      'initialised ws-tiny, so the frames are noise; train one with `worldscape train`')
+
+
+def spawn(module: str, params: dict[str, Any], log_path: Path, env: dict[str, str]) -> subprocess.Popen:
+    args = [sys.executable, '-m', module, '--ros-args']
+    for key, value in params.items():
+        args += ['-p', f'{key}:={value}']
+    with open(log_path, 'w') as f:
+        return subprocess.Popen(args, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen, timeout: float = 30.0) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return int(proc.returncode)
+
+
+def drive(script: Any, wait_s: float) -> tuple[int, float]:
+    """Play the tour into the simulator in lock step; returns (frames, wall seconds)."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    from worldscape_ros.ros.scripted_teleop import ScriptPlayer
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node('demo_driver', context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    try:
+        player = ScriptPlayer(node, script, '/simulator')
+        player.wait_for_simulator(wait_s)
+        t0 = time.monotonic()
+        frames = player.play_lockstep(executor)
+        return frames, time.monotonic() - t0
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+
+
+def bag_to_media(bag: Path, out: Path, with_hands: bool) -> dict[str, str]:
+    """MP4 and contact sheet from the recorded images (what a viewer of the bag sees)."""
+    import numpy as np
+
+    from worldscape_ros.tools import messages as M
+    from worldscape_ros.tools.bag import read_bag
+    from worldscape_ros.tools.video import auto_scale, contact_sheet, panel, write_mp4, write_png
+
+    topics = ['/camera/image_raw', '/camera/depth/image_raw'] + ([POSE_VIDEO_TOPIC] if with_hands else [])
+    by_stamp: dict[int, dict[str, Any]] = {}
+    for m in read_bag(bag, topics):
+        by_stamp.setdefault(M.stamp_ns(m.msg.header.stamp), {})[m.topic] = M.image_to_numpy(m.msg)
+    stamps = sorted(s for s, v in by_stamp.items() if '/camera/image_raw' in v and '/camera/depth/image_raw' in v)
+    if not stamps:
+        raise RuntimeError(f'the bag {bag} holds no camera frames')
+    first = by_stamp[stamps[0]]['/camera/image_raw']
+    scale = auto_scale(first.shape[0])
+    views, small = [], []
+    for s in stamps:
+        f = by_stamp[s]
+        extra = (f.get(POSE_VIDEO_TOPIC, np.zeros_like(f['/camera/image_raw'])) if with_hands else None)
+        views.append(panel(f['/camera/image_raw'], f['/camera/depth/image_raw'], scale, extra=extra))
+        small.append(panel(f['/camera/image_raw'], f['/camera/depth/image_raw'], 1, extra=extra))
+    labels = [f'{s / 1e9:.1f} s' for s in stamps]
+    fps = 1e9 / float(np.median(np.diff(stamps))) if len(stamps) > 1 else 10.0  # sim time: the model's rate
+    return {'mp4': str(write_mp4(out / 'demo.mp4', views, fps)),
+            'contact_sheet': str(write_png(out / 'contact_sheet.png', contact_sheet(small, labels, 6, 18)))}
+
+
+def replace_dir(staging: Path, final: Path) -> None:
+    """Put the finished demo folder in place of the previous one."""
+    old = final.with_name(f'.{final.name}.old')
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(staging, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def run(kind: str, out: Path, seed: int, checkpoint: str | None, wait_s: float) -> int:
+    from worldscape_ros.tools.bag import SIM_TOPICS
+    from worldscape_ros.tools.scripts import load_script
+
+    scene, tour, mode = DEMOS[kind]
+    if checkpoint is None:
+        checkpoint, why = choose_checkpoint()
+    else:
+        why = f'checkpoint {checkpoint}'
+    print(f'worldscape demo ({kind}): {why}', flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f'.{out.name}.partial')
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    (staging / 'tour.yaml').write_text(yaml.safe_dump(tour, sort_keys=False))
+    script = load_script(staging / 'tour.yaml', TOUR_FPS, scene_seed=seed)
+    env = dict(os.environ)
+    t_start = time.monotonic()
+    sim = spawn('worldscape_ros.ros.simulator_node',
+                {'checkpoint': checkpoint, 'start_scene': scene, 'start_seed': seed, 'mode': mode,
+                 'start_paused': 'true', 'realtime': 'false'}, staging / 'simulator.log', env)
+    rec_params: dict[str, Any] = {'out': staging / 'bag'}
+    if kind == 'manip':  # the simulator's topics and its debug image of the hand conditioning
+        names = [t.name for t in SIM_TOPICS if t.name != '/camera_pose'] + [f'{POSE_VIDEO_TOPIC}:sensor_msgs/msg/Image']
+        rec_params['topics'] = '[' + ','.join(f'"{n}"' for n in names) + ']'
+    rec = spawn('worldscape_ros.ros.recorder_node', rec_params, staging / 'recorder.log', env)
+    failure = ''
+    try:
+        print(f'driving a {len(script)}-frame tour in lock step (simulator and recorder in their own processes) ...',
+              flush=True)
+        frames, seconds = drive(script, wait_s)
+        time.sleep(1.0)  # the last frame's messages reach the recorder
+    except (TimeoutError, RuntimeError) as exc:
+        failure = str(exc)
+    finally:
+        rec_code = stop(rec)
+        sim_code = stop(sim)
+    if failure:
+        print(f'worldscape demo: {failure}; logs in {staging}', file=sys.stderr)
+        return 1
+    if rec_code != 0:
+        print(f'worldscape demo: the recorder exited with {rec_code}; see {staging / "recorder.log"}',
+              file=sys.stderr)
+        return 1
+    files = bag_to_media(staging / 'bag', staging, with_hands=kind == 'manip')
+    replace_dir(staging, out)
+    total = time.monotonic() - t_start
+    print(f'{frames} frames in {seconds:.1f} s: {frames / seconds:.2f} frames/s through ROS (lock step, '
+          f'simulator in its own process); {total:.0f} s in all with start-up (simulator exit code {sim_code})')
+    print(f'  bag:           {out / "bag"}   (rosbag2 mcap; `ros2 bag info` or rosbags reads it)')
+    print(f'  video:         {out / Path(files["mp4"]).name}')
+    print(f'  contact sheet: {out / Path(files["contact_sheet"]).name}')
+    print(f'  tour:          {out / "tour.yaml"}   (replay offline: worldscape rollout --start {scene}:{seed} '
+          f'--actions {out / "tour.yaml"} --out runs/replay)')
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog='python -m worldscape_ros.ros.demo', description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('kind', nargs='?', default='nav', choices=sorted(DEMOS))
+    parser.add_argument('--out', type=Path, default=None, help='default runs/demo (nav) or runs/demo-manip')
+    parser.add_argument('--seed', type=int, default=3, help='start scene seed')
+    parser.add_argument('--checkpoint', default=None, help="default: the shipped model, else 'random'")
+    parser.add_argument('--wait', type=float, default=180.0, help='s to wait for the simulator to come up')
+    args = parser.parse_args(argv)
+    out = args.out or Path('runs') / ('demo' if args.kind == 'nav' else 'demo-manip')
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        return run(args.kind, out, args.seed, args.checkpoint, args.wait)
+    except KeyboardInterrupt:
+        print('worldscape demo: interrupted', file=sys.stderr)
+        return 130
+
+
+if __name__ == '__main__':
+    sys.exit(main())
