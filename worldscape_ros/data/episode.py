@@ -28,6 +28,9 @@ DEPTH_SCALE = 1000.0  # depth PNG units per metre (millimetres)
 DEPTH_UNKNOWN = 65535  # depth PNG value for unknown depth (NaN in memory)
 MAX_STORED_DEPTH = (DEPTH_UNKNOWN - 1) / DEPTH_SCALE  # 65.534 m: farther depth is clamped to this
 EPISODE_KINDS = ('nav', 'manip')
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK  # what open() would give a new file
 _REQUIRED = ('header', 'rgb_png', 'rgb_offsets', 'depth_png', 'depth_offsets', 'poses', 'intrinsics', 'actions')
 
 
@@ -128,6 +131,7 @@ def write_episode(path: str | Path, episode: Episode) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
     try:
+        os.fchmod(fd, _FILE_MODE)  # mkstemp makes 0600 files; episodes are shared data
         with os.fdopen(fd, 'wb') as f:
             np.savez(f, **arrays)  # type: ignore[arg-type]
             f.flush()
@@ -145,6 +149,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
     try:
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, 'wb') as f:
             f.write(data)
         os.replace(tmp, path)

@@ -16,10 +16,15 @@ MIN_TILE_HEIGHT = 128  # small frames are enlarged (nearest neighbour) so a shee
 
 
 def depth_colour(depth: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Metric depth (H, W) -> RGB (H, W, 3) uint8 over [lo, hi] metres, near warm, far cold; NaN black."""
+    """Metric depth (H, W) -> RGB (H, W, 3) uint8, near warm, far cold, NaN black.
+
+    Coloured by inverse depth between lo and hi metres, which spreads the colours over near surfaces (a hand
+    over a table) instead of spending them on a far wall or the sky.
+    """
     finite = np.isfinite(depth)
-    scaled = np.clip((np.nan_to_num(depth, nan=hi) - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
-    bgr = cv2.applyColorMap((255 * (1.0 - scaled)).astype(np.uint8), cv2.COLORMAP_TURBO)
+    inv = 1.0 / np.clip(np.nan_to_num(depth, nan=hi), lo, hi)
+    scaled = (inv - 1.0 / hi) / max(1.0 / lo - 1.0 / hi, 1e-9)  # 1 at lo (near), 0 at hi (far)
+    bgr = cv2.applyColorMap((255 * scaled).astype(np.uint8), cv2.COLORMAP_TURBO)
     bgr[~finite] = 0
     return np.ascontiguousarray(bgr[..., ::-1])
 
@@ -38,7 +43,8 @@ def episode_row(ep: Episode, frames_per_row: int) -> np.ndarray:
     scale = max(1, int(np.ceil(MIN_TILE_HEIGHT / H)))
     picks = np.unique(np.linspace(0, T - 1, frames_per_row).round().astype(int))
     finite = ep.depth[np.isfinite(ep.depth)]
-    lo, hi = (float(np.quantile(finite, 0.01)), float(np.quantile(finite, 0.95))) if finite.size else (0.0, 1.0)
+    lo, hi = (float(np.quantile(finite, 0.01)), float(np.quantile(finite, 0.99))) if finite.size else (0.1, 1.0)
+    lo, hi = max(lo, 1e-3), max(hi, lo + 1e-3)
     tiles = []
     for t in picks:
         rgb = cv2.resize(ep.rgb[t], (W * scale, H * scale), interpolation=cv2.INTER_NEAREST)
