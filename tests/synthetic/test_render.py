@@ -128,3 +128,13 @@ def test_textures_give_sift_enough_matches_between_nearby_views():
     pb = np.float64([kb[m.trainIdx].pt for m in good])
     _, inliers = cv2.findEssentialMat(pa, pb, K, method=cv2.RANSAC, threshold=1.0)
     assert int(inliers.sum()) >= 30, f'{int(inliers.sum())} inliers of {len(good)} matches'
+
+
+def test_renderers_sharing_the_process_gl_context_do_not_disturb_each_other():
+    c2w = _pose()
+    with SceneRenderer(make_scene('room', 1), 40, 30) as a, SceneRenderer(make_scene('yard', 1), 56, 42) as b:
+        first = a.render(c2w)
+        other = b.render(c2w)
+        again = a.render(c2w)
+    assert other[0].shape == (42, 56, 3)
+    assert first[0].tobytes() == again[0].tobytes() and first[1].tobytes() == again[1].tobytes()

@@ -9,6 +9,7 @@ puts the principal point at the image centre with `fovy` the full vertical field
 
 from __future__ import annotations
 
+import atexit
 import os
 
 os.environ.setdefault('MUJOCO_GL', 'osmesa')  # before mujoco is imported: CPU offscreen rendering
@@ -24,6 +25,25 @@ _CV_TO_GL = np.diag([1.0, -1.0, -1.0])  # OpenCV camera axes -> OpenGL camera ax
 # coordinates (measured against analytic planes; RGB is drawn at the centres). Inverse depth is affine in the
 # image on a plane, so it is moved back to the centre by these fractions of a pixel along each axis.
 _DEPTH_SAMPLE_OFFSET = {'osmesa': (-0.125, 0.375)}  # (du, dv) of the sample from the pixel centre
+
+
+_SHARED_GL: dict[int, mujoco.GLContext] = {}  # one GL context per process (keyed by pid: forks get their own)
+
+
+def _shared_gl_context() -> mujoco.GLContext:
+    """The process's GL context, made once: every SceneRenderer (one MjrContext per scene) renders into its own
+    offscreen framebuffer inside it, so a datagen worker pays for one context, not one per episode."""
+    pid = os.getpid()
+    if pid not in _SHARED_GL:
+        _SHARED_GL[pid] = mujoco.GLContext(64, 64)  # renders go to MuJoCo's own framebuffer objects
+        atexit.register(_free_shared_gl, pid)  # osmesa wants its context freed before the interpreter exits
+    return _SHARED_GL[pid]
+
+
+def _free_shared_gl(pid: int) -> None:
+    ctx = _SHARED_GL.pop(pid, None)
+    if ctx is not None and pid == os.getpid():
+        ctx.free()
 
 
 def _centre_inverse_depth(inv: np.ndarray, du: float, dv: float) -> np.ndarray:
@@ -69,8 +89,7 @@ class SceneRenderer:
         self._option = mujoco.MjvOption()
         self._perturb = mujoco.MjvPerturb()
         self._scene = mujoco.MjvScene(self.model, maxgeom=2000)
-        self._gl: mujoco.GLContext | None = mujoco.GLContext(self.model.vis.global_.offwidth,
-                                                             self.model.vis.global_.offheight)
+        self._gl: mujoco.GLContext | None = _shared_gl_context()
         self._gl.make_current()
         self._context: mujoco.MjrContext | None = mujoco.MjrContext(self.model,
                                                                     mujoco.mjtFontScale.mjFONTSCALE_50)
@@ -123,7 +142,7 @@ class SceneRenderer:
     def render(self, c2w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """RGB (H, W, 3) uint8 and metric z-depth (H, W) float32 seen from an OpenCV camera-to-world pose."""
         self._update(c2w)
-        self._gl.make_current()  # type: ignore[union-attr]
+        self._make_current()
         mujoco.mjr_render(self._rect, self._scene, self._context)
         mujoco.mjr_readPixels(self._rgb, self._zbuf, self._rect, self._context)
         rgb = np.ascontiguousarray(self._rgb[::-1])  # GL rows are bottom-up
@@ -142,7 +161,7 @@ class SceneRenderer:
         self._scene.flags[mujoco.mjtRndFlag.mjRND_SEGMENT] = True
         self._scene.flags[mujoco.mjtRndFlag.mjRND_IDCOLOR] = True
         try:
-            self._gl.make_current()  # type: ignore[union-attr]
+            self._make_current()
             mujoco.mjr_render(self._rect, self._scene, self._context)
             mujoco.mjr_readPixels(self._rgb, None, self._rect, self._context)
         finally:
@@ -155,16 +174,19 @@ class SceneRenderer:
                 lut[g.segid + 1] = g.objid
         return lut[np.clip(seg, 0, self._scene.ngeom)]
 
+    def _make_current(self) -> None:
+        """Select the shared context and this renderer's framebuffer (another renderer may have used both)."""
+        self._gl.make_current()  # type: ignore[union-attr]
+        mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._context)
+
     def close(self) -> None:
-        """Free the GL resources (call before exit under osmesa)."""
+        """Free this renderer's MjrContext (the process's shared GL context stays for the next one)."""
         if self._context is not None:
-            if self._gl is not None:
+            if self._gl is not None and os.getpid() in _SHARED_GL:
                 self._gl.make_current()
-            self._context.free()
+                self._context.free()
             self._context = None
-        if self._gl is not None:
-            self._gl.free()
-            self._gl = None
+        self._gl = None
 
     def __enter__(self) -> SceneRenderer:
         return self
