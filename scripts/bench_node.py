@@ -192,9 +192,9 @@ def bench_node(frames: int, domain: int) -> dict[str, float]:
         node.stop()
 
 
-def soak(frames: int, domain: int, every: int) -> list[dict[str, float]]:
+def soak(frames: int, domain: int, every: int, steps: int) -> list[dict[str, float]]:
     """A tour (forward, turns, back) for `frames` frames; samples RSS, latency and cache every `every` frames."""
-    node = NodeProcess(domain, extra='    memory: true\n')
+    node = NodeProcess(domain, extra=f'    memory: true\n    denoising_steps: {steps}\n')
     probe = Probe(domain, images=False)
     samples: list[dict[str, float]] = []
     try:
@@ -234,6 +234,7 @@ def main() -> int:
     parser.add_argument('mode', choices=['bench', 'soak'])
     parser.add_argument('--frames', type=int, default=200)
     parser.add_argument('--every', type=int, default=500, help='soak: frames between samples')
+    parser.add_argument('--steps', type=int, default=0, help="soak: denoising steps (0 = the model's)")
     parser.add_argument('--domain', type=int, default=91, help='ROS_DOMAIN_ID for the node and the probe')
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -249,7 +250,7 @@ def main() -> int:
         tmp.write_text(json.dumps(result, indent=1))
         os.replace(tmp, OUT / 'bench.json')
     else:
-        soak(args.frames, args.domain, args.every)
+        soak(args.frames, args.domain, args.every, args.steps)
     return 0
 
 

@@ -77,7 +77,16 @@ class Harness:
 
     def __init__(self, overrides: dict[str, Any] | None = None) -> None:
         self.context = rclpy.Context()
-        rclpy.init(context=self.context)
+        # discovery off: this context talks only to itself, never to simulators other test runs start
+        previous = os.environ.get('ROS_AUTOMATIC_DISCOVERY_RANGE')
+        os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'OFF'
+        try:
+            rclpy.init(context=self.context)
+        finally:
+            if previous is None:
+                del os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE']
+            else:
+                os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = previous
         self.node = SimulatorNode(parameter_overrides={**BASE_PARAMS, **(overrides or {})}, context=self.context)
         self.probe = rclpy.create_node('probe', context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
@@ -100,8 +109,15 @@ class Harness:
         assert self.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
 
     def subscribe(self, msg_type: Any, topic: str, qos: Any = 50) -> Collector:
+        """Subscribe and wait until the graph shows the subscription (so the next frame reaches it)."""
+        name = topic if topic.startswith('/') else f'/{topic}'
+        before = self.probe.count_subscribers(name)
         collector = Collector()
         self.probe.create_subscription(msg_type, topic, collector, qos)
+        deadline = time.monotonic() + TIMEOUT
+        while self.node.count_subscribers(name) <= before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)  # matching follows discovery closely
         return collector
 
     def call(self, srv_type: Any, name: str, request: Any = None) -> Any:
@@ -183,7 +199,6 @@ def test_every_output_arrives_with_its_type_encoding_frame_and_sim_stamp(fresh):
         ('camera/image_raw', Image), ('camera/camera_info', CameraInfo), ('camera/depth/image_raw', Image),
         ('camera/depth/camera_info', CameraInfo), ('/clock', Clock), ('/tf', TFMessage),
         ('/diagnostics', DiagnosticArray)]}
-    time.sleep(0.3)  # discovery of the new subscriptions
     first = sim.node.frames_generated + 1
     sim.step(3)
     stamps = [int(round((first + i) * 1e9 / FPS)) for i in range(3)]
@@ -224,7 +239,8 @@ def test_every_output_arrives_with_its_type_encoding_frame_and_sim_stamp(fresh):
 def test_tf_chain_and_odometry_agree_with_the_image_pose(fresh):
     sim = fresh
     tf_msgs = sim.subscribe(TFMessage, '/tf')
-    time.sleep(0.3)
+    tf_static = sim.subscribe(TFMessage, '/tf_static', QoSProfile(
+        depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
     sim.publish(Twist, 'cmd_vel', twist(vx=0.5, wz=0.3), 'cmd_vel')
     sim.step(4)
     odom = sim.odom.wait_for(4)[-1]
@@ -232,11 +248,11 @@ def test_tf_chain_and_odometry_agree_with_the_image_pose(fresh):
     tf = by_stamp[conv.ns_from_stamp(odom.header.stamp)]
     np.testing.assert_allclose(conv.transform_to_matrix(tf.transform), conv.pose_to_matrix(odom.pose.pose),
                                atol=1e-9)
-    # odom -> base_link -> camera_link -> camera_optical_frame equals the camera pose the model was given
-    state = sim.node.engine.state
-    T_base = conv.transform_to_matrix(tf.transform)
-    mount = base_pose(BaseState()) @ np.linalg.inv(base_pose(state)) @ camera_pose(state)
-    np.testing.assert_allclose(T_base @ mount, camera_pose(state), atol=1e-9)
+    # odom -> base_link -> camera_link -> camera_optical_frame is the camera pose the model was conditioned on
+    static = {t.child_frame_id: conv.transform_to_matrix(t.transform) for t in tf_static.wait_for(1)[-1].transforms}
+    chain = conv.transform_to_matrix(tf.transform) @ static['camera_link'] @ static['camera_optical_frame']
+    np.testing.assert_allclose(chain, camera_pose(sim.node.engine.state), atol=1e-6)
+    np.testing.assert_allclose(conv.pose_to_matrix(odom.pose.pose), base_pose(sim.node.engine.state), atol=1e-6)
 
 
 # ---- motion ----------------------------------------------------------------------------------------------------
@@ -315,7 +331,6 @@ def test_reset_returns_to_the_start_and_sim_time_keeps_running(fresh):
 def test_pause_holds_frames_resume_restarts_them_and_step_makes_exactly_n(fresh):
     sim = fresh
     images = sim.subscribe(Image, 'camera/image_raw')
-    time.sleep(0.3)
     response = sim.step(4)
     assert response.frames_generated == 4
     assert len(images.wait_for(4)) == 4
@@ -451,7 +466,6 @@ def test_manipulation_mode_draws_hands_and_rejects_bad_keypoints():
         h.start()
         odom = h.subscribe(Odometry, 'odom')
         pose_video = h.subscribe(Image, 'debug/pose_video')
-        time.sleep(0.3)
         h.publish(HandKeypoints, 'hand_keypoints', _keypoints(), 'hand_keypoints')
         h.step(1)
         video = pose_video.wait_for(1)[-1]
@@ -492,15 +506,25 @@ def test_lifecycle_deactivate_stops_frames_and_cleanup_frees_the_engine():
         h.close()
 
 
-def _configure_error(overrides: dict[str, Any], caplog: Any = None) -> tuple[Harness, str]:
+class ConfigureErrors(list):
+    """Error lines the node logs (wraps its logger's error method)."""
+
+    def __init__(self, node: SimulatorNode) -> None:
+        super().__init__()
+        logger = node.get_logger()
+        original = logger.error
+        logger.error = lambda msg, **kw: (self.append(msg), original(msg, **kw))[1]
+
+    def last(self) -> str:
+        return self[-1] if self else ''
+
+
+def _configure_error(overrides: dict[str, Any]) -> tuple[Harness, ConfigureErrors]:
     h = Harness(overrides)
-    messages: list[str] = []
-    original = h.node.get_logger().error
-    h.node.get_logger().error = lambda msg, **kw: (messages.append(msg), original(msg, **kw))  # type: ignore
-    result = h.node.trigger_configure()
-    assert result == TransitionCallbackReturn.FAILURE
+    errors = ConfigureErrors(h.node)
+    assert h.node.trigger_configure() == TransitionCallbackReturn.FAILURE
     assert h.node._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
-    return h, ' '.join(messages)
+    return h, errors
 
 
 @pytest.mark.parametrize('overrides, named', [
@@ -512,22 +536,23 @@ def _configure_error(overrides: dict[str, Any], caplog: Any = None) -> tuple[Har
     ({'cmd_vel_timeout': 'soon'}, 'cmd_vel_timeout='),
 ])
 def test_invalid_parameters_are_rejected_at_configure_naming_them(overrides, named):
-    h, message = _configure_error(overrides)
+    h, errors = _configure_error(overrides)
     try:
-        assert named in message and 'invalid simulator parameters' in message
+        assert named in errors.last() and 'invalid simulator parameters' in errors.last()
     finally:
         h.close()
 
 
 def test_missing_and_corrupt_checkpoints_fail_configure_naming_the_file_then_a_good_one_works(tmp_path):
     missing = tmp_path / 'nope.safetensors'
-    h, message = _configure_error({'checkpoint': str(missing)})
+    h, errors = _configure_error({'checkpoint': str(missing)})
     try:
-        assert str(missing) in message
+        assert str(missing) in errors.last() and 'does not exist' in errors.last()
         corrupt = tmp_path / 'corrupt.safetensors'
         corrupt.write_bytes(b'\x08\x00\x00\x00\x00\x00\x00\x00{"a":1}garbage')
         h.node.set_parameters([rclpy.parameter.Parameter('checkpoint', value=str(corrupt))])
         assert h.node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert str(corrupt) in errors.last() and 'could not be loaded' in errors.last()
         h.node.set_parameters([rclpy.parameter.Parameter('checkpoint', value='random')])
         assert h.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
     finally:
@@ -539,9 +564,9 @@ def test_cuda_requested_without_a_gpu_refuses_to_configure():
 
     if torch.cuda.is_available():
         pytest.skip('this machine has CUDA')
-    h, message = _configure_error({'device': 'cuda'})
+    h, errors = _configure_error({'device': 'cuda'})
     try:
-        assert 'CUDA is not available' in message
+        assert "device='cuda'" in errors.last() and 'CUDA is not available' in errors.last()
     finally:
         h.close()
 
@@ -549,15 +574,24 @@ def test_cuda_requested_without_a_gpu_refuses_to_configure():
 def test_start_image_of_the_wrong_size_fails_configure_and_the_right_one_starts(tmp_path):
     wrong = tmp_path / 'small.npy'
     np.save(wrong, np.zeros((8, 8, 3), np.uint8))
-    h, message = _configure_error({'start_image': str(wrong)})
+    h, errors = _configure_error({'start_image': str(wrong)})
     try:
-        assert 'start_image' in message and str(wrong) in message
+        assert 'start_image' in errors.last() and str(wrong) in errors.last() and '8x8' in errors.last()
         good = tmp_path / 'start.png'
         import imageio.v3 as iio
 
         iio.imwrite(good, np.full((96, 128, 3), 90, np.uint8))
         h.node.set_parameters([rclpy.parameter.Parameter('start_image', value=str(good))])
         assert h.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    finally:
+        h.close()
+
+
+def test_memory_budget_caps_the_global_pool_in_bytes():
+    h = Harness({'memory_budget_mb': 2.0})
+    try:
+        assert h.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert h.node.engine.memory.config.pool_bytes == 2 * 2**20
     finally:
         h.close()
 
@@ -569,7 +603,7 @@ def test_console_script_process_publishes_images_to_another_process(tmp_path):
                       "    checkpoint: random\n    model_config: ws-tiny\n    device: cpu\n"
                       '    realtime: true\n    fps: 10.0\n')
     env = dict(os.environ, FASTDDS_DEFAULT_PROFILES_FILE=str(REPO / 'config' / 'fastdds.xml'),
-               ROS_DOMAIN_ID=str(int(os.environ.get('ROS_DOMAIN_ID', '40')) + 50),
+               ROS_DOMAIN_ID=str(100 + os.getpid() % 100),  # apart from other runs on this host
                ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
     exe = Path(sys.executable).with_name('worldscape-sim')
     proc = subprocess.Popen([str(exe), '--ros-args', '--params-file', str(params)], env=env,

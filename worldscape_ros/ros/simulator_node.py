@@ -432,9 +432,14 @@ class SimulatorNode(LifecycleNode):
 
     # ---- services ----------------------------------------------------------------------------------------
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        with self._engine_lock:
-            self._inbox.clear()
-            self._reset_engine()
+        try:
+            with self._engine_lock:
+                self._inbox.clear()
+                self._reset_engine()
+        except ValueError as exc:
+            response.success, response.message = False, f'reset failed: {exc}'
+            self.get_logger().error(response.message)
+            return response
         response.success, response.message = True, f'reset to the start at sim time {self.sim_time_ns / 1e9:.3f} s'
         self.get_logger().info(response.message)
         return response
@@ -593,6 +598,7 @@ class SimulatorNode(LifecycleNode):
             except ValueError as exc:
                 # input only the engine can judge (e.g. a pose it cannot reach): drop it and stand still
                 self._reject('command', str(exc))
+                self._inbox.clear()  # drop the offending inputs, not just this frame's use of them
                 motion, frames = NavAction(), self._engine_step(NavAction(), None, k)
             last_state = self.engine.state
             self._cache_bytes = int(self.engine.cache_bytes)
