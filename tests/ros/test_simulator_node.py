@@ -482,26 +482,41 @@ def test_manipulation_mode_draws_hands_and_rejects_bad_keypoints():
 
 
 # ---- lifecycle and configuration -------------------------------------------------------------------------------
-def test_lifecycle_deactivate_stops_frames_and_cleanup_frees_the_engine():
+def test_lifecycle_transitions_through_its_services_start_stop_and_free_the_model():
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+
     h = Harness({'start_paused': False})
+
+    def change(transition: int) -> None:  # what `ros2 lifecycle set /simulator ...` calls
+        request = ChangeState.Request()
+        request.transition.id = transition
+        assert h.call(ChangeState, '/simulator/change_state', request).success
+
+    def state() -> int:
+        return h.call(GetState, '/simulator/get_state').current_state.id
+
     try:
         images = h.subscribe(Image, 'camera/image_raw')
-        assert h.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        change(Transition.TRANSITION_CONFIGURE)
+        assert state() == State.PRIMARY_STATE_INACTIVE
         time.sleep(0.2)
         assert not images.msgs  # configured, not active: silent
-        assert h.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        change(Transition.TRANSITION_ACTIVATE)
+        assert state() == State.PRIMARY_STATE_ACTIVE
         images.wait_for(3)
-        assert h.node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+        change(Transition.TRANSITION_DEACTIVATE)
         time.sleep(0.2)
         held = len(images.msgs)
         time.sleep(0.3)
         assert len(images.msgs) == held
-        assert h.node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
-        assert h.node.engine is None
-        assert h.node._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
-        assert h.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-        assert h.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        change(Transition.TRANSITION_CLEANUP)
+        assert state() == State.PRIMARY_STATE_UNCONFIGURED and h.node.engine is None
+        change(Transition.TRANSITION_CONFIGURE)
+        change(Transition.TRANSITION_ACTIVATE)
         images.wait_for(held + 2)
+        stamps = [conv.ns_from_stamp(m.header.stamp) for m in images.msgs]
+        assert stamps == sorted(set(stamps))  # sim time never repeats or runs back across the transitions
     finally:
         h.close()
 
