@@ -1,8 +1,9 @@
 """A procedural capsule hand whose 21 joints are exactly MediaPipe's hand landmarks.
 
 Landmarks (FACTS.md): 0 wrist; 1-4 thumb CMC, MCP, IP, TIP; 5-8 index MCP, PIP, DIP, TIP; 9-12 middle;
-13-16 ring; 17-20 pinky. The hand is kinematic: every joint sphere, every bone capsule and the palm is a
-MuJoCo mocap body whose pose is set per frame, so the rendered hand is exactly the skeleton we report.
+13-16 ring; 17-20 pinky. The hand is kinematic: the wrist sphere, every bone capsule and the palm is a
+MuJoCo mocap body whose pose is set per frame, so the rendered hand is exactly the skeleton we report
+(each bone a capsule between two landmarks, whose round ends are the joints).
 
 Hand frame (right hand): x from the wrist towards the fingers, y towards the thumb, z out of the back of the
 hand. A left hand is the mirror image in y.
@@ -25,8 +26,8 @@ HAND_CONNECTIONS: tuple[tuple[int, int], ...] = (
     (9, 13), (13, 14), (14, 15), (15, 16),
     (13, 17), (0, 17), (17, 18), (18, 19), (19, 20),
 )
-JOINT_RADIUS = 0.011
-BONE_RADIUS = 0.0095
+JOINT_RADIUS = 0.0105  # the capsules' radius: their round caps are the joints
+BONE_RADIUS = JOINT_RADIUS
 # Finger MCP positions in the hand frame (m), phalanx lengths (proximal, middle, distal) and splay (rad).
 _FINGERS = (
     ((0.092, 0.026, 0.0), (0.042, 0.025, 0.021), math.radians(8)),  # index
@@ -100,13 +101,13 @@ class HandPose:
 
 
 def hand_mjcf(prefix: str = 'hand_', rgba: str = '0.86 0.66 0.52 1') -> str:
-    """MJCF bodies (for <worldbody>) of the kinematic hand: joints, bones and palm as mocap bodies."""
+    """MJCF bodies (for <worldbody>) of the kinematic hand: wrist, bones (capsules) and palm as mocap bodies."""
     lines = [f'<body name="{prefix}palm" mocap="true"><geom name="{prefix}palm_geom" type="box" '
              f'pos="0.05 0.0 -0.004" size="0.045 0.036 0.012" rgba="{rgba}" contype="0" conaffinity="0"/></body>']
-    for i in range(NUM_LANDMARKS):
-        r = 1.6 * JOINT_RADIUS if i == 0 else JOINT_RADIUS
-        lines.append(f'<body name="{prefix}joint{i}" mocap="true"><geom name="{prefix}joint{i}_geom" type="sphere" '
-                     f'size="{r:.4f}" rgba="{rgba}" contype="0" conaffinity="0"/></body>')
+    # Only the wrist gets a sphere: the capsules' round caps already cover the other joints, and every geom
+    # costs render time (the hand is most of the table scene's triangles).
+    lines.append(f'<body name="{prefix}wrist" mocap="true"><geom name="{prefix}wrist_geom" type="sphere" '
+                 f'size="{1.6 * JOINT_RADIUS:.4f}" rgba="{rgba}" contype="0" conaffinity="0"/></body>')
     for k, length in enumerate(bone_lengths()):
         lines.append(f'<body name="{prefix}bone{k}" mocap="true"><geom name="{prefix}bone{k}_geom" type="capsule" '
                      f'size="{BONE_RADIUS:.4f} {0.5 * length:.5f}" rgba="{rgba}" contype="0" conaffinity="0"/></body>')
@@ -141,7 +142,7 @@ class HandRig:
             return int(model.body_mocapid[body])
 
         self.palm = mocap('palm')
-        self.joints = np.array([mocap(f'joint{i}') for i in range(NUM_LANDMARKS)])
+        self.wrist = mocap('wrist')
         self.bones = np.array([mocap(f'bone{k}') for k in range(len(HAND_CONNECTIONS))])
         self.geom_ids = np.array([g for g in range(model.ngeom)
                                   if (mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_GEOM, g) or '').startswith(prefix)])
@@ -151,7 +152,7 @@ class HandRig:
         pts = pose.landmarks_world()
         data.mocap_pos[self.palm] = pose.wrist
         data.mocap_quat[self.palm] = _quat_from_matrix(pose.rotation)  # the palm box is symmetric in y
-        data.mocap_pos[self.joints] = pts
+        data.mocap_pos[self.wrist] = pts[0]
         for k, (a, b) in enumerate(HAND_CONNECTIONS):
             data.mocap_pos[self.bones[k]] = 0.5 * (pts[a] + pts[b])
             data.mocap_quat[self.bones[k]] = _quat_z_to(pts[b] - pts[a])

@@ -188,7 +188,7 @@ class _SceneBuilder:
     <global offwidth="1024" offheight="1024"/>
     <headlight ambient="{_f(ambient, ambient, ambient)}" diffuse="0.25 0.25 0.25" specular="0 0 0"/>
     <map znear="{0.02 / extent:.6f}" zfar="1.2"/>
-    <quality shadowsize="0" numslices="16" numstacks="8"/>
+    <quality shadowsize="0" numslices="12" numstacks="6"/>
   </visual>
   <asset>
     {sky}
