@@ -74,18 +74,18 @@ class WorldScapeNavEnv(gymnasium.Env):
         self.goal_radius = goal_radius
         self._chunk = int(getattr(cfg, 'frames_per_chunk', 1))
         H, W = int(cfg.height), int(cfg.width)
-        self.observation_space = spaces.Dict({
+        self.observation_space: spaces.Dict = spaces.Dict({
             'rgb': spaces.Box(0, 255, (H, W, 3), np.uint8),
             'depth': spaces.Box(0.0, MAX_DEPTH, (H, W), np.float32),  # metres along the optical axis
             'pose': spaces.Box(-MAX_RANGE, MAX_RANGE, (4, 4), np.float64),  # camera-to-odom, OpenCV axes
             'goal': spaces.Box(-MAX_RANGE, MAX_RANGE, (2,), np.float32),  # goal in the robot frame (ahead, left)
         })
         lin, ang = float(max_linear), float(max_angular)
-        self.action_space = self._make_action_space(lin, ang)
+        self.action_space: spaces.Box = self._make_action_space(lin, ang)
         self._goal = np.zeros(2)
         self._last: Any = None
 
-    def _make_action_space(self, lin: float, ang: float) -> spaces.Space:
+    def _make_action_space(self, lin: float, ang: float) -> spaces.Box:
         # vx, vy, vz, yaw_rate, pitch_rate (Twist convention of model.kinematics)
         high = np.array([lin, lin, lin, ang, ang], np.float32)
         return spaces.Box(-high, high, (NAV_ACTION_DIM,), np.float32)
@@ -167,7 +167,7 @@ class WorldScapeManipEnv(WorldScapeNavEnv):
         self.observation_space = spaces.Dict({k: v for k, v in self.observation_space.spaces.items() if k != 'goal'}
                                              | {'pose_video': self.observation_space['rgb']})
 
-    def _make_action_space(self, lin: float, ang: float) -> spaces.Space:
+    def _make_action_space(self, lin: float, ang: float) -> spaces.Box:
         # keypoints in front of the camera: x, y within +-1 m, z (depth) within 5 cm .. 2 m
         low = np.tile(np.array([-1.0, -1.0, 0.05], np.float32), (21, 1))
         high = np.tile(np.array([1.0, 1.0, 2.0], np.float32), (21, 1))

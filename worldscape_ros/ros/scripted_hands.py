@@ -19,6 +19,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rclpy.init(args=argv)
     node = Node('scripted_hands')
-    p = {
+    p: dict[str, Any] = {
         'script': node.declare_parameter('script', 'pick_and_place', ParameterDescriptor(
             description=f'hand script: {", ".join(SCRIPT_NAMES)}')).value,
         'frames': node.declare_parameter('frames', 60, ParameterDescriptor(

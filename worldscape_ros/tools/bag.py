@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Literal
 
 from rosbags.highlevel import AnyReader
 from rosbags.interfaces import Connection, Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
@@ -34,7 +34,8 @@ from worldscape_ros.tools.messages import typestore
 log = logging.getLogger(__name__)
 
 # storage name -> (rosbags plugin, rosbag2 metadata version)
-STORAGES = {'mcap': (StoragePlugin.MCAP, 9), 'sqlite3': (StoragePlugin.SQLITE3, 8)}
+STORAGES: dict[str, tuple[StoragePlugin, Literal[8, 9]]] = {'mcap': (StoragePlugin.MCAP, 9),
+                                                           'sqlite3': (StoragePlugin.SQLITE3, 8)}
 
 _DEFAULT_TIME = QosTime(0, 0)  # "unset": infinite deadline/lifespan/lease, as rclpy's default profiles
 

@@ -6,6 +6,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -69,8 +70,9 @@ def write_mp4(path: str | Path, frames: Sequence[np.ndarray], fps: float) -> Pat
     fd, tmp = _atomic_target(path)
     os.close(fd)
     try:
-        with imageio.get_writer(tmp, format='FFMPEG', mode='I', fps=fps, codec='libx264', pixelformat='yuv420p',
-                                macro_block_size=1, ffmpeg_log_level='error') as writer:
+        writer: Any = imageio.get_writer(tmp, format='FFMPEG', mode='I', fps=fps, codec='libx264',
+                                         pixelformat='yuv420p', macro_block_size=1, ffmpeg_log_level='error')
+        with writer:
             for f in frames:
                 # yuv420p needs even sizes: pad by one row/column of edge pixels where odd
                 writer.append_data(np.pad(f, ((0, h % 2), (0, w % 2), (0, 0)), mode='edge'))
@@ -118,5 +120,6 @@ def read_mp4(path: str | Path) -> list[np.ndarray]:
     """Decode an MP4 back into (H, W, 3) uint8 frames (for checks and tests)."""
     import imageio.v2 as imageio
 
-    with imageio.get_reader(str(path), format='FFMPEG') as reader:
+    reader: Any = imageio.get_reader(str(path), format='FFMPEG')
+    with reader:
         return [np.asarray(f) for f in reader]
