@@ -26,6 +26,12 @@ def test_frames_override_applies_to_all_but_keeps_idle_long_enough():
     assert idle.scenarios[0].frames == 101
 
 
+def test_several_suites_can_be_named_with_commas():
+    assert [s.name for s in load_suites('nav,manip')] == ['nav', 'manip']
+    with pytest.raises(EvalError, match='named once each'):
+        load_suites('nav,nav')
+
+
 def test_image_start_scenario_resolves_relative_paths(tmp_path):
     data = {'name': 'mine', 'kind': 'nav', 'scenarios': [
         {'script': 'straight', 'start': {'image': 'start.png', 'pose': np.eye(4).ravel().tolist(),

@@ -33,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument('--checkpoint', default=None,
                    help="checkpoint .safetensors (default: the shipped one; 'random': a random init of --config)")
     p.add_argument('--config', default=None, help="model config name or YAML (default: the checkpoint's, or ws-tiny)")
-    p.add_argument('--suite', default='nav', help=f'{"|".join(SUITE_NAMES)}|all, or a suite YAML path')
+    p.add_argument('--suite', default='nav',
+                   help=f'{"|".join(SUITE_NAMES)}|all, a suite YAML path, or several joined by commas')
     p.add_argument('--out', required=True, type=Path, help='output folder')
     p.add_argument('--frames', type=int, default=None, help='override frames per scenario (idle keeps >= 101)')
     p.add_argument('--device', default='cpu', help='cpu or cuda')

@@ -104,11 +104,14 @@ def suite_path(name: str) -> Path:
 
 
 def load_suites(name_or_path: str, frames: int | None = None) -> list[Suite]:
-    """'nav' | 'memory' | 'idle' | 'manip' | 'all' | a path to a suite YAML; `frames` overrides every
-    scenario's frame count (idle keeps at least its own: it measures drift at frame 100)."""
+    """'nav' | 'memory' | 'idle' | 'manip' | 'all' | a path to a suite YAML, or several joined by commas;
+    `frames` overrides every scenario's frame count (idle keeps at least its own: it measures drift at frame 100)."""
     if name_or_path == 'all':
         return [load_suite(n, frames) for n in SUITE_NAMES]
-    return [load_suite(name_or_path, frames)]
+    names = [n.strip() for n in name_or_path.split(',') if n.strip()]
+    if len(set(names)) != len(names) or not names:
+        raise EvalError(f'suites must be named once each, got {name_or_path!r}')
+    return [load_suite(n, frames) for n in names]
 
 
 def load_suite(name_or_path: str, frames: int | None = None) -> Suite:
