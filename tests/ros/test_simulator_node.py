@@ -283,6 +283,22 @@ def test_yaw_rate_integrates_to_the_commanded_angle(fresh):
     assert end.twist.twist.angular.z == pytest.approx(0.5)
 
 
+def test_fps_parameter_sets_sim_time_per_frame_and_motion_per_sim_second_stays_right():
+    h = Harness({'fps': 5.0})  # half the model's rate: each frame is 0.2 s of sim time
+    try:
+        h.start()
+        odom = h.subscribe(Odometry, 'odom')
+        h.step(1)
+        start = odom.wait_for(1)[-1]
+        drive(h, twist(vx=1.0), 5)
+        end = odom.wait_for(6)[-1]
+        stamps = [conv.ns_from_stamp(m.header.stamp) for m in odom.msgs]
+        assert np.diff(stamps).tolist() == [200_000_000] * 5
+        assert np.linalg.norm(xy_of(end) - xy_of(start)) == pytest.approx(1.0, abs=1e-6)
+    finally:
+        h.close()
+
+
 def test_cmd_vel_silence_longer_than_the_timeout_stops_the_base(fresh):
     sim = fresh  # cmd_vel_timeout 0.5 s of sim time
     sim.step(1)

@@ -198,7 +198,8 @@ class SimulatorNode(LifecycleNode):
         self._steps_pending = 0
         self._generating = False  # a frame is being generated or published
         self._step_waiters: list[StepWaiter] = []
-        self._frames = 0  # frames generated since configure: sim time = frames / fps
+        self._frames = 0  # frames generated over the node's life
+        self._sim_base = (0, 0)  # (sim time ns, frame count) when fps was last set: the clock never runs back
         self._inbox = CommandInbox(0, 0)
         self._warn = Throttle(WARN_PERIOD_S)
         self._stats: deque[tuple[float, int, float, float]] = deque(maxlen=512)  # wall, frame, engine ms, e2e ms
@@ -216,7 +217,6 @@ class SimulatorNode(LifecycleNode):
         self._static_mount: tuple[float, float] | None = None  # (pitch, height) last sent on /tf_static
         self._tf: TfBroadcaster | None = None
         self._tf_static: StaticTfBroadcaster | None = None
-        self._last_twist = NavAction()
         self._start_rgb: np.ndarray | None = None
         self._start_depth: np.ndarray | None = None
         self._start_pose: np.ndarray | None = None
@@ -224,7 +224,8 @@ class SimulatorNode(LifecycleNode):
     # ---- time --------------------------------------------------------------------------------------------
     @property
     def sim_time_ns(self) -> int:
-        return int(round(self._frames * 1e9 / self._fps))
+        base_ns, base_frames = self._sim_base
+        return base_ns + int(round((self._frames - base_frames) * 1e9 / self._fps))
 
     @property
     def frames_generated(self) -> int:
@@ -236,11 +237,13 @@ class SimulatorNode(LifecycleNode):
 
     # ---- lifecycle ---------------------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._sim_base = (self.sim_time_ns, self._frames)  # a new fps continues from the current sim time
         try:
             self.params = read_parameters(self)
             self._load_engine()
             self._set_up_start()
-        except (ConfigError, CheckpointError, ValueError, FileNotFoundError, OSError) as exc:
+        except (ConfigError, CheckpointError, ValueError, OSError, RuntimeError) as exc:
+            # RuntimeError: torch refusing weights (shape mismatch, bad dtype for the device)
             self.get_logger().error(f'configure failed: {exc}')
             self.engine = None
             return TransitionCallbackReturn.FAILURE
@@ -336,7 +339,6 @@ class SimulatorNode(LifecycleNode):
             self.engine.reset(self._start_rgb, self._start_pose, None, self._start_depth)
         else:
             self.engine.start_from_scene(p.start_seed, p.start_scene)
-        self._last_twist = NavAction()
 
     def _create_interfaces(self) -> None:
         p = self.params
@@ -460,7 +462,6 @@ class SimulatorNode(LifecycleNode):
             with self._engine_lock:
                 self.engine.reset(rgb, c2w, K, depth)
                 self._inbox.clear()
-                self._last_twist = NavAction()
         except ValueError as exc:
             self._rejected_inputs += 1
             response.success, response.message = False, f'reset_from_image rejected: {exc}'
@@ -643,7 +644,6 @@ class SimulatorNode(LifecycleNode):
         self._pub_depth_info.publish(conv.camera_info(K, cfg.width, cfg.height, stamp, p.camera_frame))
         if self._pub_pose_video is not None and frame.pose_video is not None:
             self._pub_pose_video.publish(conv.rgb_to_image(frame.pose_video, stamp, p.camera_frame))
-        self._last_twist = twist
 
     def _publish_static_tf(self, state: BaseState | None = None) -> None:
         if self._tf_static is None or self.engine is None:
