@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from worldscape_ros.data.episode import EPISODE_KINDS, EPISODE_SUFFIX, Episode, read_episode, read_header
+from worldscape_ros.data.episode import EPISODE_KINDS, EPISODE_SUFFIX, EpisodeFile, read_header
 from worldscape_ros.errors import EpisodeFormatError
 
 
@@ -20,11 +20,12 @@ class ClipDataset(Dataset):
     Items are dicts: 'rgb' (T, 3, H, W) float32 in [0, 1], 'depth' (T, 1, H, W) float32 metres (NaN:
     unknown), 'poses' (T, 4, 4), 'intrinsics' (3, 3), 'actions' (T, 5) (row 0 zeros; with stride > 1 the
     mean command over the skipped frames), 'keypoints' (T, 21, 3) camera frame (zeros without hands),
-    'has_hands' bool scalar, 'kind' 'nav' or 'manip'. Decoded episodes are kept in a small LRU cache.
+    'has_hands' bool scalar, 'kind' 'nav' or 'manip'. Episodes are kept PNG-encoded in a small LRU cache and
+    only the clip's frames are decoded.
     """
 
     def __init__(self, root: str | Path, clip_len: int, stride: int = 1, kinds: Iterable[str] | None = None,
-                 cache_episodes: int = 2) -> None:
+                 cache_episodes: int = 8) -> None:
         self.root = Path(root)
         if clip_len <= 0 or stride <= 0:
             raise ValueError(f'clip_len and stride must be positive, got {clip_len} and {stride}')
@@ -47,17 +48,17 @@ class ClipDataset(Dataset):
                 self.files.append(path)
                 index.extend((len(self.files) - 1, s) for s in range(n_starts))
         self._index = np.array(index, dtype=np.int64).reshape(-1, 2)
-        self._cache: OrderedDict[int, Episode] = OrderedDict()
+        self._cache: OrderedDict[int, EpisodeFile] = OrderedDict()
         self._cache_size = max(1, cache_episodes)
 
     def __len__(self) -> int:
         return len(self._index)
 
-    def _episode(self, file_index: int) -> Episode:
+    def _episode(self, file_index: int) -> EpisodeFile:
         if file_index in self._cache:
             self._cache.move_to_end(file_index)
             return self._cache[file_index]
-        episode = read_episode(self.files[file_index])
+        episode = EpisodeFile(self.files[file_index])
         self._cache[file_index] = episode
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
@@ -76,12 +77,12 @@ class ClipDataset(Dataset):
         actions[0] = 0.0
         keypoints = ep.keypoints3d[frames] if ep.keypoints3d is not None else np.zeros((self.clip_len, 21, 3))
         return {
-            'rgb': torch.from_numpy(ep.rgb[frames]).permute(0, 3, 1, 2).float() / 255.0,  # (T, 3, H, W)
-            'depth': torch.from_numpy(ep.depth[frames])[:, None].float(),  # (T, 1, H, W)
+            'rgb': torch.from_numpy(ep.rgb(frames)).permute(0, 3, 1, 2).float() / 255.0,  # (T, 3, H, W)
+            'depth': torch.from_numpy(ep.depth(frames))[:, None],  # (T, 1, H, W)
             'poses': torch.from_numpy(ep.poses[frames]).float(),  # (T, 4, 4)
             'intrinsics': torch.from_numpy(ep.intrinsics).float(),  # (3, 3)
             'actions': torch.from_numpy(actions).float(),  # (T, 5)
             'keypoints': torch.from_numpy(np.asarray(keypoints, dtype=np.float32)),  # (T, 21, 3)
-            'has_hands': torch.tensor(ep.has_hands),
+            'has_hands': torch.tensor(ep.keypoints3d is not None),
             'kind': str(ep.meta.get('kind', 'nav')),
         }

@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,35 +203,70 @@ def _header(arrays: Any, path: Path) -> dict[str, Any]:
     return header
 
 
+class EpisodeFile:
+    """An episode loaded with its frames still PNG-encoded: frames are decoded only when asked for.
+
+    Training reads a clip of a few frames from each episode, so it keeps these (small) in memory instead of
+    whole decoded episodes.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        arrays = _open(self.path)
+        try:
+            self.header = _header(arrays, self.path)
+            try:
+                self._arrays = {k: arrays[k] for k in arrays.files}
+            except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+                raise EpisodeFormatError(f'{self.path}: corrupt or truncated episode ({exc})') from None
+        finally:
+            arrays.close()
+        T = self.num_frames
+        for key, n in (('rgb_offsets', T + 1), ('depth_offsets', T + 1), ('poses', T), ('actions', T)):
+            if self._arrays[key].shape[0] != n:
+                raise EpisodeFormatError(f'{self.path}: {key} has {self._arrays[key].shape[0]} rows, header says {n}')
+        self.poses: np.ndarray = self._arrays['poses']  # (T, 4, 4)
+        self.intrinsics: np.ndarray = self._arrays['intrinsics']  # (3, 3)
+        self.actions: np.ndarray = self._arrays['actions']  # (T, 5)
+        self.keypoints3d: np.ndarray | None = self._arrays.get('keypoints3d')  # (T, 21, 3)
+        self.keypoints2d: np.ndarray | None = self._arrays.get('keypoints2d')  # (T, 21, 2)
+        self.visibility: np.ndarray | None = self._arrays.get('visibility')  # (T, 21)
+        self.meta: dict[str, Any] = dict(self.header['meta'])
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.header['num_frames'])
+
+    def rgb(self, frames: Sequence[int] | np.ndarray) -> np.ndarray:
+        """RGB frames (len(frames), H, W, 3) uint8."""
+        out = np.empty((len(frames), self.header['height'], self.header['width'], 3), np.uint8)
+        for i, t in enumerate(frames):
+            out[i] = _decode(self._arrays['rgb_png'], self._arrays['rgb_offsets'], int(t), cv2.IMREAD_COLOR,
+                             self.path, 'rgb')[..., ::-1]
+        return out
+
+    def depth(self, frames: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Metric depth (len(frames), H, W) float32, NaN where unknown."""
+        out = np.empty((len(frames), self.header['height'], self.header['width']), np.float32)
+        for i, t in enumerate(frames):
+            units = _decode(self._arrays['depth_png'], self._arrays['depth_offsets'], int(t), cv2.IMREAD_UNCHANGED,
+                            self.path, 'depth')
+            out[i] = units.astype(np.float32) / np.float32(self.header['depth_scale'])
+            out[i][units == self.header['depth_unknown']] = np.nan
+        return out
+
+    def episode(self) -> Episode:
+        every = np.arange(self.num_frames)
+        try:
+            return Episode(
+                rgb=self.rgb(every), depth=self.depth(every), poses=self.poses, intrinsics=self.intrinsics,
+                actions=self.actions, keypoints3d=self.keypoints3d, keypoints2d=self.keypoints2d,
+                visibility=self.visibility, handedness=self.header.get('handedness'), meta=dict(self.meta),
+            )
+        except ValueError as exc:
+            raise EpisodeFormatError(f'{self.path}: inconsistent episode ({exc})') from None
+
+
 def read_episode(path: str | Path) -> Episode:
     """Read an episode; raises EpisodeFormatError naming the file and the cause when it cannot."""
-    path = Path(path)
-    arrays = _open(path)
-    try:
-        header = _header(arrays, path)
-        try:
-            loaded = {k: arrays[k] for k in arrays.files}
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-            raise EpisodeFormatError(f'{path}: corrupt or truncated episode ({exc})') from None
-    finally:
-        arrays.close()
-    T = int(header['num_frames'])
-    for key, n in (('rgb_offsets', T + 1), ('depth_offsets', T + 1), ('poses', T), ('actions', T)):
-        if loaded[key].shape[0] != n:
-            raise EpisodeFormatError(f'{path}: {key} has {loaded[key].shape[0]} rows, header says {n}')
-    rgb = np.stack([_decode(loaded['rgb_png'], loaded['rgb_offsets'], t, cv2.IMREAD_COLOR, path, 'rgb')[..., ::-1]
-                    for t in range(T)]) if T else np.zeros((0, header['height'], header['width'], 3), np.uint8)
-    depth_units = [_decode(loaded['depth_png'], loaded['depth_offsets'], t, cv2.IMREAD_UNCHANGED, path, 'depth')
-                   for t in range(T)]
-    depth = np.stack(depth_units).astype(np.float32) / np.float32(header['depth_scale']) if T else \
-        np.zeros((0, header['height'], header['width']), np.float32)
-    if T:
-        depth[np.stack(depth_units) == header['depth_unknown']] = np.nan
-    try:
-        return Episode(
-            rgb=rgb, depth=depth, poses=loaded['poses'], intrinsics=loaded['intrinsics'], actions=loaded['actions'],
-            keypoints3d=loaded.get('keypoints3d'), keypoints2d=loaded.get('keypoints2d'),
-            visibility=loaded.get('visibility'), handedness=header.get('handedness'), meta=dict(header['meta']),
-        )
-    except ValueError as exc:
-        raise EpisodeFormatError(f'{path}: inconsistent episode ({exc})') from None
+    return EpisodeFile(path).episode()
