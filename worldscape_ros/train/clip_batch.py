@@ -98,24 +98,30 @@ def geometry_condition(model: WorldModel, rgb: torch.Tensor, depth: torch.Tensor
 
 
 def pose_latent(model: WorldModel, keypoints: torch.Tensor, has_hands: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
-    """keypoints (B, T, 21, 3) camera frame, has_hands (B,) -> codec latent of the pose video (B, F, C, h, w)."""
+    """keypoints (B, T, 21, 3) camera frame, has_hands (B,) -> codec latent of the pose video (B, F, C, h, w).
+
+    Clips without hands get the latent of an empty (black) pose video, as the engine gives a hand-free step."""
     cfg = model.config
     B, T = keypoints.shape[:2]
-    videos = torch.zeros(B, T, 3, cfg.height, cfg.width, device=keypoints.device)
-    if bool(has_hands.any()):
-        try:
-            hands = importlib.import_module('worldscape_ros.model.hands')
-        except ModuleNotFoundError:
-            raise TrainError('clips with hands need worldscape_ros.model.hands, which is missing') from None
-        for b in range(B):
-            if not bool(has_hands[b]):
-                continue
-            kp = keypoints[b].detach().cpu().double().numpy()  # (T, 21, 3)
-            visible = torch.from_numpy(kp[..., 2] > 1e-3)  # absent landmarks have z = 0
-            uv = torch.as_tensor(hands.project_keypoints(kp, K[b].detach().cpu().double().numpy())).float()
-            videos[b] = hands.pose_video(uv, visible, cfg.height, cfg.width).to(videos)
     with torch.no_grad():
-        return model.codec.encode(videos).float()
+        empty = model.codec.encode(keypoints.new_zeros(1, cfg.codec.temporal_down, 3, cfg.height, cfg.width))
+        out = empty.float().expand(B, T // cfg.codec.temporal_down, -1, -1, -1).clone()  # (B, F, C, h, w)
+    with_hands = [b for b in range(B) if bool(has_hands[b])]
+    if not with_hands:
+        return out
+    try:
+        hands = importlib.import_module('worldscape_ros.model.hands')
+    except ModuleNotFoundError:
+        raise TrainError('clips with hands need worldscape_ros.model.hands, which is missing') from None
+    videos = []
+    for b in with_hands:
+        kp = keypoints[b].detach().cpu().double()  # (T, 21, 3)
+        visible = kp[..., 2] > 1e-3  # absent landmarks have z = 0
+        uv = hands.project_keypoints(kp, K[b].detach().cpu().double()).float()  # (T, 21, 2), NaN behind
+        videos.append(hands.pose_video(torch.nan_to_num(uv), visible, cfg.height, cfg.width))  # (T, 3, H, W)
+    with torch.no_grad():
+        out[with_hands] = model.codec.encode(torch.stack(videos).to(out.device)).float()
+    return out
 
 
 def relative_to_first(c2w: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument('--device', help='cpu, cuda, cuda:1 (overrides run.device)')
     p.add_argument('--precision', choices=('auto', 'fp32', 'bf16'), help='overrides run.precision')
     p.add_argument('--threads', type=int, help='torch CPU threads (overrides run.threads)')
+    p.add_argument('--max-minutes', type=float, help='stop, save and export after this much wall time '
+                   '(overrides run.max_minutes; --resume continues)')
     p.add_argument('--no-progress', action='store_true', help='no progress bar (logs and metrics.csv only)')
 
 
@@ -37,7 +39,8 @@ def config_from_args(args: argparse.Namespace, stage: str | None) -> TrainConfig
     if stage != 'distill' and cfg.stage == 'distill':
         raise TrainError(f'{args.config} is a distill config: run it with `worldscape distill`')
     run = {k: v for k, v in {'out': args.out, 'steps': args.steps, 'device': args.device,
-                             'precision': args.precision, 'threads': args.threads}.items() if v is not None}
+                             'precision': args.precision, 'threads': args.threads,
+                             'max_minutes': args.max_minutes}.items() if v is not None}
     if args.no_progress:
         run['progress'] = False
     data = {k: v for k, v in {'root': args.data, 'batch_size': args.batch_size}.items() if v is not None}
@@ -47,6 +50,8 @@ def config_from_args(args: argparse.Namespace, stage: str | None) -> TrainConfig
         cfg = cfg.replace_in('data', **data)
     if args.init is not None:
         cfg = cfg.replace(init=args.init)
+    if getattr(args, 'teacher', None):
+        cfg = cfg.replace_in('distill', teacher=args.teacher)
     cfg.validate()
     return cfg
 
@@ -72,4 +77,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description='Self-forcing DMD distillation of the teacher into the causal student '
                               '(stage: distill).')
     _add_common(d)
+    d.add_argument('--teacher', help='teacher checkpoint (overrides distill.teacher)')
     d.set_defaults(func=lambda a: _run(a, 'distill'))

@@ -85,6 +85,7 @@ class RunConfig:
     seed: int = 0
     log_every: int = 10
     save_every: int = 200
+    max_minutes: float = 0.0  # stop (save, export) after this much wall time; --resume continues (0: no limit)
     precision: str = 'auto'  # bf16 autocast on CUDA, fp32 on CPU
     parallel: str = 'auto'  # under torchrun: DDP, or FSDP for configs with at least fsdp_min_params
     fsdp_min_params: int = 200_000_000

@@ -198,15 +198,20 @@ def _train(cfg: TrainConfig, resume: bool, out: Path, dataset: ClipDataset, mode
             metrics.write(row)
         if cfg.run.save_every and done % cfg.run.save_every == 0 and done < cfg.run.steps:
             save(done)
+        # Every process must agree to stop at the same step.
+        if cfg.run.max_minutes > 0 and rt.all_mean(time.perf_counter() - t0) > 60 * cfg.run.max_minutes:
+            log.info('run.max_minutes reached at step %d of %d: saving; --resume continues', done, cfg.run.steps)
+            break
     bar.close()
     wall = time.perf_counter() - t0
     final = out / FINAL_FILE
-    if cfg.run.steps > start:
-        save(cfg.run.steps)
+    reached = start + samples // sampler.global_batch
+    if reached > start:
+        save(reached)
     if rt.is_main:
-        digest = save_checkpoint(final, stage.export(), {'stage': cfg.stage, 'steps': cfg.run.steps,
+        digest = save_checkpoint(final, stage.export(), {'stage': cfg.stage, 'steps': reached,
                                                          'train_config': cfg.to_dict()})
-        log.info('wrote %s (sha256 %s) after %d steps, %.1f s', final, digest, cfg.run.steps, wall)
+        log.info('wrote %s (sha256 %s) after %d steps, %.1f s', final, digest, reached, wall)
     rt.barrier()
-    return RunSummary(steps=cfg.run.steps - start, wall_s=wall, samples_per_s=samples / max(wall, 1e-9),
+    return RunSummary(steps=reached - start, wall_s=wall, samples_per_s=samples / max(wall, 1e-9),
                       final=final, last=parts)

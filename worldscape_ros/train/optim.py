@@ -15,9 +15,7 @@ from worldscape_ros.train.config import OptimConfig
 
 def build_optimizer(params: Iterable[nn.Parameter], optim: OptimConfig, lr: float | None = None) -> torch.optim.AdamW:
     trained = [p for p in params if p.requires_grad]
-    # foreach=False: the same per-parameter arithmetic whatever the process count, for exact DDP equivalence
-    return torch.optim.AdamW(trained, lr=lr or optim.lr, betas=optim.betas, weight_decay=optim.weight_decay,
-                             foreach=False)
+    return torch.optim.AdamW(trained, lr=lr or optim.lr, betas=optim.betas, weight_decay=optim.weight_decay)
 
 
 def lr_at(step: int, optim: OptimConfig) -> float:
