@@ -22,6 +22,7 @@ def test_datagen_writes_episodes_and_resumes_without_redoing_them(tmp_path):
     assert [f.name for f in files] == ['nav_000000.episode.npz', 'nav_000001.episode.npz']
     mtimes = [f.stat().st_mtime_ns for f in files]
     files[1].write_bytes(files[1].read_bytes()[:100])  # a damaged episode is made again
+    (config.out / '.nav_000002.episode.npz.abc.tmp').write_bytes(b'half')  # a killed run's temp file goes
     again = run_datagen(_config(tmp_path, episodes=3), progress=False)
     assert again['skipped'] == 1 and again['generated'] == 2
     assert files[0].stat().st_mtime_ns == mtimes[0]
