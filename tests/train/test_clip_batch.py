@@ -34,3 +34,19 @@ def test_conditioning_dropout_is_the_same_for_the_same_sample_generators(micro_c
     assert torch.equal(a.plucker, b.plucker)
     dropped = [bool((a.plucker[i] == 0).all()) for i in range(4)]
     assert all((a.plucker[i] == clip.cond.plucker[i]).all() for i in range(4) if not dropped[i])
+
+
+def test_clips_with_hands_get_a_drawn_pose_video_and_clips_without_get_the_empty_one(micro_config):
+    from worldscape_ros.train.clip_batch import pose_latent
+
+    model = WorldModel(micro_config)
+    batch = clip_batch(2, 2, 32, 48)
+    kp = torch.zeros(2, 2, 21, 3)
+    kp[..., 0] = torch.linspace(-0.1, 0.1, 21)
+    kp[..., 2] = 0.5  # half a metre in front of the camera
+    K = batch['intrinsics']
+    lat = pose_latent(model, kp, torch.tensor([True, False]), K)
+    empty = pose_latent(model, kp, torch.tensor([False, False]), K)
+    assert lat.shape == (2, 2, 4, 8, 12)
+    assert torch.equal(lat[1], empty[1])
+    assert not torch.allclose(lat[0], empty[0])

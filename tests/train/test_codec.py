@@ -31,7 +31,7 @@ def test_codec_stage_updates_the_codec_only(tmp_path):
     cfg = micro_train_config(tmp_path, tmp_path / 'run', stage='codec')
     model = build_model(cfg)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    stage = CodecStage(model, cfg, setup_runtime(cfg.run, 0))
+    stage = CodecStage(model, cfg, setup_runtime(cfg.run))
     stage.step(clip_batch(2, 2, 32, 48), 0, [sample_generator(0, 0, i) for i in range(2)])
     after = model.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith('codec.'))

@@ -26,7 +26,7 @@ def test_distillation_losses_fall_on_a_fixed_batch_within_20_steps(tmp_path, mic
                                       'critic_lr': 2e-3},
                              optim={'lr': 2e-3, 'grad_clip': 0.0})
     model = WorldModel(cfg.model_config())
-    stage = DistillStage(model, cfg, setup_runtime(cfg.run, 0))
+    stage = DistillStage(model, cfg, setup_runtime(cfg.run))
     batch = clip_batch(1, 3, 32, 48)
     history = []
     for _ in range(20):
@@ -51,4 +51,4 @@ def test_a_teacher_of_another_architecture_raises_train_error(tmp_path, micro_co
     cfg = micro_train_config(tmp_path, tmp_path / 'run', stage='distill',
                              distill={'teacher': str(tmp_path / 'other.safetensors')})
     with pytest.raises(TrainError, match='distill.teacher: checkpoint .* lacks tensor'):
-        DistillStage(WorldModel(cfg.model_config()), cfg, setup_runtime(cfg.run, 0))
+        DistillStage(WorldModel(cfg.model_config()), cfg, setup_runtime(cfg.run))

@@ -1,7 +1,7 @@
 """`worldscape train` (codec or teacher stage) and `worldscape distill`, driven by YAML configs in models/.
 
-Multi-process: `torchrun --nproc_per_node N -m worldscape_ros.cli train --config ...` (DDP; FSDP for large
-configs). Command-line options override the config's run and data sections.
+Multi-process: `torchrun --nproc_per_node N -m worldscape_ros.cli train --config ...` (DDP).
+Command-line options override the config's run and data sections.
 """
 
 from __future__ import annotations

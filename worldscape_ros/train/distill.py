@@ -31,7 +31,7 @@ from worldscape_ros.train.config import DistillConfig, TrainConfig
 from worldscape_ros.train.optim import EMA, build_optimizer, lr_at, update
 from worldscape_ros.train.rollout import self_rollout
 from worldscape_ros.train.runtime import Runtime
-from worldscape_ros.train.stages import Stage, _clip_fn
+from worldscape_ros.train.stages import Stage
 
 
 def nfe_per_frame(config: ModelConfig, guidance: float = 1.0) -> dict[str, float]:
@@ -159,7 +159,7 @@ class DistillStage(Stage):
         with rt.autocast():
             loss, parts, x, cond = self.generator(clip, gens, shared)
         lr = lr_at(step, cfg.optim)
-        parts['grad_norm'] = update(self.opt, loss, lr, cfg.optim.grad_clip, _clip_fn(self.generator, rt))
+        parts['grad_norm'] = update(self.opt, loss, lr, cfg.optim.grad_clip)
         self.ema.update(self.model, step)
         context = self.d.context_chunks * self.model.config.chunk_frames
         for i in range(self.d.critic_steps):
@@ -168,7 +168,7 @@ class DistillStage(Stage):
                     _, _, x, cond = self.generator(clip, gens, shared)
             with rt.autocast():  # the sample generators go on drawing: still keyed by the global sample index
                 closs, cparts = self.critic_objective(x, cond, context, gens)
-            update(self.critic_opt, closs, self.d.critic_lr, cfg.optim.grad_clip, _clip_fn(self.critic_objective, rt))
+            update(self.critic_opt, closs, self.d.critic_lr, cfg.optim.grad_clip)
             parts.update(cparts)
         parts['lr'] = lr
         return parts

@@ -1,7 +1,7 @@
 """The training loop shared by every stage: data, resumable saves, CSV logs and a progress bar with ETA.
 
-One loop for the codec, the teacher and the distilled student; single process by default, DDP or FSDP when
-started by torchrun. Steps read like the algorithm:
+One loop for the codec, the teacher and the distilled student; single process by default, DDP when started
+by torchrun. Steps read like the algorithm:
   1. set up the runtime (device, process group, autocast) and build the model from its init checkpoint;
   2. build the stage (what trains, its objectives and optimisers) and, with --resume, restore its state;
   3. each step: this process's share of the global batch, per-sample random generators keyed by the global
@@ -143,7 +143,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> RunSummary:
     out = Path(cfg.run.out)
     dataset = build_dataset(cfg)
     model = build_model(cfg)
-    rt = setup_runtime(cfg.run, model.num_parameters())
+    rt = setup_runtime(cfg.run)
     try:
         return _train(cfg, resume, out, dataset, model, rt)
     finally:

@@ -29,16 +29,12 @@ def lr_at(step: int, optim: OptimConfig) -> float:
     return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def update(opt: torch.optim.Optimizer, loss: torch.Tensor, lr: float, grad_clip: float,
-           clip_fn: object = None) -> float:
+def update(opt: torch.optim.Optimizer, loss: torch.Tensor, lr: float, grad_clip: float) -> float:
     """Backward, clip the global gradient norm, step; returns the norm before clipping."""
     opt.zero_grad(set_to_none=True)
     loss.backward()
     params = [p for g in opt.param_groups for p in g['params'] if p.grad is not None]
-    if clip_fn is not None:  # FSDP clips across shards
-        norm = clip_fn(grad_clip if grad_clip > 0 else float('inf'))  # type: ignore[operator]
-    else:
-        norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float('inf'))
+    norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float('inf'))
     for g in opt.param_groups:
         g['lr'] = lr
     opt.step()

@@ -1,5 +1,8 @@
-"""Where a run executes: one process by default, several under torchrun (DDP, or FSDP for large configs);
-the device, bf16 autocast on CUDA, and activation checkpointing of the DiT blocks."""
+"""Where a run executes: one process by default, several under torchrun (DDP); the device, bf16 autocast on
+CUDA, and activation checkpointing of the DiT blocks.
+
+FSDP is not offered yet: torch's FSDP needs an accelerator, and sharded saves (gathering weights, EMA and
+optimiser state for the resumable format of state.py) could not be tested on the CPU machines of this project."""
 
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ class Runtime:
     rank: int
     world: int
     dtype: torch.dtype  # autocast dtype (float32: no autocast)
-    parallel: str  # 'single', 'ddp' or 'fsdp'
+    parallel: str  # 'single' or 'ddp'
 
     @property
     def is_main(self) -> bool:
@@ -45,14 +48,6 @@ class Runtime:
 
             ids = [self.device.index] if self.device.type == 'cuda' else None
             return DDP(objective, device_ids=ids, find_unused_parameters=True)
-        if self.parallel == 'fsdp':
-            from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-            from torch.distributed.fsdp.wrap import ModuleWrapPolicy
-
-            from worldscape_ros.model.dit import Block
-
-            return FSDP(objective, auto_wrap_policy=ModuleWrapPolicy({Block}), use_orig_params=True,
-                        device_id=self.device if self.device.type == 'cuda' else None)
         return objective
 
     def barrier(self) -> None:
@@ -67,7 +62,7 @@ class Runtime:
         return float(t.item()) / self.world
 
 
-def setup_runtime(run: RunConfig, params: int) -> Runtime:
+def setup_runtime(run: RunConfig) -> Runtime:
     """Read torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK) and start the process group if needed."""
     world = int(os.environ.get('WORLD_SIZE', '1'))
     rank = int(os.environ.get('RANK', '0'))
@@ -90,14 +85,7 @@ def setup_runtime(run: RunConfig, params: int) -> Runtime:
         dtype = torch.bfloat16
     else:
         dtype = torch.float32
-    if world == 1:
-        parallel = 'single'
-    elif run.parallel == 'auto':
-        parallel = 'fsdp' if params >= run.fsdp_min_params else 'ddp'
-    else:
-        parallel = run.parallel
-    if parallel == 'fsdp' and device.type != 'cuda':
-        raise TrainError('FSDP runs need CUDA GPUs; use run.parallel: ddp on CPU')
+    parallel = 'single' if world == 1 else 'ddp'
     log.info('runtime: %s, rank %d of %d, %s, autocast %s', device, rank, world, parallel, dtype)
     return Runtime(device=device, rank=rank, world=world, dtype=dtype, parallel=parallel)
 

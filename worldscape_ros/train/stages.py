@@ -28,10 +28,6 @@ class Stage:
         raise NotImplementedError
 
 
-def _clip_fn(wrapped: torch.nn.Module, rt: Runtime) -> object:
-    return wrapped.clip_grad_norm_ if rt.parallel == 'fsdp' else None
-
-
 class CodecStage(Stage):
     def __init__(self, model: WorldModel, cfg: TrainConfig, rt: Runtime) -> None:
         self.model, self.cfg, self.rt = model, cfg, rt
@@ -48,7 +44,7 @@ class CodecStage(Stage):
         with self.rt.autocast():
             loss, parts = self.objective(video, gens)
         lr = lr_at(step, self.cfg.optim)
-        parts['grad_norm'] = update(self.opt, loss, lr, self.cfg.optim.grad_clip, _clip_fn(self.objective, self.rt))
+        parts['grad_norm'] = update(self.opt, loss, lr, self.cfg.optim.grad_clip)
         parts['lr'] = lr
         self.ema.update(self.model, step)
         return parts
@@ -78,7 +74,7 @@ class TeacherStage(Stage):
         with self.rt.autocast():
             loss, parts = self.objective(clip, gens)
         lr = lr_at(step, self.cfg.optim)
-        parts['grad_norm'] = update(self.opt, loss, lr, self.cfg.optim.grad_clip, _clip_fn(self.objective, self.rt))
+        parts['grad_norm'] = update(self.opt, loss, lr, self.cfg.optim.grad_clip)
         parts['lr'] = lr
         self.ema.update(self.model, step)
         return parts

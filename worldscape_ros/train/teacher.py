@@ -93,7 +93,7 @@ def render_loss(model: WorldModel, clip: ClipBatch, features: torch.Tensor, cont
 
 
 class TeacherObjective(nn.Module):
-    """Wraps the model so that DDP/FSDP see one forward per step; returns the loss and its parts."""
+    """Wraps the model so that DDP sees one forward per step; returns the loss and its parts."""
 
     def __init__(self, model: WorldModel, loss: TeacherLossConfig) -> None:
         super().__init__()
