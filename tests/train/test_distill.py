@@ -52,3 +52,25 @@ def test_a_teacher_of_another_architecture_raises_train_error(tmp_path, micro_co
                              distill={'teacher': str(tmp_path / 'other.safetensors')})
     with pytest.raises(TrainError, match='distill.teacher: checkpoint .* lacks tensor'):
         DistillStage(WorldModel(cfg.model_config()), cfg, setup_runtime(cfg.run))
+
+
+def test_distillation_resumes_exactly_with_student_critic_and_both_optimisers(tmp_path, dataset_root, micro_config):
+    from worldscape_ros.model.checkpoint import load_checkpoint
+    from worldscape_ros.train.loop import train
+
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / 'teacher.safetensors', WorldModel(micro_config))
+
+    def cfg(out, steps):
+        return micro_train_config(dataset_root, tmp_path / out, stage='distill', data={'batch_size': 1},
+                                  distill={'teacher': str(tmp_path / 'teacher.safetensors'),
+                                           'regression_weight': 1.0}, run={'steps': steps})
+
+    train(cfg('a', 2))
+    train(cfg('b', 1))
+    train(cfg('b', 2), resume=True)
+    for name in ('model', 'critic', 'ema'):
+        a, _ = load_checkpoint(tmp_path / 'a' / 'step-0000002' / f'{name}.safetensors')
+        b, _ = load_checkpoint(tmp_path / 'b' / 'step-0000002' / f'{name}.safetensors')
+        sa, sb = a.state_dict(), b.state_dict()
+        assert all(torch.allclose(sa[k], sb[k], atol=1e-6, rtol=0) for k in sa), name

@@ -29,6 +29,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument('--threads', type=int, help='torch CPU threads (overrides run.threads)')
     p.add_argument('--max-minutes', type=float, help='stop, save and export after this much wall time '
                    '(overrides run.max_minutes; --resume continues)')
+    p.add_argument('--log-every', type=int, help='steps between metrics.csv rows (overrides run.log_every)')
     p.add_argument('--no-progress', action='store_true', help='no progress bar (logs and metrics.csv only)')
 
 
@@ -40,7 +41,7 @@ def config_from_args(args: argparse.Namespace, stage: str | None) -> TrainConfig
         raise TrainError(f'{args.config} is a distill config: run it with `worldscape distill`')
     run = {k: v for k, v in {'out': args.out, 'steps': args.steps, 'device': args.device,
                              'precision': args.precision, 'threads': args.threads,
-                             'max_minutes': args.max_minutes}.items() if v is not None}
+                             'max_minutes': args.max_minutes, 'log_every': args.log_every}.items() if v is not None}
     if args.no_progress:
         run['progress'] = False
     data = {k: v for k, v in {'root': args.data, 'batch_size': args.batch_size}.items() if v is not None}

@@ -191,15 +191,16 @@ def _train(cfg: TrainConfig, resume: bool, out: Path, dataset: ClipDataset, mode
         bar.update(1)
         bar.set_postfix(loss=f'{parts["loss"]:.4f}')
         done = step + 1
-        if done % cfg.run.log_every == 0 or done == cfg.run.steps:
+        # Every process must agree to stop at the same step.
+        out_of_time = cfg.run.max_minutes > 0 and rt.all_mean(time.perf_counter() - t0) > 60 * cfg.run.max_minutes
+        if done % cfg.run.log_every == 0 or done == cfg.run.steps or out_of_time:
             elapsed = time.perf_counter() - t0
             row = {'step': done, 'wall_s': round(elapsed, 2), 'samples_per_s': round(samples / elapsed, 3),
                    **{k: rt.all_mean(v) for k, v in parts.items()}}
             metrics.write(row)
         if cfg.run.save_every and done % cfg.run.save_every == 0 and done < cfg.run.steps:
             save(done)
-        # Every process must agree to stop at the same step.
-        if cfg.run.max_minutes > 0 and rt.all_mean(time.perf_counter() - t0) > 60 * cfg.run.max_minutes:
+        if out_of_time:
             log.info('run.max_minutes reached at step %d of %d: saving; --resume continues', done, cfg.run.steps)
             break
     bar.close()
