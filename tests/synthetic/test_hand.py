@@ -62,3 +62,19 @@ def test_hand_script_rejects_bad_input():
         hand_script('wave', make_scene('table', 0), 10)
     with pytest.raises(ValueError, match='table scene'):
         hand_script('reach', make_scene('room', 0), 10)
+
+
+def test_landmarks_are_hidden_by_the_scene_but_not_by_the_hand_itself():
+    from worldscape_ros.synthetic.episodes import occluded_by_scene
+
+    scene = make_scene('table', 2)
+    plan = hand_script('reach', scene, 3, seed=2)
+    with SceneRenderer(scene, 32, 24) as r:
+        rig = HandRig(r.model)
+        points = rig.apply(r.data, plan[0].hand)  # above the table: only the hand itself can hide its joints
+        r.forward()
+        origin = egocentric_camera(scene)[:3, 3]
+        assert not occluded_by_scene(r.model, r.data, origin, points).any()
+        under = points.copy()
+        under[:, 2] = scene.table_top - 0.05  # below the table top
+        assert occluded_by_scene(r.model, r.data, origin, under).all()

@@ -13,7 +13,7 @@ import numpy as np
 
 from worldscape_ros import __version__
 from worldscape_ros.data.episode import FORMAT_VERSION, Episode
-from worldscape_ros.synthetic.hand import JOINT_RADIUS, HandRig
+from worldscape_ros.synthetic.hand import HAND_GEOM_GROUP, HandRig
 from worldscape_ros.synthetic.hand_scripts import HAND_SCRIPTS, egocentric_camera, hand_script
 from worldscape_ros.synthetic.render import SceneRenderer
 from worldscape_ros.synthetic.scenes import NAV_KINDS, SceneSpec, make_scene
@@ -28,7 +28,7 @@ from worldscape_ros.synthetic.trajectories import (
     start_state,
 )
 
-VISIBILITY_TOLERANCE = 0.015  # m: a landmark is occluded when the surface in front is nearer than this
+VISIBILITY_TOLERANCE = 0.015  # m: a landmark is occluded when a scene surface is this much nearer
 
 
 def _check(frames: int, width: int, height: int, fps: float) -> None:
@@ -84,23 +84,35 @@ def _meta(kind: str, scene: SceneSpec, family: str, fps: float) -> dict[str, obj
             'format_version': FORMAT_VERSION, 'generator_version': __version__}
 
 
-def keypoints_in_camera(points_world: np.ndarray, c2w: np.ndarray, K: np.ndarray,
-                        depth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def occluded_by_scene(model: mujoco.MjModel, data: mujoco.MjData, origin: np.ndarray,
+                      points_world: np.ndarray) -> np.ndarray:
+    """(21,) bool: a scene surface (table, object, wall: anything but the hand) lies between the camera and the
+    landmark. The hand hiding its own joints does not count: those still land on the hand's pixels, and the
+    hand is what a keypoint marks."""
+    groups = np.ones(mujoco.mjNGROUP, np.uint8)
+    groups[HAND_GEOM_GROUP] = 0  # rays pass through the hand
+    hidden = np.zeros(len(points_world), bool)
+    geom = np.zeros(1, np.int32)
+    for k, p in enumerate(points_world):
+        offset = p - origin
+        dist = float(np.linalg.norm(offset))
+        hit = mujoco.mj_ray(model, data, origin, offset / dist, groups, 1, -1, geom)
+        hidden[k] = 0 <= hit < dist - VISIBILITY_TOLERANCE
+    return hidden
+
+
+def keypoints_in_camera(points_world: np.ndarray, c2w: np.ndarray, K: np.ndarray, width: int, height: int,
+                        occluded: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """World landmarks (21, 3) -> camera-frame points (21, 3), pixels (21, 2) and visibility (21,).
 
-    Visible: in front of the camera, inside the image, and not hidden behind a nearer surface.
+    Visible: in front of the camera, inside the image and not occluded by the scene.
     """
     w2c = np.linalg.inv(c2w)
     p_cam = points_world @ w2c[:3, :3].T + w2c[:3, 3]  # (21, 3)
     z = p_cam[:, 2]
     uv = (p_cam @ K.T)[:, :2] / np.maximum(z, 1e-6)[:, None]  # (21, 2), pixel u spans [u, u + 1)
-    H, W = depth.shape
-    inside = (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < W) & (uv[:, 1] >= 0) & (uv[:, 1] < H)
-    ui = np.clip(uv[:, 0].astype(int), 0, W - 1)
-    vi = np.clip(uv[:, 1].astype(int), 0, H - 1)
-    surface = depth[vi, ui]
-    visible = inside & (surface >= z - JOINT_RADIUS * 1.6 - VISIBILITY_TOLERANCE)
-    return p_cam.astype(np.float32), uv.astype(np.float32), visible
+    inside = (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < width) & (uv[:, 1] >= 0) & (uv[:, 1] < height)
+    return p_cam.astype(np.float32), uv.astype(np.float32), inside & ~occluded
 
 
 def manip_episode(scene_seed: int, script: str, frames: int, width: int, height: int,
@@ -128,7 +140,8 @@ def manip_episode(scene_seed: int, script: str, frames: int, width: int, height:
                 renderer.data.mocap_pos[mocap[name]] = pos
             renderer.forward()
             rgb[t], depth[t] = renderer.render(c2w)
-            kp3[t], kp2[t], vis[t] = keypoints_in_camera(points, c2w, K, depth[t])
+            hidden = occluded_by_scene(renderer.model, renderer.data, c2w[:3, 3], points)
+            kp3[t], kp2[t], vis[t] = keypoints_in_camera(points, c2w, K, width, height, hidden)
     return Episode(rgb=rgb, depth=depth, poses=np.repeat(c2w[None], frames, axis=0), intrinsics=K,
                    actions=np.zeros((frames, 5), np.float32), keypoints3d=kp3, keypoints2d=kp2, visibility=vis,
                    handedness=plan[0].hand.handedness, meta=_meta('manip', scene, script, fps))

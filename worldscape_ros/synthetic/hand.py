@@ -28,6 +28,7 @@ HAND_CONNECTIONS: tuple[tuple[int, int], ...] = (
 )
 JOINT_RADIUS = 0.0105  # the capsules' radius: their round caps are the joints
 BONE_RADIUS = JOINT_RADIUS
+HAND_GEOM_GROUP = 2  # MuJoCo geom group of the hand (drawn by default; ray casts can leave it out)
 # Finger MCP positions in the hand frame (m), phalanx lengths (proximal, middle, distal) and splay (rad).
 _FINGERS = (
     ((0.092, 0.026, 0.0), (0.042, 0.025, 0.021), math.radians(8)),  # index
@@ -102,15 +103,16 @@ class HandPose:
 
 def hand_mjcf(prefix: str = 'hand_', rgba: str = '0.86 0.66 0.52 1') -> str:
     """MJCF bodies (for <worldbody>) of the kinematic hand: wrist, bones (capsules) and palm as mocap bodies."""
+    common = f'rgba="{rgba}" contype="0" conaffinity="0" group="{HAND_GEOM_GROUP}"'
     lines = [f'<body name="{prefix}palm" mocap="true"><geom name="{prefix}palm_geom" type="box" '
-             f'pos="0.05 0.0 -0.004" size="0.045 0.036 0.012" rgba="{rgba}" contype="0" conaffinity="0"/></body>']
+             f'pos="0.05 0.0 -0.004" size="0.045 0.036 0.012" {common}/></body>']
     # Only the wrist gets a sphere: the capsules' round caps already cover the other joints, and every geom
     # costs render time (the hand is most of the table scene's triangles).
     lines.append(f'<body name="{prefix}wrist" mocap="true"><geom name="{prefix}wrist_geom" type="sphere" '
-                 f'size="{1.6 * JOINT_RADIUS:.4f}" rgba="{rgba}" contype="0" conaffinity="0"/></body>')
+                 f'size="{1.6 * JOINT_RADIUS:.4f}" {common}/></body>')
     for k, length in enumerate(bone_lengths()):
         lines.append(f'<body name="{prefix}bone{k}" mocap="true"><geom name="{prefix}bone{k}_geom" type="capsule" '
-                     f'size="{BONE_RADIUS:.4f} {0.5 * length:.5f}" rgba="{rgba}" contype="0" conaffinity="0"/></body>')
+                     f'size="{BONE_RADIUS:.4f} {0.5 * length:.5f}" {common}/></body>')
     return '\n'.join(lines)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import cv2
 import mujoco
 import numpy as np
 
@@ -19,6 +20,9 @@ from worldscape_ros.synthetic.textures import texture_png
 SCENE_KINDS = ('room', 'yard', 'table')
 NAV_KINDS = ('room', 'yard')
 ROBOT_RADIUS = 0.35  # clearance the navigation camera keeps from walls and furniture (m)
+# Skin tones and gloves for the hand (RGB in [0, 1]).
+HAND_COLOURS = np.array([[0.86, 0.66, 0.52], [0.55, 0.37, 0.26], [0.96, 0.82, 0.70], [0.15, 0.35, 0.85],
+                         [0.92, 0.92, 0.92], [0.20, 0.70, 0.30], [0.95, 0.60, 0.10], [0.10, 0.10, 0.12]])
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,14 @@ class _SceneBuilder:
                               f'specular="{self.rng.uniform(0.05, 0.4):.3f}" '
                               f'shininess="{self.rng.uniform(0.1, 0.6):.3f}"/>')
         return name
+
+    def _hand_colour(self, table_material: str) -> np.ndarray:
+        """A skin tone or glove colour far from the table's mean colour, so the hand stands out against it."""
+        bgr = cv2.imdecode(np.frombuffer(self.assets[f'{table_material}.png'], np.uint8), cv2.IMREAD_COLOR)
+        table = bgr.reshape(-1, 3).mean(axis=0)[::-1] / 255.0
+        distance = np.linalg.norm(HAND_COLOURS - table, axis=1)
+        best_two = np.argsort(distance)[-2:]
+        return HAND_COLOURS[int(best_two[int(self.rng.integers(2))])]
 
     def _tint(self) -> np.ndarray:
         return np.append(0.5 + 0.5 * self.rng.random(3), 1.0)
@@ -354,7 +366,7 @@ class _SceneBuilder:
             self.body_xml.append(f'<body name="{name}" mocap="true" pos="{_f(*pos)}"><geom name="{name}_geom" '
                                  f'type="{shape}" size="{size}" rgba="{rgba}" contype="0" conaffinity="0"/></body>')
             objects.append(TableObject(name, shape, pos, hh))
-        self.body_xml.append(hand_mjcf())
+        self.body_xml.append(hand_mjcf(rgba=_f(*self._hand_colour(table_mat), 1.0)))
         self.lights(int(self.rng.integers(2, 4)), height - 0.1, (1.0, 1.0))
         extent = float(math.hypot(hx, hy) * 2 + 1)
         free = FreeSpace((-hx, hx, -hy, hy), np.array([[0.0, 0.0, tx, ty, 0.0]]), np.zeros((0, 3)))
