@@ -148,6 +148,7 @@ class _SceneBuilder:
     def _hand_colour(self, table_material: str) -> np.ndarray:
         """A skin tone or glove colour far from the table's mean colour, so the hand stands out against it."""
         bgr = cv2.imdecode(np.frombuffer(self.assets[f'{table_material}.png'], np.uint8), cv2.IMREAD_COLOR)
+        assert bgr is not None  # we encoded it ourselves
         table = bgr.reshape(-1, 3).mean(axis=0)[::-1] / 255.0
         distance = np.linalg.norm(HAND_COLOURS - table, axis=1)
         best_two = np.argsort(distance)[-2:]
