@@ -6,9 +6,11 @@
 
 Engine alone: WorldEngine.step in a loop (ws-tiny, checkpoint 'random', CPU). Node: the `worldscape-sim`
 console script in its own process with the Fast DDS profile, pacing off, driven over cmd_vel by this process,
-which subscribes to the images. Command-to-image latency: wall time from publishing a new cmd_vel to the
-arrival of the first image generated with it (matched through odometry's twist at the same stamp); for the
-engine alone it is one step (the command is applied by the very next call). Results go to runs/bench_node/.
+which subscribes to the images. The two run in alternating blocks (the other paused) so that load from other
+processes on a shared machine falls on both alike. Command-to-image latency: wall time from publishing a new
+cmd_vel to the arrival of the first image generated with it (matched through odometry's twist at the same
+stamp); for the engine alone it is one step (the command is applied by the very next call). Results go to
+runs/bench_node/.
 """
 
 from __future__ import annotations
@@ -29,27 +31,28 @@ REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / 'runs' / 'bench_node'
 
 
-def bench_engine(frames: int, warmup: int = 10) -> dict[str, float]:
-    import torch
+class EngineAlone:
+    """WorldEngine.step in a loop in this process: ws-tiny, checkpoint 'random', CPU."""
 
-    from worldscape_ros.model.engine import WorldEngine
-    from worldscape_ros.model.kinematics import NavAction
+    def __init__(self, warmup: int = 5) -> None:
+        from worldscape_ros.model.engine import WorldEngine
+        from worldscape_ros.model.kinematics import NavAction
 
-    engine = WorldEngine.from_pretrained('random', 'ws-tiny', device='cpu')
-    engine.start_from_scene(0)
-    for i in range(warmup):
-        engine.step(NavAction(vx=0.5, yaw_rate=0.2 * (-1) ** i))
-    times = []
-    t_all = time.perf_counter()
-    for i in range(frames):
-        t0 = time.perf_counter()
-        engine.step(NavAction(vx=0.5, yaw_rate=0.3 if (i // 20) % 2 else -0.3))
-        times.append(time.perf_counter() - t0)
-    wall = time.perf_counter() - t_all
-    ms = np.array(times) * 1e3
-    return {'frames': frames, 'fps': frames / wall, 'step_ms_p50': float(np.median(ms)),
-            'step_ms_p95': float(np.percentile(ms, 95)), 'torch_threads': torch.get_num_threads(),
-            'cache_bytes': int(engine.cache_bytes)}
+        self.NavAction = NavAction
+        self.engine = WorldEngine.from_pretrained('random', 'ws-tiny', device='cpu')
+        self.engine.start_from_scene(0)
+        self.i = 0
+        self.run(warmup)
+
+    def run(self, frames: int) -> list[float]:
+        """Seconds per step for `frames` steps of a tour (forward with alternating turns)."""
+        times = []
+        for _ in range(frames):
+            t0 = time.perf_counter()
+            self.engine.step(self.NavAction(vx=0.5, yaw_rate=0.3 if (self.i // 20) % 2 else -0.3))
+            times.append(time.perf_counter() - t0)
+            self.i += 1
+        return times
 
 
 def rss_kib(pid: int) -> int:
@@ -129,6 +132,20 @@ class Probe:
         with self.lock:
             self.diagnostics.append({kv.key: kv.value for kv in msg.status[0].values})
 
+    def call(self, srv_type, name: str):
+        client = self.node.create_client(srv_type, name)
+        try:
+            if not client.wait_for_service(timeout_sec=60):
+                raise SystemExit(f'service {name} is not there')
+            future = client.call_async(srv_type.Request())
+            done = threading.Event()
+            future.add_done_callback(lambda _f: done.set())
+            if not done.wait(600):
+                raise SystemExit(f'service {name} did not answer')
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
     def send(self, vx: float, wz: float = 0.0) -> float:
         t = self.Twist()
         t.linear.x, t.angular.z = vx, wz
@@ -153,17 +170,37 @@ def wait_for_images(probe: Probe, count: int, timeout: float) -> None:
         time.sleep(0.05)
 
 
-def bench_node(frames: int, domain: int) -> dict[str, float]:
+def bench(frames: int, domain: int, rounds: int) -> dict[str, float]:
+    """Engine alone and node, interleaved in `rounds` blocks (the other one paused), so load swings on a shared
+    machine hit both alike; then command-to-image latency through the node."""
+    from std_srvs.srv import Trigger
+
     node = NodeProcess(domain)
     probe = Probe(domain)
     try:
         probe.send(0.3)
-        wait_for_images(probe, 10, 120)  # model loaded, discovery done, warm
-        # throughput: images arriving per second of wall time, flat out
-        start = len(probe.image_times)
-        t0 = time.perf_counter()
-        wait_for_images(probe, start + frames, 600)
-        fps = frames / (time.perf_counter() - t0)
+        wait_for_images(probe, 10, 300)  # model loaded, discovery done, warm
+        engine = EngineAlone()
+        block = max(1, frames // rounds)
+        engine_s = node_s = 0.0
+        step_times: list[float] = []
+        for _ in range(rounds):
+            probe.call(Trigger, '/simulator/pause')
+            times = engine.run(block)
+            step_times += times
+            engine_s += sum(times)
+            start = len(probe.image_times)
+            t0 = time.perf_counter()
+            probe.call(Trigger, '/simulator/resume')
+            wait_for_images(probe, start + block, 600)
+            node_s += time.perf_counter() - t0
+        probe.call(Trigger, '/simulator/pause')
+        ms = np.array(step_times) * 1e3
+        result = {'frames_each': block * rounds, 'rounds': rounds, 'engine_fps': block * rounds / engine_s,
+                  'engine_step_ms_p50': float(np.median(ms)), 'engine_step_ms_p95': float(np.percentile(ms, 95)),
+                  'node_fps': block * rounds / node_s}
+        del engine  # its memory and threads are not needed for the latency part
+        probe.call(Trigger, '/simulator/resume')
         # command-to-image latency: alternate the commanded speed at random moments
         rng = np.random.default_rng(0)
         latencies = []
@@ -171,7 +208,7 @@ def bench_node(frames: int, domain: int) -> dict[str, float]:
             vx = 0.2 if i % 2 else 0.4
             time.sleep(rng.uniform(0.05, 0.25))
             sent = probe.send(vx)
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 30
             found = None
             while found is None and time.monotonic() < deadline:
                 time.sleep(0.002)
@@ -183,10 +220,11 @@ def bench_node(frames: int, domain: int) -> dict[str, float]:
             if found is not None:
                 latencies.append((found - sent) * 1e3)
         diag = probe.diagnostics[-1] if probe.diagnostics else {}
-        return {'frames': frames, 'fps': fps, 'cmd_to_image_ms_p50': float(np.median(latencies)),
-                'cmd_to_image_ms_p95': float(np.percentile(latencies, 95)), 'latency_samples': len(latencies),
-                'node_frame_latency_ms': float(diag.get('frame_latency_ms', 'nan')),
-                'node_engine_latency_ms': float(diag.get('engine_latency_ms', 'nan'))}
+        result.update({'cmd_to_image_ms_p50': float(np.median(latencies)),
+                       'cmd_to_image_ms_p95': float(np.percentile(latencies, 95)), 'latency_samples': len(latencies),
+                       'node_frame_latency_ms': float(diag.get('frame_latency_ms', 'nan')),
+                       'node_engine_latency_ms': float(diag.get('engine_latency_ms', 'nan'))})
+        return result
     finally:
         probe.close()
         node.stop()
@@ -233,21 +271,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('mode', choices=['bench', 'soak'])
     parser.add_argument('--frames', type=int, default=200)
+    parser.add_argument('--rounds', type=int, default=4, help='bench: interleaved blocks of engine and node')
     parser.add_argument('--every', type=int, default=500, help='soak: frames between samples')
     parser.add_argument('--steps', type=int, default=0, help="soak: denoising steps (0 = the model's)")
     parser.add_argument('--domain', type=int, default=91, help='ROS_DOMAIN_ID for the node and the probe')
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     if args.mode == 'bench':
-        engine = bench_engine(args.frames)
-        print('engine alone:', json.dumps(engine), flush=True)
-        node = bench_node(args.frames, args.domain)
-        print('node:', json.dumps(node), flush=True)
-        result = {'engine': engine, 'node': node, 'overhead': 1 - node['fps'] / engine['fps'],
-                  'date': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()), 'cpus': os.cpu_count()}
-        # the same frames inside the node: engine step vs step + conversions + publishing (robust to load swings)
-        result['publish_overhead'] = 1 - node['node_engine_latency_ms'] / node['node_frame_latency_ms']
-        print(f"node overhead: {100 * result['overhead']:.1f}% of engine frames/s across runs, "
+        result = bench(args.frames, args.domain, args.rounds)
+        result['overhead'] = 1 - result['node_fps'] / result['engine_fps']
+        # the same frames inside the node: engine step vs step + conversions + publishing
+        result['publish_overhead'] = 1 - result['node_engine_latency_ms'] / result['node_frame_latency_ms']
+        result.update(date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()), cpus=os.cpu_count(),
+                      load_average=os.getloadavg())
+        print(json.dumps(result, indent=1))
+        print(f"node overhead: {100 * result['overhead']:.1f}% of engine frames/s (interleaved), "
               f"{100 * result['publish_overhead']:.1f}% of each frame's time inside the node")
         tmp = OUT / 'bench.json.tmp'
         tmp.write_text(json.dumps(result, indent=1))
