@@ -63,3 +63,18 @@ def test_cli_datagen_and_contact_sheet(tmp_path, capsys):
     assert main(['datagen', '--kind', 'cooking', '--episodes', '1', '--out', str(out)]) == 2
     assert "unknown kind 'cooking'" in capsys.readouterr().err
     assert main(['contact-sheet', '--episodes', str(tmp_path / 'none'), '--out', str(sheet)]) == 2
+
+
+def test_a_full_disk_is_one_clear_error_and_leaves_no_episode(tmp_path, monkeypatch):
+    import errno
+
+    import worldscape_ros.synthetic.datagen as datagen
+
+    def full(path, episode):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    monkeypatch.setattr(datagen, 'write_episode', full)
+    config = _config(tmp_path, episodes=1)
+    with pytest.raises(DatagenError, match='output disk is full while writing .*nav_000000.episode.npz'):
+        run_datagen(config, progress=False)
+    assert not list(config.out.glob('*.episode.npz'))

@@ -43,3 +43,10 @@ def test_episode_arguments_are_checked():
         nav_episode(0, 'straight', 0, 32, 24)
     with pytest.raises(ValueError, match='image size must be positive'):
         manip_episode(0, 'reach', 5, 32, -1)
+
+
+def test_single_frame_episodes_are_just_the_start_view():
+    nav = nav_episode(0, 'loop', 1, 16, 12)
+    manip = manip_episode(0, 'reach', 1, 16, 12)
+    assert nav.rgb.shape == (1, 12, 16, 3) and not nav.actions.any()
+    assert manip.keypoints3d.shape == (1, 21, 3)
