@@ -670,3 +670,12 @@ def test_console_script_process_publishes_images_to_another_process(tmp_path):
             proc.kill()
             out, _ = proc.communicate()
     assert proc.returncode == 0, out
+
+
+def test_console_script_exits_with_an_error_naming_a_bad_parameter():
+    env = dict(os.environ, ROS_DOMAIN_ID=str(100 + (os.getpid() + 1) % 100))
+    exe = Path(sys.executable).with_name('worldscape-sim')
+    proc = subprocess.run([str(exe), '--ros-args', '-p', 'device:=tpu', '-p', 'checkpoint:=random'], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "device='tpu' must be one of auto, cpu, cuda" in proc.stderr + proc.stdout
