@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from worldscape_ros.model.kinematics import BaseState
+from worldscape_ros.model.kinematics import BaseState, camera_pose
 from worldscape_ros.synthetic.scenes import make_scene
 from worldscape_ros.synthetic.trajectories import (
     FAMILIES,
@@ -45,6 +45,25 @@ def test_out_and_back_returns_to_its_start_pose_and_repeats_views(frames):
     for k in range(leg):  # driving backwards: frame 2*leg - k shows the view of frame k
         np.testing.assert_allclose(poses[2 * leg - k], poses[k], atol=1e-6)
     assert np.linalg.norm(poses[leg, :3, 3] - poses[0, :3, 3]) > 0.3  # it did go somewhere
+
+
+def test_out_and_back_turning_around_retraces_the_path_facing_the_other_way():
+    scene = make_scene('room', 2)
+    start = start_state(scene.free_space, np.random.default_rng(2))
+    for seed in range(20):  # a seed whose episode turns around (the other way back is driving backwards)
+        actions = family_actions('out_and_back', scene.free_space, start, 60, seed=seed)
+        if any(abs(a.yaw_rate) > math.radians(60) for a in actions):
+            break
+    else:
+        pytest.fail('no seed chose turning around')
+    states = rollout(start, actions, 10.0)
+    turn = next(k for k, a in enumerate(actions) if abs(a.yaw_rate) > math.radians(60))  # = leg length
+    back = turn + 20  # after the half turn
+    for j in range(turn + 1):  # frame back + j stands where frame turn - j stood, facing the other way
+        s, o = states[back + j], states[turn - j]
+        assert math.hypot(s.x - o.x, s.y - o.y) < 1e-6
+        assert abs(math.remainder(s.yaw - o.yaw - math.pi, 2 * math.pi)) < 1e-6
+    np.testing.assert_allclose(camera_pose(states[-1]), camera_pose(start), atol=1e-6)
 
 
 def test_named_out_and_back_script_returns_to_start():

@@ -20,6 +20,7 @@ FAMILIES = ('random_walk', 'out_and_back', 'loop', 'turn_in_place', 'strafe')
 SCRIPTS = ('straight', 'turn_left', 'turn_right', 'strafe', 'mixed', 'out_and_back', 'loop', 'idle')
 MAX_SPEED = 1.0  # m/s
 MAX_YAW_RATE = math.radians(45)  # rad/s
+HALF_TURN_RATE = math.radians(90)  # rad/s: out_and_back turns around faster, so both returns fit in 64 frames
 CAMERA_HEIGHT = 1.0
 
 
@@ -79,7 +80,7 @@ def half_turn(frames: int, fps: float, direction: float = 1.0) -> list[NavAction
 
 
 def _turn_frames(fps: float) -> int:
-    return max(1, math.ceil(math.pi / MAX_YAW_RATE * fps))
+    return max(1, math.ceil(math.pi / HALF_TURN_RATE * fps))
 
 
 # -- named scripts (evaluation suites) ---------------------------------------------------------------------
@@ -162,17 +163,25 @@ def _random_walk(free: FreeSpace, start: BaseState, n: int, fps: float, rng: np.
 
 def _out_and_back(free: FreeSpace, start: BaseState, n: int, fps: float,
                   rng: np.random.Generator) -> list[NavAction]:
-    """A to B, back to A driving backwards; then, when frames allow, A to B again, turn around, drive
-    forwards back to A and turn around once more: the episode ends at its start pose."""
+    """A to B and back along the same path, ending at the start pose. Two ways back: driving backwards (the
+    same poses in reverse, so the same views repeat) and turning around (half turn, drive forwards, half turn).
+    Long episodes do both; shorter ones one of them, chosen by the seed, with legs of at least 8 frames."""
     turn = _turn_frames(fps)
-    both = n >= 4 * 4 + 2 * turn
-    leg = (n - 2 * turn) // 4 if both else n // 2
+    if n >= 4 * 16 + 2 * turn:
+        modes, leg = ('reverse', 'turn'), (n - 2 * turn) // 4
+    elif n >= 2 * 8 + 2 * turn and rng.random() < 0.5:
+        modes, leg = ('turn',), (n - 2 * turn) // 2
+    else:
+        modes, leg = ('reverse',), n // 2
     outbound = make_safe(free, start, _random_walk(free, start, leg, fps, rng), fps)
-    actions = outbound + reverse_drive(outbound)
-    if both:
-        direction = 1.0 if rng.random() < 0.5 else -1.0
-        actions += outbound + half_turn(turn, fps, direction) + retrace_turned(outbound) + \
-            half_turn(turn, fps, direction)
+    actions: list[NavAction] = []
+    for mode in modes:
+        if mode == 'reverse':
+            actions += outbound + reverse_drive(outbound)
+        else:
+            direction = 1.0 if rng.random() < 0.5 else -1.0
+            actions += outbound + half_turn(turn, fps, direction) + retrace_turned(outbound) + \
+                half_turn(turn, fps, direction)
     return actions + [NavAction()] * (n - len(actions))  # rest at the start pose
 
 
