@@ -167,6 +167,7 @@ def _out_and_back(free: FreeSpace, start: BaseState, n: int, fps: float,
     same poses in reverse, so the same views repeat) and turning around (half turn, drive forwards, half turn).
     Long episodes do both; shorter ones one of them, chosen by the seed, with legs of at least 8 frames."""
     turn = _turn_frames(fps)
+    modes: tuple[str, ...]
     if n >= 4 * 16 + 2 * turn:
         modes, leg = ('reverse', 'turn'), (n - 2 * turn) // 4
     elif n >= 2 * 8 + 2 * turn and rng.random() < 0.5:
