@@ -122,3 +122,13 @@ def test_saved_session_resumes_with_identical_frames(engine, micro_config, rando
     got = [other.step(NavAction(vx=0.5, yaw_rate=-0.4)).rgb for _ in range(3)]
     for a, b in zip(expected, got, strict=True):
         assert np.array_equal(a, b)
+
+
+def test_depth_is_carried_forward_from_the_start_where_the_scene_was_seen(engine):
+    start(engine)  # a fronto-parallel wall at 2.5 m
+    frame = engine.step(NavAction())  # standing still: the start view covers every pixel
+    assert np.allclose(frame.depth, 2.5, atol=1e-2)
+    moved = engine.step(NavAction(vx=0.5))  # 5 cm closer to the wall
+    covered = engine._guess is not None and engine._guess.mask.numpy()
+    assert covered.mean() > 0.9
+    assert np.allclose(moved.depth[covered], 2.45, atol=2e-2)

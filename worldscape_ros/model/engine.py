@@ -54,6 +54,16 @@ class Frame:
 
 
 @dataclass
+class GeometricGuess:
+    """The context rendered into the target cameras."""
+
+    latent: torch.Tensor  # (1, F, C, h, w) codec latent of the render
+    coverage: torch.Tensor  # (1, F, 1, h, w) covered fraction of each latent pixel
+    depth: torch.Tensor  # (Fv, H, W) rendered metric depth
+    mask: torch.Tensor  # (Fv, H, W) bool, pixels the render covers
+
+
+@dataclass
 class ChunkPayload:
     """What memory holds for one chunk: its keys and values, and its geometry for the geometric guess."""
 
@@ -78,7 +88,7 @@ def memory_config(config: ModelConfig, memory: bool) -> MemoryConfig:
 
 class WorldEngine:
     def __init__(self, model: WorldModel, device: str = 'cpu', dtype: str = 'float32', memory: bool = True,
-                 steps: int | None = None, seed: int = 0, weights_sha256: str = '') -> None:
+                 steps: int | None = None, seed: int = 0, weights_sha256: str = '', carry_depth: bool = True) -> None:
         if dtype not in DTYPES:
             raise ValueError(f'dtype must be one of {sorted(DTYPES)}, got {dtype!r}')
         if steps is not None and steps < 1:
@@ -100,6 +110,8 @@ class WorldEngine:
         self._generator = torch.Generator().manual_seed(seed)
         self._empty_pose_latent: torch.Tensor | None = None
         self._last_pose_video: np.ndarray | None = None
+        self._guess: GeometricGuess | None = None
+        self.carry_depth = carry_depth  # output depth from the geometric guess where it covers the frame
 
     # ---- construction ----------------------------------------------------------------------------------
     @classmethod
@@ -220,6 +232,9 @@ class WorldEngine:
             # 6. decode
             video = self.model.codec.decode(x0).float()[0]  # (Fv, 3, H, W)
         depth_v = depth.repeat_interleave(cfg.codec.temporal_down, dim=0)  # (Fv, H, W)
+        if self.carry_depth and self._guess is not None:
+            # The static scene's depth carried forward by reprojection where it is seen; the head fills the rest.
+            depth_v = torch.where(self._guess.mask, self._guess.depth, depth_v)
         self._remember(kv, video, depth_v, poses, x0)
         latency = 1e3 * (time.perf_counter() - t0)
         rgb = (video.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
@@ -285,29 +300,30 @@ class WorldEngine:
         drawn = (video.clamp(0, 1) * 255).byte().permute(0, 2, 3, 1).cpu().numpy()
         return self.model.codec.encode(video[None]).float(), drawn
 
-    def _geometry(self, poses: list[np.ndarray], entries: list[MemoryEntry] | None
-                  ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def _geometry(self, poses: list[np.ndarray], entries: list[MemoryEntry] | None) -> GeometricGuess | None:
         """Render the context's frames into each target camera: codec latent and coverage per latent pixel."""
         cfg = self.config
         if not entries or not cfg.conditioning.geometry:
-            return None, None
+            return None
         views = cfg.memory.geometry_views
         # Frames in chunk order (the sink first): keep the sink's first frame, which anchors the scene, and the
         # newest frames of retrieval and the window.
         rgbs, depths, c2ws = (self._newest(torch.cat([getattr(e.payload, name) for e in entries]), views)
                               for name in ('rgb', 'depth', 'c2w'))
         K = torch.from_numpy(self.intrinsics).float().to(self.device)
-        renders, masks = [], []
+        renders, depths_out, masks = [], [], []
         for pose in poses:
             target = torch.from_numpy(pose).float().to(self.device)
-            rgb, _, mask = reproject.render_views(rgbs.float(), depths.float(), c2ws.float(), K, target)
+            rgb, depth, mask = reproject.render_views(rgbs.float(), depths.float(), c2ws.float(), K, target)
             renders.append(rgb)
-            masks.append(mask.float())
+            depths_out.append(depth)
+            masks.append(mask)
         video = torch.stack(renders)[None]  # (1, Fv, 3, H, W)
         latent = self.model.codec.encode(video).float()  # (1, F, C, h, w)
-        cov = F.avg_pool2d(torch.stack(masks)[:, None], cfg.codec.spatial_down)  # (Fv, 1, h, w)
+        mask_v = torch.stack(masks)  # (Fv, H, W)
+        cov = F.avg_pool2d(mask_v.float()[:, None], cfg.codec.spatial_down)  # (Fv, 1, h, w)
         cov = cov.reshape(1, cfg.chunk_frames, cfg.codec.temporal_down, 1, *cov.shape[-2:]).mean(2)
-        return latent, cov
+        return GeometricGuess(latent, cov, torch.stack(depths_out), mask_v)
 
     @staticmethod
     def _newest(frames: torch.Tensor, views: int) -> torch.Tensor:
@@ -320,7 +336,8 @@ class WorldEngine:
                       geometry: list[MemoryEntry] | None) -> Conditioning:
         pose_latent, drawn = self._pose_latent(kps) if self.config.conditioning.hands else (None, None)
         self._last_pose_video = drawn
-        geo, cov = self._geometry(poses, geometry)
+        self._guess = self._geometry(poses, geometry)
+        geo, cov = (self._guess.latent, self._guess.coverage) if self._guess is not None else (None, None)
         return Conditioning(plucker=self._plucker(poses), pose=pose_latent, geometry=geo, coverage=cov)
 
     def _context_kv(self, entries: list[MemoryEntry]) -> list[LayerKV] | None:
