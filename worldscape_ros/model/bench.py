@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import logging
 import math
-import os
 import platform
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from worldscape_ros.fileio import atomic_write_json
 from worldscape_ros.model.attention import block_causal_mask
 from worldscape_ros.model.camera import plucker_rays
 from worldscape_ros.model.config import ModelConfig, load_config
@@ -149,14 +147,6 @@ def run_bench(config: str, device: str = 'cpu', dtype: str = 'float32', chunks: 
     return result
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
-    with os.fdopen(fd, 'w') as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
-
-
 def summary_line(r: dict[str, Any]) -> str:
     s = (f"{r['config']} {r['size']} {r['device']} {r['dtype']} x{r['threads']}: {r['fps']:.2f} frames/s, "
          f"chunk p50 {r['latency_ms_p50']:.1f} ms p95 {r['latency_ms_p95']:.1f} ms, "
@@ -185,7 +175,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     for n, m in r['at_chunk'].items():
         print(f"  chunk {n:>5}: {m['latency_ms']:.1f} ms, cache {m['cache_bytes'] / 2**20:.2f} MiB")
     if args.json:
-        write_json(args.json, r)
+        atomic_write_json(args.json, r)
         print(f'wrote {args.json}')
     return 0
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from worldscape_ros.errors import CheckpointError
+from worldscape_ros.fileio import atomic_path
 from worldscape_ros.model.config import MODELS_DIR, ModelConfig
 from worldscape_ros.model.world_model import WorldModel
 
@@ -49,15 +48,8 @@ def save_checkpoint(path: str | Path, model: WorldModel, extra: dict[str, Any] |
         'weights_sha256': digest,
         'extra': json.dumps(extra or {}),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=meta)
     return digest
 
 

@@ -4,8 +4,6 @@ camera) as one safetensors file: tensors plus JSON metadata, written atomically,
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +13,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from worldscape_ros.errors import CheckpointError
+from worldscape_ros.fileio import atomic_path
 from worldscape_ros.model.dit import LayerKV
 from worldscape_ros.model.kinematics import BaseState
 
@@ -55,15 +54,8 @@ def save_session(engine: WorldEngine, path: Path) -> None:
                               'intrinsics': engine.intrinsics.tolist(), 'seed': engine.seed}),
         'rng': json.dumps(engine._generator.get_state().tolist()),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
 
 
 def load_session(engine: WorldEngine, path: Path) -> None:
