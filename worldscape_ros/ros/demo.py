@@ -187,8 +187,9 @@ def run(kind: str, out: Path, seed: int, checkpoint: str | None, wait_s: float) 
     print(f'  bag:           {out / "bag"}   (rosbag2 mcap; `ros2 bag info` or rosbags reads it)')
     print(f'  video:         {out / Path(files["mp4"]).name}')
     print(f'  contact sheet: {out / Path(files["contact_sheet"]).name}')
-    print(f'  tour:          {out / "tour.yaml"}   (replay offline: worldscape rollout --start {scene}:{seed} '
-          f'--actions {out / "tour.yaml"} --out runs/replay)')
+    ckpt = '' if checkpoint == 'default' else f' --checkpoint {checkpoint}'
+    print(f'  tour:          {out / "tour.yaml"}   (replay offline, the same frames: worldscape rollout --start '
+          f'{scene}:{seed} --actions {out / "tour.yaml"}{ckpt} --out runs/replay)')
     return 0
 
 

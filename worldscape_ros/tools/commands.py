@@ -29,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16', 'float16'))
     p.add_argument('--steps', type=int, default=None, help="denoising steps (default: the config's)")
     p.add_argument('--no-memory', action='store_true', help='sink and local window only (the ablation)')
+    p.add_argument('--threads', type=int, default=0, help="CPU threads for torch (0: torch's default)")
     p.add_argument('--seed', type=int, default=None,
                    help="sampling seed; default: the start's scene seed, as the simulator node uses its start_seed "
                    '(same start, seed and actions: the same frames)')
@@ -41,6 +42,12 @@ def run(args: argparse.Namespace) -> int:
     from worldscape_ros.tools.scripts import load_script
 
     start = parse_start(args.start)
+    if args.threads < 0:
+        raise ValueError(f'--threads must be >= 0, got {args.threads}')
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     engine = WorldEngine.from_pretrained(checkpoint=args.checkpoint, config=args.config, device=args.device,
                                          dtype=args.dtype, memory=not args.no_memory, steps=args.steps,
                                          seed=args.seed if args.seed is not None else start.seed)
