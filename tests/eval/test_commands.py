@@ -73,6 +73,17 @@ def test_rerun_skips_finished_scenarios_and_recomputes_when_settings_change(tiny
               '--frames', '5'])
 
 
+def test_report_only_rebuilds_from_finished_scenarios_and_leaves_missing_ones_out(tiny_run, tmp_path, monkeypatch):
+    suite, out = tiny_run
+    bigger = tmp_path / 'bigger.yaml'
+    bigger.write_text(suite.read_text().replace('[straight, out_and_back]', '[straight, out_and_back, strafe]'))
+    monkeypatch.setattr(runner, 'ground_truth', lambda scenario: (_ for _ in ()).throw(AssertionError('ran')))
+    assert main(['eval', '--suite', str(bigger), '--out', str(out), '--systems', BASELINES, '--no-progress',
+                 '--report-only']) == 0
+    report = json.loads((out / 'report.json').read_text())
+    assert set(report['scenarios']) == {'tiny/straight_90001', 'tiny/out_and_back_90001'}
+
+
 def test_eval_rejects_unknown_systems_and_suites(tmp_path, capsys):
     assert main(['eval', '--suite', 'nav', '--out', str(tmp_path), '--systems', 'oracle']) == 2
     assert 'unknown systems oracle' in capsys.readouterr().err

@@ -18,8 +18,17 @@ from worldscape_ros.eval.plots import plot_report, write_media
 from worldscape_ros.eval.pretrained import PretrainedMetrics
 from worldscape_ros.eval.protocol import WorldSystem
 from worldscape_ros.eval.report import build_report, render_markdown
-from worldscape_ros.eval.runner import EVAL_VERSION, SYSTEM_ORDER, Rollout, evaluate, write_json, write_text
-from worldscape_ros.eval.suites import SUITE_NAMES, Scenario, load_suites
+from worldscape_ros.eval.runner import (
+    EVAL_VERSION,
+    SYSTEM_ORDER,
+    Rollout,
+    evaluate,
+    load_json,
+    scenario_path,
+    write_json,
+    write_text,
+)
+from worldscape_ros.eval.suites import SUITE_NAMES, Scenario, Suite, load_suites
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument('--pretrained-metrics', default=None, type=Path, metavar='DIR',
                    help='folder with local weights for FID/FVD (see docs/evaluation.md); skipped when absent')
     p.add_argument('--no-media', action='store_true', help='skip MP4s and contact sheets')
+    p.add_argument('--report-only', action='store_true',
+                   help='rebuild the report from the scenarios already finished under --out; run nothing')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
     p.set_defaults(func=run_eval)
 
@@ -98,8 +109,15 @@ def run_eval(args: argparse.Namespace) -> int:
         if gt.has_frames:
             pretrained.add(gt.rgb, {n: r.rgb for n, r in rollouts.items()})
 
-    scenarios = evaluate(suites, systems, out, fingerprint, media=on_rollouts, size=size,
-                         progress=not args.no_progress)
+    if args.report_only:
+        scenarios, missing = finished(suites, out, fingerprint, size)
+        if missing:
+            log.warning('%d scenarios not finished, left out of the report: %s', len(missing), ', '.join(missing))
+        if not scenarios:
+            raise EvalError(f'no finished scenarios under {out} for these settings')
+    else:
+        scenarios = evaluate(suites, systems, out, fingerprint, media=on_rollouts, size=size,
+                             progress=not args.no_progress)
     extra: dict[str, Any] = {}
     if pretrained.active:
         extra = {'note': f'computed on the {len(fresh)} scenarios rolled out in this run (resumed ones have no '
@@ -122,6 +140,21 @@ def run_eval(args: argparse.Namespace) -> int:
     log.info('wrote %s, %s and %d plots in %.1f s', out / 'report.json', out / 'report.md', len(plots),
              time.perf_counter() - t0)
     return 0
+
+
+def finished(suites: list[Suite], out: Path, fingerprint: dict[str, Any],
+             size: tuple[Any, ...] | None) -> tuple[list[dict[str, Any]], list[str]]:
+    """The scenario results already on disk for these settings, and the keys of those missing."""
+    done, missing = [], []
+    for suite in suites:
+        for sc in suite.scenarios:
+            sc = sc.resized(*size) if size is not None else sc
+            data = load_json(scenario_path(out, sc))
+            if data is not None and data.get('fingerprint') == fingerprint:
+                done.append(data)
+            else:
+                missing.append(sc.key)
+    return done, missing
 
 
 def _threads() -> int:
