@@ -337,7 +337,13 @@ class WorldEngine:
         pose_latent, drawn = self._pose_latent(kps) if self.config.conditioning.hands else (None, None)
         self._last_pose_video = drawn
         self._guess = self._geometry(poses, geometry)
-        geo, cov = (self._guess.latent, self._guess.coverage) if self._guess is not None else (None, None)
+        if self._guess is not None:
+            geo, cov = self._guess.latent, self._guess.coverage
+        else:  # nothing to render yet (the first chunk): an empty guess with zero coverage, as in training
+            cfg = self.config
+            geo = torch.zeros(1, cfg.chunk_frames, cfg.codec.latent_channels, cfg.latent_height, cfg.latent_width,
+                              device=self.device)
+            cov = torch.zeros_like(geo[:, :, :1])
         return Conditioning(plucker=self._plucker(poses), pose=pose_latent, geometry=geo, coverage=cov)
 
     def _context_kv(self, entries: list[MemoryEntry]) -> list[LayerKV] | None:
