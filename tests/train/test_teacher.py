@@ -1,3 +1,4 @@
+import pytest
 import torch
 from train_clips import clip_batch
 
@@ -7,14 +8,16 @@ from worldscape_ros.train.config import TeacherLossConfig
 from worldscape_ros.train.teacher import TeacherObjective, render_loss, sample_times
 
 
-def test_teacher_loss_falls_on_a_fixed_batch_within_20_steps(micro_config):
+@pytest.mark.parametrize('causal', [False, True], ids=['bidirectional', 'causal_teacher_forcing'])
+def test_teacher_loss_falls_on_a_fixed_batch_within_20_steps(micro_config, causal):
     torch.manual_seed(0)
     model = WorldModel(micro_config)
     for p in model.codec.parameters():
         p.requires_grad_(False)
     with torch.no_grad():
         clip = prepare_batch(model, clip_batch(2, 4, 32, 48), torch.device('cpu'), 6)
-    objective = TeacherObjective(model, TeacherLossConfig(render_weight=0.0, depth_weight=0.1, cond_dropout=0.0))
+    objective = TeacherObjective(model, TeacherLossConfig(render_weight=0.0, depth_weight=0.1, cond_dropout=0.0,
+                                                                 causal=causal))
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3)
     gens = lambda: [sample_generator(0, 0, i) for i in range(2)]  # noqa: E731  same noise each step
     losses = []

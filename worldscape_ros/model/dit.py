@@ -133,8 +133,10 @@ class CausalDiT(nn.Module):
             nn.init.zeros_(layer.bias)
 
     # ---- positions -------------------------------------------------------------------------------------
-    def token_positions(self, frames: int, first_frame: int = 0, device: torch.device | None = None) -> torch.Tensor:
-        """(t, h, w) of every token of `frames` latent frames starting at temporal index first_frame."""
+    def token_positions(self, frames: int, first_frame: int = 0, device: torch.device | None = None,
+                        frame_index: torch.Tensor | None = None) -> torch.Tensor:
+        """(t, h, w) of every token of `frames` latent frames starting at temporal index first_frame (or at the
+        temporal indices `frame_index` (frames,) when given)."""
         cfg = self.config
         gh, gw = cfg.grid
         ii, jj = torch.meshgrid(torch.arange(gh), torch.arange(gw), indexing='ij')
@@ -148,7 +150,8 @@ class CausalDiT(nn.Module):
         hw = torch.cat(per_frame).float()  # (N + Np, 2)
         out = []
         for f in range(frames):
-            t = torch.full((hw.shape[0], 1), float(first_frame + f))
+            index = float(frame_index[f]) if frame_index is not None else float(first_frame + f)
+            t = torch.full((hw.shape[0], 1), index)
             out.append(torch.cat([t, hw], dim=-1))
         return torch.cat(out).to(device)  # (F * (N + Np), 3)
 
@@ -169,9 +172,10 @@ class CausalDiT(nn.Module):
     # ---- forward ---------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning, *,
                 context: list[LayerKV] | None = None, mask: torch.Tensor | None = None,
-                first_frame: int = 0, return_kv: bool = False) -> DiTOutput:
+                first_frame: int = 0, frame_index: torch.Tensor | None = None, return_kv: bool = False) -> DiTOutput:
         """x (B, F, C, h, w) noisy latents at flow times t (B, F). `context`: already rotated cached keys per
-        block; `mask`: (L, L + M) attention mask or None (bidirectional); first_frame: temporal position."""
+        block; `mask`: (L, L + M) attention mask or None (bidirectional); first_frame: temporal position of the
+        first frame (or frame_index (F,): each frame's temporal position)."""
         cfg = self.config
         B, Fr = x.shape[:2]
         N, Np = cfg.tokens_per_frame, cfg.pose_tokens_per_frame
@@ -198,7 +202,8 @@ class CausalDiT(nn.Module):
         kind = torch.cat([torch.zeros(N, dtype=torch.long), torch.ones(Np, dtype=torch.long)])
         token_mod = (torch.arange(Fr)[:, None] * 2 + kind[None, :]).flatten().to(x.device)  # (L,)
 
-        rope = rope_cos_sin(rope_angles(self.token_positions(Fr, first_frame, x.device), cfg.head_dim), h.dtype)
+        positions = self.token_positions(Fr, first_frame, x.device, frame_index)
+        rope = rope_cos_sin(rope_angles(positions, cfg.head_dim), h.dtype)
         kvs: list[LayerKV] = []
         for i, block in enumerate(self.blocks):
             h, own = block(h, temb, token_mod, rope, context[i] if context is not None else None, mask)
@@ -210,6 +215,20 @@ class CausalDiT(nn.Module):
         gh, gw = cfg.grid
         vel = rearrange(self.out(video), 'b f (h w) (c p q) -> b f c (h p) (w q)', h=gh, w=gw, p=self.ph, q=self.pw)
         return DiTOutput(velocity=vel, features=video, kv=kvs if return_kv else None)
+
+    def teacher_forcing_mask(self, frames: int, device: torch.device | None = None) -> torch.Tensor:
+        """Mask over [clean frames; noisy frames] (2F frames): clean chunk c sees clean chunks <= c (what the
+        cache holds), noisy chunk c sees clean chunks < c and itself, exactly as a chunk at inference sees
+        the clean passes of earlier chunks. (2L, 2L) bool, True = attend."""
+        ids = self.chunk_ids(frames, device)
+        clean_q = torch.cat([ids, torch.full_like(ids, -1)])  # the clean half's chunk (noisy rows: none)
+        noisy_q = torch.cat([torch.full_like(ids, -1), ids])
+        clean_k, noisy_k = clean_q, noisy_q
+        sees_clean = (clean_k[None, :] >= 0) & (
+            ((clean_q[:, None] >= 0) & (clean_k[None, :] <= clean_q[:, None]))
+            | ((noisy_q[:, None] >= 0) & (clean_k[None, :] < noisy_q[:, None])))
+        sees_self = (noisy_q[:, None] >= 0) & (noisy_k[None, :] == noisy_q[:, None])
+        return sees_clean | sees_self
 
     def chunk_ids(self, frames: int, device: torch.device | None = None) -> torch.Tensor:
         """Chunk index of every token of `frames` latent frames (for the block-causal mask)."""

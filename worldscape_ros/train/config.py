@@ -57,6 +57,7 @@ class TeacherLossConfig:
     render_targets: int = 2  # frames per sample the Gaussians are rendered into
     cond_dropout: float = 0.1  # each conditioning stream zeroed with this probability
     geometry_views: int = 0  # earlier frames rendered into each target (0: the model config's value)
+    causal: bool = False  # clean-context teacher forcing under the block-causal mask (a causal model, no DMD)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from torch import nn
 
 from worldscape_ros.errors import TrainError
 from worldscape_ros.model import reproject
+from worldscape_ros.model.dit import Conditioning
 from worldscape_ros.model.sampler import add_noise, shift_time, velocity_target
 from worldscape_ros.model.world_model import WorldModel
 from worldscape_ros.train.clip_batch import ClipBatch, dropout_conditioning, rand, randn
@@ -111,20 +112,31 @@ class TeacherObjective(nn.Module):
         noise = randn(gens, clip.x0.shape[1:], device)  # (B, F, C, h, w)
         x_t = add_noise(clip.x0, noise, t)
         cond = dropout_conditioning(clip.cond, loss.cond_dropout, gens)
-        out = model.dit(x_t, t, cond)  # bidirectional: mask None
-        err = (out.velocity.float() - velocity_target(clip.x0, noise)) ** 2  # (B, F, C, h, w)
+        if loss.causal:
+            # [clean; noisy] frames: each noisy frame sees the clean earlier frames, as a chunk sees the cache.
+            both = Conditioning(*(None if c is None else torch.cat([c, c], dim=1)
+                                  for c in (cond.plucker, cond.pose, cond.geometry, cond.coverage)))
+            index = torch.arange(Fl, device=device).repeat(2)
+            out = model.dit(torch.cat([clip.x0, x_t], 1), torch.cat([torch.zeros_like(t), t], 1), both,
+                            mask=model.dit.teacher_forcing_mask(Fl, device), frame_index=index)
+            velocity, features = out.velocity[:, Fl:], out.features[:, :Fl]  # depth from the clean passes
+            depth_w = torch.ones_like(t)
+        else:
+            out = model.dit(x_t, t, cond)  # bidirectional: mask None
+            velocity, features = out.velocity, out.features
+            depth_w = 1 - t
+        err = (velocity.float() - velocity_target(clip.x0, noise)) ** 2  # (B, F, C, h, w)
         fm = err[:, context:].flatten(1).mean(1)  # (B,)
         total = fm
         parts = {'fm': fm.mean().item()}
         if loss.depth_weight > 0 and model.depth_head is not None:
-            pred = model.predict_depth(out.features).float()  # (B, F, H, W)
+            pred = model.predict_depth(features).float()  # (B, F, H, W)
             per_frame, _ = log_depth_l1(pred, clip.depth)  # (B, F)
-            w = 1 - t
-            depth = (per_frame * w).sum(1) / w.sum(1)
+            depth = (per_frame * depth_w).sum(1) / depth_w.sum(1)
             total = total + loss.depth_weight * depth
             parts['depth'] = depth.mean().item()
         if loss.render_weight > 0:
-            render = render_loss(model, clip, out.features, context, loss, gens)
+            render = render_loss(model, clip, features, context, loss, gens)
             total = total + loss.render_weight * render
             parts['render'] = render.mean().item()
         total = total.mean()
