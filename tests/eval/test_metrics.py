@@ -31,6 +31,14 @@ def test_psnr_matches_its_definition(turning_walk):
     np.testing.assert_allclose(M.psnr(noisy, gt), -10 * np.log10(mse), rtol=1e-4)
 
 
+def test_pooled_psnr_is_not_dominated_by_one_identical_frame(turning_walk):
+    gt = turning_walk['rgb'][:4]
+    frozen = np.repeat(gt[:1], 4, axis=0)  # exact at frame 0 only
+    assert M.psnr(frozen, gt).mean() > 30  # the capped 100 dB of frame 0 inflates the mean
+    assert M.pooled_psnr(frozen, gt) < 25
+    assert M.pooled_psnr(gt, gt) == M.PSNR_CAP_DB
+
+
 def test_depth_errors_are_zero_on_truth_and_scale_with_bias(turning_walk):
     d = turning_walk['depth']
     absrel, delta = M.depth_errors(d, d)

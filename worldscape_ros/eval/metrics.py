@@ -76,6 +76,14 @@ def depth_errors(pred: np.ndarray, target: np.ndarray, max_depth: float = 100.0)
     return absrel, delta1
 
 
+def pooled_psnr(pred: np.ndarray, target: np.ndarray) -> float:
+    """PSNR of the mean squared error over all frames (a mean of per-frame PSNRs is dominated by near-copies,
+    e.g. a frozen start frame at a return to the start pose, whose PSNR is capped rather than infinite)."""
+    p, t = _pair(pred, target)
+    mse = float(torch.mean((p - t) ** 2))
+    return PSNR_CAP_DB if mse <= 10 ** (-PSNR_CAP_DB / 10) else -10.0 * math.log10(mse)
+
+
 def idle_drift_ssim(frames: np.ndarray, first: int = 1, last: int = -1) -> float:
     """SSIM between generated frame `last` (frame 100 of an idle suite) and frame `first`: 1 = no drift."""
     f = np.asarray(frames)

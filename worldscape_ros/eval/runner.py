@@ -31,7 +31,7 @@ from worldscape_ros.eval.suites import Scenario, Suite
 
 log = logging.getLogger(__name__)
 
-EVAL_VERSION = 1  # bump when a metric's definition changes: old scenario results are then recomputed
+EVAL_VERSION = 2  # bump when a metric's definition changes: old scenario results are then recomputed
 SYSTEM_ORDER = ('model', 'repeat_first_frame', 'reprojection', 'memory_off')
 REFERENCE = 'ground_truth'  # the metrics run on the ground truth itself: each metric's floor or ceiling
 FINGER_RADIUS_M = 0.0095  # the synthetic hand's bone radius, for the keypoint mask
@@ -116,7 +116,7 @@ def score(scenario: Scenario, gt: GroundTruth, rollout: Rollout, band: Structure
         summary['revisit_pairs'] = float(len(pairs))
         if gt.has_frames and pairs:
             back = [j for _, j in pairs if j > 0]
-            summary['return_psnr'] = M.nanmean(M.psnr(gen[back], gt.rgb[back]))
+            summary['return_psnr'] = M.pooled_psnr(gen[back], gt.rgb[back])
             summary['return_structure'] = M.nanmean(gradient_energy_ratio(gen[back], gt.rgb[back]))
     if scenario.script == 'idle' and T >= 3:
         summary['idle_ssim'] = M.idle_drift_ssim(gen, first=1, last=-1)
