@@ -28,13 +28,14 @@ from worldscape_ros.eval.ground_truth import GroundTruth, drive_command, ground_
 from worldscape_ros.eval.protocol import WorldSystem
 from worldscape_ros.eval.structure import StructureBand, gmsd, gradient_energy_ratio
 from worldscape_ros.eval.suites import Scenario, Suite
+from worldscape_ros.synthetic.hand import BONE_RADIUS
 
 log = logging.getLogger(__name__)
 
 EVAL_VERSION = 2  # bump when a metric's definition changes: old scenario results are then recomputed
 SYSTEM_ORDER = ('model', 'repeat_first_frame', 'reprojection', 'memory_off')
 REFERENCE = 'ground_truth'  # the metrics run on the ground truth itself: each metric's floor or ceiling
-FINGER_RADIUS_M = 0.0095  # the synthetic hand's bone radius, for the keypoint mask
+FINGER_RADIUS_M = BONE_RADIUS  # the synthetic hand's bone radius, for the keypoint mask
 
 
 @dataclass

@@ -83,7 +83,8 @@ def build_dataset(cfg: TrainConfig) -> ClipDataset:
     if not root.is_dir():
         raise TrainError(f'data.root {root} does not exist: generate episodes with `worldscape datagen --out {root}`')
     try:
-        dataset = ClipDataset(root, cfg.data.clip_len, cfg.data.stride, cfg.data.kinds, cache_episodes=4096)
+        # episodes are cached PNG-encoded, about 1 MB per 64-frame 128x96 episode
+        dataset = ClipDataset(root, cfg.data.clip_len, cfg.data.stride, cfg.data.kinds, cache_episodes=256)
     except (EpisodeFormatError, ValueError) as exc:
         raise TrainError(f'data.root {root}: {exc}') from None
     if len(dataset) == 0:
