@@ -7,7 +7,7 @@ camera (needs mediapipe); hands:=none leaves hand_keypoints to you. The debug/po
 conditioning the model receives. FASTDDS_DEFAULT_PROFILES_FILE is set as in sim.launch.py.
 """
 
-from launch import LaunchDescription  # noqa: I001 (ruff takes launch/ for this package)
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import EqualsSubstitution, LaunchConfiguration, PathJoinSubstitution

@@ -7,7 +7,7 @@ stack). FASTDDS_DEFAULT_PROFILES_FILE is set to the package's Fast DDS profile, 
 segments carry camera images between processes.
 """
 
-from launch import LaunchDescription  # noqa: I001 (ruff takes launch/ for this package)
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution

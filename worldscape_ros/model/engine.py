@@ -78,17 +78,18 @@ class ChunkPayload:
         return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def memory_config(config: ModelConfig, memory: bool) -> MemoryConfig:
+def memory_config(config: ModelConfig, memory: bool, pool_bytes: int | None = None) -> MemoryConfig:
     m = config.memory
     # Memory off (the ablation): sink and local window only, no global pool.
     return MemoryConfig(sink_chunks=m.sink_chunks, window_chunks=m.window_chunks,
-                        pool_chunks=m.pool_chunks if memory else 0,
+                        pool_chunks=m.pool_chunks if memory else 0, pool_bytes=pool_bytes,
                         retrieve_chunks=m.retrieve_chunks if memory else 0)
 
 
 class WorldEngine:
     def __init__(self, model: WorldModel, device: str = 'cpu', dtype: str = 'float32', memory: bool = True,
-                 steps: int | None = None, seed: int = 0, weights_sha256: str = '', carry_depth: bool = True) -> None:
+                 steps: int | None = None, seed: int = 0, weights_sha256: str = '', carry_depth: bool = True,
+                 pool_bytes: int | None = None) -> None:
         if dtype not in DTYPES:
             raise ValueError(f'dtype must be one of {sorted(DTYPES)}, got {dtype!r}')
         if steps is not None and steps < 1:
@@ -99,7 +100,7 @@ class WorldEngine:
         self.config: ModelConfig = model.config
         self.steps = steps or self.config.sampler.steps
         self.memory_enabled = memory
-        self.memory = HierarchicalMemory(memory_config(self.config, memory))
+        self.memory = HierarchicalMemory(memory_config(self.config, memory, pool_bytes))
         self.seed = seed
         self.sha256 = weights_sha256
         self.intrinsics = intrinsics_from_fov(self.config.width, self.config.height, self.config.vfov_deg)
@@ -117,21 +118,23 @@ class WorldEngine:
     @classmethod
     def from_pretrained(cls, checkpoint: str | None = None, config: str | None = None, device: str = 'cpu',
                         dtype: str = 'float32', memory: bool = True, steps: int | None = None,
-                        seed: int = 0) -> WorldEngine:
-        """checkpoint: None for the shipped default, 'random' for a random init of `config`, or a path."""
+                        seed: int = 0, pool_bytes: int | None = None) -> WorldEngine:
+        """checkpoint: None for the shipped default, 'random' for a random init of `config`, or a path.
+        pool_bytes: an optional byte budget of the global memory pool (besides its chunk budget)."""
         if device == 'cuda' and not torch.cuda.is_available():
             raise ValueError('device cuda requested but no CUDA GPU is available')
         if checkpoint == 'random':
             torch.manual_seed(seed)
             model = WorldModel(load_config(config or 'ws-tiny'))
-            return cls(model, device, dtype, memory, steps, seed, weights_sha256='random-init')
+            return cls(model, device, dtype, memory, steps, seed, weights_sha256='random-init', pool_bytes=pool_bytes)
         path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
         if not checkpoint and not path.is_file():
             raise CheckpointError(f'no shipped default checkpoint at {path}; train one (worldscape train) '
                                   "or pass checkpoint='random'")
         cfg = load_config(config) if config else None
         model, info = load_checkpoint(path, device='cpu', config=cfg)
-        return cls(model, device, dtype, memory, steps, seed, weights_sha256=info['weights_sha256'])
+        return cls(model, device, dtype, memory, steps, seed, weights_sha256=info['weights_sha256'],
+                   pool_bytes=pool_bytes)
 
     # ---- public API ------------------------------------------------------------------------------------
     @property

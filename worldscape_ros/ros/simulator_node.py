@@ -294,11 +294,10 @@ class SimulatorNode(LifecycleNode):
         try:
             self.engine = WorldEngine.from_pretrained(
                 checkpoint=ckpt, config=p.model_config or None, device=self.device, dtype=p.dtype,
-                memory=p.memory, steps=p.denoising_steps or None, seed=p.start_seed)
+                memory=p.memory, steps=p.denoising_steps or None, seed=p.start_seed,
+                pool_bytes=int(p.memory_budget_mb * 2**20) if p.memory_budget_mb else None)
         except CheckpointError as exc:
             raise CheckpointError(f'checkpoint {p.checkpoint!r} could not be loaded: {exc}') from None
-        if p.memory_budget_mb:
-            self._apply_memory_budget(int(p.memory_budget_mb * 2**20))
         cfg = self.engine.config
         self._engine_fps = float(cfg.fps)
         self._fps = p.fps or self._engine_fps
@@ -309,17 +308,6 @@ class SimulatorNode(LifecycleNode):
         self._inbox = CommandInbox(int(p.cmd_vel_timeout * 1e9), int(p.hand_keypoints_timeout * 1e9))
         self.get_logger().info(f'model {cfg.name} {cfg.width}x{cfg.height} at {self._fps:g} fps on {self.device} '
                                f'({p.dtype}), weights sha256 {str(self.engine.sha256)[:12]}')
-
-    def _apply_memory_budget(self, pool_bytes: int) -> None:
-        """Cap the global pool of the KV-cache memory in bytes (sink and window are bounded by chunk counts)."""
-        from dataclasses import replace
-
-        from worldscape_ros.model.memory import HierarchicalMemory
-
-        memory = getattr(self.engine, 'memory', None)
-        if not isinstance(memory, HierarchicalMemory):
-            raise ConfigError('memory_budget_mb is not supported by this engine; leave it at 0')
-        self.engine.memory = HierarchicalMemory(replace(memory.config, pool_bytes=pool_bytes))
 
     def _set_up_start(self) -> None:
         p, cfg = self.params, self.engine.config
