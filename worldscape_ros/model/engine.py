@@ -167,7 +167,7 @@ class WorldEngine:
         self._chunk_id = 0
         k = cfg.frames_per_chunk
         with torch.no_grad(), self._autocast():
-            video = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1).float().div(255)
+            video = torch.from_numpy(rgb.copy()).to(self.device).permute(2, 0, 1).float().div(255)
             video = video[None, None].expand(1, k, -1, -1, -1)  # (1, Fv, 3, H, W): the start frame held
             x0 = self.model.codec.encode(video).float()  # (1, F, C, h, w)
             poses = [self._reference] * k
