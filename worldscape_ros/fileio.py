@@ -11,19 +11,24 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-FILE_MODE = 0o644  # mkstemp makes 0600 files; outputs are ordinary shared files
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK  # what open() gives a new file (mkstemp makes 0600)
 
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path in the target's folder (same suffix); on success it replaces `path`."""
+    """Yield a temporary path in the target's folder, named `.{name}.XXXX{suffix}` (writers that go by the
+    suffix still work); once the block succeeds the data is synced and the file replaces `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.stem}.', suffix=path.suffix or '.tmp', dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix=path.suffix or '.tmp', dir=path.parent)
     os.close(fd)
     os.chmod(tmp, FILE_MODE)
     try:
         yield Path(tmp)
+        with open(tmp, 'rb') as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -22,6 +22,7 @@ import numpy as np
 
 from worldscape_ros import __version__
 from worldscape_ros.errors import EpisodeFormatError
+from worldscape_ros.fileio import atomic_path
 
 FORMAT_VERSION = 1
 EPISODE_SUFFIX = '.episode.npz'
@@ -32,9 +33,6 @@ EPISODE_KINDS = ('nav', 'manip')
 # Run-length PNG at level 1: on rendered frames it encodes faster and smaller than zlib's default strategy
 # (14.5 vs 15.8 kB per 128x96 RGB + depth frame).
 _PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-_FILE_MODE = 0o666 & ~_UMASK  # what open() would give a new file
 _REQUIRED = ('header', 'rgb_png', 'rgb_offsets', 'depth_png', 'depth_offsets', 'poses', 'intrinsics', 'actions')
 
 
@@ -132,34 +130,8 @@ def write_episode(path: str | Path, episode: Episode) -> Path:
     if episode.keypoints3d is not None and episode.keypoints2d is not None and episode.visibility is not None:
         arrays.update({'keypoints3d': episode.keypoints3d, 'keypoints2d': episode.keypoints2d,
                        'visibility': episode.visibility})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    try:
-        os.fchmod(fd, _FILE_MODE)  # mkstemp makes 0600 files; episodes are shared data
-        with os.fdopen(fd, 'wb') as f:
-            np.savez(f, **arrays)  # type: ignore[arg-type]
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write `data` to `path` through a temp file in the same folder and os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    try:
-        os.fchmod(fd, _FILE_MODE)
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, 'wb') as f:
+        np.savez(f, **arrays)  # type: ignore[arg-type]
     return path
 
 

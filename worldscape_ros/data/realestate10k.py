@@ -17,7 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from worldscape_ros.data.episode import FORMAT_VERSION, Episode, atomic_write_bytes
+from worldscape_ros.data.episode import FORMAT_VERSION, Episode
+from worldscape_ros.fileio import atomic_write_bytes
 from worldscape_ros.errors import EpisodeFormatError
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')

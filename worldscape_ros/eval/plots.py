@@ -4,8 +4,6 @@ generated against ground-truth frames, and a side-by-side MP4 per scenario."""
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ import numpy as np
 from worldscape_ros.eval.ground_truth import GroundTruth
 from worldscape_ros.eval.runner import Rollout
 from worldscape_ros.eval.suites import Scenario
+from worldscape_ros.fileio import atomic_path, atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -26,18 +25,6 @@ PLOT_METRICS = {
 TRIVIAL_ON_TRUTH = ('psnr', 'ssim', 'structure', 'gmsd', 'depth_absrel')  # perfect by definition: not drawn
 STYLE = {'model': ('C0', '-'), 'memory_off': ('C1', '-'), 'repeat_first_frame': ('C7', '--'),
          'reprojection': ('C2', '--'), 'ground_truth': ('k', ':')}
-
-
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.stem}.', suffix=path.suffix)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def plot_curves(curves: dict[str, dict[str, list[float | None]]], suite: str, out_dir: Path) -> list[Path]:
@@ -68,15 +55,11 @@ def plot_curves(curves: dict[str, dict[str, list[float | None]]], suite: str, ou
         ax.legend(fontsize=7)
         fig.tight_layout()
         path = out_dir / f'{suite}_{metric}.png'
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.stem}.', suffix='.png')
-        os.close(fd)
         try:
-            fig.savefig(tmp)
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp)
         finally:
             plt.close(fig)
-            Path(tmp).unlink(missing_ok=True)
         written.append(path)
     return written
 
@@ -119,7 +102,7 @@ def write_png(path: Path, rgb: np.ndarray) -> None:
     ok, buf = cv2.imencode('.png', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise OSError(f'could not encode {path}')
-    _atomic_bytes(path, buf.tobytes())
+    atomic_write_bytes(path, buf.tobytes())
 
 
 def write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
@@ -127,14 +110,8 @@ def write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
 
     h, w = frames.shape[1:3]
     even = frames[:, : h - h % 2, : w - w % 2]  # H.264 wants even sizes
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.stem}.', suffix='.mp4')
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         iio.imwrite(tmp, even, fps=fps, codec='libx264', macro_block_size=1)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def write_media(scenario: Scenario, gt: GroundTruth, rollouts: dict[str, Rollout], out: Path) -> None:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ from worldscape_ros.eval.ground_truth import GroundTruth, drive_command, ground_
 from worldscape_ros.eval.protocol import WorldSystem
 from worldscape_ros.eval.structure import StructureBand, gmsd, gradient_energy_ratio
 from worldscape_ros.eval.suites import Scenario, Suite
+from worldscape_ros.fileio import atomic_write_bytes
 from worldscape_ros.synthetic.hand import BONE_RADIUS
 
 log = logging.getLogger(__name__)
@@ -196,29 +195,11 @@ def _jsonable(x: Any) -> Any:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Atomic: a temp file in the same folder, then os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'w') as f:
-            json.dump(_jsonable(data), f, indent=1, allow_nan=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, json.dumps(_jsonable(data), indent=1, allow_nan=False).encode())
 
 
 def write_text(path: Path, text: str) -> None:
-    """Atomic: a temp file in the same folder, then os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'w') as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, text.encode())
 
 
 def load_json(path: Path) -> dict[str, Any] | None:

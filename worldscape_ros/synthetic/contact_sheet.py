@@ -8,8 +8,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from worldscape_ros.data.episode import EPISODE_SUFFIX, Episode, atomic_write_bytes, read_episode
+from worldscape_ros.data.episode import EPISODE_SUFFIX, Episode, read_episode
 from worldscape_ros.errors import DatagenError
+from worldscape_ros.fileio import atomic_write_bytes
 from worldscape_ros.synthetic.hand import HAND_CONNECTIONS
 
 MIN_TILE_HEIGHT = 128  # small frames are enlarged (nearest neighbour) so a sheet can be looked at

@@ -127,7 +127,7 @@ def _prepare_output(config: DatagenConfig) -> None:
         os.unlink(probe)
     except OSError as exc:
         raise DatagenError(f'cannot write to output folder {config.out}: {exc.strerror or exc}') from None
-    for stale in config.out.glob(f'.{config.kind}_*{EPISODE_SUFFIX}.*.tmp'):  # left by a killed run
+    for stale in config.out.glob(f'.{config.kind}_*{EPISODE_SUFFIX}.*'):  # left by a killed run
         stale.unlink(missing_ok=True)
     manifest = config.out / MANIFEST
     settings = config.settings()

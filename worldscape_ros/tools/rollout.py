@@ -11,11 +11,8 @@ What it writes in the output folder (docs/recording.md):
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -25,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from worldscape_ros.fileio import atomic_write_json
 from worldscape_ros.model.kinematics import BaseState, camera_pose, state_from_camera_pose
 from worldscape_ros.tools import messages as M
 from worldscape_ros.tools.bag import SIM_TOPICS, BagWriter, stop_on_signals
@@ -167,15 +165,6 @@ def _pose_video(frame: Any, script: ActionScript) -> np.ndarray | None:
     return np.zeros_like(frame.rgb) if pv is None else np.asarray(pv, np.uint8)
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.stem}.', suffix='.json', dir=path.parent)
-    os.chmod(tmp, 0o644)
-    with os.fdopen(fd, 'w') as f:
-        json.dump(data, f, indent=2)
-        f.write('\n')
-    os.replace(tmp, path)
-
-
 def offline_rollout(engine: Any, start: Start, script: ActionScript, out: str | Path, bag: bool = True,
                     mp4: bool = True, storage: str = 'mcap') -> RolloutResult:
     """Run the script from the start; write the bag, the MP4 and the contact sheet (those asked for).
@@ -222,7 +211,7 @@ def offline_rollout(engine: Any, start: Start, script: ActionScript, out: str | 
         result.files['contact_sheet'] = str(write_png(out / 'contact_sheet.png',
                                                       contact_sheet(small, labels, columns=6, count=18)))
     lat = np.asarray(result.latencies_ms) if result.latencies_ms else np.zeros(1)
-    write_json(out / 'summary.json', {
+    atomic_write_json(out / 'summary.json', {
         'start': str(start), 'frames': result.frames, 'interrupted': result.interrupted,
         'engine': {'config': engine.config.name, 'weights_sha256': getattr(engine, 'sha256', ''),
                    'height': engine.config.height, 'width': engine.config.width, 'fps': engine.config.fps},

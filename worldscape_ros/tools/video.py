@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+
+from worldscape_ros.fileio import atomic_path, atomic_write_bytes
 
 
 def colorize_depth(depth: np.ndarray, max_depth: float = 10.0) -> np.ndarray:
@@ -47,13 +47,6 @@ def auto_scale(height: int, target: int = 240) -> int:
     return max(1, target // max(1, height))
 
 
-def _atomic_target(path: Path) -> tuple[int, str]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.stem}.', suffix=path.suffix, dir=path.parent)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; these are ordinary output files
-    return fd, tmp
-
-
 def write_mp4(path: str | Path, frames: Sequence[np.ndarray], fps: float) -> Path:
     """(H, W, 3) uint8 frames -> an H.264 MP4 (yuv420p, plays everywhere), written atomically."""
     import imageio.v2 as imageio
@@ -67,19 +60,13 @@ def write_mp4(path: str | Path, frames: Sequence[np.ndarray], fps: float) -> Pat
     for f in frames:
         if f.shape != (h, w, 3) or f.dtype != np.uint8:
             raise ValueError(f'every frame must be ({h}, {w}, 3) uint8, got {f.shape} {f.dtype}')
-    fd, tmp = _atomic_target(path)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         writer: Any = imageio.get_writer(tmp, format='FFMPEG', mode='I', fps=fps, codec='libx264',
                                          pixelformat='yuv420p', macro_block_size=1, ffmpeg_log_level='error')
         with writer:
             for f in frames:
                 # yuv420p needs even sizes: pad by one row/column of edge pixels where odd
                 writer.append_data(np.pad(f, ((0, h % 2), (0, w % 2), (0, 0)), mode='edge'))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -109,11 +96,7 @@ def write_png(path: str | Path, image: np.ndarray) -> Path:
     ok, buf = cv2.imencode('.png', np.ascontiguousarray(image[..., ::-1]))
     if not ok:
         raise ValueError(f'could not encode {path} as PNG')
-    fd, tmp = _atomic_target(path)
-    with os.fdopen(fd, 'wb') as f:
-        f.write(buf.tobytes())
-    os.replace(tmp, path)
-    return path
+    return atomic_write_bytes(path, buf.tobytes())
 
 
 def read_mp4(path: str | Path) -> list[np.ndarray]:
