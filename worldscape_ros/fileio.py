@@ -43,3 +43,19 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 
 def atomic_write_json(path: str | Path, obj: Any, indent: int = 2) -> Path:
     return atomic_write_bytes(path, (json.dumps(obj, indent=indent) + '\n').encode())
+
+
+def read_yaml_mapping(path: str | Path, what: str, error: type[Exception]) -> dict[str, Any]:
+    """A YAML file that must hold a mapping; any problem raises `error` naming `what` and the file."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise error(f'{what} {path} does not exist')
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise error(f'could not parse {what} {path}: {exc}') from None
+    if not isinstance(data, dict):
+        raise error(f'{what} {path} must be a mapping')
+    return data

@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from worldscape_ros.errors import EvalError
+from worldscape_ros.fileio import read_yaml_mapping
 
 SUITE_NAMES = ('nav', 'memory', 'idle', 'manip')
 NAV_SCRIPTS = ('straight', 'turn_left', 'turn_right', 'strafe', 'mixed', 'out_and_back', 'loop', 'idle')
@@ -121,12 +121,7 @@ def load_suite(name_or_path: str, frames: int | None = None) -> Suite:
     elif path.suffix not in ('.yaml', '.yml'):
         raise EvalError(f'unknown suite {name_or_path!r}; expected one of {", ".join(SUITE_NAMES + ("all",))} '
                         'or a path to a suite .yaml')
-    if not path.is_file():
-        raise EvalError(f'suite file {path} does not exist')
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise EvalError(f'could not parse suite {path}: {exc}') from None
+    data = read_yaml_mapping(path, 'suite file', EvalError)
     if frames is not None and frames < 2:
         raise EvalError(f'--frames must be at least 2 (the start frame and one generated), got {frames}')
     return parse_suite(data, source=str(path), frames=frames, base_dir=path.parent)

@@ -9,9 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from worldscape_ros.errors import ConfigError
+from worldscape_ros.fileio import read_yaml_mapping
 
 
 def _models_dir() -> Path:
@@ -212,10 +211,4 @@ def load_config(name_or_path: str) -> ModelConfig:
         path = MODELS_DIR / f'{name_or_path}.yaml'
     if not path.is_file():
         raise ConfigError(f'unknown model config {name_or_path!r}; available: {", ".join(available_configs())}')
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f'could not parse model config {path}: {exc}') from None
-    if not isinstance(data, dict):
-        raise ConfigError(f'model config {path} must be a mapping')
-    return ModelConfig.from_dict(data)
+    return ModelConfig.from_dict(read_yaml_mapping(path, 'model config', ConfigError))

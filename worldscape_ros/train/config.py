@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from worldscape_ros.errors import ConfigError, TrainError
+from worldscape_ros.fileio import read_yaml_mapping
 from worldscape_ros.model.config import ModelConfig, load_config
 
 STAGES = ('codec', 'teacher', 'distill')
@@ -207,13 +206,4 @@ def config_from_dict(d: dict[str, Any]) -> TrainConfig:
 
 
 def load_train_config(path: str | Path) -> TrainConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise TrainError(f'train config {path} does not exist')
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise TrainError(f'could not parse train config {path}: {exc}') from None
-    if not isinstance(data, dict):
-        raise TrainError(f'train config {path} must be a mapping')
-    return config_from_dict(data)
+    return config_from_dict(read_yaml_mapping(path, 'train config', TrainError))
