@@ -194,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     import rclpy
     from geometry_msgs.msg import Twist
     from rcl_interfaces.msg import ParameterDescriptor
+    from rclpy.duration import Duration
     from rclpy.node import Node
 
     rclpy.init(args=argv)
@@ -260,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         publish((0.0, 0.0, 0.0, 0.0, 0.0))  # never leave the robot driving
+        # Exiting right after publishing can drop the stop; wait (bounded) until subscribers acknowledged it.
+        publisher.wait_for_all_acked(Duration(seconds=1.0))
         sys.stdout.write('\r\n')
         sys.stdout.flush()
         node.destroy_node()
