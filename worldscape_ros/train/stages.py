@@ -28,7 +28,26 @@ class Stage:
         raise NotImplementedError
 
 
-class CodecStage(Stage):
+class EMAStage(Stage):
+    """One model, one optimiser, EMA weights as the product."""
+
+    model: WorldModel
+    cfg: TrainConfig
+    opt: torch.optim.Optimizer
+    ema: EMA
+
+    def optimise(self, loss: torch.Tensor, parts: dict[str, float], step: int) -> dict[str, float]:
+        lr = lr_at(step, self.cfg.optim)
+        parts['grad_norm'] = update(self.opt, loss, lr, self.cfg.optim.grad_clip)
+        parts['lr'] = lr
+        self.ema.update(self.model, step)
+        return parts
+
+    def export(self) -> WorldModel:
+        return self.ema.model
+
+
+class CodecStage(EMAStage):
     def __init__(self, model: WorldModel, cfg: TrainConfig, rt: Runtime) -> None:
         self.model, self.cfg, self.rt = model, cfg, rt
         for name, p in model.named_parameters():
@@ -43,17 +62,10 @@ class CodecStage(Stage):
         video = batch['rgb'].to(self.rt.device)
         with self.rt.autocast():
             loss, parts = self.objective(video, gens)
-        lr = lr_at(step, self.cfg.optim)
-        parts['grad_norm'] = update(self.opt, loss, lr, self.cfg.optim.grad_clip)
-        parts['lr'] = lr
-        self.ema.update(self.model, step)
-        return parts
-
-    def export(self) -> WorldModel:
-        return self.ema.model
+        return self.optimise(loss, parts, step)
 
 
-class TeacherStage(Stage):
+class TeacherStage(EMAStage):
     """The bidirectional teacher with the codec frozen; EMA weights are the product."""
 
     def __init__(self, model: WorldModel, cfg: TrainConfig, rt: Runtime) -> None:
@@ -73,11 +85,4 @@ class TeacherStage(Stage):
             clip = prepare_batch(self.model, batch, self.rt.device, self.views)
         with self.rt.autocast():
             loss, parts = self.objective(clip, gens)
-        lr = lr_at(step, self.cfg.optim)
-        parts['grad_norm'] = update(self.opt, loss, lr, self.cfg.optim.grad_clip)
-        parts['lr'] = lr
-        self.ema.update(self.model, step)
-        return parts
-
-    def export(self) -> WorldModel:
-        return self.ema.model
+        return self.optimise(loss, parts, step)
