@@ -14,7 +14,6 @@ One chunk, as the algorithm reads:
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -398,7 +397,3 @@ class WorldEngine:
         from worldscape_ros.model.session import load_session
 
         load_session(self, Path(path))
-
-    def session_meta(self) -> dict[str, Any]:
-        return {'config': self.config.name, 'frame_index': self._frame_index, 'chunk_id': self._chunk_id,
-                'state': json.dumps(self.state.__dict__)}
