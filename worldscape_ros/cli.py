@@ -20,7 +20,7 @@ COMMAND_MODULES = (
     'worldscape_ros.synthetic.commands',  # datagen, contact-sheet
     'worldscape_ros.model.commands',  # bench, info
     'worldscape_ros.eval.commands',  # eval
-    'worldscape_ros.train.commands',  # train, distill
+    'worldscape_ros.train.commands',  # train, distill, plot-training
     'worldscape_ros.tools.commands',  # rollout
 )
 

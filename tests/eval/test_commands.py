@@ -71,6 +71,9 @@ def test_rerun_skips_finished_scenarios_and_recomputes_when_settings_change(tiny
     with pytest.raises(AssertionError, match='was recomputed'):
         main(['eval', '--suite', str(suite), '--out', str(out), '--systems', BASELINES, '--no-progress',
               '--frames', '5'])
+    with pytest.raises(AssertionError, match='was recomputed'):  # an ablation is another system
+        main(['eval', '--suite', str(suite), '--out', str(out), '--systems', BASELINES, '--no-progress',
+              '--ablate', 'geometry'])
 
 
 def test_report_only_rebuilds_from_finished_scenarios_and_leaves_missing_ones_out(tiny_run, tmp_path, monkeypatch):

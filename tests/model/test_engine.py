@@ -133,3 +133,14 @@ def test_depth_is_carried_forward_from_the_start_where_the_scene_was_seen(engine
     covered = engine._guess.mask[0].numpy()
     assert covered.mean() > 0.9
     assert np.allclose(moved.depth[covered], 2.45, atol=2e-2)
+
+
+def test_geometry_ablation_leaves_the_guess_empty_and_changes_the_frames(micro_config, randomize):
+    frames = {}
+    for geometry in (True, False):
+        torch.manual_seed(0)
+        e = WorldEngine(randomize(WorldModel(micro_config), seed=3), seed=7, geometry=geometry)
+        start(e)
+        frames[geometry] = [e.step(NavAction(vx=0.5)).rgb for _ in range(2)]
+        assert (e._guess is not None) == geometry
+    assert not np.array_equal(frames[True][1], frames[False][1])

@@ -36,3 +36,19 @@ def test_codec_stage_updates_the_codec_only(tmp_path):
     after = model.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith('codec.'))
     assert all(torch.equal(before[k], after[k]) for k in before if not k.startswith('codec.'))
+
+
+def test_decoder_only_codec_stage_keeps_the_latent_space(tmp_path):
+    cfg = micro_train_config(tmp_path, tmp_path / 'run', stage='codec', codec={'train_encoder': False})
+    model = build_model(cfg)
+    video = clip_batch(2, 2, 32, 48)['rgb']
+    with torch.no_grad():
+        latent_before = model.codec.encode(video)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    stage = CodecStage(model, cfg, setup_runtime(cfg.run))
+    stage.step(clip_batch(2, 2, 32, 48), 0, [sample_generator(0, 0, i) for i in range(2)])
+    after = model.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith('codec.decoder.'))
+    assert all(torch.equal(before[k], after[k]) for k in before if not k.startswith('codec.decoder.'))
+    with torch.no_grad():
+        assert torch.equal(model.codec.encode(video), latent_before)

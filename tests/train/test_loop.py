@@ -68,3 +68,24 @@ def test_a_dataset_smaller_than_one_global_batch_raises_train_error(tmp_path):
     root = write_dataset(tmp_path / 'small', episodes=1, frames=4, height=32, width=48)
     with pytest.raises(TrainError, match='fewer than one global batch'):
         train(micro_train_config(root, tmp_path / 'run', data={'batch_size': 2}))
+
+
+def test_init_codec_replaces_only_the_codec_of_init(tmp_path):
+    from worldscape_ros.model.checkpoint import save_checkpoint
+    from worldscape_ros.train.loop import build_model
+
+    base = micro_train_config(tmp_path, tmp_path / 'run')
+    paths = {}
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        model = build_model(base.replace_in('run', seed=seed))
+        paths[seed] = tmp_path / f'seed{seed}.safetensors'
+        save_checkpoint(paths[seed], model)
+    a, _ = load_checkpoint(paths[1])
+    b, _ = load_checkpoint(paths[2])
+    merged = build_model(base.replace(init=str(paths[1]), init_codec=str(paths[2])))
+    for name, value in merged.state_dict().items():
+        expected = (b if name.startswith('codec.') else a).state_dict()[name]
+        assert torch.equal(value, expected), name
+    with pytest.raises(TrainError, match='init_codec checkpoint'):
+        build_model(base.replace(init=str(paths[1]), init_codec=str(tmp_path / 'missing.safetensors')))

@@ -50,6 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument('--dtype', default='float32', help='float32 or bfloat16')
     p.add_argument('--systems', default=','.join(SYSTEM_ORDER),
                    help='comma-separated systems to run (default: all four)')
+    p.add_argument('--ablate', choices=('geometry',), default=None,
+                   help='evaluate the model with a part switched off (geometry: no geometric guess); pair it with '
+                   'a run without --ablate to read the part\'s effect')
     p.add_argument('--pretrained-metrics', default=None, type=Path, metavar='DIR',
                    help='folder with local weights for FID/FVD (see docs/evaluation.md); skipped when absent')
     p.add_argument('--no-media', action='store_true', help='skip MP4s and contact sheets')
@@ -66,13 +69,14 @@ def build_systems(names: list[str], args: argparse.Namespace) -> tuple[dict[str,
         raise EvalError(f'unknown systems {", ".join(unknown) or "(none)"}; choose from {", ".join(SYSTEM_ORDER)}')
     systems: dict[str, WorldSystem] = {}
     info: dict[str, Any] = {'checkpoint': args.checkpoint or 'shipped default', 'checkpoint_sha256': None,
-                            'config': args.config}
+                            'config': args.config, 'ablate': getattr(args, 'ablate', None)}
     fps = 10.0
     for name in SYSTEM_ORDER:
         if name not in names:
             continue
         if name in ('model', 'memory_off'):
-            engine = model_system(args.checkpoint, args.config, args.device, args.dtype, memory=name == 'model')
+            engine = model_system(args.checkpoint, args.config, args.device, args.dtype, memory=name == 'model',
+                                  geometry=getattr(args, 'ablate', None) != 'geometry')
             cfg = getattr(engine, 'config', None)
             info['checkpoint_sha256'] = getattr(engine, 'sha256', None)
             if cfg is not None:
@@ -97,7 +101,7 @@ def run_eval(args: argparse.Namespace) -> int:
     size = tuple(info['model_size']) if 'model_size' in info else None
     fingerprint = {'eval_version': EVAL_VERSION, 'systems': list(systems), 'checkpoint_sha256':
                    info['checkpoint_sha256'], 'config': info['config'], 'device': args.device, 'dtype': args.dtype,
-                   'frames': args.frames, 'size': size}
+                   'frames': args.frames, 'size': size, 'ablate': info['ablate']}
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     fresh: list[str] = []
@@ -126,7 +130,8 @@ def run_eval(args: argparse.Namespace) -> int:
         'suite': args.suite, 'suite_names': [s.name for s in suites],
         'seeds': sorted({sc.seed for s in suites for sc in s.scenarios}),
         'frames': args.frames, 'checkpoint': info['checkpoint'], 'checkpoint_sha256': info['checkpoint_sha256'],
-        'config': info['config'], 'device': args.device, 'dtype': args.dtype, 'host': platform.node(),
+        'config': info['config'], 'ablate': info['ablate'], 'device': args.device, 'dtype': args.dtype,
+        'host': platform.node(),
         'cpu_threads': _threads(), 'date': datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds'),
         'eval_version': EVAL_VERSION, 'skipped_metrics': pretrained.skipped(), 'pretrained_metrics': extra,
         'resumed_scenarios': len(scenarios) - len(fresh),

@@ -88,7 +88,7 @@ def memory_config(config: ModelConfig, memory: bool, pool_bytes: int | None = No
 class WorldEngine:
     def __init__(self, model: WorldModel, device: str = 'cpu', dtype: str = 'float32', memory: bool = True,
                  steps: int | None = None, seed: int = 0, weights_sha256: str = '', carry_depth: bool = True,
-                 pool_bytes: int | None = None) -> None:
+                 pool_bytes: int | None = None, geometry: bool = True) -> None:
         if dtype not in DTYPES:
             raise ValueError(f'dtype must be one of {sorted(DTYPES)}, got {dtype!r}')
         if steps is not None and steps < 1:
@@ -112,20 +112,25 @@ class WorldEngine:
         self._last_pose_video: np.ndarray | None = None
         self._guess: GeometricGuess | None = None
         self.carry_depth = carry_depth  # output depth from the geometric guess where it covers the frame
+        # False: the ablation without the geometric guess (an empty render with zero coverage, which the model
+        # saw in training through conditioning dropout); only meaningful for a config that has the stream.
+        self.geometry = geometry
 
     # ---- construction ----------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, checkpoint: str | None = None, config: str | None = None, device: str = 'cpu',
                         dtype: str = 'float32', memory: bool = True, steps: int | None = None,
-                        seed: int = 0, pool_bytes: int | None = None) -> WorldEngine:
+                        seed: int = 0, pool_bytes: int | None = None, geometry: bool = True) -> WorldEngine:
         """checkpoint: None for the shipped default, 'random' for a random init of `config`, or a path.
-        pool_bytes: an optional byte budget of the global memory pool (besides its chunk budget)."""
+        pool_bytes: an optional byte budget of the global memory pool (besides its chunk budget).
+        geometry: False ablates the geometric conditioning (the rendered guess is left empty)."""
         if device == 'cuda' and not torch.cuda.is_available():
             raise ValueError('device cuda requested but no CUDA GPU is available')
         if checkpoint == 'random':
             torch.manual_seed(seed)
             model = WorldModel(load_config(config or 'ws-tiny'))
-            return cls(model, device, dtype, memory, steps, seed, weights_sha256='random-init', pool_bytes=pool_bytes)
+            return cls(model, device, dtype, memory, steps, seed, weights_sha256='random-init', pool_bytes=pool_bytes,
+                       geometry=geometry)
         path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
         if not checkpoint and not path.is_file():
             raise CheckpointError(f'no shipped default checkpoint at {path}; train one (worldscape train) '
@@ -133,7 +138,7 @@ class WorldEngine:
         cfg = load_config(config) if config else None
         model, info = load_checkpoint(path, device='cpu', config=cfg)
         return cls(model, device, dtype, memory, steps, seed, weights_sha256=info['weights_sha256'],
-                   pool_bytes=pool_bytes)
+                   pool_bytes=pool_bytes, geometry=geometry)
 
     # ---- public API ------------------------------------------------------------------------------------
     @property
@@ -305,7 +310,7 @@ class WorldEngine:
     def _geometry(self, poses: list[np.ndarray], entries: list[MemoryEntry] | None) -> GeometricGuess | None:
         """Render the context's frames into each target camera: codec latent and coverage per latent pixel."""
         cfg = self.config
-        if not entries or not cfg.conditioning.geometry:
+        if not entries or not cfg.conditioning.geometry or not self.geometry:
             return None
         views = cfg.memory.geometry_views
         # Frames in chunk order (the sink first): keep the sink's first frame, which anchors the scene, and the

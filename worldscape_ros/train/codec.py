@@ -23,7 +23,9 @@ class CodecObjective(nn.Module):
     def forward(self, video: torch.Tensor, gens: Sequence[torch.Generator]) -> tuple[torch.Tensor, dict[str, float]]:
         """video (B, T, 3, H, W) in [0, 1] -> loss (per-sample means, averaged) and its parts."""
         codec = self.model.codec
-        recon = codec.decode(codec.encode(video)).float()  # (B, T, 3, H, W)
+        with torch.set_grad_enabled(self.loss.train_encoder and torch.is_grad_enabled()):
+            latent = codec.encode(video)
+        recon = codec.decode(latent).float()  # (B, T, 3, H, W)
         a, b = recon.flatten(0, 1), video.flatten(0, 1)  # (B*T, 3, H, W)
         B = video.shape[0]
         l1 = (a - b).abs().flatten(1).mean(1).view(B, -1).mean(1)  # (B,)

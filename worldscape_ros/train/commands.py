@@ -1,4 +1,5 @@
-"""`worldscape train` (codec or teacher stage) and `worldscape distill`, driven by YAML configs in models/.
+"""`worldscape train` (codec or teacher stage) and `worldscape distill`, driven by YAML configs in models/, and
+`worldscape plot-training` for their curves.
 
 Multi-process: `torchrun --nproc_per_node N -m worldscape_ros.cli train --config ...` (DDP).
 Command-line options override the config's run and data sections.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from worldscape_ros.errors import TrainError
 from worldscape_ros.train.config import TrainConfig, load_train_config
@@ -80,3 +82,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_common(d)
     d.add_argument('--teacher', help='teacher checkpoint (overrides distill.teacher)')
     d.set_defaults(func=lambda a: _run(a, 'distill'))
+    c = subparsers.add_parser('plot-training', help='draw the training curves of runs (metrics.csv) into a PNG',
+                              description='One panel per logged loss, one line per run, against the step.')
+    c.add_argument('runs', nargs='+', type=Path, help='run folders (run.out) or metrics.csv files')
+    c.add_argument('--out', required=True, type=Path, help='image to write (.png, .svg, .pdf)')
+    c.add_argument('--columns', help='comma-separated columns to draw (default: every loss logged)')
+    c.set_defaults(func=_plot)
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from worldscape_ros.train.curves import plot_runs
+
+    columns = [c.strip() for c in args.columns.split(',') if c.strip()] if args.columns else None
+    drawn = plot_runs(args.runs, args.out, columns)
+    log.info('wrote %s (%s)', args.out, ', '.join(drawn))
+    return 0

@@ -63,6 +63,7 @@ class TeacherLossConfig:
 class CodecLossConfig:
     gradient_weight: float = 0.5  # L1 on image gradients beside the pixel L1: keeps edges sharp
     ssim_weight: float = 0.1
+    train_encoder: bool = True  # false: fine-tune the decoder only, keeping the latent space a DiT was trained on
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ class TrainConfig:
     stage: str = 'teacher'
     model: str = 'ws-tiny'  # a registered model name or a model YAML path
     init: str = ''  # checkpoint to start from (codec stage output for the teacher, the teacher for distill)
+    init_codec: str = ''  # a checkpoint whose codec replaces init's (a re-trained codec under a trained DiT)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     teacher: TeacherLossConfig = field(default_factory=TeacherLossConfig)

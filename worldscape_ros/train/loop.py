@@ -50,21 +50,27 @@ class RunSummary:
     last: dict[str, float]
 
 
-def load_init(cfg: TrainConfig, model: WorldModel, path: str) -> None:
-    """Load init weights (a codec run, a teacher) into `model`, which has the run's config."""
+def load_init(cfg: TrainConfig, model: WorldModel, path: str, codec_only: bool = False) -> None:
+    """Load init weights (a codec run, a teacher) into `model`, which has the run's config; codec_only: only
+    the codec's tensors (init_codec)."""
     if not path:
         return
+    what = 'init_codec' if codec_only else 'init'
     try:
         init, _ = load_checkpoint(path, config=model.config)
     except CheckpointError as exc:
-        raise TrainError(f'init checkpoint: {exc}') from None
-    model.load_state_dict(init.state_dict())
+        raise TrainError(f'{what} checkpoint: {exc}') from None
+    if codec_only:
+        model.codec.load_state_dict(init.codec.state_dict())
+    else:
+        model.load_state_dict(init.state_dict())
 
 
 def build_model(cfg: TrainConfig) -> WorldModel:
     torch.manual_seed(cfg.run.seed)
     model = WorldModel(cfg.model_config())
     load_init(cfg, model, cfg.init)
+    load_init(cfg, model, cfg.init_codec, codec_only=True)
     return model
 
 

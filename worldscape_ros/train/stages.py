@@ -50,8 +50,9 @@ class EMAStage(Stage):
 class CodecStage(EMAStage):
     def __init__(self, model: WorldModel, cfg: TrainConfig, rt: Runtime) -> None:
         self.model, self.cfg, self.rt = model, cfg, rt
+        trained = 'codec.' if cfg.codec.train_encoder else 'codec.decoder.'
         for name, p in model.named_parameters():
-            p.requires_grad_(name.startswith('codec.'))
+            p.requires_grad_(name.startswith(trained))
         self.objective = rt.wrap(CodecObjective(model, cfg.codec))
         self.opt = build_optimizer(model.codec.parameters(), cfg.optim)
         self.ema = EMA(model, cfg.run.ema_decay)
