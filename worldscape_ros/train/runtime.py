@@ -1,8 +1,10 @@
 """Where a run executes: one process by default, several under torchrun (DDP); the device, bf16 autocast on
 CUDA, and activation checkpointing of the DiT blocks.
 
-FSDP is not offered yet: torch's FSDP needs an accelerator, and sharded saves (gathering weights, EMA and
-optimiser state for the resumable format of state.py) could not be tested on the CPU machines of this project."""
+FSDP is not offered yet. FSDP2 (`fully_shard`) does run on CPU with gloo in torch 2.13 (a toy model trained and
+gathered its full state dict on this project's machines), but wiring it in needs three changes not made yet: the
+stages call the codec outside the wrapped forward (`register_fsdp_forward_method`), the EMA copy must be kept per
+shard, and saves must gather weights and optimiser state on every rank before rank 0 writes (state.py)."""
 
 from __future__ import annotations
 
