@@ -15,6 +15,8 @@ def micro_config() -> ModelConfig:
         'dit': {'dim': 48, 'depth': 2, 'heads': 2, 'ffn': 96, 'patch': [1, 2, 2], 'camera_width': 16,
                 'qk_norm': True},
         'heads': {'depth': True, 'gaussians': True, 'gaussian_layers': 1, 'gaussian_stride': 4},
+        # all three memory levels, whatever the shipped tiny config chooses
+        'memory': {**cfg.to_dict()['memory'], 'window_chunks': 2},
     })
 
 

@@ -40,3 +40,12 @@ def test_sizes_that_do_not_divide_into_patches_are_refused():
 def test_config_round_trips_through_a_dict():
     cfg = load_config('ws-small')
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_memory_may_have_no_window_but_needs_a_sink():
+    cfg = load_config('ws-tiny')
+    assert cfg.replace(memory=cfg.memory.__class__(window_chunks=0)).memory.window_chunks == 0
+    with pytest.raises(ConfigError, match='window_chunks must be >= 0'):
+        cfg.replace(memory=cfg.memory.__class__(window_chunks=-1))
+    with pytest.raises(ConfigError, match='at least one sink'):
+        cfg.replace(memory=cfg.memory.__class__(sink_chunks=0))

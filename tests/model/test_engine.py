@@ -144,3 +144,15 @@ def test_geometry_ablation_leaves_the_guess_empty_and_changes_the_frames(micro_c
         frames[geometry] = [e.step(NavAction(vx=0.5)).rgb for _ in range(2)]
         assert (e._guess is not None) == geometry
     assert not np.array_equal(frames[True][1], frames[False][1])
+
+
+def test_without_a_window_the_next_chunk_attends_to_the_sink_and_the_gated_pool_only(micro_config, randomize):
+    cfg = micro_config.replace(memory=micro_config.memory.__class__(sink_chunks=1, window_chunks=0))
+    e = WorldEngine(randomize(WorldModel(cfg), seed=3), seed=7)
+    f0 = start(e)
+    for _ in range(4):
+        e.step(NavAction())
+    assert len(e.memory.window) == 0
+    pooled = {m.chunk_id for m in e.memory.pool}
+    context = [m.chunk_id for m in e.memory.context(f0.pose, e.intrinsics)]
+    assert context[0] == 0 and set(context[1:]) <= pooled

@@ -38,7 +38,7 @@ def test_rollout_keeps_the_given_frame_and_gradients_reach_the_student_through_g
 def test_one_step_rollout_with_the_kv_cache_equals_the_block_causal_forward_on_its_own_frames(micro_config):
     """With one step, chunk c is x0 predicted from pure noise attending to the clean pass of chunks < c: the same
     as one block-causal teacher-forcing forward over [clean frames so far, noise] (what Self-Forcing trains)."""
-    model, clip = _setup(micro_config)
+    model, clip = _setup(micro_config.replace(memory=micro_config.memory.__class__(sink_chunks=1, window_chunks=2)))
     gens = lambda: [sample_generator(0, 0, i) for i in range(2)]  # noqa: E731
     with torch.no_grad():
         roll = self_rollout(model, clip, gens(), torch.Generator().manual_seed(1), steps=1)
@@ -52,4 +52,27 @@ def test_one_step_rollout_with_the_kv_cache_equals_the_block_causal_forward_on_i
         t = torch.tensor([[0.0, 0.0, 1.0]]).expand(2, 3)
         v = dit(x, t, clip.cond, mask=mask).velocity[:, 2:]
         expected = x[:, 2:] - v
+    assert torch.allclose(roll.x0[:, 2:], expected, atol=1e-4)
+
+
+def test_without_a_window_a_chunk_attends_to_the_sink_alone(micro_config):
+    """window_chunks 0: chunk 2 sees the given frame (the sink) and itself, not chunk 1: the same as a block-causal
+    forward over [clean frame 0, noise] with chunk 2's conditioning."""
+    from worldscape_ros.model.dit import Conditioning
+
+    cfg = micro_config.replace(memory=micro_config.memory.__class__(sink_chunks=1, window_chunks=0))
+    model, clip = _setup(cfg)
+    gens = lambda: [sample_generator(0, 0, i) for i in range(2)]  # noqa: E731
+    with torch.no_grad():
+        roll = self_rollout(model, clip, gens(), torch.Generator().manual_seed(1), steps=1)
+        g = gens()
+        noise = [torch.stack([torch.randn(1, 4, 8, 12, generator=gg) for gg in g]) for _ in range(2)]
+        dit = model.dit
+        ids = dit.chunk_ids(2)
+        cond = Conditioning(*(None if c is None else c[:, [0, 2]]
+                              for c in (clip.cond.plucker, clip.cond.pose, clip.cond.geometry, clip.cond.coverage)))
+        x = torch.cat([roll.x0[:, :1], noise[1]], dim=1)
+        t = torch.tensor([[0.0, 1.0]]).expand(2, 2)
+        v = dit(x, t, cond, mask=block_causal_mask(ids, ids)).velocity[:, 1:]
+        expected = x[:, 1:] - v
     assert torch.allclose(roll.x0[:, 2:], expected, atol=1e-4)

@@ -166,8 +166,8 @@ class ModelConfig:
         need(self.fps > 0, f'fps must be positive, got {self.fps}')
         need(self.chunk_frames >= 1, f'chunk_frames must be >= 1, got {self.chunk_frames}')
         need(self.sampler.steps >= 1, f'sampler.steps must be >= 1, got {self.sampler.steps}')
-        need(self.memory.sink_chunks >= 1 and self.memory.window_chunks >= 1,
-             'memory needs at least one sink and one window chunk')
+        need(self.memory.sink_chunks >= 1, 'memory needs at least one sink chunk (the given start)')
+        need(self.memory.window_chunks >= 0, f'memory.window_chunks must be >= 0, got {self.memory.window_chunks}')
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -66,7 +66,7 @@ def self_rollout(student: WorldModel, clip: ClipBatch, gens: Sequence[torch.Gene
 
     def context_for(chunk: int) -> tuple[list[LayerKV] | None, int]:
         ids = list(range(chunk))
-        keep = ids[:sink] + [i for i in ids[-window:] if i >= sink]
+        keep = ids[:sink] + [i for i in ids[len(ids) - window:] if i >= sink]  # window 0: the sink only
         if not keep:
             return None, 0
         positions = dit.token_positions(len(keep) * cf, 0, device)
