@@ -156,3 +156,11 @@ def test_without_a_window_the_next_chunk_attends_to_the_sink_and_the_gated_pool_
     pooled = {m.chunk_id for m in e.memory.pool}
     context = [m.chunk_id for m in e.memory.context(f0.pose, e.intrinsics)]
     assert context[0] == 0 and set(context[1:]) <= pooled
+
+
+def test_bfloat16_engine_streams_with_the_geometric_guess(micro_config, randomize):
+    e = WorldEngine(randomize(WorldModel(micro_config), seed=3), seed=7, dtype='bfloat16')
+    start(e)
+    frames = [e.step(NavAction(vx=0.5, yaw_rate=0.3)) for _ in range(3)]
+    assert e._guess is not None
+    assert all(f.rgb.shape == (micro_config.height, micro_config.width, 3) for f in frames)

@@ -315,7 +315,8 @@ class WorldEngine:
         views = cfg.memory.geometry_views
         # Frames in chunk order (the sink first): keep the sink's first frame, which anchors the scene, and the
         # newest frames of retrieval and the window.
-        rgbs, depths, c2ws = (self._newest(torch.cat([getattr(e.payload, name) for e in entries]), views)
+        # float before cat: the payload is float16, which CPU autocast (bfloat16) refuses to promote in cat
+        rgbs, depths, c2ws = (self._newest(torch.cat([getattr(e.payload, name).float() for e in entries]), views)
                               for name in ('rgb', 'depth', 'c2w'))
         K = torch.from_numpy(self.intrinsics).float().to(self.device)
         renders, depths_out, masks = [], [], []

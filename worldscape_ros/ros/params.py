@@ -84,7 +84,7 @@ DESCRIPTIONS: dict[str, str] = {
     'dtype': 'inference dtype: float32, bfloat16 or float16',
     'fps': 'frames per second of sim time (each frame advances sim time by 1/fps); 0 = the model\'s rate',
     'denoising_steps': "denoising steps per chunk; 0 = the model's default",
-    'memory': 'keep the KV-cache memory (sink, global pool, local window); false = local window only',
+    'memory': 'keep the global memory pool of the KV cache; false = sink and local window only',
     'memory_budget_mb': "budget of the KV-cache memory in MiB; 0 = the model's default",
     'start_seed': 'seed of the synthetic scene whose view starts the session (when start_image is empty)',
     'start_scene': "kind of synthetic start scene, e.g. 'room'",

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument('--device', default='cpu', help='cpu or cuda')
     p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16', 'float16'))
     p.add_argument('--steps', type=int, default=None, help="denoising steps (default: the config's)")
-    p.add_argument('--no-memory', action='store_true', help='sink and local window only (the ablation)')
+    p.add_argument('--no-memory', action='store_true', help='no global memory pool (the ablation)')
     p.add_argument('--threads', type=int, default=0, help="CPU threads for torch (0: torch's default)")
     p.add_argument('--seed', type=int, default=None,
                    help="sampling seed; default: the start's scene seed, as the simulator node uses its start_seed "
