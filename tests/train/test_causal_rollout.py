@@ -24,6 +24,15 @@ def _setup(micro_config, frames=3):
     return model, clip
 
 
+def _one_step_rollout(model, clip):
+    """A one-step rollout, and the noise it drew for chunks 1 and 2 (drawn again from the same generators)."""
+    gens = lambda: [sample_generator(0, 0, i) for i in range(2)]  # noqa: E731
+    roll = self_rollout(model, clip, gens(), torch.Generator().manual_seed(1), steps=1)
+    g = gens()
+    noise = [torch.stack([torch.randn(1, 4, 8, 12, generator=gg) for gg in g]) for _ in range(2)]
+    return roll, noise
+
+
 def test_rollout_keeps_the_given_frame_and_gradients_reach_the_student_through_generated_frames(micro_config):
     model, clip = _setup(micro_config)
     roll = self_rollout(model, clip, [sample_generator(0, 0, i) for i in range(2)], torch.Generator().manual_seed(1))
@@ -39,11 +48,8 @@ def test_one_step_rollout_with_the_kv_cache_equals_the_block_causal_forward_on_i
     """With one step, chunk c is x0 predicted from pure noise attending to the clean pass of chunks < c: the same
     as one block-causal teacher-forcing forward over [clean frames so far, noise] (what Self-Forcing trains)."""
     model, clip = _setup(micro_config.replace(memory=micro_config.memory.__class__(sink_chunks=1, window_chunks=2)))
-    gens = lambda: [sample_generator(0, 0, i) for i in range(2)]  # noqa: E731
     with torch.no_grad():
-        roll = self_rollout(model, clip, gens(), torch.Generator().manual_seed(1), steps=1)
-        g = gens()
-        noise = [torch.stack([torch.randn(1, 4, 8, 12, generator=gg) for gg in g]) for _ in range(2)]
+        roll, noise = _one_step_rollout(model, clip)
         dit = model.dit
         ids = dit.chunk_ids(3)
         mask = block_causal_mask(ids, ids)
@@ -62,11 +68,8 @@ def test_without_a_window_a_chunk_attends_to_the_sink_alone(micro_config):
 
     cfg = micro_config.replace(memory=micro_config.memory.__class__(sink_chunks=1, window_chunks=0))
     model, clip = _setup(cfg)
-    gens = lambda: [sample_generator(0, 0, i) for i in range(2)]  # noqa: E731
     with torch.no_grad():
-        roll = self_rollout(model, clip, gens(), torch.Generator().manual_seed(1), steps=1)
-        g = gens()
-        noise = [torch.stack([torch.randn(1, 4, 8, 12, generator=gg) for gg in g]) for _ in range(2)]
+        roll, noise = _one_step_rollout(model, clip)
         dit = model.dit
         ids = dit.chunk_ids(2)
         cond = Conditioning(*(None if c is None else c[:, [0, 2]]
