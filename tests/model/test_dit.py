@@ -18,8 +18,7 @@ def make_inputs(cfg, frames: int, seed: int = 1):
 
 
 def slice_cond(cond: Conditioning, a: int, b: int) -> Conditioning:
-    return Conditioning(*(None if v is None else v[:, a:b] for v in
-                          (cond.plucker, cond.pose, cond.geometry, cond.coverage)))
+    return cond.map(lambda v: v[:, a:b])
 
 
 def full_block_causal(dit: CausalDiT, x, t, cond):
@@ -103,8 +102,7 @@ def test_teacher_forcing_with_clean_context_equals_streaming_over_clean_passes(m
     frames = 3
     x0, _, cond = make_inputs(micro_config, frames, seed=2)
     xt, t, _ = make_inputs(micro_config, frames, seed=3)
-    both = Conditioning(*(None if v is None else torch.cat([v, v], dim=1) for v in
-                          (cond.plucker, cond.pose, cond.geometry, cond.coverage)))
+    both = cond.map(lambda v: torch.cat([v, v], dim=1))
     index = torch.cat([torch.arange(frames), torch.arange(frames)])
     with torch.no_grad():
         tf = dit(torch.cat([x0, xt], 1), torch.cat([torch.zeros_like(t), t], 1), both,

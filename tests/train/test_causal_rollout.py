@@ -64,16 +64,13 @@ def test_one_step_rollout_with_the_kv_cache_equals_the_block_causal_forward_on_i
 def test_without_a_window_a_chunk_attends_to_the_sink_alone(micro_config):
     """window_chunks 0: chunk 2 sees the given frame (the sink) and itself, not chunk 1: the same as a block-causal
     forward over [clean frame 0, noise] with chunk 2's conditioning."""
-    from worldscape_ros.model.dit import Conditioning
-
     cfg = micro_config.replace(memory=micro_config.memory.__class__(sink_chunks=1, window_chunks=0))
     model, clip = _setup(cfg)
     with torch.no_grad():
         roll, noise = _one_step_rollout(model, clip)
         dit = model.dit
         ids = dit.chunk_ids(2)
-        cond = Conditioning(*(None if c is None else c[:, [0, 2]]
-                              for c in (clip.cond.plucker, clip.cond.pose, clip.cond.geometry, clip.cond.coverage)))
+        cond = clip.cond.map(lambda c: c[:, [0, 2]])
         x = torch.cat([roll.x0[:, :1], noise[1]], dim=1)
         t = torch.tensor([[0.0, 1.0]]).expand(2, 2)
         v = dit(x, t, cond, mask=block_causal_mask(ids, ids)).velocity[:, 1:]

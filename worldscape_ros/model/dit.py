@@ -8,6 +8,7 @@ Token layout of F latent frames: for each frame, its N video tokens then its Np 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +27,11 @@ class Conditioning:
     pose: torch.Tensor | None = None  # (B, F, C, h, w) codec latent of the pose video
     geometry: torch.Tensor | None = None  # (B, F, C, h, w) codec latent of the geometric render
     coverage: torch.Tensor | None = None  # (B, F, 1, h, w) fraction of each latent pixel the render covers
+
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Conditioning:
+        """`fn` applied to every stream present (absent streams stay None): slicing, repeating, zeroing."""
+        return Conditioning(*(None if c is None else fn(c) for c in (self.plucker, self.pose, self.geometry,
+                                                                      self.coverage)))
 
 
 @dataclass

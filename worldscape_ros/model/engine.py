@@ -324,11 +324,9 @@ class WorldEngine:
             target = torch.from_numpy(pose).float().to(self.device)
             # The start frame is an observation, later frames are the model's own: where the start frame sees
             # the target, it wins; the rest fills what it does not see (errors do not compound where covered).
-            rgb, depth, mask = reproject.render_views(rgbs[:1].float(), depths[:1].float(), c2ws[:1].float(), K,
-                                                      target)
+            rgb, depth, mask = reproject.render_views(rgbs[:1], depths[:1], c2ws[:1], K, target)
             if rgbs.shape[0] > 1:
-                rgb_r, depth_r, mask_r = reproject.render_views(rgbs[1:].float(), depths[1:].float(),
-                                                                c2ws[1:].float(), K, target)
+                rgb_r, depth_r, mask_r = reproject.render_views(rgbs[1:], depths[1:], c2ws[1:], K, target)
                 rgb = torch.where(mask, rgb, rgb_r)
                 depth = torch.where(mask, depth, depth_r)
                 mask = mask | mask_r

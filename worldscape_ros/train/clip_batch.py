@@ -182,8 +182,4 @@ def prepare_batch(model: WorldModel, batch: dict, device: torch.device, geometry
 
 def slice_conditioning(cond: Conditioning, start: int, stop: int) -> Conditioning:
     """The conditioning of latent frames [start, stop)."""
-    def part(t: torch.Tensor | None) -> torch.Tensor | None:
-        return None if t is None else t[:, start:stop]
-
-    return Conditioning(plucker=part(cond.plucker), pose=part(cond.pose), geometry=part(cond.geometry),
-                        coverage=part(cond.coverage))
+    return cond.map(lambda c: c[:, start:stop])

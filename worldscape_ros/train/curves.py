@@ -40,7 +40,8 @@ def read_metrics(run: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def plot_runs(runs: Sequence[Path], out: Path, columns: Sequence[str] | None = None) -> list[str]:
-    """One panel per loss column, one line per run (log scale); returns the columns drawn."""
+    """One panel per loss column, one line per run (log scale where a panel spans over a decade); returns
+    the columns drawn."""
     import matplotlib
 
     matplotlib.use('Agg')
@@ -74,7 +75,6 @@ def plot_runs(runs: Sequence[Path], out: Path, columns: Sequence[str] | None = N
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
     try:
         with atomic_path(out) as tmp:
             fig.savefig(tmp, format=out.suffix.lstrip('.') or 'png')

@@ -55,8 +55,7 @@ def predict_x0(model: WorldModel, x_t: torch.Tensor, t: torch.Tensor, cond: Cond
     """Bidirectional x0 prediction, with classifier-free guidance against the unconditional (all streams off)."""
     v = model.dit(x_t, t, cond).velocity.float()
     if guidance != 1.0:
-        empty = Conditioning(*(None if c is None else torch.zeros_like(c)
-                               for c in (cond.plucker, cond.pose, cond.geometry, cond.coverage)))
+        empty = cond.map(torch.zeros_like)
         v_u = model.dit(x_t, t, empty).velocity.float()
         v = v_u + guidance * (v - v_u)
     return x0_from_velocity(x_t, v, t)

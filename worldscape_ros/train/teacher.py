@@ -24,7 +24,6 @@ from torch import nn
 
 from worldscape_ros.errors import TrainError
 from worldscape_ros.model import reproject
-from worldscape_ros.model.dit import Conditioning
 from worldscape_ros.model.sampler import add_noise, shift_time, velocity_target
 from worldscape_ros.model.world_model import WorldModel
 from worldscape_ros.train.clip_batch import ClipBatch, dropout_conditioning, rand, randn
@@ -114,8 +113,7 @@ class TeacherObjective(nn.Module):
         cond = dropout_conditioning(clip.cond, loss.cond_dropout, gens)
         if loss.causal:
             # [clean; noisy] frames: each noisy frame sees the clean earlier frames, as a chunk sees the cache.
-            both = Conditioning(*(None if c is None else torch.cat([c, c], dim=1)
-                                  for c in (cond.plucker, cond.pose, cond.geometry, cond.coverage)))
+            both = cond.map(lambda c: torch.cat([c, c], dim=1))
             index = torch.arange(Fl, device=device).repeat(2)
             out = model.dit(torch.cat([clip.x0, x_t], 1), torch.cat([torch.zeros_like(t), t], 1), both,
                             mask=model.dit.teacher_forcing_mask(Fl, device), frame_index=index)
