@@ -28,6 +28,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument('--init', help='checkpoint to start from (overrides init)')
     p.add_argument('--device', help='cpu, cuda, cuda:1 (overrides run.device)')
     p.add_argument('--precision', choices=('auto', 'fp32', 'bf16'), help='overrides run.precision')
+    p.add_argument('--parallel', choices=('auto', 'fsdp'), help='under torchrun: auto (DDP) or fsdp (sharded; '
+                   'overrides run.parallel)')
     p.add_argument('--threads', type=int, help='torch CPU threads (overrides run.threads)')
     p.add_argument('--max-minutes', type=float, help='stop, save and export after this much wall time '
                    '(overrides run.max_minutes; --resume continues)')
@@ -42,7 +44,7 @@ def config_from_args(args: argparse.Namespace, stage: str | None) -> TrainConfig
     if stage != 'distill' and cfg.stage == 'distill':
         raise TrainError(f'{args.config} is a distill config: run it with `worldscape distill`')
     run = {k: v for k, v in {'out': args.out, 'steps': args.steps, 'device': args.device,
-                             'precision': args.precision, 'threads': args.threads,
+                             'precision': args.precision, 'threads': args.threads, 'parallel': args.parallel,
                              'max_minutes': args.max_minutes, 'log_every': args.log_every}.items() if v is not None}
     if args.no_progress:
         run['progress'] = False

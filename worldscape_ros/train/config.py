@@ -19,6 +19,7 @@ from worldscape_ros.model.config import ModelConfig, load_config
 
 STAGES = ('codec', 'teacher', 'distill')
 PRECISIONS = ('auto', 'fp32', 'bf16')
+PARALLEL = ('auto', 'fsdp')
 T_SAMPLING = ('logit_normal', 'uniform')
 
 
@@ -88,6 +89,7 @@ class RunConfig:
     max_minutes: float = 0.0  # stop (save, export) after this much wall time; --resume continues (0: no limit)
     precision: str = 'auto'  # bf16 autocast on CUDA, fp32 on CPU
     activation_checkpointing: bool = False
+    parallel: str = 'auto'  # under torchrun: 'auto' replicates the model (DDP), 'fsdp' shards it (FSDP2)
     ema_decay: float = 0.999
     device: str = 'auto'
     threads: int = 0  # torch CPU threads (0: torch's default)
@@ -118,6 +120,7 @@ class TrainConfig:
 
         need(self.stage in STAGES, f'stage must be one of {STAGES}, got {self.stage!r}')
         need(self.run.precision in PRECISIONS, f'run.precision must be one of {PRECISIONS}')
+        need(self.run.parallel in PARALLEL, f'run.parallel must be one of {PARALLEL}, got {self.run.parallel!r}')
         need(self.teacher.t_sampling in T_SAMPLING, f'teacher.t_sampling must be one of {T_SAMPLING}')
         need(self.data.clip_len >= 2, f'data.clip_len must be >= 2, got {self.data.clip_len}')
         need(self.data.batch_size >= 1, f'data.batch_size must be >= 1, got {self.data.batch_size}')

@@ -140,11 +140,13 @@ class DistillStage(Stage):
         for m in (model, self.critic):
             for name, p in m.named_parameters():
                 p.requires_grad_(name.startswith('dit.'))
+        self.ema = EMA(model, cfg.run.ema_decay)
+        for m in (model, self.ema.model, self.critic, self.teacher):
+            rt.shard(m)  # before the optimisers, which must see the sharded parameters
         self.generator = rt.wrap(GeneratorObjective(model, self.teacher, self.critic, self.d))
         self.critic_objective = rt.wrap(CriticObjective(self.critic, self.d))
         self.opt = build_optimizer(model.parameters(), cfg.optim)
         self.critic_opt = build_optimizer(self.critic.parameters(), cfg.optim, lr=self.d.critic_lr)
-        self.ema = EMA(model, cfg.run.ema_decay)
         self.models = {'model': model, 'ema': self.ema.model, 'critic': self.critic}
         self.optimizers = {'model': self.opt, 'critic': self.critic_opt}
         self.views = cfg.teacher.geometry_views or model.config.memory.geometry_views
@@ -159,6 +161,7 @@ class DistillStage(Stage):
             loss, parts, x, cond = self.generator(clip, gens, shared)
         lr = lr_at(step, cfg.optim)
         parts['grad_norm'] = update(self.opt, loss, lr, cfg.optim.grad_clip)
+        rt.reshard()
         self.ema.update(self.model, step)
         context = self.d.context_chunks * self.model.config.chunk_frames
         for i in range(self.d.critic_steps):
@@ -169,6 +172,7 @@ class DistillStage(Stage):
                 closs, cparts = self.critic_objective(x, cond, context, gens)
             update(self.critic_opt, closs, self.d.critic_lr, cfg.optim.grad_clip)
             parts.update(cparts)
+        rt.reshard()  # the teacher's and critic's weights too, between steps
         parts['lr'] = lr
         return parts
 

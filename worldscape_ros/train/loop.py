@@ -166,8 +166,13 @@ def _train(cfg: TrainConfig, resume: bool, out: Path, dataset: ClipDataset, mode
     fingerprint = cfg.fingerprint()
     start = 0
     if resume:
-        state = load_state(latest_save(out), fingerprint, stage.models, stage.optimizers)
-        start = state.step
+        loaded = load_state(latest_save(out), fingerprint, {n: m.config for n, m in stage.models.items()},
+                            list(stage.optimizers))
+        for name, m in stage.models.items():
+            rt.load_model(m, loaded.models[name])
+        for name, opt in stage.optimizers.items():  # each optimiser steps the model of the same name
+            rt.load_optimizer(stage.models[name], opt, loaded.optimizers[name])
+        start = loaded.state.step
         log.info('resumed %s at step %d', out, start)
     elif rt.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -184,9 +189,12 @@ def _train(cfg: TrainConfig, resume: bool, out: Path, dataset: ClipDataset, mode
     parts: dict[str, float] = {}
 
     def save(step: int) -> None:
+        # Gathering is collective under FSDP: every rank takes part, rank 0 writes.
+        full = {name: rt.full_model(m) for name, m in stage.models.items()}
+        optim = {name: rt.optimizer_state(stage.models[name], opt) for name, opt in stage.optimizers.items()}
         if rt.is_main:
             save_state(out, TrainState(step, sampler.position(step), fingerprint, {'stage': cfg.stage}),
-                       stage.models, stage.optimizers)
+                       {name: m for name, m in full.items() if m is not None}, optim)
         rt.barrier()
 
     step = start
@@ -216,9 +224,10 @@ def _train(cfg: TrainConfig, resume: bool, out: Path, dataset: ClipDataset, mode
     reached = start + samples // sampler.global_batch
     if reached > start:
         save(reached)
-    if rt.is_main:
-        digest = save_checkpoint(final, stage.export(), {'stage': cfg.stage, 'steps': reached,
-                                                         'train_config': cfg.to_dict()})
+    product = rt.full_model(stage.export())
+    if product is not None:
+        digest = save_checkpoint(final, product, {'stage': cfg.stage, 'steps': reached,
+                                                  'train_config': cfg.to_dict()})
         log.info('wrote %s (sha256 %s) after %d steps, %.1f s', final, digest, reached, wall)
     rt.barrier()
     return RunSummary(steps=reached - start, wall_s=wall, samples_per_s=samples / max(wall, 1e-9),

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 import torch
 from torch import nn
+from torch.distributed.tensor import DTensor
 
 from worldscape_ros.model.world_model import WorldModel
 from worldscape_ros.train.config import OptimConfig
@@ -34,7 +35,11 @@ def update(opt: torch.optim.Optimizer, loss: torch.Tensor, lr: float, grad_clip:
     opt.zero_grad(set_to_none=True)
     loss.backward()
     params = [p for g in opt.param_groups for p in g['params'] if p.grad is not None]
-    norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float('inf'))
+    norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+    if isinstance(norm, DTensor):  # FSDP shards: the global norm from every rank's part
+        norm = norm.full_tensor()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grads_with_norm_(params, grad_clip, norm)
     for g in opt.param_groups:
         g['lr'] = lr
     opt.step()
@@ -42,7 +47,8 @@ def update(opt: torch.optim.Optimizer, loss: torch.Tensor, lr: float, grad_clip:
 
 
 class EMA:
-    """Exponential moving average of a model's weights, kept as a full model (saved as the shipped weights)."""
+    """Exponential moving average of a model's weights, kept as a model (saved as the shipped weights). Made
+    before FSDP sharding and then sharded like the model, so that each rank averages its own shards."""
 
     def __init__(self, model: WorldModel, decay: float) -> None:
         self.decay = decay

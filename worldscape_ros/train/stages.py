@@ -33,6 +33,7 @@ class EMAStage(Stage):
 
     model: WorldModel
     cfg: TrainConfig
+    rt: Runtime
     opt: torch.optim.Optimizer
     ema: EMA
 
@@ -40,6 +41,7 @@ class EMAStage(Stage):
         lr = lr_at(step, self.cfg.optim)
         parts['grad_norm'] = update(self.opt, loss, lr, self.cfg.optim.grad_clip)
         parts['lr'] = lr
+        self.rt.reshard()
         self.ema.update(self.model, step)
         return parts
 
@@ -53,9 +55,11 @@ class CodecStage(EMAStage):
         trained = 'codec.' if cfg.codec.train_encoder else 'codec.decoder.'
         for name, p in model.named_parameters():
             p.requires_grad_(name.startswith(trained))
+        self.ema = EMA(model, cfg.run.ema_decay)
+        for m in (model, self.ema.model):
+            rt.shard(m)  # the optimiser must see the sharded parameters
         self.objective = rt.wrap(CodecObjective(model, cfg.codec))
         self.opt = build_optimizer(model.codec.parameters(), cfg.optim)
-        self.ema = EMA(model, cfg.run.ema_decay)
         self.models = {'model': model, 'ema': self.ema.model}
         self.optimizers = {'model': self.opt}
 
@@ -74,9 +78,11 @@ class TeacherStage(EMAStage):
         for name, p in model.named_parameters():
             p.requires_grad_(not name.startswith('codec.'))
         model.codec.eval()
+        self.ema = EMA(model, cfg.run.ema_decay)
+        for m in (model, self.ema.model):
+            rt.shard(m)
         self.objective = rt.wrap(TeacherObjective(model, cfg.teacher))
         self.opt = build_optimizer(model.parameters(), cfg.optim)
-        self.ema = EMA(model, cfg.run.ema_decay)
         self.models = {'model': model, 'ema': self.ema.model}
         self.optimizers = {'model': self.opt}
         self.views = cfg.teacher.geometry_views or model.config.memory.geometry_views
