@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ from tqdm import tqdm
 
 from worldscape_ros.data.dataset import ClipDataset
 from worldscape_ros.errors import CheckpointError, EpisodeFormatError, TrainError
+from worldscape_ros.fileio import atomic_path
 from worldscape_ros.model.checkpoint import load_checkpoint, save_checkpoint
 from worldscape_ros.model.world_model import WorldModel
 from worldscape_ros.train.clip_batch import sample_generator
@@ -117,12 +116,10 @@ class MetricsLog:
             self.path.unlink(missing_ok=True)
 
     def _rewrite(self) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=f'.{self.path.name}.', dir=self.path.parent)
-        with os.fdopen(fd, 'w', newline='') as f:
+        with atomic_path(self.path) as tmp, tmp.open('w', newline='') as f:
             writer = csv.DictWriter(f, fieldnames=self.fields or ['step'], extrasaction='ignore')
             writer.writeheader()
             writer.writerows(self.rows)
-        os.replace(tmp, self.path)
 
     def write(self, row: dict[str, Any]) -> None:
         if not self.enabled:
