@@ -2,8 +2,10 @@ import torch
 from train_clips import clip_batch
 
 from worldscape_ros.model.attention import block_causal_mask
+from worldscape_ros.model.dit import Conditioning
+from worldscape_ros.model.sampler import add_noise, schedule, x0_from_velocity
 from worldscape_ros.model.world_model import WorldModel
-from worldscape_ros.train.clip_batch import prepare_batch, sample_generator
+from worldscape_ros.train.clip_batch import prepare_batch, randn, sample_generator
 from worldscape_ros.train.rollout import self_rollout
 
 
@@ -76,3 +78,66 @@ def test_without_a_window_a_chunk_attends_to_the_sink_alone(micro_config):
         v = dit(x, t, cond, mask=block_causal_mask(ids, ids)).velocity[:, 1:]
         expected = x[:, 1:] - v
     assert torch.allclose(roll.x0[:, 2:], expected, atol=1e-4)
+
+
+def _rolling_setup(micro_config):
+    """Two steps, no local window (each chunk's context is the sink), three latent frames: one given, two made."""
+    cfg = micro_config.replace(memory=micro_config.memory.__class__(sink_chunks=1, window_chunks=0),
+                               sampler=micro_config.sampler.__class__(steps=2, shift=2.0))
+    return _setup(cfg)
+
+
+def _shared_with_first_exit(exit_step: int) -> int:
+    """A seed of the shared generator whose first exit draw (the first generated chunk's) is exit_step."""
+    return next(s for s in range(100) if int(torch.randint(2, (1,), generator=torch.Generator().manual_seed(s)))
+                == exit_step)
+
+
+def test_in_a_rolling_window_a_chunk_takes_its_last_step_jointly_with_the_next_chunk(micro_config):
+    """Window 2, two steps: chunk 1 enters alone at pure noise, then steps from level 1 together with chunk 2
+    entering at level 0, both after the sink's cached keys: its output is that joint prediction."""
+    model, clip = _rolling_setup(micro_config)
+    dit, seed = model.dit, _shared_with_first_exit(1)
+    gens = lambda: [sample_generator(0, 0, i) for i in range(2)]  # noqa: E731
+    with torch.no_grad():
+        roll = self_rollout(model, clip, gens(), torch.Generator().manual_seed(seed), window=2)
+        assert roll.exit_steps[0] == 1
+        times = schedule(2, 2.0)
+        g = gens()
+        x1, fresh1, x2 = (randn(g, (1, 4, 8, 12), torch.device('cpu')) for _ in range(3))
+        cond = [clip.cond.map(lambda c, i=i: c[:, i:i + 1]) for i in range(3)]
+        sink = dit(clip.x0[:, :1], torch.zeros(2, 1), cond[0], return_kv=True).kv
+        context = dit.rotate_context(sink, dit.token_positions(1, 0))
+        t0, t1 = torch.full((2, 1), times[0]), torch.full((2, 1), times[1])
+        alone = x0_from_velocity(x1, dit(x1, t0, cond[1], context=context, first_frame=1).velocity, t0)
+        x1 = add_noise(alone, fresh1, t1)
+        x, t = torch.cat([x1, x2], 1), torch.cat([t1, t0], 1)
+        joint = Conditioning.cat(cond[1:])
+        expected = x0_from_velocity(x, dit(x, t, joint, context=context, first_frame=1).velocity, t)[:, :1]
+    assert torch.allclose(roll.x0[:, 1:2], expected, atol=1e-4)
+
+
+def test_a_rolling_window_of_one_chunk_is_chunk_by_chunk_generation(micro_config):
+    """The default (sampler.rolling_window 0) is a window of one; a window of two changes what chunk 1 saw at
+    its last step (chunk 2 beside it), and so its output."""
+    model, clip = _rolling_setup(micro_config)
+    gens = lambda: [sample_generator(0, 0, i) for i in range(2)]  # noqa: E731
+    seed = _shared_with_first_exit(1)
+    with torch.no_grad():
+        default = self_rollout(model, clip, gens(), torch.Generator().manual_seed(seed))
+        one = self_rollout(model, clip, gens(), torch.Generator().manual_seed(seed), window=1)
+        two = self_rollout(model, clip, gens(), torch.Generator().manual_seed(seed), window=2)
+    assert torch.equal(default.x0, one.x0)
+    assert one.exit_steps == two.exit_steps and one.exit_steps[0] == 1
+    assert not torch.allclose(one.x0[:, 1:2], two.x0[:, 1:2], atol=1e-3)
+
+
+def test_rolling_window_gradients_reach_the_student_from_every_generated_chunk(micro_config):
+    model, clip = _rolling_setup(micro_config)
+    roll = self_rollout(model, clip, [sample_generator(0, 0, i) for i in range(2)],
+                        torch.Generator().manual_seed(_shared_with_first_exit(1)), window=2)
+    assert roll.x0.shape == clip.x0.shape and torch.equal(roll.x0[:, 0], clip.x0[:, 0])
+    for chunk in (1, 2):
+        model.zero_grad()
+        roll.x0[:, chunk].square().mean().backward(retain_graph=True)
+        assert model.dit.blocks[0].qkv.weight.grad.abs().sum() > 0, chunk

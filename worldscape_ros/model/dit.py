@@ -8,7 +8,7 @@ Token layout of F latent frames: for each frame, its N video tokens then its Np 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +32,15 @@ class Conditioning:
         """`fn` applied to every stream present (absent streams stay None): slicing, repeating, zeroing."""
         return Conditioning(*(None if c is None else fn(c) for c in (self.plucker, self.pose, self.geometry,
                                                                       self.coverage)))
+
+    @staticmethod
+    def cat(parts: Sequence[Conditioning]) -> Conditioning:
+        """Consecutive frames' conditioning joined along the frame axis; a stream absent from any part is None."""
+        def join(name: str) -> torch.Tensor | None:
+            streams = [getattr(c, name) for c in parts]
+            return None if any(x is None for x in streams) else torch.cat(streams, dim=1)
+
+        return Conditioning(*(join(n) for n in ('plucker', 'pose', 'geometry', 'coverage')))
 
 
 @dataclass

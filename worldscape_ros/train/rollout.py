@@ -1,14 +1,21 @@
-"""Differentiable causal self-rollout with the KV cache (Self-Forcing): the student generates a clip chunk by
-chunk exactly as the engine does at inference, attending to what it generated itself.
+"""Differentiable causal self-rollout with the KV cache (Self-Forcing): the student generates a clip as the
+engine does at inference, attending to what it generated itself, through a rolling denoising window.
 
-Per chunk, as the algorithm reads:
-  1. context: the cached keys of the sink chunk(s) and the local window, placed at consecutive positions;
-  2. conditioning: Plücker rays and pose video of the chunk's cameras; the geometric guess rendered from the
-     frames so far (the given first frame with its true depth, then the model's own decoded frames with the
-     depth its head predicts);
-  3. denoise in a few steps (sampler.schedule); only the exit step (drawn per chunk, the same for every
-     process) keeps its graph, and its x0 prediction is the chunk's output, so memory stays that of one step;
-  4. a clean pass at t = 0 (no gradient) writes the chunk's keys into the cache and gives the depth features.
+The window holds up to W chunks at staggered noise levels (W = sampler.rolling_window; 0 or 1: one chunk at a
+time). Each tick, as the algorithm reads:
+  1. a new chunk enters at pure noise if the window has room; its conditioning: Plücker rays and pose video of
+     its cameras, and the geometric guess rendered from the frames generated so far (the given first frame with
+     its true depth, then the model's own decoded frames with the depth its head predicts);
+  2. context: the cached keys of the sink chunk(s) and the local window of clean chunks before the window,
+     placed at consecutive positions; the window's chunks follow and attend to each other (mutual refinement);
+  3. one denoising step of every chunk in the window, each at its own level (sampler.schedule);
+  4. the oldest chunk leaves at its exit level (drawn per chunk, the same for every process; chunks leave in
+     order, so the cache advances monotonically): its x0 prediction there is its output, and only ticks where
+     a chunk leaves keep their graph, so memory stays that of one step per chunk. The others are re-noised to
+     their next level;
+  5. a clean pass at t = 0 (no gradient) writes the leaving chunk's keys into the cache and gives the depth
+     features for later geometric guesses.
+With W = 1 this is chunk-by-chunk generation with a random exit step (Self-Forcing).
 """
 
 from __future__ import annotations
@@ -37,28 +44,27 @@ def _merge(chunks: list[list[LayerKV]]) -> list[LayerKV]:
             for i in range(len(chunks[0]))]
 
 
-def _cat(parts: list[torch.Tensor | None]) -> torch.Tensor | None:
-    return None if any(p is None for p in parts) else torch.cat(parts, dim=1)  # type: ignore[arg-type]
-
-
 def self_rollout(student: WorldModel, clip: ClipBatch, gens: Sequence[torch.Generator], shared: torch.Generator,
-                 context_chunks: int = 1, steps: int | None = None, views: int | None = None) -> Rollout:
-    """Generate every chunk after the first `context_chunks` of the clip; gradients reach the exit steps."""
+                 context_chunks: int = 1, steps: int | None = None, views: int | None = None,
+                 window: int | None = None) -> Rollout:
+    """Generate every chunk after the first `context_chunks` of the clip; gradients reach the exit steps.
+    window: chunks denoised together (default: sampler.rolling_window, at least 1)."""
     cfg = student.config
     dit = student.dit
     steps = steps or cfg.sampler.steps
     views = views or cfg.memory.geometry_views
+    window = max(1, cfg.sampler.rolling_window if window is None else window)
     times = schedule(steps, cfg.sampler.shift)
     cf, k = cfg.chunk_frames, cfg.codec.temporal_down
     B, Fl = clip.x0.shape[:2]
     n_chunks = Fl // cf
     device = clip.x0.device
-    sink, window = cfg.memory.sink_chunks, cfg.memory.window_chunks
+    sink, local = cfg.memory.sink_chunks, cfg.memory.window_chunks
+    grad = torch.is_grad_enabled()
 
     cache: list[list[LayerKV]] = []
     outputs: list[torch.Tensor] = []
-    geo_parts: list[torch.Tensor | None] = []
-    cov_parts: list[torch.Tensor | None] = []
+    conds: list[Conditioning] = []
     # Frames the geometric guess renders from: the given ones with true depth, then generated with predicted.
     seen_rgb = [clip.rgb[:, :context_chunks * cf * k]]
     seen_depth = [clip.depth.repeat_interleave(k, dim=1)[:, :context_chunks * cf * k]]
@@ -66,41 +72,26 @@ def self_rollout(student: WorldModel, clip: ClipBatch, gens: Sequence[torch.Gene
 
     def context_for(chunk: int) -> tuple[list[LayerKV] | None, int]:
         ids = list(range(chunk))
-        keep = ids[:sink] + [i for i in ids[len(ids) - window:] if i >= sink]  # window 0: the sink only
+        keep = ids[:sink] + [i for i in ids[len(ids) - local:] if i >= sink]  # window 0: the sink only
         if not keep:
             return None, 0
         positions = dit.token_positions(len(keep) * cf, 0, device)
         return dit.rotate_context(_merge([cache[i] for i in keep]), positions), len(keep) * cf
 
-    for c in range(n_chunks):
-        sl = slice(c * cf, (c + 1) * cf)
-        cond = slice_conditioning(clip.cond, sl.start, sl.stop)
+    def conditioning(c: int) -> Conditioning:
+        cond = slice_conditioning(clip.cond, c * cf, (c + 1) * cf)
         if c >= context_chunks and cfg.conditioning.geometry:
             rgb_src, depth_src = torch.cat(seen_rgb, 1), torch.cat(seen_depth, 1)
             src = pick_views(list(range(rgb_src.shape[1])), views)
             geo, cov = geometry_condition(student, rgb_src[:, src], depth_src[:, src], clip.video_c2w[:, src],
                                           clip.K, clip.video_c2w[:, c * cf * k:(c + 1) * cf * k])
             cond = Conditioning(plucker=cond.plucker, pose=cond.pose, geometry=geo, coverage=cov)
-        geo_parts.append(cond.geometry)
-        cov_parts.append(cond.coverage)
-        context, first = context_for(c)
-        if c < context_chunks:
-            x0 = clip.x0[:, sl]  # 1. the given first frame(s)
-        else:
-            # 3. few-step denoising; the graph is kept for the exit step only
-            exit_step = int(torch.randint(steps, (1,), generator=shared))
-            exits.append(exit_step)
-            x = randn(gens, (cf, *clip.x0.shape[2:]), device)  # (B, cf, C, h, w)
-            for i in range(exit_step + 1):
-                t = torch.full((B, cf), times[i], device=device)
-                with torch.set_grad_enabled(i == exit_step and torch.is_grad_enabled()):
-                    v = dit(x, t, cond, context=context, first_frame=first).velocity.float()
-                    x0 = x0_from_velocity(x, v, t)
-                if i < exit_step:
-                    fresh = randn(gens, x.shape[1:], device)
-                    x = add_noise(x0.detach(), fresh, torch.full((B, cf), times[i + 1], device=device))
+        return cond
+
+    def leave(c: int, x0: torch.Tensor, cond: Conditioning) -> None:
+        """5. the clean pass writes the cache; its features give the depth for the next geometric guesses."""
         outputs.append(x0)
-        # 4. the clean pass writes the cache; its features give the depth for the next geometric guesses
+        context, first = context_for(c)
         with torch.no_grad():
             t0 = torch.zeros(B, cf, device=device)
             out = dit(x0.detach(), t0, cond, context=context, first_frame=first, return_kv=True)
@@ -110,6 +101,47 @@ def self_rollout(student: WorldModel, clip: ClipBatch, gens: Sequence[torch.Gene
                 seen_rgb.append(student.codec.decode(x0.detach()).float())  # (B, cf*k, 3, H, W)
                 depth = student.predict_depth(out.features).float()  # (B, cf, H, W)
                 seen_depth.append(depth.repeat_interleave(k, dim=1))
-    cond = Conditioning(plucker=clip.cond.plucker, pose=clip.cond.pose, geometry=_cat(geo_parts),
-                        coverage=_cat(cov_parts))
+
+    for c in range(context_chunks):  # the given first frame(s)
+        conds.append(conditioning(c))
+        leave(c, clip.x0[:, c * cf:(c + 1) * cf], conds[c])
+
+    @dataclass
+    class Pending:
+        chunk: int
+        level: int  # steps taken so far; the chunk is at noise level times[level]
+        exit: int  # the level whose x0 prediction is its output
+        x: torch.Tensor  # (B, cf, C, h, w)
+
+    pending: list[Pending] = []
+    entering = context_chunks
+    while entering < n_chunks or pending:
+        if entering < n_chunks and len(pending) < window:  # 1. a chunk enters at pure noise
+            conds.append(conditioning(entering))
+            exit_step = int(torch.randint(steps, (1,), generator=shared))
+            exits.append(exit_step)
+            pending.append(Pending(entering, 0, exit_step, randn(gens, (cf, *clip.x0.shape[2:]), device)))
+            entering += 1
+        # 4. who leaves at this tick: the oldest chunks that have reached their exit level, in order
+        leaving = 0
+        while leaving < len(pending) and pending[leaving].level >= pending[leaving].exit:
+            leaving += 1
+        # 2-3. one joint step of the window after the clean context
+        context, first = context_for(pending[0].chunk)
+        x = torch.cat([p.x for p in pending], dim=1)  # (B, W * cf, C, h, w)
+        t = torch.cat([torch.full((B, cf), times[p.level], device=device) for p in pending], dim=1)
+        cond = Conditioning.cat([conds[p.chunk] for p in pending])
+        with torch.set_grad_enabled(grad and leaving > 0):
+            v = dit(x, t, cond, context=context, first_frame=first).velocity.float()
+            x0 = x0_from_velocity(x, v, t)
+        for j, p in enumerate(pending):
+            x0_j = x0[:, j * cf:(j + 1) * cf]
+            if j < leaving:
+                leave(p.chunk, x0_j, conds[p.chunk])
+            else:
+                fresh = randn(gens, p.x.shape[1:], device)
+                p.x = add_noise(x0_j.detach(), fresh, torch.full((B, cf), times[p.level + 1], device=device))
+                p.level += 1
+        pending = pending[leaving:]
+    cond = Conditioning.cat(conds)
     return Rollout(x0=torch.cat(outputs, dim=1), cond=cond, context=context_chunks * cf, exit_steps=exits)
