@@ -73,3 +73,23 @@ def test_model_with_memory_off_runs_a_scenario_through_the_protocol(tmp_path):
     summary = result['systems']['memory_off']['summary']
     assert math.isfinite(summary['psnr']) and math.isfinite(summary['structure'])
     assert summary['latency_ms'] > 0
+
+
+def test_a_model_with_a_rolling_window_rolls_the_known_trajectory_through_it():
+    """window 2: the scenario goes through engine.rollout (chunks refined together), so its frames are those of
+    rollout() and differ from stepping one chunk at a time."""
+    pytest.importorskip('worldscape_ros.model.engine')
+    from worldscape_ros.eval.baselines import model_system
+    from worldscape_ros.eval.ground_truth import drive_command, ground_truth
+
+    scenario = parse_suite({'name': 'w', 'kind': 'nav', 'frames': 4, 'seeds': [90001],
+                            'scripts': ['turn_left']}).scenarios[0]
+    gt = ground_truth(scenario)
+    rolled = {w: roll_out(model_system(window=w), gt, scenario) for w in (1, 2)}  # the shipped model
+    direct = model_system(window=2)
+    direct.reset(gt.rgb[0], gt.poses[0], gt.intrinsics, gt.depth[0])
+    commands = [drive_command(gt, t, scenario.kind) for t in range(1, gt.frames)]
+    frames = direct.rollout(commands)  # type: ignore[attr-defined]
+    assert np.array_equal(rolled[2].rgb[1:], np.stack([f.rgb for f in frames]))
+    assert not np.array_equal(rolled[1].rgb[1:], rolled[2].rgb[1:])
+    assert rolled[2].latency_ms.shape == (gt.frames - 1,)

@@ -164,3 +164,46 @@ def test_bfloat16_engine_streams_with_the_geometric_guess(micro_config, randomiz
     frames = [e.step(NavAction(vx=0.5, yaw_rate=0.3)) for _ in range(3)]
     assert e._guess is not None
     assert all(f.rgb.shape == (micro_config.height, micro_config.width, 3) for f in frames)
+
+
+def _tour(n: int) -> list[NavAction]:
+    return [NavAction(vx=0.4, yaw_rate=0.3 * (-1) ** (i // 3)) for i in range(n)]
+
+
+def test_a_rolling_window_of_one_is_stepping_frame_by_frame(micro_config, randomize):
+    frames = {}
+    for how in ('step', 'rollout'):
+        e = WorldEngine(randomize(WorldModel(micro_config), seed=3), seed=7)
+        start(e)
+        frames[how] = [e.step(a) for a in _tour(5)] if how == 'step' else e.rollout(_tour(5), window=1)
+    for a, b in zip(frames['step'], frames['rollout'], strict=True):
+        assert np.array_equal(a.rgb, b.rgb) and np.array_equal(a.depth, b.depth) and a.index == b.index
+
+
+def test_a_rolling_window_refines_chunks_together_and_the_cache_advances_in_order(micro_config, randomize):
+    """Window 2 (two steps): each chunk takes its last step beside the next one, so the frames differ from a
+    window of 1; the poses do not, and memory receives every chunk once, in order."""
+    cfg = micro_config.replace(sampler=micro_config.sampler.__class__(steps=2, shift=2.0, rolling_window=2))
+    runs = {}
+    for window in (1, 2):
+        e = WorldEngine(randomize(WorldModel(cfg), seed=3), seed=7)
+        start(e)
+        appended: list[int] = []
+        append = e.memory.append
+        e.memory.append = lambda entry, _a=append, _l=appended: (_l.append(entry.chunk_id), _a(entry))[1]
+        runs[window] = (e.rollout(_tour(5), window=window), appended)
+    (one, _), (two, appended) = runs[1], runs[2]
+    assert [f.index for f in two] == [1, 2, 3, 4, 5]
+    assert all(np.array_equal(a.pose, b.pose) for a, b in zip(one, two, strict=True))
+    assert not np.array_equal(one[0].rgb, two[0].rgb)
+    assert appended == [1, 2, 3, 4, 5]
+    # the config's window is the default
+    e2 = WorldEngine(randomize(WorldModel(cfg), seed=3), seed=7)
+    start(e2)
+    assert all(np.array_equal(a.rgb, b.rgb) for a, b in zip(e2.rollout(_tour(5)), two, strict=True))
+
+
+def test_rollout_refuses_mismatched_hand_keypoints_with_one_clear_error(engine):
+    start(engine)
+    with pytest.raises(ValueError, match='hand_keypoints must hold one entry per action'):
+        engine.rollout(_tour(3), hand_keypoints=[None, None])

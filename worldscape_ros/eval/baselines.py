@@ -157,11 +157,13 @@ class Reprojection:
 
 
 def model_system(checkpoint: str | None = None, config: str | None = None, device: str = 'cpu',
-                 dtype: str = 'float32', memory: bool = True, geometry: bool = True) -> WorldSystem:
+                 dtype: str = 'float32', memory: bool = True, geometry: bool = True,
+                 window: int | None = None) -> WorldSystem:
     """The world engine (memory on: 'model'; memory off: the 'memory_off' baseline; geometry False: the
-    ablation without the geometric guess)."""
+    ablation without the geometric guess; window: chunks denoised together when the trajectory is known ahead,
+    default the config's)."""
     from worldscape_ros.model.engine import WorldEngine  # heavy and optional: only when a model is evaluated
 
     engine = WorldEngine.from_pretrained(checkpoint=checkpoint, config=config, device=device, dtype=dtype,
-                                         memory=memory, geometry=geometry)
+                                         memory=memory, geometry=geometry, window=window)
     return cast(WorldSystem, engine)  # reset() also returns frame 0, which the protocol ignores

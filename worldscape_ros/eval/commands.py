@@ -53,6 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument('--ablate', choices=('geometry',), default=None,
                    help='evaluate the model with a part switched off (geometry: no geometric guess); pair it with '
                    'a run without --ablate to read the part\'s effect')
+    p.add_argument('--window', type=int, default=None,
+                   help='rolling denoising window of the model systems: chunks denoised together over the known '
+                   'trajectory (default: the config\'s sampler.rolling_window; 1: one chunk at a time, as live)')
     p.add_argument('--pretrained-metrics', default=None, type=Path, metavar='DIR',
                    help='folder with local weights for FID/FVD (see docs/evaluation.md); skipped when absent')
     p.add_argument('--no-media', action='store_true', help='skip MP4s and contact sheets')
@@ -69,15 +72,17 @@ def build_systems(names: list[str], args: argparse.Namespace) -> tuple[dict[str,
         raise EvalError(f'unknown systems {", ".join(unknown) or "(none)"}; choose from {", ".join(SYSTEM_ORDER)}')
     systems: dict[str, WorldSystem] = {}
     info: dict[str, Any] = {'checkpoint': args.checkpoint or 'shipped default', 'checkpoint_sha256': None,
-                            'config': args.config, 'ablate': getattr(args, 'ablate', None)}
+                            'config': args.config, 'ablate': getattr(args, 'ablate', None), 'window': None}
     fps = 10.0
     for name in SYSTEM_ORDER:
         if name not in names:
             continue
         if name in ('model', 'memory_off'):
             engine = model_system(args.checkpoint, args.config, args.device, args.dtype, memory=name == 'model',
-                                  geometry=getattr(args, 'ablate', None) != 'geometry')
+                                  geometry=getattr(args, 'ablate', None) != 'geometry',
+                                  window=getattr(args, 'window', None))
             cfg = getattr(engine, 'config', None)
+            info['window'] = getattr(engine, 'window', None)
             info['checkpoint_sha256'] = getattr(engine, 'sha256', None)
             if cfg is not None:
                 info['config'] = cfg.name
@@ -101,7 +106,7 @@ def run_eval(args: argparse.Namespace) -> int:
     size = tuple(info['model_size']) if 'model_size' in info else None
     fingerprint = {'eval_version': EVAL_VERSION, 'systems': list(systems), 'checkpoint_sha256':
                    info['checkpoint_sha256'], 'config': info['config'], 'device': args.device, 'dtype': args.dtype,
-                   'frames': args.frames, 'size': size, 'ablate': info['ablate']}
+                   'frames': args.frames, 'size': size, 'ablate': info['ablate'], 'window': info['window']}
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     fresh: list[str] = []
@@ -130,7 +135,8 @@ def run_eval(args: argparse.Namespace) -> int:
         'suite': args.suite, 'suite_names': [s.name for s in suites],
         'seeds': sorted({sc.seed for s in suites for sc in s.scenarios}),
         'frames': args.frames, 'checkpoint': info['checkpoint'], 'checkpoint_sha256': info['checkpoint_sha256'],
-        'config': info['config'], 'ablate': info['ablate'], 'device': args.device, 'dtype': args.dtype,
+        'config': info['config'], 'ablate': info['ablate'], 'window': info['window'], 'device': args.device,
+        'dtype': args.dtype,
         'host': platform.node(),
         'cpu_threads': _threads(), 'date': datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds'),
         'eval_version': EVAL_VERSION, 'skipped_metrics': pretrained.skipped(), 'pretrained_metrics': extra,

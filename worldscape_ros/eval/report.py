@@ -119,7 +119,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"# WorldScape evaluation: suite {report.get('suite')}",
         '',
         f"- checkpoint: {report.get('checkpoint')} (sha256 {report.get('checkpoint_sha256')}), config "
-        f"{report.get('config')}",
+        f"{report.get('config')}; ablated: {report.get('ablate') or 'nothing'}; rolling window: "
+        f"{report.get('window') or 1} chunk(s)",
         f"- device: {report.get('device')}; date: {report.get('date')}; wall time: {report.get('wall_s', 0):.1f} s",
         f"- seeds: {report.get('seeds')}; frames per scenario: {report.get('frames')}",
         '',

@@ -55,7 +55,13 @@ def roll_out(system: WorldSystem, gt: GroundTruth, scenario: Scenario) -> Rollou
     chunk = int(getattr(getattr(system, 'config', None), 'frames_per_chunk', 1) or 1)
     frames = []
     latency = []
-    if chunk > 1 and hasattr(system, 'step_chunk'):
+    if int(getattr(system, 'window', 1) or 1) > 1:  # the rolling window over the known trajectory
+        pad = -(T - 1) % chunk  # whole chunks: hold the last command, keep only the frames asked for
+        t0 = time.perf_counter()
+        rollout = getattr(system, 'rollout')  # noqa: B009 - the engine's, not part of the baseline protocol
+        frames = rollout(commands + commands[-1:] * pad, hands + hands[-1:] * pad)[: T - 1]
+        latency = [1e3 * (time.perf_counter() - t0) / (T - 1)] * (T - 1)
+    elif chunk > 1 and hasattr(system, 'step_chunk'):
         for k in range(0, T - 1, chunk):
             cmds, kps = commands[k:k + chunk], hands[k:k + chunk]
             pad = chunk - len(cmds)  # the last chunk: hold the last command, keep only the frames asked for

@@ -10,6 +10,12 @@ One chunk, as the algorithm reads:
   4. denoise the chunk in a few steps;
   5. one clean pass at t = 0 writes the chunk's keys and values, and its features give the depth;
   6. decode, and hand the chunk to memory.
+
+`step`/`step_chunk` denoise one chunk at a time: a frame for each action as it arrives. When the trajectory is
+known ahead (evaluation, offline rollouts), `rollout` runs the rolling denoising window instead: up to W chunks
+at staggered noise levels take each step together after the clean context (W = sampler.rolling_window), the
+oldest leaves clean each tick and only then enters the cache and memory, so the cache advances monotonically.
+A window of 1 is `step_chunk` exactly.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from worldscape_ros.model.config import ModelConfig, load_config
 from worldscape_ros.model.dit import Conditioning, LayerKV
 from worldscape_ros.model.kinematics import BaseState, NavAction, camera_pose, integrate, state_from_camera_pose
 from worldscape_ros.model.memory import HierarchicalMemory, MemoryConfig, MemoryEntry
-from worldscape_ros.model.sampler import denoise_chunk
+from worldscape_ros.model.sampler import add_noise, schedule, x0_from_velocity
 from worldscape_ros.model.world_model import WorldModel
 
 log = logging.getLogger(__name__)
@@ -77,6 +83,19 @@ class ChunkPayload:
         return sum(t.numel() * t.element_size() for t in tensors)
 
 
+@dataclass
+class InFlight:
+    """A chunk in the denoising window: its cameras, conditioning and latent at noise level times[level]."""
+
+    poses: list[np.ndarray]
+    cond: Conditioning
+    guess: GeometricGuess | None
+    pose_video: np.ndarray | None
+    x: torch.Tensor  # (1, F, C, h, w)
+    level: int
+    t0: float  # perf_counter at entry (latency)
+
+
 def memory_config(config: ModelConfig, memory: bool, pool_bytes: int | None = None) -> MemoryConfig:
     m = config.memory
     # Memory off (the ablation): sink and local window only, no global pool.
@@ -88,11 +107,13 @@ def memory_config(config: ModelConfig, memory: bool, pool_bytes: int | None = No
 class WorldEngine:
     def __init__(self, model: WorldModel, device: str = 'cpu', dtype: str = 'float32', memory: bool = True,
                  steps: int | None = None, seed: int = 0, weights_sha256: str = '', carry_depth: bool = True,
-                 pool_bytes: int | None = None, geometry: bool = True) -> None:
+                 pool_bytes: int | None = None, geometry: bool = True, window: int | None = None) -> None:
         if dtype not in DTYPES:
             raise ValueError(f'dtype must be one of {sorted(DTYPES)}, got {dtype!r}')
         if steps is not None and steps < 1:
             raise ValueError(f'steps must be >= 1, got {steps}')
+        if window is not None and window < 1:
+            raise ValueError(f'window must be >= 1 (1: one chunk at a time), got {window}')
         self.device = torch.device(device)
         self.dtype = DTYPES[dtype]
         self.model = model.to(self.device).eval()
@@ -115,22 +136,26 @@ class WorldEngine:
         # False: the ablation without the geometric guess (an empty render with zero coverage, which the model
         # saw in training through conditioning dropout); only meaningful for a config that has the stream.
         self.geometry = geometry
+        # chunks rollout() denoises together (the rolling window); step() always takes one chunk at a time
+        self.window = window or max(1, self.config.sampler.rolling_window)
 
     # ---- construction ----------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, checkpoint: str | None = None, config: str | None = None, device: str = 'cpu',
                         dtype: str = 'float32', memory: bool = True, steps: int | None = None,
-                        seed: int = 0, pool_bytes: int | None = None, geometry: bool = True) -> WorldEngine:
+                        seed: int = 0, pool_bytes: int | None = None, geometry: bool = True,
+                        window: int | None = None) -> WorldEngine:
         """checkpoint: None for the shipped default, 'random' for a random init of `config`, or a path.
         pool_bytes: an optional byte budget of the global memory pool (besides its chunk budget).
-        geometry: False ablates the geometric conditioning (the rendered guess is left empty)."""
+        geometry: False ablates the geometric conditioning (the rendered guess is left empty).
+        window: the rolling window of rollout() (default: the config's sampler.rolling_window)."""
         if device == 'cuda' and not torch.cuda.is_available():
             raise ValueError('device cuda requested but no CUDA GPU is available')
         if checkpoint == 'random':
             torch.manual_seed(seed)
             model = WorldModel(load_config(config or 'ws-tiny'))
             return cls(model, device, dtype, memory, steps, seed, weights_sha256='random-init', pool_bytes=pool_bytes,
-                       geometry=geometry)
+                       geometry=geometry, window=window)
         path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
         if not checkpoint and not path.is_file():
             raise CheckpointError(f'no shipped default checkpoint at {path}; train one (worldscape train) '
@@ -138,7 +163,7 @@ class WorldEngine:
         cfg = load_config(config) if config else None
         model, info = load_checkpoint(path, device='cpu', config=cfg)
         return cls(model, device, dtype, memory, steps, seed, weights_sha256=info['weights_sha256'],
-                   pool_bytes=pool_bytes, geometry=geometry)
+                   pool_bytes=pool_bytes, geometry=geometry, window=window)
 
     # ---- public API ------------------------------------------------------------------------------------
     @property
@@ -206,51 +231,109 @@ class WorldEngine:
 
     def step_chunk(self, actions: Sequence[NavAction | np.ndarray | Sequence[float] | None],
                    hand_keypoints: Sequence[np.ndarray | None] | None = None) -> list[Frame]:
-        cfg = self.config
+        """Generate the next chunk (frames_per_chunk actions and hand keypoints, one per frame)."""
+        kps = self._check_chunk(actions, hand_keypoints)
+        window = [self._enter(actions, kps)]
+        while True:
+            frames = self._tick(window)
+            if frames:
+                return frames
+
+    def rollout(self, actions: Sequence[NavAction | np.ndarray | Sequence[float] | None],
+                hand_keypoints: Sequence[np.ndarray | None] | None = None,
+                window: int | None = None) -> list[Frame]:
+        """Frames for a trajectory known ahead (one action per frame, a whole number of chunks), generated
+        through the rolling denoising window of `window` chunks (default: the engine's window)."""
+        k = self.config.frames_per_chunk
+        if len(actions) % k:
+            raise ValueError(f'actions must hold a multiple of {k} entries (whole chunks), got {len(actions)}')
+        given = list(hand_keypoints) if hand_keypoints is not None else [None] * len(actions)
+        if len(given) != len(actions):
+            raise ValueError(f'hand_keypoints must hold one entry per action ({len(actions)}), got {len(given)}')
+        size = window or self.window
+        chunks = [(actions[i:i + k], given[i:i + k]) for i in range(0, len(actions), k)]
+        frames: list[Frame] = []
+        in_flight: list[InFlight] = []
+        while chunks or in_flight:
+            if chunks and len(in_flight) < size:  # one chunk enters per tick: the levels stay staggered
+                acts, kps = chunks.pop(0)
+                in_flight.append(self._enter(acts, self._check_chunk(acts, kps)))
+            frames += self._tick(in_flight)
+        return frames
+
+    # ---- one chunk through the window ------------------------------------------------------------------
+    def _check_chunk(self, actions: Sequence[Any], hand_keypoints: Sequence[np.ndarray | None] | None
+                     ) -> list[np.ndarray | None]:
         if self._reference is None:
             raise ValueError('reset() the engine with a first frame before step()')
-        k = cfg.frames_per_chunk
+        k = self.config.frames_per_chunk
         if len(actions) != k:
             raise ValueError(f'actions must hold {k} entries (one per frame of a chunk), got {len(actions)}')
         given = list(hand_keypoints) if hand_keypoints is not None else [None] * k
         if len(given) != k:
             raise ValueError(f'hand_keypoints must hold {k} entries, got {len(given)}')
-        kps: list[np.ndarray | None] = [None if kp is None else hands.validate_keypoints(kp) for kp in given]
+        return [None if kp is None else hands.validate_keypoints(kp) for kp in given]
+
+    def _enter(self, actions: Sequence[Any], kps: list[np.ndarray | None]) -> InFlight:
+        """1. kinematics; 2. conditioning (the geometric guess from the memory as it is now); pure noise."""
+        cfg = self.config
         t0 = time.perf_counter()
-        # 1. kinematics
         poses = [self._advance(a) for a in actions]
         with torch.no_grad(), self._autocast():
-            # 2-3. memory context and conditioning
-            context_entries = self.memory.context(poses[-1], self.intrinsics)
-            cond = self._conditioning(poses, kps, geometry=context_entries)
-            context = self._context_kv(context_entries)
-            first = len(context_entries) * cfg.chunk_frames
+            cond = self._conditioning(poses, kps, geometry=self.memory.context(poses[-1], self.intrinsics))
+        C, h, w = cfg.codec.latent_channels, cfg.latent_height, cfg.latent_width
+        noise = torch.randn((1, cfg.chunk_frames, C, h, w), generator=self._generator).to(self.device)
+        return InFlight(poses, cond, self._guess, self._last_pose_video, noise, 0, t0)
 
-            # 4. denoise in a few steps
-            def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-                return self.model.dit(x, t, cond, context=context, first_frame=first).velocity.float()
+    def _tick(self, window: list[InFlight]) -> list[Frame]:
+        """3-4. one denoising step of every chunk in the window, jointly, after the context of the oldest (the
+        sink, the pool retrieved for its camera, the local window); the oldest leaves when it is clean."""
+        cfg = self.config
+        times = schedule(self.steps, cfg.sampler.shift)
+        with torch.no_grad(), self._autocast():
+            entries = self.memory.context(window[0].poses[-1], self.intrinsics)
+            context = self._context_kv(entries, chunks=len(window))
+            x = torch.cat([c.x for c in window], dim=1)  # (1, W * F, C, h, w)
+            t = torch.cat([torch.full(c.x.shape[:2], times[c.level], device=self.device) for c in window], 1)
+            cond = Conditioning.cat([c.cond for c in window])
+            v = self.model.dit(x, t, cond, context=context, first_frame=len(entries) * cfg.chunk_frames)
+            x0 = x0_from_velocity(x, v.velocity.float(), t)
+            F_ = cfg.chunk_frames
+            for j, c in enumerate(window):
+                c_next = times[c.level + 1]
+                if c_next > 0:
+                    fresh = torch.randn(c.x.shape, generator=self._generator, device='cpu').to(c.x)
+                    c.x = add_noise(x0[:, j * F_:(j + 1) * F_], fresh, torch.full(c.x.shape[:2], c_next,
+                                                                                   device=self.device))
+                c.level += 1
+            if window[0].level < self.steps:
+                return []
+            done = window.pop(0)
+            if window:  # the clean pass attends to the context alone, with room for one chunk
+                context = self._context_kv(entries)
+            return self._leave(done, x0[:, :F_], entries, context)
 
-            C, h, w = cfg.codec.latent_channels, cfg.latent_height, cfg.latent_width
-            noise = torch.randn((1, cfg.chunk_frames, C, h, w), generator=self._generator).to(self.device)
-            x0 = denoise_chunk(velocity, noise, self.steps, cfg.sampler.shift, self._generator)
-            # 5. clean pass: cache and depth
-            features, kv = self._clean_pass(x0, cond, context_entries, context)
-            depth = self.model.predict_depth(features).float()[0]  # (F, H, W)
-            # 6. decode
-            video = self.model.codec.decode(x0).float()[0]  # (Fv, 3, H, W)
+    def _leave(self, chunk: InFlight, x0: torch.Tensor, entries: list[MemoryEntry],
+               context: list[LayerKV] | None) -> list[Frame]:
+        """5. the clean pass: cache and depth; 6. decode, and hand the chunk to memory."""
+        cfg = self.config
+        features, kv = self._clean_pass(x0, chunk.cond, entries, context)
+        depth = self.model.predict_depth(features).float()[0]  # (F, H, W)
+        video = self.model.codec.decode(x0).float()[0]  # (Fv, 3, H, W)
         depth_v = depth.repeat_interleave(cfg.codec.temporal_down, dim=0)  # (Fv, H, W)
-        if self.carry_depth and self._guess is not None:
+        if self.carry_depth and chunk.guess is not None:
             # The static scene's depth carried forward by reprojection where it is seen; the head fills the rest.
-            depth_v = torch.where(self._guess.mask, self._guess.depth, depth_v)
-        self._remember(kv, video, depth_v, poses, x0)
-        latency = 1e3 * (time.perf_counter() - t0)
+            depth_v = torch.where(chunk.guess.mask, chunk.guess.depth, depth_v)
+        self._remember(kv, video, depth_v, chunk.poses, x0)
+        k = cfg.frames_per_chunk
+        latency = 1e3 * (time.perf_counter() - chunk.t0)
         rgb = (video.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
         frames = []
         for i in range(k):
             self._frame_index += 1
-            pv = self._last_pose_video[i] if self._last_pose_video is not None else None
+            pv = chunk.pose_video[i] if chunk.pose_video is not None else None
             frames.append(Frame(rgb=rgb[i], depth=depth_v[i].cpu().numpy().astype(np.float32),
-                                pose=poses[i].copy(), index=self._frame_index, latency_ms=latency / k,
+                                pose=chunk.poses[i].copy(), index=self._frame_index, latency_ms=latency / k,
                                 pose_video=pv))
         return frames
 
@@ -361,8 +444,9 @@ class WorldEngine:
             cov = torch.zeros_like(geo[:, :, :1])
         return Conditioning(plucker=self._plucker(poses), pose=pose_latent, geometry=geo, coverage=cov)
 
-    def _context_kv(self, entries: list[MemoryEntry]) -> list[LayerKV] | None:
-        """Concatenate the context chunks' cached keys and give them consecutive positions."""
+    def _context_kv(self, entries: list[MemoryEntry], chunks: int = 1) -> list[LayerKV] | None:
+        """Concatenate the context chunks' cached keys and give them consecutive positions, with free room for
+        the keys of the `chunks` chunks that attend to them."""
         if not entries:
             return None
         cfg = self.config
@@ -370,7 +454,7 @@ class WorldEngine:
         merged = [LayerKV(torch.cat([e.payload.kv[i].k for e in entries], dim=2),
                           torch.cat([e.payload.kv[i].v for e in entries], dim=2)) for i in range(layers)]
         positions = self.model.dit.token_positions(len(entries) * cfg.chunk_frames, 0, self.device)
-        return self.model.dit.rotate_context(merged, positions, tail=cfg.tokens_per_chunk)
+        return self.model.dit.rotate_context(merged, positions, tail=chunks * cfg.tokens_per_chunk)
 
     def _clean_pass(self, x0: torch.Tensor, cond: Conditioning, entries: list[MemoryEntry],
                     context: list[LayerKV] | None = None) -> tuple[torch.Tensor, list[LayerKV]]:
