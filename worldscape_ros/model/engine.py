@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,22 +244,30 @@ class WorldEngine:
                 window: int | None = None) -> list[Frame]:
         """Frames for a trajectory known ahead (one action per frame, a whole number of chunks), generated
         through the rolling denoising window of `window` chunks (default: the engine's window)."""
+        return list(self.rollout_frames(actions, hand_keypoints, window))
+
+    def rollout_frames(self, actions: Sequence[NavAction | np.ndarray | Sequence[float] | None],
+                       hand_keypoints: Sequence[np.ndarray | None] | None = None,
+                       window: int | None = None) -> Iterator[Frame]:
+        """rollout(), yielding each chunk's frames as the chunk leaves the window (for writers that stream).
+        The arguments are checked before the first frame is made."""
         k = self.config.frames_per_chunk
         if len(actions) % k:
             raise ValueError(f'actions must hold a multiple of {k} entries (whole chunks), got {len(actions)}')
-        given = list(hand_keypoints) if hand_keypoints is not None else [None] * len(actions)
+        given: list[np.ndarray | None] = list(hand_keypoints) if hand_keypoints is not None else [None] * len(actions)
         if len(given) != len(actions):
             raise ValueError(f'hand_keypoints must hold one entry per action ({len(actions)}), got {len(given)}')
         size = window or self.window
         chunks = [(actions[i:i + k], given[i:i + k]) for i in range(0, len(actions), k)]
-        frames: list[Frame] = []
+        return self._roll(chunks, size)
+
+    def _roll(self, chunks: list[tuple[Sequence[Any], list[np.ndarray | None]]], size: int) -> Iterator[Frame]:
         in_flight: list[InFlight] = []
         while chunks or in_flight:
             if chunks and len(in_flight) < size:  # one chunk enters per tick: the levels stay staggered
                 acts, kps = chunks.pop(0)
                 in_flight.append(self._enter(acts, self._check_chunk(acts, kps)))
-            frames += self._tick(in_flight)
-        return frames
+            yield from self._tick(in_flight)
 
     # ---- one chunk through the window ------------------------------------------------------------------
     def _check_chunk(self, actions: Sequence[Any], hand_keypoints: Sequence[np.ndarray | None] | None

@@ -89,17 +89,19 @@ def frames_per_step(engine: Any) -> int:
 
 
 def drive(engine: Any, script: ActionScript) -> Iterator[Any]:
-    """Step the engine through the script, one chunk at a time; yields frames 1..T in order.
+    """Roll the engine through the script (the whole script is known: through its rolling denoising window,
+    one chunk at a time when the window is 1); yields frames 1..T in order.
 
     A last partial chunk is padded with standing still; the padding frames are not yielded.
     """
     k = frames_per_step(engine)
     n = len(script)
-    for i in range(0, n, k):
-        acts = [script.actions[j] if j < n else np.zeros(5) for j in range(i, i + k)]
-        kps = [script.hands[j] if script.hands is not None and j < n else None for j in range(i, i + k)]
-        frames = engine.step_chunk(acts, kps) if k > 1 else [engine.step(acts[0], kps[0])]
-        yield from frames[:min(k, n - i)]
+    total = -(-n // k) * k
+    acts = [script.actions[j] if j < n else np.zeros(5) for j in range(total)]
+    kps = [script.hands[j] if script.hands is not None and j < n else None for j in range(total)]
+    for i, frame in enumerate(engine.rollout_frames(acts, kps)):
+        if i < n:
+            yield frame
 
 
 class RolloutRecorder:
