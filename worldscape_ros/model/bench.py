@@ -14,6 +14,7 @@ import math
 import platform
 import statistics
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,10 +84,28 @@ def recompute_latency_ms(model: WorldModel, engine: WorldEngine, chunks: int, re
     return statistics.median(times[1:])
 
 
+def made_chunks(engine: WorldEngine, n: int, window: int) -> Iterator[None]:
+    """Yield once per chunk made along the tour: by step_chunk (window 1, as live control), or as each chunk
+    leaves the rolling denoising window of `window` chunks (the tour known ahead)."""
+    k = engine.config.frames_per_chunk
+    if window <= 1:
+        for i in range(1, n + 1):
+            engine.step_chunk([tour_action(i * k + j) for j in range(k)])
+            yield
+        return
+    frames = engine.rollout_frames([tour_action(j) for j in range(k, (n + 1) * k)], window=window)
+    for i, _ in enumerate(frames, start=1):
+        if i % k == 0:
+            yield
+
+
 def run_bench(config: str, device: str = 'cpu', dtype: str = 'float32', chunks: int = 100, size: str | None = None,
-              checkpoint: str | None = None, threads: int | None = None, speedup: bool = True) -> dict[str, Any]:
+              checkpoint: str | None = None, threads: int | None = None, speedup: bool = True,
+              window: int = 1) -> dict[str, Any]:
     if chunks < 1:
         raise ValueError(f'--chunks must be positive, got {chunks}')
+    if window < 1:
+        raise ValueError(f'--window must be >= 1, got {window}')
     if threads:
         torch.set_num_threads(threads)
     cfg = sized(load_config(config), size)
@@ -108,14 +127,15 @@ def run_bench(config: str, device: str = 'cpu', dtype: str = 'float32', chunks: 
     k = cfg.frames_per_chunk
     warmup = min(3, chunks)
     t_start = 0.0
-    for i in range(1, chunks + warmup + 1):
-        if i == warmup + 1:
-            t_start = time.perf_counter()
+    _sync(dev)
+    t0 = time.perf_counter()
+    for i, _ in enumerate(made_chunks(engine, chunks + warmup, window), start=1):
         _sync(dev)
-        t0 = time.perf_counter()
-        engine.step_chunk([tour_action(i * k + j) for j in range(k)])
-        _sync(dev)
-        ms = 1e3 * (time.perf_counter() - t0)
+        now = time.perf_counter()
+        ms = 1e3 * (now - t0)  # since the previous chunk came out
+        t0 = now
+        if i == warmup:
+            t_start = now
         n = i - warmup
         if n >= 1:
             latencies.append(ms)
@@ -127,7 +147,7 @@ def run_bench(config: str, device: str = 'cpu', dtype: str = 'float32', chunks: 
         'config': cfg.name, 'size': f'{cfg.width}x{cfg.height}', 'device': str(dev), 'dtype': dtype,
         'device_name': torch.cuda.get_device_name() if dev.type == 'cuda' else platform.processor() or 'cpu',
         'threads': torch.get_num_threads(), 'torch': torch.__version__, 'params': engine.model.num_parameters(),
-        'steps': engine.steps, 'chunks': chunks, 'frames_per_chunk': k,
+        'steps': engine.steps, 'window': window, 'chunks': chunks, 'frames_per_chunk': k,
         'fps': frames / total, 'pixels_per_s': frames * cfg.width * cfg.height / total,
         'latency_ms_p50': float(np.percentile(latencies, 50)), 'latency_ms_p95': float(np.percentile(latencies, 95)),
         'latency_ms_mean': float(np.mean(latencies)), 'at_chunk': at_chunk,
@@ -148,7 +168,8 @@ def run_bench(config: str, device: str = 'cpu', dtype: str = 'float32', chunks: 
 
 
 def summary_line(r: dict[str, Any]) -> str:
-    s = (f"{r['config']} {r['size']} {r['device']} {r['dtype']} x{r['threads']}: {r['fps']:.2f} frames/s, "
+    s = (f"{r['config']} {r['size']} {r['device']} {r['dtype']} x{r['threads']} window {r.get('window', 1)}: "
+         f"{r['fps']:.2f} frames/s, "
          f"chunk p50 {r['latency_ms_p50']:.1f} ms p95 {r['latency_ms_p95']:.1f} ms, "
          f"cache {r['cache_bytes_final'] / 2**20:.1f} MiB")
     if 'streaming_speedup_at_64' in r:
@@ -165,12 +186,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--size', default=None, help='override the image size, e.g. 832x480')
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads')
     p.add_argument('--no-speedup', action='store_true', help='skip the recompute-the-context comparison')
+    p.add_argument('--window', type=int, default=1,
+                   help='1: step chunk by chunk (live control); W > 1: the tour through the rolling denoising '
+                   'window of W chunks (known ahead), timed as each chunk leaves it')
     p.add_argument('--json', type=Path, default=None, help='write every figure to this JSON file')
 
 
 def run_from_args(args: argparse.Namespace) -> int:
     r = run_bench(args.config, args.device, args.dtype, args.chunks, args.size, args.checkpoint, args.threads,
-                  speedup=not args.no_speedup)
+                  speedup=not args.no_speedup, window=args.window)
     print(summary_line(r))
     for n, m in r['at_chunk'].items():
         print(f"  chunk {n:>5}: {m['latency_ms']:.1f} ms, cache {m['cache_bytes'] / 2**20:.2f} MiB")
