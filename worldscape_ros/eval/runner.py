@@ -24,6 +24,7 @@ from worldscape_ros.eval import metrics as M
 from worldscape_ros.eval.action_following import action_following
 from worldscape_ros.eval.ground_truth import GroundTruth, drive_command, ground_truth
 from worldscape_ros.eval.protocol import WorldSystem
+from worldscape_ros.eval.revealed import revealed_masks, revealed_scores
 from worldscape_ros.eval.structure import StructureBand, gmsd, gradient_energy_ratio
 from worldscape_ros.eval.suites import Scenario, Suite
 from worldscape_ros.fileio import atomic_write_bytes
@@ -31,7 +32,7 @@ from worldscape_ros.synthetic.hand import BONE_RADIUS
 
 log = logging.getLogger(__name__)
 
-EVAL_VERSION = 2  # bump when a metric's definition changes: old scenario results are then recomputed
+EVAL_VERSION = 3  # bump when a metric's definition changes: old scenario results are then recomputed
 SYSTEM_ORDER = ('model', 'repeat_first_frame', 'reprojection', 'memory_off')
 REFERENCE = 'ground_truth'  # the metrics run on the ground truth itself: each metric's floor or ceiling
 FINGER_RADIUS_M = BONE_RADIUS  # the synthetic hand's bone radius, for the keypoint mask
@@ -115,6 +116,8 @@ def score(scenario: Scenario, gt: GroundTruth, rollout: Rollout, band: Structure
         curves['rot_err_deg'] = curve(af.rot_err_deg, af.frame_index)
         curves['trans_err_deg'] = curve(af.trans_err_deg, af.frame_index)
         summary['motion_recovered'] = float(af.recovered.mean()) if len(af.recovered) else math.nan
+    if scenario.kind == 'nav' and gt.has_frames and gt.depth is not None and T > 1:
+        summary.update(revealed_scores(gen, gt.rgb, revealed_masks(gt.depth[0], gt.poses, gt.intrinsics)))
     if scenario.script in ('out_and_back', 'loop'):
         pairs = M.revisit_pairs(gt.poses)
         summary['memory_symmetry'] = M.memory_symmetry(gen, pairs)
