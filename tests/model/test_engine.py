@@ -207,3 +207,25 @@ def test_rollout_refuses_mismatched_hand_keypoints_with_one_clear_error(engine):
     start(engine)
     with pytest.raises(ValueError, match='hand_keypoints must hold one entry per action'):
         engine.rollout(_tour(3), hand_keypoints=[None, None])
+
+
+@pytest.mark.parametrize('attend_pool', [True, False])
+def test_retrieved_pool_chunks_feed_the_guess_and_join_attention_only_when_attend_pool(micro_config, randomize,
+                                                                                      attend_pool):
+    memory = micro_config.memory.__class__(sink_chunks=1, window_chunks=0, retrieve_chunks=2,
+                                           attend_pool=attend_pool)
+    e = WorldEngine(randomize(WorldModel(micro_config.replace(memory=memory)), seed=3), seed=7)
+    start(e)
+    seen: dict[str, list[set[int]]] = {'attention': [], 'guess': []}
+    context_kv, geometry = e._context_kv, e._geometry
+    e._context_kv = lambda entries, chunks=1: (seen['attention'].append({m.chunk_id for m in entries}),  # type: ignore
+                                               context_kv(entries, chunks))[1]
+    e._geometry = lambda poses, entries: (seen['guess'].append({m.chunk_id for m in entries or []}),  # type: ignore
+                                          geometry(poses, entries))[1]
+    for a in _tour(8):
+        e.step(a)
+    assert e.memory.pool, 'the tour should pool chunks'
+    guess_pool = set().union(*seen['guess']) - {0}
+    attention_pool = set().union(*seen['attention']) - {0}
+    assert guess_pool  # retrieved chunks always reach the geometric guess
+    assert bool(attention_pool) == attend_pool

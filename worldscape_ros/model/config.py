@@ -82,6 +82,10 @@ class MemorySettings:
     pool_chunks: int = 16
     retrieve_chunks: int = 2
     geometry_views: int = 6  # cached frames rendered into the target camera for geometric conditioning
+    # Retrieved pool chunks always feed the geometric guess; true: their cached keys also join the attention
+    # context (the paper's memory). A model distilled on clips whose context held only the sink and the window
+    # has never attended to retrieved chunks: false keeps its attention as trained.
+    attend_pool: bool = True
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,9 @@ One chunk, as the algorithm reads:
   1. kinematics: integrate the action into the target camera pose;
   2. conditioning: Plücker rays relative to the session's reference camera; the pose video of the hand;
      the geometric guess: the frames of the context rendered into the target camera by their depth;
-  3. memory: the sink, the pooled chunks retrieved for the target camera and the local window form the
-     context; their cached keys are placed at consecutive positions before the new chunk;
+  3. memory: the sink, the pooled chunks retrieved for the target camera (unless memory.attend_pool is false:
+     then they feed the geometric guess only) and the local window form the context; their cached keys are
+     placed at consecutive positions before the new chunk;
   4. denoise the chunk in a few steps;
   5. one clean pass at t = 0 writes the chunk's keys and values, and its features give the depth;
   6. decode, and hand the chunk to memory.
@@ -295,11 +296,12 @@ class WorldEngine:
 
     def _tick(self, window: list[InFlight]) -> list[Frame]:
         """3-4. one denoising step of every chunk in the window, jointly, after the context of the oldest (the
-        sink, the pool retrieved for its camera, the local window); the oldest leaves when it is clean."""
+        sink, the pool retrieved for its camera unless memory.attend_pool is false, the local window); the oldest
+        leaves when it is clean."""
         cfg = self.config
         times = schedule(self.steps, cfg.sampler.shift)
         with torch.no_grad(), self._autocast():
-            entries = self.memory.context(window[0].poses[-1], self.intrinsics)
+            entries = self.memory.context(window[0].poses[-1], self.intrinsics, retrieve=cfg.memory.attend_pool)
             context = self._context_kv(entries, chunks=len(window))
             x = torch.cat([c.x for c in window], dim=1)  # (1, W * F, C, h, w)
             t = torch.cat([torch.full(c.x.shape[:2], times[c.level], device=self.device) for c in window], 1)

@@ -349,9 +349,12 @@ class HierarchicalMemory:
             order = order[scores[order] > 0]
         return [self._pool[i] for i in order]
 
-    def context(self, target_pose: np.ndarray, intrinsics: np.ndarray | None = None) -> list[MemoryEntry]:
-        """What the next chunk attends to: sink + retrieved pool chunks + window, ordered by chunk_id."""
-        entries = {e.chunk_id: e for e in (*self._sink, *self.retrieve(target_pose, intrinsics), *self._window)}
+    def context(self, target_pose: np.ndarray, intrinsics: np.ndarray | None = None,
+                retrieve: bool = True) -> list[MemoryEntry]:
+        """What the next chunk attends to: sink + retrieved pool chunks (retrieve=False: none) + window, ordered
+        by chunk_id."""
+        pooled = self.retrieve(target_pose, intrinsics) if retrieve else []
+        entries = {e.chunk_id: e for e in (*self._sink, *pooled, *self._window)}
         return [entries[c] for c in sorted(entries)]
 
     # -- save / restore -----------------------------------------------------------------------------------------
