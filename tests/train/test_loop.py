@@ -1,3 +1,4 @@
+import csv
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,17 @@ def test_init_codec_replaces_only_the_codec_of_init(tmp_path):
         assert torch.equal(value, expected), name
     with pytest.raises(TrainError, match='init_codec checkpoint'):
         build_model(base.replace(init=str(paths[1]), init_codec=str(tmp_path / 'missing.safetensors')))
+
+
+def test_metrics_rows_average_the_loss_parts_over_the_log_interval(dataset_root, tmp_path):
+    rows = {}
+    for every in (1, 2):
+        cfg = micro_train_config(dataset_root, tmp_path / f'every{every}', run={'steps': 4, 'log_every': every})
+        train(cfg)
+        with (tmp_path / f'every{every}' / METRICS_FILE).open() as f:
+            rows[every] = {int(r['step']): r for r in csv.DictReader(f)}
+    assert sorted(rows[2]) == [2, 4]
+    for step in (2, 4):
+        for part in ('loss', 'fm', 'grad_norm'):
+            mean = (float(rows[1][step - 1][part]) + float(rows[1][step][part])) / 2
+            assert float(rows[2][step][part]) == pytest.approx(mean, rel=1e-6), (step, part)

@@ -184,6 +184,7 @@ def _train(cfg: TrainConfig, resume: bool, out: Path, dataset: ClipDataset, mode
     t0 = time.perf_counter()
     samples = 0
     parts: dict[str, float] = {}
+    interval: dict[str, list[float]] = {}  # every step's parts since the last metrics row
 
     def save(step: int) -> None:
         # Gathering is collective under FSDP: every rank takes part, rank 0 writes.
@@ -199,6 +200,8 @@ def _train(cfg: TrainConfig, resume: bool, out: Path, dataset: ClipDataset, mode
         first = rt.rank * cfg.data.batch_size
         gens = [sample_generator(cfg.run.seed, step, first + i) for i in range(len(batch['rgb']))]
         parts = stage.step(batch, step, gens)
+        for k, v in parts.items():
+            interval.setdefault(k, []).append(v)
         samples += sampler.global_batch
         bar.update(1)
         bar.set_postfix(loss=f'{parts["loss"]:.4f}')
@@ -208,8 +211,9 @@ def _train(cfg: TrainConfig, resume: bool, out: Path, dataset: ClipDataset, mode
         if done % cfg.run.log_every == 0 or done == cfg.run.steps or out_of_time:
             elapsed = time.perf_counter() - t0
             row = {'step': done, 'wall_s': round(elapsed, 2), 'samples_per_s': round(samples / elapsed, 3),
-                   **{k: rt.all_mean(v) for k, v in parts.items()}}
+                   **{k: rt.all_mean(sum(v) / len(v)) for k, v in interval.items()}}  # means over the interval
             metrics.write(row)
+            interval = {}
         if cfg.run.save_every and done % cfg.run.save_every == 0 and done < cfg.run.steps:
             save(done)
         if out_of_time:
