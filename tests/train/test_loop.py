@@ -104,3 +104,11 @@ def test_metrics_rows_average_the_loss_parts_over_the_log_interval(dataset_root,
         for part in ('loss', 'fm', 'grad_norm'):
             mean = (float(rows[1][step - 1][part]) + float(rows[1][step][part])) / 2
             assert float(rows[2][step][part]) == pytest.approx(mean, rel=1e-6), (step, part)
+
+
+def test_a_run_resumes_with_other_sampler_and_memory_settings(dataset_root, tmp_path):
+    """They change no tensor (like the learning rate): continuing a distillation with a rolling window, say."""
+    train(micro_train_config(dataset_root, tmp_path / 'run', run={'steps': 1}))
+    other = micro_train_config(dataset_root, tmp_path / 'run', run={'steps': 2},
+                               model_overrides={'sampler': {'rolling_window': 2}, 'memory': {'retrieve_chunks': 1}})
+    assert train(other, resume=True).steps == 1
