@@ -29,6 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16', 'float16'))
     p.add_argument('--steps', type=int, default=None, help="denoising steps (default: the config's)")
     p.add_argument('--no-memory', action='store_true', help='no global memory pool (the ablation)')
+    p.add_argument('--window', type=int, default=1,
+                   help='rolling denoising window over the known script: 1 (default) makes the frames the '
+                   "simulator node makes live; 0: the config's sampler.rolling_window")
     p.add_argument('--threads', type=int, default=0, help="CPU threads for torch (0: torch's default)")
     p.add_argument('--seed', type=int, default=None,
                    help="sampling seed; default: the start's scene seed, as the simulator node uses its start_seed "
@@ -54,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     script = load_script(args.actions, float(engine.config.fps), scene_seed=start.seed)
     both = not (args.bag or args.mp4)
     result = offline_rollout(engine, start, script, args.out, bag=args.bag or both, mp4=args.mp4 or both,
-                             storage=args.storage)
+                             storage=args.storage, window=args.window or None)
     print(f'{result.frames} frames in {result.seconds:.1f} s ({result.fps:.1f} frames/s) with '
           f'{engine.config.name} ({engine.sha256[:12]})' + (' - interrupted' if result.interrupted else ''))
     for name, path in result.files.items():

@@ -88,9 +88,10 @@ def frames_per_step(engine: Any) -> int:
     return int(getattr(engine.config, 'frames_per_chunk', 1))
 
 
-def drive(engine: Any, script: ActionScript) -> Iterator[Any]:
-    """Roll the engine through the script (the whole script is known: through its rolling denoising window,
-    one chunk at a time when the window is 1); yields frames 1..T in order.
+def drive(engine: Any, script: ActionScript, window: int | None = 1) -> Iterator[Any]:
+    """Roll the engine through the script; yields frames 1..T in order. The whole script is known, so it may go
+    through a rolling denoising window of `window` chunks (None: the engine's); 1 makes the frames that stepping
+    live makes.
 
     A last partial chunk is padded with standing still; the padding frames are not yielded.
     """
@@ -99,7 +100,7 @@ def drive(engine: Any, script: ActionScript) -> Iterator[Any]:
     total = -(-n // k) * k
     acts = [script.actions[j] if j < n else np.zeros(5) for j in range(total)]
     kps = [script.hands[j] if script.hands is not None and j < n else None for j in range(total)]
-    for i, frame in enumerate(engine.rollout_frames(acts, kps)):
+    for i, frame in enumerate(engine.rollout_frames(acts, kps, window=window)):
         if i < n:
             yield frame
 
@@ -168,8 +169,10 @@ def _pose_video(frame: Any, script: ActionScript) -> np.ndarray | None:
 
 
 def offline_rollout(engine: Any, start: Start, script: ActionScript, out: str | Path, bag: bool = True,
-                    mp4: bool = True, storage: str = 'mcap') -> RolloutResult:
+                    mp4: bool = True, storage: str = 'mcap', window: int | None = 1) -> RolloutResult:
     """Run the script from the start; write the bag, the MP4 and the contact sheet (those asked for).
+    window: the rolling denoising window (1, the default: the frames the simulator node makes live; None: the
+    engine's).
 
     Ctrl-C (or SIGTERM) stops the rollout early: the bag is closed readable and the video holds the frames
     made so far; `interrupted` says so.
@@ -192,7 +195,7 @@ def offline_rollout(engine: Any, start: Start, script: ActionScript, out: str | 
             views.append(panel(frame.rgb, frame.depth, scale,
                                extra=np.zeros_like(frame.rgb) if script.hands is not None else None))
             t0 = time.perf_counter()
-            for i, frame in enumerate(drive(engine, script)):
+            for i, frame in enumerate(drive(engine, script, window)):
                 if recorder is not None:
                     recorder.record(frame, script.actions[i], None if script.hands is None else script.hands[i])
                 result.frames += 1
