@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 
 from worldscape_ros.eval.baselines import forward_warp
 from worldscape_ros.eval.metrics import PSNR_CAP_DB
-from worldscape_ros.eval.structure import to_gray
+from worldscape_ros.eval.structure import gradient_energy_map
 
 MIN_FRACTION = 0.02  # frames with less of the image revealed are left out (a sliver of border is not a region)
 
@@ -22,12 +21,6 @@ def revealed_masks(depth0: np.ndarray, poses: np.ndarray, K: np.ndarray) -> np.n
     blank = np.zeros((*depth0.shape, 3), np.uint8)
     masks = [forward_warp(blank, depth0, poses[0], pose, K)[1] <= 0 for pose in poses]
     return np.stack(masks)
-
-
-def _sobel_energy(gray: np.ndarray) -> np.ndarray:
-    gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REFLECT)
-    gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REFLECT)
-    return gx.astype(np.float64) ** 2 + gy.astype(np.float64) ** 2
 
 
 def revealed_scores(pred: np.ndarray, target: np.ndarray, masks: np.ndarray) -> dict[str, float]:
@@ -42,8 +35,8 @@ def revealed_scores(pred: np.ndarray, target: np.ndarray, masks: np.ndarray) -> 
         p, g = pred[t].astype(np.float64) / 255.0, target[t].astype(np.float64) / 255.0
         se += float(((p - g) ** 2)[m].sum())
         n += int(m.sum()) * 3
-        e_pred += float(_sobel_energy(to_gray(pred[t]))[m].sum())
-        e_true += float(_sobel_energy(to_gray(target[t]))[m].sum())
+        e_pred += float(gradient_energy_map(pred[t])[m].sum())
+        e_true += float(gradient_energy_map(target[t])[m].sum())
     mse = se / n
     return {'revealed_psnr': PSNR_CAP_DB if mse <= 10 ** (-PSNR_CAP_DB / 10) else -10.0 * math.log10(mse),
             'revealed_structure': e_pred / e_true if e_true > 0 else math.nan,

@@ -47,15 +47,19 @@ def _frames(gray: np.ndarray) -> np.ndarray:
     return gray.reshape(-1, *gray.shape[-2:])  # (N, H, W)
 
 
+def gradient_energy_map(image: np.ndarray) -> np.ndarray:
+    """Squared Sobel gradient magnitude per pixel of one frame: (H, W, 3) -> (H, W) float64."""
+    g = to_gray(image)
+    gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REFLECT)
+    gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REFLECT)
+    return gx.astype(np.float64) ** 2 + gy.astype(np.float64) ** 2
+
+
 def gradient_energy(images: np.ndarray) -> np.ndarray:
     """Mean squared Sobel gradient magnitude per frame: (..., H, W, 3) -> (...)."""
-    gray = to_gray(images)
-    out = []
-    for g in _frames(gray):
-        gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REFLECT)
-        gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REFLECT)
-        out.append(float(np.mean(gx.astype(np.float64) ** 2 + gy.astype(np.float64) ** 2)))
-    return np.array(out, dtype=np.float64).reshape(gray.shape[:-2])
+    x = np.asarray(images)
+    frames = x.reshape(-1, *x.shape[-3:])  # (N, H, W, 3)
+    return np.array([gradient_energy_map(f).mean() for f in frames], dtype=np.float64).reshape(x.shape[:-3])
 
 
 def gradient_energy_ratio(pred: np.ndarray, target: np.ndarray, eps: float = 1e-8) -> np.ndarray:

@@ -85,14 +85,9 @@ def recompute_latency_ms(model: WorldModel, engine: WorldEngine, chunks: int, re
 
 
 def made_chunks(engine: WorldEngine, n: int, window: int) -> Iterator[None]:
-    """Yield once per chunk made along the tour: by step_chunk (window 1, as live control), or as each chunk
-    leaves the rolling denoising window of `window` chunks (the tour known ahead)."""
+    """Yield once per chunk made along the tour, as each chunk leaves the rolling denoising window of `window`
+    chunks (window 1: what step_chunk makes, as live control)."""
     k = engine.config.frames_per_chunk
-    if window <= 1:
-        for i in range(1, n + 1):
-            engine.step_chunk([tour_action(i * k + j) for j in range(k)])
-            yield
-        return
     frames = engine.rollout_frames([tour_action(j) for j in range(k, (n + 1) * k)], window=window)
     for i, _ in enumerate(frames, start=1):
         if i % k == 0:

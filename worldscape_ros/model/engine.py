@@ -120,6 +120,7 @@ class WorldEngine:
         self.model = model.to(self.device).eval()
         self.config: ModelConfig = model.config
         self.steps = steps or self.config.sampler.steps
+        self._times = schedule(self.steps, self.config.sampler.shift)  # noise level after each step
         self.memory_enabled = memory
         self.memory = HierarchicalMemory(memory_config(self.config, memory, pool_bytes))
         self.seed = seed
@@ -258,16 +259,15 @@ class WorldEngine:
         given: list[np.ndarray | None] = list(hand_keypoints) if hand_keypoints is not None else [None] * len(actions)
         if len(given) != len(actions):
             raise ValueError(f'hand_keypoints must hold one entry per action ({len(actions)}), got {len(given)}')
-        size = window or self.window
-        chunks = [(actions[i:i + k], given[i:i + k]) for i in range(0, len(actions), k)]
-        return self._roll(chunks, size)
+        chunks = [(actions[i:i + k], self._check_chunk(actions[i:i + k], given[i:i + k]))
+                  for i in range(0, len(actions), k)]
+        return self._roll(chunks, window or self.window)
 
     def _roll(self, chunks: list[tuple[Sequence[Any], list[np.ndarray | None]]], size: int) -> Iterator[Frame]:
         in_flight: list[InFlight] = []
         while chunks or in_flight:
             if chunks and len(in_flight) < size:  # one chunk enters per tick: the levels stay staggered
-                acts, kps = chunks.pop(0)
-                in_flight.append(self._enter(acts, self._check_chunk(acts, kps)))
+                in_flight.append(self._enter(*chunks.pop(0)))
             yield from self._tick(in_flight)
 
     # ---- one chunk through the window ------------------------------------------------------------------
@@ -299,7 +299,7 @@ class WorldEngine:
         sink, the pool retrieved for its camera unless memory.attend_pool is false, the local window); the oldest
         leaves when it is clean."""
         cfg = self.config
-        times = schedule(self.steps, cfg.sampler.shift)
+        times = self._times
         with torch.no_grad(), self._autocast():
             entries = self.memory.context(window[0].poses[-1], self.intrinsics, retrieve=cfg.memory.attend_pool)
             context = self._context_kv(entries, chunks=len(window))

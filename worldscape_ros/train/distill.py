@@ -141,8 +141,7 @@ class DistillStage(Stage):
             for name, p in m.named_parameters():
                 p.requires_grad_(name.startswith('dit.'))
         self.ema = EMA(model, cfg.run.ema_decay)
-        for m in (model, self.ema.model, self.critic, self.teacher):
-            rt.shard(m)  # before the optimisers, which must see the sharded parameters
+        rt.shard(model, self.ema.model, self.critic, self.teacher)  # before the optimisers, which must see shards
         self.generator = rt.wrap(GeneratorObjective(model, self.teacher, self.critic, self.d))
         self.critic_objective = rt.wrap(CriticObjective(self.critic, self.d))
         self.opt = build_optimizer(model.parameters(), cfg.optim)

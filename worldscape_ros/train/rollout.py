@@ -39,6 +39,16 @@ class Rollout:
     exit_steps: list[int]  # the step whose output each generated chunk returned
 
 
+@dataclass
+class Pending:
+    """A generated chunk in the rolling window."""
+
+    chunk: int
+    level: int  # steps taken so far; the chunk is at noise level times[level]
+    exit: int  # the level whose x0 prediction is its output
+    x: torch.Tensor  # (B, cf, C, h, w)
+
+
 def _merge(chunks: list[list[LayerKV]]) -> list[LayerKV]:
     return [LayerKV(torch.cat([c[i].k for c in chunks], dim=2), torch.cat([c[i].v for c in chunks], dim=2))
             for i in range(len(chunks[0]))]
@@ -105,13 +115,6 @@ def self_rollout(student: WorldModel, clip: ClipBatch, gens: Sequence[torch.Gene
     for c in range(context_chunks):  # the given first frame(s)
         conds.append(conditioning(c))
         leave(c, clip.x0[:, c * cf:(c + 1) * cf], conds[c])
-
-    @dataclass
-    class Pending:
-        chunk: int
-        level: int  # steps taken so far; the chunk is at noise level times[level]
-        exit: int  # the level whose x0 prediction is its output
-        x: torch.Tensor  # (B, cf, C, h, w)
 
     pending: list[Pending] = []
     entering = context_chunks

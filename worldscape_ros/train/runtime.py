@@ -57,9 +57,10 @@ class Runtime:
             return DDP(objective, device_ids=ids, find_unused_parameters=True)
         return objective
 
-    def shard(self, model: WorldModel) -> None:
-        """FSDP2: shard `model` in place (no-op unless parallel is 'fsdp'). Units are the modules whose forward or
-        registered forward methods the stages call; WorldModel itself holds no parameters of its own."""
+    def shard(self, *models: WorldModel) -> None:
+        """FSDP2: shard each model in place, alike, on one device mesh (no-op unless parallel is 'fsdp'). Units
+        are the modules whose forward or registered forward methods the stages call; WorldModel itself holds no
+        parameters of its own."""
         if self.parallel != 'fsdp':
             return
         from torch.distributed.device_mesh import init_device_mesh
@@ -69,13 +70,14 @@ class Runtime:
         # copies them), which is what FSDP2 warns about.
         warnings.filterwarnings('ignore', message=r'FSDP2-wrapped module .* returned a view tensor')
         mesh = init_device_mesh(self.device.type, (self.world,))
-        units: list[nn.Module] = [*model.dit.blocks, model.dit, model.codec]
-        units += [h for h in (model.depth_head, model.gaussian_head) if h is not None]
-        for unit in units:  # inner units first: each block, then the rest of the DiT
-            fully_shard(unit, mesh=mesh)
-        for method in ('encode', 'decode'):  # called directly, not through forward
-            register_fsdp_forward_method(model.codec, method)
-        self.sharded += units
+        for model in models:
+            units: list[nn.Module] = [*model.dit.blocks, model.dit, model.codec]
+            units += [h for h in (model.depth_head, model.gaussian_head) if h is not None]
+            for unit in units:  # inner units first: each block, then the rest of the DiT
+                fully_shard(unit, mesh=mesh)
+            for method in ('encode', 'decode'):  # called directly, not through forward
+                register_fsdp_forward_method(model.codec, method)
+            self.sharded += units
 
     def reshard(self) -> None:
         """Free every unsharded FSDP parameter. A root unit (the DiT, the codec, a head) keeps its full weights

@@ -56,8 +56,7 @@ class CodecStage(EMAStage):
         for name, p in model.named_parameters():
             p.requires_grad_(name.startswith(trained))
         self.ema = EMA(model, cfg.run.ema_decay)
-        for m in (model, self.ema.model):
-            rt.shard(m)  # the optimiser must see the sharded parameters
+        rt.shard(model, self.ema.model)  # the optimiser must see the sharded parameters
         self.objective = rt.wrap(CodecObjective(model, cfg.codec))
         self.opt = build_optimizer(model.codec.parameters(), cfg.optim)
         self.models = {'model': model, 'ema': self.ema.model}
@@ -79,8 +78,7 @@ class TeacherStage(EMAStage):
             p.requires_grad_(not name.startswith('codec.'))
         model.codec.eval()
         self.ema = EMA(model, cfg.run.ema_decay)
-        for m in (model, self.ema.model):
-            rt.shard(m)
+        rt.shard(model, self.ema.model)
         self.objective = rt.wrap(TeacherObjective(model, cfg.teacher))
         self.opt = build_optimizer(model.parameters(), cfg.optim)
         self.models = {'model': model, 'ema': self.ema.model}
