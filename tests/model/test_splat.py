@@ -109,6 +109,26 @@ def test_gradients_reach_every_parameter_in_float32():
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
 
 
+def test_bf16_gaussians_and_autocast_composite_in_float32_with_float32_gradients():
+    # A head run under bf16 autocast hands over bf16 Gaussians; the image must come out as the float32 render.
+    H, W = 24, 32
+    c2w, K = camera(W, H, torch.float32)
+    g32 = random_gaussians(200, seed=4, dtype=torch.float32)
+    half = Gaussians(*(getattr(g32, n).bfloat16() for n in ('means', 'scales', 'rotations', 'opacities', 'colors')))
+    reference = rasterize(Gaussians(*(getattr(half, n).float() for n in ('means', 'scales', 'rotations',
+                                                                          'opacities', 'colors'))), c2w, K, H, W)
+    for p in (half.means, half.colors):
+        p.requires_grad_(True)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        got = rasterize(half, c2w, K, H, W)
+    for a, b in zip(got, reference):
+        assert a.dtype == torch.float32
+        torch.testing.assert_close(a, b)
+    got[0].sum().backward()
+    assert half.means.grad is not None and half.means.grad.dtype == torch.bfloat16
+    assert torch.isfinite(half.colors.grad.float()).all()
+
+
 def test_single_small_gaussian_peaks_at_the_pixel_camera_project_gives():
     H, W = 48, 64
     c2w, K = camera(W, H)

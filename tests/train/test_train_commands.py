@@ -38,3 +38,18 @@ def test_max_minutes_stops_early_with_a_save_that_resume_completes(tmp_path, dat
     assert (tmp_path / 'run' / 'latest').read_text().strip() == 'step-0000001'
     assert main(['train', '--config', str(path), '--resume', '--no-progress']) == 0
     assert (tmp_path / 'run' / 'latest').read_text().strip() == 'step-0000003'
+
+
+def test_init_and_init_codec_flags_override_the_config_and_a_missing_codec_names_the_flag(tmp_path, dataset_root,
+                                                                                        capsys):
+    from worldscape_ros.cli import build_parser
+    from worldscape_ros.train.commands import config_from_args
+
+    path = _config(tmp_path, dataset_root)
+    args = build_parser().parse_args(['train', '--config', str(path), '--init', 'a.safetensors',
+                                      '--init-codec', 'b.safetensors'])
+    cfg = config_from_args(args, None)
+    assert (cfg.init, cfg.init_codec) == ('a.safetensors', 'b.safetensors')
+    assert main(['train', '--config', str(path), '--init-codec', str(tmp_path / 'nope.safetensors')]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'init_codec' in err[0]

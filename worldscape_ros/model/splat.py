@@ -19,7 +19,7 @@ metric z-depth; quaternions are w, x, y, z.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.utils.checkpoint
@@ -206,8 +206,18 @@ def rasterize(g: Gaussians, c2w: torch.Tensor, K: torch.Tensor, height: int, wid
         raise ValueError(f'background must have shape ({C},), got {tuple(background.shape)}')
     if check:
         g.check_values()
+    # Composite in float32 (or wider) outside autocast: bf16 transmittance products lose the far Gaussians, and
+    # under CUDA autocast the tile groups' results would come back in a dtype other than the image's.
+    dtype = torch.promote_types(g.means.dtype, torch.float32)
+    g = Gaussians(*(getattr(g, f.name).to(dtype) for f in fields(g)))
+    with torch.autocast(g.means.device.type, enabled=False):
+        return _rasterize(g, c2w.to(dtype), K.to(dtype), height, width, tile, near, background, checkpoint)
+
+
+def _rasterize(g: Gaussians, c2w: torch.Tensor, K: torch.Tensor, height: int, width: int, tile: int, near: float,
+               background: torch.Tensor | None, checkpoint: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    C = g.colors.shape[1]
     dtype, device = g.means.dtype, g.means.device
-    c2w, K = c2w.to(dtype), K.to(dtype)
     R, t = c2w[:3, :3], c2w[:3, 3]
     w2c = torch.cat([torch.cat([R.T, -(R.T @ t)[:, None]], 1), c2w[3:]], 0)
     proj = project_gaussians(g, w2c, K, width, height, near)

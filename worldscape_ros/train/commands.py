@@ -26,6 +26,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument('--steps', type=int, help='total steps (overrides run.steps)')
     p.add_argument('--batch-size', type=int, help='clips per process (overrides data.batch_size)')
     p.add_argument('--init', help='checkpoint to start from (overrides init)')
+    p.add_argument('--init-codec', help="checkpoint whose codec replaces init's (overrides init_codec)")
     p.add_argument('--device', help='cpu, cuda, cuda:1 (overrides run.device)')
     p.add_argument('--precision', choices=('auto', 'fp32', 'bf16'), help='overrides run.precision')
     p.add_argument('--parallel', choices=('auto', 'fsdp'), help='under torchrun: auto (DDP) or fsdp (sharded; '
@@ -55,6 +56,8 @@ def config_from_args(args: argparse.Namespace, stage: str | None) -> TrainConfig
         cfg = cfg.replace_in('data', **data)
     if args.init is not None:
         cfg = cfg.replace(init=args.init)
+    if args.init_codec is not None:
+        cfg = cfg.replace(init_codec=args.init_codec)
     if getattr(args, 'teacher', None):
         cfg = cfg.replace_in('distill', teacher=args.teacher)
     cfg.validate()
