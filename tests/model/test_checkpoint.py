@@ -85,3 +85,30 @@ def test_a_pickle_file_is_never_unpickled(tmp_path):
     path.write_bytes(b'\x80\x04\x95' + json.dumps({'x': 1}).encode())
     with pytest.raises(CheckpointError):
         load_checkpoint(path)
+
+
+def test_export_swaps_in_the_donor_codec_and_keeps_every_other_tensor(tmp_path, micro_config, randomize):
+    from worldscape_ros.model.checkpoint import export_checkpoint
+
+    base = randomize(WorldModel(micro_config))
+    donor = randomize(WorldModel(micro_config), seed=7)
+    assert not torch.equal(next(base.codec.parameters()), next(donor.codec.parameters()))
+    save_checkpoint(tmp_path / 'base.safetensors', base, {'steps': 5})
+    save_checkpoint(tmp_path / 'donor.safetensors', donor)
+    export_checkpoint(tmp_path / 'base.safetensors', tmp_path / 'out.safetensors',
+                      codec_from=tmp_path / 'donor.safetensors')
+    out, info = load_checkpoint(tmp_path / 'out.safetensors')
+    for name, t in out.state_dict().items():
+        source = donor if name.startswith('codec.') else base
+        assert torch.equal(t, source.state_dict()[name]), name
+    assert info['extra']['steps'] == 5
+    assert info['extra']['exported_from']['codec_from'].endswith('donor.safetensors')
+
+
+def test_export_under_a_config_of_another_architecture_is_refused(tmp_path, micro_config):
+    from worldscape_ros.model.checkpoint import export_checkpoint
+
+    save_checkpoint(tmp_path / 'base.safetensors', WorldModel(micro_config))
+    with pytest.raises(CheckpointError, match='shape|lacks|unexpected'):
+        export_checkpoint(tmp_path / 'base.safetensors', tmp_path / 'out.safetensors', config='ws-tiny')
+    assert not (tmp_path / 'out.safetensors').exists()

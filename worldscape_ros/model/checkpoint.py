@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 
 from worldscape_ros.errors import CheckpointError
 from worldscape_ros.fileio import atomic_path
-from worldscape_ros.model.config import MODELS_DIR, ModelConfig
+from worldscape_ros.model.config import MODELS_DIR, ModelConfig, load_config
 from worldscape_ros.model.world_model import WorldModel
 
 FORMAT_VERSION = 1
@@ -105,3 +105,19 @@ def load_checkpoint(path: str | Path, device: str | torch.device = 'cpu', config
     info = {'path': str(path), 'weights_sha256': meta.get('weights_sha256', ''),
             'extra': json.loads(meta.get('extra', '{}') or '{}')}
     return model.to(device), info
+
+
+def export_checkpoint(path: str | Path, out: str | Path, config: str | None = None,
+                      codec_from: str | Path | None = None) -> str:
+    """Re-save `path` under `config` (a name or YAML; default its own), its codec replaced by `codec_from`'s when
+    given. Tensors are copied unchanged; the extra metadata keeps the source's and records the parts' origins.
+    Returns the new weights' sha256."""
+    model, info = load_checkpoint(path, config=load_config(config) if config else None)
+    extra = dict(info['extra'])
+    extra['exported_from'] = {'checkpoint': str(path), 'weights_sha256': info['weights_sha256']}
+    if codec_from:
+        # The same config: the codec's tensors must have this model's shapes.
+        donor, donor_info = load_checkpoint(codec_from, config=model.config)
+        model.codec.load_state_dict(donor.codec.state_dict())
+        extra['exported_from'].update(codec_from=str(codec_from), codec_weights_sha256=donor_info['weights_sha256'])
+    return save_checkpoint(out, model, extra)

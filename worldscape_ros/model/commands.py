@@ -1,4 +1,4 @@
-"""`worldscape bench` and `worldscape info`."""
+"""`worldscape bench`, `worldscape info` and `worldscape export`."""
 
 from __future__ import annotations
 
@@ -18,6 +18,16 @@ def register(sub: Any) -> None:
     i = sub.add_parser('info', help='describe a model config: sizes, tokens, parameters')
     i.add_argument('--config', default='ws-tiny')
     i.set_defaults(func=_info)
+    e = sub.add_parser('export', help="re-save a checkpoint under a config, optionally with another's codec",
+                       description='Write CHECKPOINT again under --config (a change of sampler or memory settings, '
+                       'which no tensor depends on) and, with --codec-from, with the codec of another checkpoint of '
+                       'the same architecture (a decoder fine-tuned on the same latents). The tensors are copied '
+                       'unchanged; the file records where each part came from.')
+    e.add_argument('checkpoint', help='the weights to export (.safetensors)')
+    e.add_argument('--out', required=True, help='file to write (atomically)')
+    e.add_argument('--config', help="model config name or YAML (default: the checkpoint's)")
+    e.add_argument('--codec-from', help='checkpoint whose codec replaces the exported one')
+    e.set_defaults(func=_export)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -39,4 +49,12 @@ def _info(args: argparse.Namespace) -> int:
         if getattr(model, part) is not None:
             print(f'  {part}: {model.num_parameters(part) / 1e6:.2f} M parameters')
     print(f'  total: {model.num_parameters() / 1e6:.2f} M parameters')
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from worldscape_ros.model.checkpoint import export_checkpoint
+
+    digest = export_checkpoint(args.checkpoint, args.out, config=args.config, codec_from=args.codec_from)
+    print(f'wrote {args.out} (weights sha256 {digest})')
     return 0
