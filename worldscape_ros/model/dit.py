@@ -69,23 +69,14 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
     return x * (1 + scale) + shift
 
 
-class QKNorm(nn.RMSNorm):
-    """RMSNorm of queries or keys in their own dtype: under bf16 autocast the float32 weight would send
-    F.rms_norm to its unfused fallback (a warning and several kernels per call)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        assert self.weight is not None
-        return F.rms_norm(x, self.normalized_shape, self.weight.to(x.dtype), self.eps)
-
-
 class Block(nn.Module):
     def __init__(self, dim: int, heads: int, ffn: int, qk_norm: bool) -> None:
         super().__init__()
         self.heads = heads
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.qkv = nn.Linear(dim, 3 * dim)
-        self.q_norm: nn.Module = QKNorm(dim // heads, eps=1e-6) if qk_norm else nn.Identity()
-        self.k_norm: nn.Module = QKNorm(dim // heads, eps=1e-6) if qk_norm else nn.Identity()
+        self.q_norm: nn.Module = nn.RMSNorm(dim // heads, eps=1e-6) if qk_norm else nn.Identity()
+        self.k_norm: nn.Module = nn.RMSNorm(dim // heads, eps=1e-6) if qk_norm else nn.Identity()
         self.proj = nn.Linear(dim, dim)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.mlp = nn.Sequential(nn.Linear(dim, ffn), nn.GELU(approximate='tanh'), nn.Linear(ffn, dim))
