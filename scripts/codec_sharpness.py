@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from worldscape_ros.data.episode import read_episode
-from worldscape_ros.eval.structure import gradient_energy
+from worldscape_ros.eval import metrics as M
+from worldscape_ros.eval.structure import gradient_energy_ratio
 from worldscape_ros.model.checkpoint import load_checkpoint
 
 
@@ -38,9 +39,8 @@ def main() -> None:
             with torch.no_grad():
                 recon = model.codec.decode(model.codec.encode(video))[0]  # (T, 3, H, W)
             out = (recon.permute(0, 2, 3, 1).numpy() * 255).round().clip(0, 255).astype(np.uint8)  # (T, H, W, 3)
-            mse = ((out.astype(np.float64) - ep.rgb) ** 2).mean(axis=(1, 2, 3))
-            psnr.extend(10 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-10)))
-            ratio.extend(gradient_energy(out) / np.maximum(gradient_energy(ep.rgb), 1e-8))
+            psnr.extend(M.psnr(out, ep.rgb))  # the evaluation's own measures
+            ratio.extend(gradient_energy_ratio(out, ep.rgb))
         print(f'{path}: {len(episodes)} episodes, {len(psnr)} frames: reconstruction PSNR {np.mean(psnr):.2f} dB, '
               f'gradient energy / truth {np.mean(ratio):.3f}')
 

@@ -1,3 +1,4 @@
+import dataclasses
 import math
 import time
 
@@ -114,9 +115,8 @@ def test_bf16_gaussians_and_autocast_composite_in_float32_with_float32_gradients
     H, W = 24, 32
     c2w, K = camera(W, H, torch.float32)
     g32 = random_gaussians(200, seed=4, dtype=torch.float32)
-    half = Gaussians(*(getattr(g32, n).bfloat16() for n in ('means', 'scales', 'rotations', 'opacities', 'colors')))
-    reference = rasterize(Gaussians(*(getattr(half, n).float() for n in ('means', 'scales', 'rotations',
-                                                                          'opacities', 'colors'))), c2w, K, H, W)
+    half = Gaussians(*(getattr(g32, f.name).bfloat16() for f in dataclasses.fields(g32)))
+    reference = rasterize(Gaussians(*(getattr(half, f.name).float() for f in dataclasses.fields(half))), c2w, K, H, W)
     for p in (half.means, half.colors):
         p.requires_grad_(True)
     with torch.autocast('cpu', dtype=torch.bfloat16):

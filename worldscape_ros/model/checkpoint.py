@@ -116,8 +116,14 @@ def export_checkpoint(path: str | Path, out: str | Path, config: str | None = No
     extra = dict(info['extra'])
     extra['exported_from'] = {'checkpoint': str(path), 'weights_sha256': info['weights_sha256']}
     if codec_from:
-        # The same config: the codec's tensors must have this model's shapes.
-        donor, donor_info = load_checkpoint(codec_from, config=model.config)
-        model.codec.load_state_dict(donor.codec.state_dict())
-        extra['exported_from'].update(codec_from=str(codec_from), codec_weights_sha256=donor_info['weights_sha256'])
+        donor = load_codec(model, codec_from)
+        extra['exported_from'].update(codec_from=str(codec_from), codec_weights_sha256=donor['weights_sha256'])
     return save_checkpoint(out, model, extra)
+
+
+def load_codec(model: WorldModel, path: str | Path) -> dict[str, Any]:
+    """Replace `model`'s codec with the one in checkpoint `path`, read under `model`'s config (so its tensors must
+    have this architecture's shapes); return the checkpoint's info."""
+    donor, info = load_checkpoint(path, config=model.config)
+    model.codec.load_state_dict(donor.codec.state_dict())
+    return info

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from worldscape_ros.data.dataset import ClipDataset
 from worldscape_ros.errors import CheckpointError, EpisodeFormatError, TrainError
 from worldscape_ros.fileio import atomic_path
-from worldscape_ros.model.checkpoint import load_checkpoint, save_checkpoint
+from worldscape_ros.model.checkpoint import load_checkpoint, load_codec, save_checkpoint
 from worldscape_ros.model.world_model import WorldModel
 from worldscape_ros.train.clip_batch import sample_generator
 from worldscape_ros.train.config import TrainConfig
@@ -56,13 +56,12 @@ def load_init(cfg: TrainConfig, model: WorldModel, path: str, codec_only: bool =
         return
     what = 'init_codec' if codec_only else 'init'
     try:
-        init, _ = load_checkpoint(path, config=model.config)
+        if codec_only:
+            load_codec(model, path)
+        else:
+            model.load_state_dict(load_checkpoint(path, config=model.config)[0].state_dict())
     except CheckpointError as exc:
         raise TrainError(f'{what} checkpoint: {exc}') from None
-    if codec_only:
-        model.codec.load_state_dict(init.codec.state_dict())
-    else:
-        model.load_state_dict(init.state_dict())
 
 
 def build_model(cfg: TrainConfig) -> WorldModel:
