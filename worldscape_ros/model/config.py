@@ -22,7 +22,8 @@ def _models_dir() -> Path:
     source = Path(__file__).resolve().parents[2] / 'models'
     if source.is_dir():
         return source
-    for prefix in (Path(__file__).resolve().parents[4], Path(sys.prefix)):
+    # prefix/lib/pythonX.Y/site-packages/worldscape_ros/model/config.py: parents[5] is the install prefix
+    for prefix in (Path(__file__).resolve().parents[5], Path(sys.prefix)):
         installed = prefix / 'share' / 'worldscape_ros' / 'models'
         if installed.is_dir():
             return installed

@@ -30,12 +30,16 @@ def msg_dir() -> Path:
     """The package's msg/ folder: the source tree's, or the installed share/worldscape_ros/msg."""
     import sys
 
-    installed = Path(sys.prefix) / 'share' / 'worldscape_ros' / 'msg'
-    for candidate in (Path(__file__).resolve().parents[2] / 'msg', installed):
+    here = Path(__file__).resolve()
+    # prefix/lib/pythonX.Y/site-packages/worldscape_ros/tools/messages.py: parents[5] is the install prefix
+    # (colcon's install/worldscape_ros, or the venv of a pip install)
+    prefixes = (here.parents[5], Path(sys.prefix)) if len(here.parents) > 5 else (Path(sys.prefix),)
+    candidates = [here.parents[2] / 'msg', *(p / 'share' / 'worldscape_ros' / 'msg' for p in prefixes)]
+    for candidate in candidates:
         if (candidate / 'HandKeypoints.msg').is_file():
             return candidate
-    raise FileNotFoundError('cannot find the worldscape msg/ folder (HandKeypoints.msg) in the source tree or '
-                            f'{sys.prefix}/share/worldscape_ros/msg')
+    raise FileNotFoundError('cannot find the worldscape msg/ folder (HandKeypoints.msg) in '
+                            + ', '.join(str(c) for c in candidates))
 
 
 @functools.cache
