@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import replace
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -16,6 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         'OUT/contact_sheet.png and OUT/summary.json. Without --bag or --mp4 both are written. '
         'Actions FILE formats: docs/recording.md.')
     p.add_argument('--start', required=True, help="'room:SEED', 'yard:SEED', 'table:SEED' or an RGB image path")
+    p.add_argument('--start-depth', default=None, type=Path, metavar='FILE',
+                   help='depth of the start image: .npy float32 metres or .png 16-bit millimetres (0: unknown); '
+                   'without it the model predicts its own')
     p.add_argument('--actions', required=True, metavar='FILE', help='.csv/.txt/.npy (T x 5) or a .yaml/.json tour')
     p.add_argument('--out', required=True, metavar='DIR', help='output folder (created; must hold no bag yet)')
     p.add_argument('--bag', action='store_true', help='write the rosbag2')
@@ -44,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from worldscape_ros.tools.rollout import offline_rollout, parse_start
     from worldscape_ros.tools.scripts import load_script
 
-    start = parse_start(args.start)
+    start = replace(parse_start(args.start), depth=args.start_depth)
     if args.threads < 0:
         raise ValueError(f'--threads must be >= 0, got {args.threads}')
     if args.threads:

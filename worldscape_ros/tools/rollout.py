@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from worldscape_ros.data.depth_io import load_depth
 from worldscape_ros.fileio import atomic_write_json
 from worldscape_ros.model.kinematics import BaseState, camera_pose, state_from_camera_pose
 from worldscape_ros.tools import messages as M
@@ -41,6 +42,7 @@ class Start:
     kind: str | None = None
     seed: int = 0
     image: Path | None = None
+    depth: Path | None = None  # the image's depth (data/depth_io.py formats); a scene start has its own
 
     def __str__(self) -> str:
         return str(self.image) if self.image is not None else f'{self.kind}:{self.seed}'
@@ -64,6 +66,8 @@ def start_session(engine: Any, start: Start) -> Any:
     """Reset the engine at the start and return frame 0 (an engine Frame)."""
     cfg = engine.config
     if start.image is None:
+        if start.depth is not None:
+            raise ValueError(f'--start-depth {start.depth} goes with an image start; {start} brings its own depth')
         return engine.start_from_scene(start.seed, start.kind or 'room')
     import cv2
 
@@ -75,7 +79,8 @@ def start_session(engine: Any, start: Start) -> Any:
                          f'needs {cfg.width}x{cfg.height}')
     rgb = np.ascontiguousarray(bgr[..., ::-1])
     pose = camera_pose(BaseState(height=cfg.camera_height))
-    frame = engine.reset(rgb, pose)
+    depth = None if start.depth is None else load_depth(start.depth, (cfg.height, cfg.width))
+    frame = engine.reset(rgb, pose, depth=depth)
     if frame is None:  # engines that return nothing from reset: frame 0 is the start image itself
         from worldscape_ros.model.engine import Frame
 
