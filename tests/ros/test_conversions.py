@@ -161,6 +161,7 @@ def test_twist_maps_to_the_nav_action_axes_and_rejects_non_finite_values():
 def _hand(frame: str = 'camera_optical_frame') -> HandKeypoints:
     msg = HandKeypoints()
     msg.header.frame_id = frame
+    msg.handedness = 'right'
     for i, p in enumerate(msg.points):
         p.x, p.y, p.z = 0.01 * i, -0.01 * i, 0.4
     msg.scores = [0.5] * 21

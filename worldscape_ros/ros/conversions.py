@@ -19,6 +19,11 @@ from std_msgs.msg import Header
 from worldscape_ros.model.kinematics import BaseState, NavAction, base_pose
 
 NUM_HAND_KEYPOINTS = 21
+HANDEDNESS = ('left', 'right')
+HAND_RANGE_M = 3.0  # hand keypoints farther than this from the camera (any axis) are not a hand in view
+MIN_FOV_DEG, MAX_FOV_DEG = 5.0, 170.0  # cameras a pinhole model of the image can stand for
+MAX_DEPTH_M = 1000.0  # start depth beyond this is not a scene the model renders
+MIN_DEPTH_SHARE = 0.5  # a start depth must give metres for at least this share of the pixels
 
 # encoding -> (numpy dtype, channels)
 _ENCODINGS: dict[str, tuple[np.dtype, int]] = {
@@ -145,14 +150,52 @@ def camera_info(K: np.ndarray, width: int, height: int, stamp_ns: int, frame_id:
     return msg
 
 
-def camera_info_to_intrinsics(msg: CameraInfo) -> np.ndarray | None:
-    """CameraInfo.k -> (3, 3), or None for an all-zero k (meaning: keep the model's camera)."""
+def camera_info_to_intrinsics(msg: CameraInfo, width: int | None = None, height: int | None = None
+                              ) -> np.ndarray | None:
+    """CameraInfo.k -> (3, 3), or None for an all-zero k (meaning: keep the model's camera).
+
+    With the model's `width` and `height`, the camera must also be one the model can render: a field of view
+    between MIN_FOV_DEG and MAX_FOV_DEG on both axes and the principal point inside the image.
+    """
     k = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
     if not np.any(k):
         return None
-    if not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0 or k[2, 2] != 1.0:
+    if (not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0 or k[2, 2] != 1.0
+            or k[1, 0] != 0 or k[2, 0] != 0 or k[2, 1] != 0):
         raise ValueError(f'camera_info.k is not a pinhole matrix: {k.reshape(-1).tolist()}')
+    if width is not None and height is not None:
+        for name, focal, size in (('fx', k[0, 0], width), ('fy', k[1, 1], height)):
+            fov = math.degrees(2.0 * math.atan(0.5 * size / focal))
+            if not MIN_FOV_DEG <= fov <= MAX_FOV_DEG:
+                raise ValueError(f'camera_info.k {name}={focal:.6g} gives a {fov:.3g} deg field of view over '
+                                 f'{size} px; it must be within [{MIN_FOV_DEG:g}, {MAX_FOV_DEG:g}] deg')
+        for name, centre, size in (('cx', k[0, 2], width), ('cy', k[1, 2], height)):
+            if not 0.0 <= centre <= size:
+                raise ValueError(f'camera_info.k {name}={centre:.6g} must lie inside the image [0, {size}]')
+        skew_limit = 0.1 * k[0, 0]
+        if abs(k[0, 1]) > skew_limit:
+            raise ValueError(f'camera_info.k skew={k[0, 1]:.6g} must be within +-10% of fx')
     return k
+
+
+def check_depth(depth: np.ndarray, name: str = 'depth') -> np.ndarray:
+    """A start depth (H, W) metres as REP-118 allows it (NaN unknown, +-inf out of range), refused when it is not
+    depth: finite values must lie in (0, MAX_DEPTH_M], and at least MIN_DEPTH_SHARE of the pixels must hold one.
+    Returns float32 with the out-of-range markers as NaN (unknown) for the engine."""
+    d = np.asarray(depth, dtype=np.float32)
+    finite = np.isfinite(d)
+    if finite.any():
+        lo, hi = float(d[finite].min()), float(d[finite].max())
+        if lo <= 0.0:
+            raise ValueError(f'{name} must be positive metres (REP-118: -inf too near, NaN unknown), '
+                             f'found {lo:.6g}')
+        if hi > MAX_DEPTH_M:
+            raise ValueError(f'{name} must be at most {MAX_DEPTH_M:g} m (+inf: too far), found {hi:.6g}')
+    share = float(finite.mean()) if d.size else 0.0
+    if share < MIN_DEPTH_SHARE:
+        raise ValueError(f'{name} has finite positive values in {100 * share:.1f}% of the pixels; at least '
+                         f'{100 * MIN_DEPTH_SHARE:.0f}% are needed')
+    return np.where(finite, d, np.float32(np.nan))
 
 
 # ---- rotations and poses -------------------------------------------------------------------------------------
@@ -273,7 +316,9 @@ def odometry(state: BaseState, twist: NavAction, stamp_ns: int, odom_frame: str,
 def hand_keypoints_to_numpy(msg: object, expected_frame: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """HandKeypoints -> points (21, 3) metres in the optical frame, scores (21,) in [0, 1].
 
-    Raises ValueError for a wrong count, a wrong frame, non-finite points or scores outside [0, 1].
+    Raises ValueError for a wrong count, a wrong frame, a handedness other than 'left' or 'right', non-finite
+    points, points farther than HAND_RANGE_M, a visible point (score > 0) at or behind the camera plane, or scores
+    outside [0, 1].
     """
     points = list(msg.points)  # type: ignore[attr-defined]
     scores = np.asarray(list(msg.scores), dtype=np.float32)  # type: ignore[attr-defined]
@@ -283,9 +328,31 @@ def hand_keypoints_to_numpy(msg: object, expected_frame: str | None = None) -> t
     frame = msg.header.frame_id  # type: ignore[attr-defined]
     if expected_frame is not None and frame != expected_frame:
         raise ValueError(f'hand keypoints header.frame_id must be {expected_frame!r}, got {frame!r}')
+    handedness = msg.handedness  # type: ignore[attr-defined]
+    if handedness not in HANDEDNESS:
+        raise ValueError(f"hand keypoints handedness must be 'left' or 'right', got {handedness!r}")
     xyz = np.array([[p.x, p.y, p.z] for p in points], dtype=np.float64)  # (21, 3)
     if not np.all(np.isfinite(xyz)):
         raise ValueError('hand keypoints points must be finite')
     if not np.all(np.isfinite(scores)) or scores.min() < 0 or scores.max() > 1:
         raise ValueError('hand keypoints scores must be in [0, 1]')
+    far = np.abs(xyz).max(axis=1)
+    if far.max() > HAND_RANGE_M:
+        i = int(far.argmax())
+        raise ValueError(f'hand keypoints points[{i}] = {_fmt(xyz[i])} is farther than {HAND_RANGE_M:g} m '
+                         'from the camera')
+    behind = (scores > 0) & (xyz[:, 2] <= 0)
+    if behind.any():
+        i = int(np.flatnonzero(behind)[0])
+        raise ValueError(f'hand keypoints points[{i}] = {_fmt(xyz[i])} is visible (score {scores[i]:.3g}) but '
+                         'at or behind the camera plane (z must be > 0 in the optical frame)')
     return xyz, scores
+
+
+def _fmt(values: np.ndarray) -> str:
+    """Values for a message, never overflowing (1e308 stays 1e+308)."""
+    return '[' + ', '.join(f'{float(v):.4g}' for v in np.asarray(values).reshape(-1)) + ']'
+
+
+def format_action(action: NavAction) -> str:
+    return _fmt(action.to_array())

@@ -50,6 +50,9 @@ class SimulatorParams:
     realtime: bool = True
     start_paused: bool = False
     autostart: bool = True
+    max_position: float = 1000.0
+    max_step_frames: int = 1000
+    step_timeout: float = 300.0
     # frames
     odom_frame: str = 'odom'
     base_frame: str = 'base_link'
@@ -85,7 +88,9 @@ DESCRIPTIONS: dict[str, str] = {
     'fps': 'frames per second of sim time (each frame advances sim time by 1/fps); 0 = the model\'s rate',
     'denoising_steps': "denoising steps per chunk; 0 = the model's default",
     'memory': 'keep the global memory pool of the KV cache; false = sink and local window only',
-    'memory_budget_mb': "budget of the KV-cache memory in MiB; 0 = the model's default",
+    'memory_budget_mb': 'byte budget of the global memory pool in MiB (its cached keys, values and frames); the '
+                        "sink and the local window are bounded by their chunk counts and not counted; 0 = the pool's "
+                        'chunk budget alone',
     'start_seed': 'seed of the synthetic scene whose view starts the session (when start_image is empty)',
     'start_scene': "kind of synthetic start scene, e.g. 'room'",
     'start_image': 'RGB image file (PNG/JPEG, or .npy uint8 HxWx3) of the model\'s size to start from; '
@@ -101,6 +106,11 @@ DESCRIPTIONS: dict[str, str] = {
     'realtime': 'pace generation to no faster than fps (true) or generate as fast as possible (false)',
     'start_paused': 'enter the active state paused (generate only on ~/step or after ~/resume)',
     'autostart': 'the console script configures and activates the node at start-up',
+    'max_position': 'working range in metres: camera poses (camera_pose, reset_from_image) farther than this from '
+                    'the odom origin on any axis are refused, and velocity commands stop at its edge',
+    'max_step_frames': 'the most frames one ~/step request may ask for',
+    'step_timeout': 'seconds a ~/step request waits for its frames at most; then it answers with the frames made '
+                    'and the rest are cancelled',
     'odom_frame': 'odometry frame id (REP-105)',
     'base_frame': 'robot base frame id',
     'camera_link_frame': 'camera body frame id (x forward, z up)',
@@ -153,6 +163,9 @@ VALIDATORS: dict[str, Callable[[Any], str | None]] = {
     'cmd_vel_timeout': _positive,
     'hand_keypoints_timeout': _positive,
     'qos_depth': lambda v: None if 1 <= v <= 1000 else 'must be in [1, 1000]',
+    'max_position': lambda v: None if math.isfinite(v) and 1 <= v <= 1e6 else 'must be in [1, 1e6] metres',
+    'max_step_frames': lambda v: None if 1 <= v <= 1_000_000 else 'must be in [1, 1000000]',
+    'step_timeout': lambda v: None if math.isfinite(v) and 0 < v <= 86400 else 'must be in (0, 86400] seconds',
     'diagnostics_period': _positive,
     **{name: _non_empty for name in ('odom_frame', 'base_frame', 'camera_link_frame', 'camera_frame',
                                      'cmd_vel_topic', 'camera_pose_topic', 'hand_keypoints_topic', 'image_topic',
@@ -176,11 +189,26 @@ def declare_parameters(node: Node, overrides: dict[str, Any] | None = None) -> N
         node.declare_parameter(f.name, value, descriptor)
 
 
+def unknown_parameters(node: Node) -> list[str]:
+    """Names the node was given (command line, params file) that it never declared, e.g. a typo like `width`.
+
+    rclpy keeps such overrides without a word (allow_undeclared_parameters is off, so they are never declared);
+    the simulator refuses them at configure instead."""
+    overrides = getattr(node, '_parameter_overrides', {})  # rclpy's store of --ros-args parameters
+    return sorted(name for name in overrides if not node.has_parameter(name))
+
+
 def read_parameters(node: Node) -> SimulatorParams:
-    """Read the declared parameters; raise ConfigError naming every invalid one."""
+    """Read the declared parameters; raise ConfigError naming every invalid one (and any unknown one, with the
+    list of those the node knows)."""
     defaults = SimulatorParams()
     values: dict[str, Any] = {}
     problems: list[str] = []
+    unknown = unknown_parameters(node)
+    if unknown:
+        known = ', '.join(f.name for f in fields(SimulatorParams))
+        problems.append(f'unknown parameter{"s" if len(unknown) > 1 else ""} {", ".join(unknown)} '
+                        f'(the simulator knows: {known})')
     for f in fields(SimulatorParams):
         value = node.get_parameter(f.name).value
         expected = type(getattr(defaults, f.name))

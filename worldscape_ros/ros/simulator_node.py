@@ -4,11 +4,17 @@ A lifecycle node: configure validates the parameters, loads the world model and 
 activate starts one inference thread apart from the executor (callbacks stay responsive, the latest command
 wins); deactivate stops it; cleanup frees the model. Each generated frame advances sim time by 1/fps; /clock
 and every stamp are sim time. Topics, frames and services: docs/ros_interface.md.
+
+The inference thread is supervised: a step that raises is logged with its cause, its inputs are dropped and the
+session stands still for that frame (or, when even that fails, restarts from its start); the counts are on
+/diagnostics. Only when a reset to the start fails too does the node leave the active state, through
+ErrorProcessing, saying why. Every input is checked where it enters (a working range for poses, ranges for
+hands, depth and intrinsics); ~/step waits in its own callback group, so the other services and the lifecycle
+transitions are answered while steps run.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import threading
@@ -23,6 +29,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped, Twist
 from nav_msgs.msg import Odometry
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image
@@ -38,6 +45,7 @@ from worldscape_ros.model.kinematics import (
     base_pose,
     base_to_camera_link,
     camera_pose,
+    integrate,
     state_from_camera_pose,
     wrap_angle,
 )
@@ -47,7 +55,13 @@ from worldscape_ros.ros.qos import CLOCK_QOS, DIAGNOSTICS_QOS, StaticTfBroadcast
 
 NODE_NAME = 'simulator'
 WARN_PERIOD_S = 2.0  # throttle for repeated warnings about bad input
-STEP_TIMEOUT_S = 600.0  # a ~/step request never waits longer than this
+PAUSE_WAIT_S = 10.0  # ~/pause waits at most this long for the frame in flight
+MAX_CONSECUTIVE_FAILURES = 3  # frames in a row that fail outside the engine step before the node gives up
+FAILURE_WARN_S = 10.0  # /diagnostics says WARN this long after a recovered failure
+
+
+class GenerationFailed(Exception):
+    """The inference thread cannot go on: a step failed and so did every recovery."""
 
 
 # ---- commands ------------------------------------------------------------------------------------------------
@@ -101,11 +115,22 @@ class CommandInbox:
 
 @dataclass
 class StepWaiter:
-    """A ~/step request: done once `target` frames have been generated since configure."""
+    """A ~/step request for `n` frames, which begin once the node has generated `first` frames."""
 
-    target: int
+    first: int
+    n: int
     done: threading.Event
     future: Any  # rclpy Future the async service callback awaits, or None without an executor
+    cancelled: str = ''  # why the request ended early
+    finished_at: int = -1  # the node's frame count when the request ended
+
+    @property
+    def target(self) -> int:
+        return self.first + self.n
+
+    @property
+    def generated(self) -> int:
+        return max(0, min(self.finished_at - self.first, self.n))
 
 
 class Throttle:
@@ -126,8 +151,19 @@ class Throttle:
 
 
 def clamp_action(action: NavAction, max_linear: float, max_angular: float) -> tuple[NavAction, bool]:
+    """Clip each axis to its limit (finite in, finite out: np.clip never overflows, even at 1e308)."""
     clamped = action.clamped(max_linear, max_angular)
     return clamped, clamped != action
+
+
+def check_working_range(c2w: np.ndarray, max_position: float, name: str) -> None:
+    """Refuse a camera pose farther than `max_position` metres from the odom origin on any axis: the model's
+    rays, geometry and memory are only meaningful where a robot can be (finite is not enough: 1e30 m turns the
+    ray embedding into NaN)."""
+    position = np.asarray(c2w, dtype=np.float64)[:3, 3]
+    if np.abs(position).max() > max_position:
+        raise ValueError(f'{name}.position {conv._fmt(position)} is outside the working range '
+                         f'(|x|, |y|, |z| <= max_position={max_position:g} m)')
 
 
 def scale_action(action: NavAction, factor: float) -> NavAction:
@@ -198,6 +234,12 @@ class SimulatorNode(LifecycleNode):
         self._steps_pending = 0
         self._generating = False  # a frame is being generated or published
         self._step_waiters: list[StepWaiter] = []
+        self._step_group = ReentrantCallbackGroup()  # ~/step awaits here without holding the other services
+        self._step_failures = 0  # engine steps that raised
+        self._recoveries = 0  # ... after which a stand-still frame went out
+        self._failure_resets = 0  # ... after which the session restarted from its start
+        self._last_failure: tuple[float, str] = (-math.inf, '')
+        self._fatal_signal: Any = None  # guard condition: the executor takes the node through ErrorProcessing
         self._frames = 0  # frames generated over the node's life
         self._sim_base = (0, 0)  # (sim time ns, frame count) when fps was last set: the clock never runs back
         self._inbox = CommandInbox(0, 0)
@@ -238,6 +280,7 @@ class SimulatorNode(LifecycleNode):
     # ---- lifecycle ---------------------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._sim_base = (self.sim_time_ns, self._frames)  # a new fps continues from the current sim time
+        self._fault = ''
         try:
             self.params = read_parameters(self)
             self._load_engine()
@@ -257,28 +300,36 @@ class SimulatorNode(LifecycleNode):
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_thread()
+        self._stop_thread('the node was deactivated')
+        if self._fault:
+            return TransitionCallbackReturn.ERROR  # generation failed for good: on to ErrorProcessing
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_thread()
+        self._stop_thread('the node was cleaned up')
         self._destroy_interfaces()
         self.engine = None
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_thread()
+        self._stop_thread('the node was shut down')
         self._destroy_interfaces()
         self.engine = None
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_thread()
+        """ErrorProcessing: stop, free the model and the interfaces; the node goes back to unconfigured, from
+        where configure and activate start it afresh."""
+        self._stop_thread('the node is in error processing')
+        self._destroy_interfaces()
+        self.engine = None
+        self.get_logger().error(f'error processing: {self._fault or "a transition failed"}; the node is '
+                                'unconfigured now (configure and activate it to start again)')
         return TransitionCallbackReturn.SUCCESS
 
     def stop(self) -> None:
         """Stop generating (for shutdown paths that bypass the lifecycle)."""
-        self._stop_thread()
+        self._stop_thread('the node is stopping')
 
     # ---- configure helpers -------------------------------------------------------------------------------
     def _load_engine(self) -> None:
@@ -289,6 +340,8 @@ class SimulatorNode(LifecycleNode):
         if p.device == 'auto':
             self.get_logger().info(f'device auto -> {self.device}')
         ckpt = p.checkpoint_arg
+        if ckpt not in (None, 'random') and Path(ckpt).is_dir():
+            raise CheckpointError(f'checkpoint {ckpt!r} is a directory: give the path of its .safetensors file')
         if ckpt not in (None, 'random') and not Path(ckpt).is_file():
             raise CheckpointError(f'checkpoint {ckpt!r} does not exist')
         try:
@@ -320,11 +373,18 @@ class SimulatorNode(LifecycleNode):
             self._start_rgb = self._start_depth = self._start_pose = None
         self._reset_engine()
 
+    def _model_intrinsics(self) -> np.ndarray:
+        from worldscape_ros.model.camera import intrinsics_from_fov
+
+        cfg = self.engine.config
+        return intrinsics_from_fov(cfg.width, cfg.height, cfg.vfov_deg)
+
     def _reset_engine(self) -> None:
-        """Back to the configured start (the engine's state and memory are replaced)."""
+        """Back to the configured start (the engine's state and memory are replaced, and its camera: intrinsics
+        a reset_from_image brought do not outlive it)."""
         p = self.params
         if self._start_rgb is not None:
-            self.engine.reset(self._start_rgb, self._start_pose, None, self._start_depth)
+            self.engine.reset(self._start_rgb, self._start_pose, self._model_intrinsics(), self._start_depth)
         else:
             self.engine.start_from_scene(p.start_seed, p.start_scene)
 
@@ -355,8 +415,9 @@ class SimulatorNode(LifecycleNode):
             self.create_service(ResetFromImage, '~/reset_from_image', self._on_reset_from_image),
             self.create_service(Trigger, '~/pause', self._on_pause),
             self.create_service(Trigger, '~/resume', self._on_resume),
-            self.create_service(StepFrames, '~/step', self._on_step),
+            self.create_service(StepFrames, '~/step', self._on_step, callback_group=self._step_group),
         ]
+        self._fatal_signal = self.create_guard_condition(self._on_fatal)
 
     def _destroy_interfaces(self) -> None:
         for sub in self._subscriptions_:
@@ -366,6 +427,9 @@ class SimulatorNode(LifecycleNode):
         for pub in self._publishers_:
             self.destroy_publisher(pub)
         self._subscriptions_, self._services_, self._publishers_ = [], [], []
+        if self._fatal_signal is not None:
+            self.destroy_guard_condition(self._fatal_signal)
+            self._fatal_signal = None
         self._pub_clock = self._pub_diag = self._pub_pose_video = None
         for tf in (self._tf, self._tf_static):
             if tf is not None:
@@ -389,9 +453,10 @@ class SimulatorNode(LifecycleNode):
         p = self.params
         applied, clamped = clamp_action(action, p.max_linear_velocity, p.max_angular_velocity)
         if clamped and self._warn('clamp cmd_vel'):
-            self.get_logger().warning(f'cmd_vel {action.to_array().round(3).tolist()} clamped to '
-                                      f'max_linear_velocity={p.max_linear_velocity} m/s, '
-                                      f'max_angular_velocity={p.max_angular_velocity} rad/s')
+            self.get_logger().warning(f'cmd_vel {conv.format_action(action)} clamped to '
+                                      f'{conv.format_action(applied)} (max_linear_velocity='
+                                      f'{p.max_linear_velocity:g} m/s, max_angular_velocity='
+                                      f'{p.max_angular_velocity:g} rad/s)')
         self._inbox.set_twist(applied, self.sim_time_ns)
 
     def _on_camera_pose(self, msg: PoseStamped) -> None:
@@ -402,6 +467,7 @@ class SimulatorNode(LifecycleNode):
             return
         try:
             c2w = conv.pose_to_matrix(msg.pose, 'camera_pose.pose')
+            check_working_range(c2w, self.params.max_position, 'camera_pose.pose')
         except ValueError as exc:
             self._reject('camera_pose', str(exc))
             return
@@ -422,49 +488,82 @@ class SimulatorNode(LifecycleNode):
 
     # ---- services ----------------------------------------------------------------------------------------
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        """Back to the start; cancels ~/step requests in flight and restarts generation if it had stopped."""
+        if self.engine is None:
+            response.success, response.message = False, 'not configured'
+            return response
         try:
             with self._engine_lock:
                 self._inbox.clear()
                 self._reset_engine()
-        except ValueError as exc:
+        except (ValueError, RuntimeError) as exc:
             response.success, response.message = False, f'reset failed: {exc}'
             self.get_logger().error(response.message)
             return response
-        response.success, response.message = True, f'reset to the start at sim time {self.sim_time_ns / 1e9:.3f} s'
+        self._finish_steps(cancel='cancelled by ~/reset')
+        restarted = self._restart_if_stopped()
+        response.success = True
+        response.message = (f'reset to the start at sim time {self.sim_time_ns / 1e9:.3f} s'
+                            + ('; generation restarted' if restarted else ''))
         self.get_logger().info(response.message)
         return response
 
+    def _restart_if_stopped(self) -> bool:
+        """Start the inference thread again when the node is active but the thread is gone."""
+        active = self._state_machine.current_state[1] == 'active'
+        thread = self._thread
+        if not active or (thread is not None and thread.is_alive()):
+            return False
+        if thread is not None:
+            thread.join()
+            self._thread = None
+        self._fault = ''
+        self._start_thread()
+        return True
+
     def _on_reset_from_image(self, request: ResetFromImage.Request,
                              response: ResetFromImage.Response) -> ResetFromImage.Response:
+        if self.engine is None:
+            response.success, response.message = False, 'not configured'
+            return response
         cfg = self.engine.config
         try:
             rgb = conv.image_to_rgb(request.image, cfg.height, cfg.width)
             depth = None
             if request.depth.width or request.depth.height or request.depth.encoding:
-                depth = conv.image_to_depth(request.depth, cfg.height, cfg.width)
+                depth = conv.check_depth(conv.image_to_depth(request.depth, cfg.height, cfg.width))
             c2w = conv.pose_to_matrix(request.pose, 'pose')
-            K = conv.camera_info_to_intrinsics(request.camera_info)
+            check_working_range(c2w, self.params.max_position, 'pose')
+            K = conv.camera_info_to_intrinsics(request.camera_info, cfg.width, cfg.height)
             info = request.camera_info
             if K is not None and (info.width, info.height) != (cfg.width, cfg.height):
                 raise ValueError(f'camera_info is {info.width}x{info.height}, the model needs {cfg.width}x{cfg.height}')
             with self._engine_lock:
-                self.engine.reset(rgb, c2w, K, depth)
+                # no camera_info: the model's own camera, not whatever an earlier request brought
+                self.engine.reset(rgb, c2w, self._model_intrinsics() if K is None else K, depth)
                 self._inbox.clear()
         except ValueError as exc:
             self._rejected_inputs += 1
             response.success, response.message = False, f'reset_from_image rejected: {exc}'
             self.get_logger().warning(response.message)
             return response
-        response.success, response.message = True, 'reset from the given image'
+        self._finish_steps(cancel='cancelled by ~/reset_from_image')
+        restarted = self._restart_if_stopped()
+        response.success = True
+        response.message = 'reset from the given image' + ('; generation restarted' if restarted else '')
         return response
 
     def _on_pause(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        """Stop generating; ~/step requests in flight end with the frames made so far."""
         with self._cond:
             self._paused = True
+            self._steps_pending = 0
             self._cond.notify_all()
             # answer once the frame in flight is out, so no frame follows the acknowledgement
-            self._cond.wait_for(lambda: not self._generating, timeout=STEP_TIMEOUT_S)
-        response.success, response.message = True, f'paused at frame {self._frames}'
+            idle = self._cond.wait_for(lambda: not self._generating, timeout=PAUSE_WAIT_S)
+        self._finish_steps(cancel='cancelled by ~/pause')
+        response.success = True
+        response.message = f'paused at frame {self._frames}' + ('' if idle else ' (a frame is still in flight)')
         return response
 
     def _on_resume(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
@@ -475,8 +574,11 @@ class SimulatorNode(LifecycleNode):
         return response
 
     async def _on_step(self, request: StepFrames.Request, response: StepFrames.Response) -> StepFrames.Response:
-        """Generate `frames` frames while paused; awaits them without blocking the executor's other callbacks."""
+        """Generate `frames` frames while paused. Awaits them in its own callback group, so pause, resume, reset,
+        the lifecycle services and other steps are answered meanwhile; ~/pause, ~/reset, deactivation or
+        step_timeout end it early with the frames made so far."""
         n = int(request.frames)
+        cap = self.params.max_step_frames
         with self._cond:
             if self._thread is None:
                 response.success, response.message = False, 'not active: activate the node first'
@@ -484,8 +586,11 @@ class SimulatorNode(LifecycleNode):
             if not self._paused:
                 response.success, response.message = False, 'not paused: call ~/pause first'
                 return response
-            start = self._frames
-            waiter = StepWaiter(start + self._steps_pending + n, threading.Event(),
+            if not 1 <= n <= cap:
+                response.success = False
+                response.message = f'frames={n} must be in [1, max_step_frames={cap}]'
+                return response
+            waiter = StepWaiter(self._frames + self._steps_pending, n, threading.Event(),
                                 self.executor.create_future() if self.executor is not None else None)
             if waiter.future is not None:
                 waiter.future.add_done_callback(lambda _f: None)  # its scheduling wakes the executor
@@ -493,12 +598,21 @@ class SimulatorNode(LifecycleNode):
             self._step_waiters.append(waiter)
             self._cond.notify_all()
         self._finish_steps()
+        timeout = self.params.step_timeout
         if waiter.future is not None:
-            await waiter.future
-        waiter.done.wait(STEP_TIMEOUT_S)
-        response.frames_generated = max(0, min(self._frames - start, n))
-        response.success = response.frames_generated == n
+            timer = self.create_timer(timeout, lambda: self._finish_steps(
+                cancel=f'timed out after step_timeout={timeout:g} s'), callback_group=self._step_group)
+            try:
+                await waiter.future
+            finally:
+                self.destroy_timer(timer)
+        elif not waiter.done.wait(timeout):
+            self._finish_steps(cancel=f'timed out after step_timeout={timeout:g} s')
+        response.frames_generated = waiter.generated
+        response.success = response.frames_generated == n and not waiter.cancelled
         response.message = f'generated {response.frames_generated} of {n} frames'
+        if waiter.cancelled:
+            response.message += f' ({waiter.cancelled})'
         return response
 
     # ---- the inference thread ----------------------------------------------------------------------------
@@ -508,67 +622,102 @@ class SimulatorNode(LifecycleNode):
         self._thread = threading.Thread(target=self._run, name='worldscape-inference', daemon=True)
         self._thread.start()
 
-    def _stop_thread(self) -> None:
+    def _stop_thread(self, reason: str = 'generation stopped') -> None:
         thread = self._thread
         if thread is None:
             return
         with self._cond:
             self._stop = True
             self._cond.notify_all()
-        thread.join()
+        if thread is not threading.current_thread():
+            thread.join()
         self._thread = None
-        self._finish_steps(all_waiters=True)
+        self._finish_steps(cancel=f'cancelled: {reason}')
 
-    def _finish_steps(self, all_waiters: bool = False) -> None:
-        """Complete the ~/step requests whose frames are generated (all of them when stopping)."""
+    def _finish_steps(self, cancel: str = '') -> None:
+        """Complete the ~/step requests whose frames are generated, or all of them with `cancel` as the reason
+        (and no frames left pending)."""
         with self._cond:
-            finished = [w for w in self._step_waiters if all_waiters or self._frames >= w.target]
-            self._step_waiters = [w for w in self._step_waiters if w not in finished]
-            if all_waiters:
+            if cancel:
+                finished, self._step_waiters = self._step_waiters, []
                 self._steps_pending = 0
+            else:
+                finished = [w for w in self._step_waiters if self._frames >= w.target]
+                self._step_waiters = [w for w in self._step_waiters if w not in finished]
+            for w in finished:
+                w.finished_at = self._frames
+                w.cancelled = cancel if self._frames < w.target else ''
         for w in finished:
             w.done.set()
             if w.future is not None and not w.future.done():
                 w.future.set_result(True)
 
     def _run(self) -> None:
-        wall0, frame0 = time.monotonic(), self._frames
         try:
-            while True:
+            self._loop()
+        except BaseException as exc:  # whatever ends the thread must reach the log and the lifecycle
+            cause = exc.args[0] if isinstance(exc, GenerationFailed) else f'inference thread stopped: {exc!r}'
+            self._fail(cause)
+
+    def _loop(self) -> None:
+        wall0, frame0 = time.monotonic(), self._frames
+        failures = 0
+        while True:
+            with self._cond:
+                while not self._stop and self._paused and self._steps_pending == 0:
+                    self._cond.wait(0.5)
+                    self._publish_diagnostics()
+                if self._stop:
+                    return
+                stepping = self._paused
+                if stepping:
+                    self._steps_pending -= 1
+                elif self._steps_pending:
+                    self._steps_pending = 0  # resumed: pending steps are absorbed by free running
+                self._generating = True
+            try:
+                self._generate_one()
+                failures = 0
+            except GenerationFailed:
+                raise
+            except Exception as exc:  # publishing or bookkeeping after the step; bounded below
+                failures += 1
+                self._last_failure = (time.monotonic(), f'frame failed: {exc!r}')
+                self.get_logger().error(f'frame {self._frames + 1} failed after the engine step ({exc!r}); '
+                                        f'{failures} in a row')
+                if failures >= MAX_CONSECUTIVE_FAILURES:
+                    raise GenerationFailed(f'{failures} frames in a row failed, the last with {exc!r}') from exc
+            finally:
                 with self._cond:
-                    while not self._stop and self._paused and self._steps_pending == 0:
-                        self._cond.wait(0.5)
-                        self._publish_diagnostics()
-                    if self._stop:
-                        return
-                    stepping = self._paused
-                    if stepping:
-                        self._steps_pending -= 1
-                    elif self._steps_pending:
-                        self._steps_pending = 0  # resumed: pending steps are absorbed by free running
-                    self._generating = True
-                try:
-                    self._generate_one()
-                finally:
-                    with self._cond:
-                        self._generating = False
-                        self._cond.notify_all()
-                self._finish_steps()
-                if self.params.realtime and not stepping:
-                    # pace to fps against a wall clock anchor; after falling behind, re-anchor instead of bursting
-                    target = wall0 + (self._frames - frame0) / self._fps
-                    delay = target - time.monotonic()
-                    if delay > 0:
-                        time.sleep(delay)
-                    elif delay < -1.0 / self._fps:
-                        wall0, frame0 = time.monotonic(), self._frames
-                else:
+                    self._generating = False
+                    self._cond.notify_all()
+            self._finish_steps()
+            if self.params.realtime and not stepping:
+                # pace to fps against a wall clock anchor; after falling behind, re-anchor instead of bursting
+                target = wall0 + (self._frames - frame0) / self._fps
+                delay = target - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                elif delay < -1.0 / self._fps:
                     wall0, frame0 = time.monotonic(), self._frames
-        except Exception as exc:  # a dying thread must leave a trace in the log and on /diagnostics
-            self._fault = f'inference thread stopped: {exc!r}'
-            self.get_logger().error(self._fault)
-            logging.getLogger(__name__).exception('inference thread stopped')
-            self._publish_diagnostics(force=True)
+            else:
+                wall0, frame0 = time.monotonic(), self._frames
+
+    def _fail(self, cause: str) -> None:
+        """Generation cannot go on: say so on the log and /diagnostics, end the ~/step requests, and have the
+        executor take the node through ErrorProcessing."""
+        self._fault = cause
+        self.get_logger().error(f'{cause}; leaving the active state through error processing')
+        self._publish_diagnostics(force=True)
+        self._finish_steps(cancel=f'cancelled: {cause}')
+        if self._fatal_signal is not None:
+            self._fatal_signal.trigger()
+
+    def _on_fatal(self) -> None:
+        """In the executor: a fault the supervisor could not recover from deactivates the node with an error,
+        which rclpy's lifecycle turns into ErrorProcessing (on_error)."""
+        if self._fault and self._state_machine.current_state[1] == 'active':
+            self.trigger_deactivate()
 
     def _generate_one(self) -> None:
         """One engine step (a chunk: one frame for ws-tiny) from the latest command; publish its frames."""
@@ -579,16 +728,16 @@ class SimulatorNode(LifecycleNode):
         with self._engine_lock:
             k = int(getattr(self.engine.config, 'frames_per_chunk', 1))
             prev = self.engine.state
+            if isinstance(motion, NavAction):
+                motion = self._within_working_range(prev, motion)
             engine_motion: NavAction | np.ndarray = motion
             if isinstance(motion, NavAction) and self._fps != self._engine_fps:
                 engine_motion = scale_action(motion, self._engine_fps / self._fps)  # engine integrates 1/its fps
             try:
                 frames = self._engine_step(engine_motion, hands, k)
-            except ValueError as exc:
-                # input only the engine can judge (e.g. a pose it cannot reach): drop it and stand still
-                self._reject('command', str(exc))
-                self._inbox.clear()  # drop the offending inputs, not just this frame's use of them
-                motion, frames = NavAction(), self._engine_step(NavAction(), None, k)
+            except Exception as exc:  # the supervisor: any failure of a step is recovered from
+                frames = self._recover(exc, prev, k)
+                motion = NavAction()
             last_state = self.engine.state
             self._cache_bytes = int(self.engine.cache_bytes)
         for i, frame in enumerate(frames):
@@ -600,6 +749,42 @@ class SimulatorNode(LifecycleNode):
         e2e_ms = (time.perf_counter() - t0) * 1e3 / k
         self._stats.append((time.monotonic(), self._frames, float(frames[-1].latency_ms), e2e_ms))
         self._publish_diagnostics()
+
+    def _within_working_range(self, state: BaseState, motion: NavAction) -> NavAction:
+        """Stand still instead of driving past max_position (velocity commands stop at the working range's edge)."""
+        limit = self.params.max_position
+        after = integrate(state, motion, 1.0 / self._fps)
+        if max(abs(after.x), abs(after.y), abs(after.z)) <= limit:
+            return motion
+        if self._warn('working range'):
+            self.get_logger().warning(f'cmd_vel stopped at the edge of the working range (max_position={limit:g} m)')
+        return NavAction()
+
+    def _recover(self, exc: Exception, prev: BaseState, k: int) -> list[Any]:
+        """A step raised: drop the inputs, undo its motion and stand still for this frame; if even that fails,
+        restart the session from its start. Logged once per WARN_PERIOD_S with the cause; counted."""
+        self._step_failures += 1
+        self._inbox.clear()
+        cause = f'{type(exc).__name__}: {exc}'
+        try:
+            self.engine.state = prev
+            frames = self._engine_step(NavAction(), None, k)
+            self._recoveries += 1
+            outcome = 'dropped the inputs and stood still for this frame'
+        except Exception as again:  # the session's state is corrupt: back to its start
+            try:
+                self._reset_engine()
+                frames = self._engine_step(NavAction(), None, k)
+            except Exception as last:
+                raise GenerationFailed(f'step failed ({cause}); standing still failed ({again!r}) and so did a '
+                                       f'reset to the start ({last!r})') from last
+            self._failure_resets += 1
+            outcome = f'standing still failed too ({type(again).__name__}: {again}); reset to the start'
+        message = f'step failed ({cause}): {outcome}'
+        self._last_failure = (time.monotonic(), message)
+        if self._warn('step failed'):
+            self.get_logger().error(f'{message} [{self._step_failures} failed steps so far]')
+        return frames
 
     def _engine_step(self, motion: NavAction | np.ndarray, hands: np.ndarray | None, k: int) -> list[Any]:
         if k == 1:
@@ -672,6 +857,8 @@ class SimulatorNode(LifecycleNode):
         status = DiagnosticStatus(name=f'{self.get_name()}: world model', hardware_id=self.device)
         if self._fault:
             status.level, status.message = DiagnosticStatus.ERROR, self._fault
+        elif now - self._last_failure[0] < FAILURE_WARN_S:
+            status.level, status.message = DiagnosticStatus.WARN, f'recovered: {self._last_failure[1]}'
         elif self.params.realtime and not self._paused and 0 < snap['real_time_factor'] < 0.9:
             status.level, status.message = DiagnosticStatus.WARN, 'slower than real time'
         else:
@@ -690,6 +877,9 @@ class SimulatorNode(LifecycleNode):
             'sim_time': f'{self.sim_time_ns / 1e9:.3f}',
             'paused': str(self._paused).lower(),
             'rejected_inputs': str(self._rejected_inputs),
+            'failed_steps': str(self._step_failures),
+            'recovered_steps': str(self._recoveries),
+            'resets_after_failure': str(self._failure_resets),
         }
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         msg = DiagnosticArray(status=[status])
