@@ -14,16 +14,10 @@ if [ "$(cat "$stamp" 2>/dev/null)" = "$src_hash" ] && "$py" -c "import $name.msg
 fi
 echo "[setup] generating $name interfaces"
 
-# The wheels' exported cmake files name the build farm's interpreter include dirs
-# (/opt/python/cp3XY-cp3XY/...): point them at this venv's Python and NumPy headers.
-py_inc="$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
-np_inc="$("$py" -c 'import numpy; print(numpy.get_include())')"
+# shellcheck source=scripts/ros_wheels.sh
+. "$(dirname "${BASH_SOURCE[0]}")/ros_wheels.sh"
+fix_wheel_cmake_paths "$venv"
 pyver="$("$py" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
-{ grep -rlE '/opt/python/cp3[0-9]+-cp3[0-9]+' "$venv/share" --include='*.cmake' 2>/dev/null || true; } | while read -r f; do
-  sed -i -E \
-    -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/lib/python3\.[0-9]+/site-packages/numpy/_core/include#$np_inc#g" \
-    -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/include/python3\.[0-9]+#$py_inc#g" "$f"
-done
 
 build="$(mktemp -d)"
 trap 'rm -rf "$build"' EXIT
