@@ -39,6 +39,11 @@ class CodecConfig:
     spatial_down: int = 4  # power of two
     temporal_down: int = 1  # video frames folded into one latent frame
     width: int = 32
+    # 'conv': ConvCodec; 'wan': the Wan2.1 causal video VAE (model/wan_codec.py, needs diffusers), width its
+    # base_dim, dim_mult and res_blocks its other architecture settings (read by it alone)
+    kind: str = 'conv'
+    dim_mult: tuple[int, ...] = (1, 2, 4, 4)
+    res_blocks: int = 2
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,13 @@ class DiTConfig:
     patch: tuple[int, int, int] = (1, 2, 2)  # (t, h, w) over the latent
     camera_width: int = 128  # hidden width of the light camera encoder
     qk_norm: bool = True
+    # 'worldscape': CausalDiT; 'wan': Wan2.1's transformer (model/wan.py) with the world model's additions
+    # zero-initialised, so imported Wan weights compute what Wan computes. freq_dim, text_dim, text_len: its
+    # sinusoidal timestep width and the fixed text embedding's shape (read by the 'wan' layout alone)
+    layout: str = 'worldscape'
+    freq_dim: int = 256
+    text_dim: int = 4096
+    text_len: int = 512
 
 
 @dataclass(frozen=True)
@@ -58,6 +70,9 @@ class ConditioningConfig:
     hands: bool = True  # pose-video tokens concatenated along the frame axis
     geometry: bool = True  # the accumulated scene rendered into the target camera
     pose_pool: int = 2  # pose-video latent average-pooled by this before the shared patch path
+    # false: the pose video is added to the video tokens through a zero-initialised patch embedding instead of
+    # joining the sequence (the 'wan' layout: extra tokens would change what a pretrained backbone computes)
+    pose_tokens: bool = True
 
 
 @dataclass(frozen=True)
@@ -87,6 +102,13 @@ class MemorySettings:
     # context (the paper's memory). A model distilled on clips whose context held only the sink and the window
     # has never attended to retrieved chunks: false keeps its attention as trained.
     attend_pool: bool = True
+
+
+_OPTIONAL_AT_DEFAULT: dict[str, dict[str, Any]] = {
+    'codec': {'kind': 'conv', 'dim_mult': (1, 2, 4, 4), 'res_blocks': 2},
+    'dit': {'layout': 'worldscape', 'freq_dim': 256, 'text_dim': 4096, 'text_len': 512},
+    'conditioning': {'pose_tokens': True},
+}
 
 
 @dataclass(frozen=True)
@@ -135,7 +157,7 @@ class ModelConfig:
 
     @property
     def pose_tokens_per_frame(self) -> int:
-        if not self.conditioning.hands:
+        if not self.conditioning.hands or not self.conditioning.pose_tokens:
             return 0
         h, w = self.pose_grid
         return h * w
@@ -173,9 +195,28 @@ class ModelConfig:
         need(self.sampler.steps >= 1, f'sampler.steps must be >= 1, got {self.sampler.steps}')
         need(self.memory.sink_chunks >= 1, 'memory needs at least one sink chunk (the given start)')
         need(self.memory.window_chunks >= 0, f'memory.window_chunks must be >= 0, got {self.memory.window_chunks}')
+        need(self.dit.layout in ('worldscape', 'wan'), f"dit.layout must be 'worldscape' or 'wan', got "
+             f'{self.dit.layout!r}')
+        need(self.conditioning.pose_tokens or self.dit.layout == 'wan',
+             "conditioning.pose_tokens false needs dit.layout 'wan' (CausalDiT takes the pose video as tokens)")
+        need(self.codec.kind in ('conv', 'wan'), f"codec.kind must be 'conv' or 'wan', got {self.codec.kind!r}")
+        if self.codec.kind == 'wan':
+            levels = len(self.codec.dim_mult) - 1
+            need(2 ** levels == down, f'the wan codec downsamples by 2 ** (len(dim_mult) - 1) = {2 ** levels}, '
+                 f'codec.spatial_down is {down}')
+            need(levels == 3 and self.codec.temporal_down == 4,
+                 f'the wan codec is the Wan2.1 VAE: 4 levels (dim_mult has {levels + 1}) and temporal_down 4 '
+                 f'(got {self.codec.temporal_down})')
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        # Settings added for the Wan2.1 layout are left out at their defaults: saved runs' resume fingerprints (a
+        # hash of this dict) and checkpoints' configs stay as they were.
+        for section, defaults in _OPTIONAL_AT_DEFAULT.items():
+            for key, default in defaults.items():
+                if d[section][key] == default:
+                    del d[section][key]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
@@ -196,6 +237,8 @@ class ModelConfig:
                 value = dict(value or {})
                 if key == 'dit' and 'patch' in value:
                     value['patch'] = tuple(value['patch'])
+                if key == 'codec' and 'dim_mult' in value:
+                    value['dim_mult'] = tuple(value['dim_mult'])
                 kwargs[key] = sec(**value)
             else:
                 kwargs[key] = value

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
@@ -10,13 +12,28 @@ from worldscape_ros.model.config import ModelConfig
 from worldscape_ros.model.dit import CausalDiT
 from worldscape_ros.model.heads import DepthHead, GaussianHead
 
+if TYPE_CHECKING:
+    from worldscape_ros.model.wan_codec import WanCodec
+
 
 class WorldModel(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.codec = ConvCodec(config)
-        self.dit = CausalDiT(config)
+        self.codec: ConvCodec | WanCodec
+        self.dit: CausalDiT
+        if config.codec.kind == 'wan':
+            from worldscape_ros.model.wan_codec import WanCodec  # needs diffusers: imported only when used
+
+            self.codec = WanCodec(config)
+        else:
+            self.codec = ConvCodec(config)
+        if config.dit.layout == 'wan':
+            from worldscape_ros.model.wan import WanDiT  # the Wan2.1 transformer, which builds on CausalDiT
+
+            self.dit = WanDiT(config)
+        else:
+            self.dit = CausalDiT(config)
         self.depth_head = DepthHead(config) if config.heads.depth else None
         self.gaussian_head = GaussianHead(config) if config.heads.gaussians else None
 
