@@ -214,4 +214,9 @@ def config_from_dict(d: dict[str, Any]) -> TrainConfig:
 
 
 def load_train_config(path: str | Path) -> TrainConfig:
-    return config_from_dict(read_yaml_mapping(path, 'train config', TrainError))
+    try:
+        data = read_yaml_mapping(path, 'train config', TrainError)
+    except UnicodeDecodeError as exc:  # a binary file given as the config: name it
+        raise TrainError(f'train config {path} is not a UTF-8 text YAML file ({exc.reason} at byte '
+                         f'{exc.start})') from None
+    return config_from_dict(data)
