@@ -26,6 +26,9 @@ dpkg -s libgl1 >/dev/null 2>&1 || need_apt+=(libgl1)
 command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
+# a headless Chromium for the web viewer's browser tests (tests/viewer)
+command -v chromium-headless-shell >/dev/null 2>&1 || command -v chromium >/dev/null 2>&1 \
+  || need_apt+=(chromium-headless-shell)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   log "installing Debian packages: ${need_apt[*]}"
   sudo_cmd=""

@@ -1,0 +1,208 @@
+"""`worldscape play` (an engine driven from a web page) and `worldscape view` (the page beside a running ROS 2
+simulator, like rviz)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# counts the page's updates of the imagined image in the browser itself (what reaches the screen)
+PAGE_COUNTER_JS = '''(() => {
+  const label = [...document.querySelectorAll("*")].find(
+    e => e.childElementCount === 0 && e.textContent.trim() === LABEL);
+  let n = label; let img = null;
+  while (n && !img) { img = n.querySelector("img"); n = n.parentElement; }
+  if (!img) return false;
+  window.__wsPage = {count: 0, first: 0, last: 0};
+  new MutationObserver(() => {
+    const p = window.__wsPage; const t = performance.now();
+    if (p.count === 0) p.first = t;
+    p.count += 1; p.last = t;
+  }).observe(img, {attributes: true, attributeFilter: ["src"]});
+  return true;
+})()'''
+
+
+def add_server_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument('--host', default='127.0.0.1', help='address to serve the page on (default: this machine only)')
+    p.add_argument('--port', type=int, default=8080, help='port of the page (0: a free one; default 8080)')
+    p.add_argument('--max-linear', type=float, default=1.0, help='top of the page\'s linear speed slider (m/s)')
+    p.add_argument('--max-angular', type=float, default=1.5, help='top of the page\'s turn speed slider (rad/s)')
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        'play', help='drive the world model from a local web page: live RGB, depth, trajectory, scene cloud',
+        description='Load the engine, start from a scene view or an image, and serve a page (http://HOST:PORT/) '
+        'that shows the imagined RGB and depth, the trajectory as camera frustums, the scene as a coloured point '
+        'cloud, the model memory\'s views and the hand keypoints, with buttons to drive, pause, step and reset. '
+        'Runs until Ctrl-C, or --frames frames. --no-viewer runs the same loop unseen (the viewer\'s cost).')
+    p.add_argument('--start', default='room:0', help="'room:SEED', 'yard:SEED', 'table:SEED' or an RGB image path")
+    p.add_argument('--actions', default=None, metavar='FILE',
+                   help='drive by this script first (formats: docs/recording.md); then the page\'s commands')
+    p.add_argument('--frames', type=int, default=0, help='stop after this many frames (0: run until Ctrl-C)')
+    p.add_argument('--no-viewer', action='store_true', help='no page: measure the loop alone')
+    p.add_argument('--paused', action='store_true', help='start paused (Step or Resume in the page)')
+    p.add_argument('--realtime', action='store_true', help='no faster than the model\'s frame rate')
+    p.add_argument('--wait-client', type=float, default=0.0, metavar='S',
+                   help='wait up to S seconds for a page to connect before generating')
+    p.add_argument('--browser', action='store_true',
+                   help='open the page in a headless Chromium (measures the page\'s update rate)')
+    p.add_argument('--screenshot', default=None, metavar='PNG', help='with --browser: the page at the end')
+    p.add_argument('--json', default=None, metavar='FILE', help='write the figures printed as JSON')
+    add_server_arguments(p)
+    p.add_argument('--checkpoint', default=None,
+                   help="checkpoint path; 'random' for a random init of --config; default: the shipped model")
+    p.add_argument('--config', default=None, help='model config name (with --checkpoint random: default ws-tiny)')
+    p.add_argument('--device', default='cpu', help='cpu or cuda')
+    p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16', 'float16'))
+    p.add_argument('--steps', type=int, default=None, help="denoising steps (default: the config's)")
+    p.add_argument('--no-memory', action='store_true', help='no global memory pool (the ablation)')
+    p.add_argument('--threads', type=int, default=0, help="CPU threads for torch (0: torch's default)")
+    p.add_argument('--seed', type=int, default=None, help="sampling seed (default: the start's scene seed)")
+    p.set_defaults(func=run_play)
+
+    v = subparsers.add_parser(
+        'view', help='the web viewer beside a running ROS 2 simulator (subscribes to its topics, drives cmd_vel)',
+        description='A ROS 2 node that subscribes to the simulator\'s camera, depth, camera_info, odom and TF '
+        'topics and serves the page (http://HOST:PORT/); its buttons publish cmd_vel and call the simulator\'s '
+        'pause/resume/step/reset services. Same as `ros2 run worldscape_ros viewer`.')
+    add_server_arguments(v)
+    v.add_argument('--namespace', default='', help='namespace of the simulator\'s topics')
+    v.add_argument('--simulator', default='simulator', help='the simulator node\'s name (its services: NAME/...)')
+    v.set_defaults(func=run_view)
+
+
+def _limits(args: argparse.Namespace) -> Any:
+    from worldscape_ros.viewer.teleop import Limits
+
+    return Limits(max_linear=args.max_linear, max_angular=args.max_angular)
+
+
+def run_play(args: argparse.Namespace) -> int:
+    from worldscape_ros.model.engine import WorldEngine
+    from worldscape_ros.tools.rollout import parse_start
+    from worldscape_ros.tools.scripts import load_script
+    from worldscape_ros.viewer import ViewerError
+    from worldscape_ros.viewer.play import PlaySession
+    from worldscape_ros.viewer.viewer import WorldViewer
+
+    start = parse_start(args.start)
+    if args.frames < 0:
+        raise ValueError(f'--frames must be >= 0, got {args.frames}')
+    if args.threads < 0:
+        raise ValueError(f'--threads must be >= 0, got {args.threads}')
+    if (args.browser or args.screenshot) and args.no_viewer:
+        raise ViewerError('--browser and --screenshot need the viewer: drop --no-viewer')
+    if args.screenshot and not args.browser:
+        raise ViewerError('--screenshot takes the page from the headless browser: add --browser')
+    limits = _limits(args)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    engine = WorldEngine.from_pretrained(checkpoint=args.checkpoint, config=args.config, device=args.device,
+                                         dtype=args.dtype, memory=not args.no_memory, steps=args.steps,
+                                         seed=args.seed if args.seed is not None else start.seed)
+    script = load_script(args.actions, float(engine.config.fps), scene_seed=start.seed) if args.actions else None
+    viewer = None if args.no_viewer else WorldViewer(args.host, args.port, limits=limits)
+    session = PlaySession(engine, start, viewer, script=script, paused=args.paused, realtime=args.realtime)
+    browser = None
+    figures: dict[str, Any] = {'start': str(start), 'viewer': viewer is not None,
+                               'config': engine.config.name}
+    try:
+        session.begin()
+        if viewer is not None:
+            print(f'viewer: {viewer.url} (Ctrl-C stops)', flush=True)
+        if args.browser and viewer is not None:
+            browser = _open_browser(viewer)
+        if viewer is not None and args.wait_client > 0 and not viewer.wait_for_client(args.wait_client):
+            log.warning('no page connected in %.0f s; generating anyway', args.wait_client)
+        session.start_thread(args.frames)
+        try:
+            while session.alive:
+                session.join(0.5)
+        except KeyboardInterrupt:
+            pass
+        session.stop()
+        if session.error is not None:
+            raise session.error
+        stats = session.stats
+        figures.update(frames=stats.frames, seconds=round(stats.seconds, 3), frames_per_second=round(stats.fps, 3))
+        print(f'{stats.frames} frames in {stats.seconds:.1f} s of generation ({stats.fps:.2f} frames/s) with '
+              f'{engine.config.name}' + ('' if viewer is None else ', viewer on'))
+        if viewer is not None:
+            figures['viewer_pushes_per_second'] = round(viewer.stats.pushes_total / max(stats.seconds, 1e-9), 3)
+        if browser is not None:
+            page = browser.evaluate('window.__wsPage || null')
+            if page and page['count'] > 1:
+                rate = (page['count'] - 1) / ((page['last'] - page['first']) / 1e3)
+                figures['page_updates_per_second'] = round(rate, 3)
+                print(f'page: {page["count"]} image updates, {rate:.2f} a second (counted in the browser)')
+            if args.screenshot:
+                time.sleep(max(0.0, (viewer.cloud_period if viewer else 0.0)))
+                _save_screenshot(browser, args.screenshot)
+                print(f'screenshot: {args.screenshot}')
+    finally:
+        session.stop()
+        if browser is not None:
+            browser.close()
+        if viewer is not None:
+            viewer.close()
+    if args.json:
+        from worldscape_ros.fileio import atomic_write_json
+
+        atomic_write_json(Path(args.json), {k: (None if isinstance(v, float) and math.isnan(v) else v)
+                                            for k, v in figures.items()})
+    return 0
+
+
+def _open_browser(viewer: Any) -> Any:
+    from worldscape_ros.viewer.browser import HeadlessBrowser
+    from worldscape_ros.viewer.viewer import RGB_LABEL
+
+    browser = HeadlessBrowser()
+    browser.start()
+    browser.navigate(viewer.url)
+    browser.wait_for(f'({PAGE_COUNTER_JS.replace("LABEL", json.dumps(RGB_LABEL))})', 30.0,
+                     'the page to show the imagined image')
+    return browser
+
+
+def _save_screenshot(browser: Any, path: str) -> None:
+    from worldscape_ros.tools.video import write_png
+
+    browser.dismiss_notifications()
+    time.sleep(0.5)
+    write_png(Path(path), browser.screenshot())
+
+
+def run_view(args: argparse.Namespace) -> int:
+    from worldscape_ros.viewer.ros_node import run_viewer_node
+
+    return run_viewer_node(host=args.host, port=args.port, limits=_limits(args), namespace=args.namespace,
+                           simulator=args.simulator)
+
+
+# ---- `worldscape rollout --view` -------------------------------------------------------------------------------
+def rollout_viewer(engine: Any, host: str = '127.0.0.1', port: int = 8080) -> Any:
+    """A page that shows an offline rollout as it is made (no teleop: the script drives). Returns the
+    on_frame(frame, keypoints) callback offline_rollout takes; the page closes when the process ends."""
+    from worldscape_ros.viewer.play import frame_view
+    from worldscape_ros.viewer.viewer import WorldViewer
+
+    viewer = WorldViewer(host, port, title='WorldScape rollout')
+    print(f'viewer: {viewer.url}', flush=True)
+
+    def on_frame(frame: Any, keypoints: Any = None) -> None:
+        viewer.show(frame_view(engine, frame, keypoints))
+
+    on_frame.viewer = viewer  # type: ignore[attr-defined]
+    return on_frame
