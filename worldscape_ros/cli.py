@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     'worldscape_ros.eval.commands',  # eval
     'worldscape_ros.train.commands',  # train, distill, plot-training
     'worldscape_ros.tools.commands',  # rollout
+    'worldscape_ros.viewer.commands',  # play, view
 )
 
 
