@@ -5,10 +5,16 @@ cannot read version 9 QoS lists). Each topic records the QoS it was offered with
 /tf_static so a player re-latches it). Custom types (worldscape_msgs) are registered from the msg/ text, so the
 bag carries their definitions and the same RIHS01 hashes rclpy uses.
 
-The bag is written into a hidden folder beside its destination and moved into place when it is closed: a bag
-at `path` is always complete. Closing happens on normal exit, on exceptions and on Ctrl-C (KeyboardInterrupt,
-and SIGTERM through `stop_on_signals`, which never cuts a write in half), so an interrupted recording stays
-readable.
+The bag is written into a hidden folder beside its destination (`.NAME.XXXX.partial`) and moved into place when
+it is closed: a bag at `path` is always complete. Closing happens on normal exit, on exceptions and on Ctrl-C
+(KeyboardInterrupt, and SIGTERM through `stop_on_signals`, which never cuts a write in half), so an interrupted
+recording stays readable.
+
+A process that cannot close (SIGKILL, a power cut) leaves the `.partial` folder with an mcap that has no footer,
+index or metadata.yaml. The writer bounds what such a kill loses: mcap chunks are closed at CHUNK_BYTES and at
+least every FLUSH_PERIOD_S seconds and handed to the operating system at once (fsynced every SYNC_PERIOD_S), so
+at most the open chunk is lost. `recover_bag` (`worldscape bag-recover PATH`) streams the records of the flushed
+chunks back (with the `mcap` package, which reads an unfinalised file) into a complete rosbag2.
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ import logging
 import os
 import shutil
 import signal
+import struct
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,9 +37,18 @@ from rosbags.highlevel import AnyReader
 from rosbags.interfaces import Connection, Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import StoragePlugin, Writer
 
+from worldscape_ros.errors import WorldScapeError
 from worldscape_ros.tools.messages import typestore
 
 log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 1 << 20  # an mcap chunk is closed and written once it holds this much
+FLUSH_PERIOD_S = 1.0  # ... or once its oldest message is this old
+SYNC_PERIOD_S = 5.0  # written chunks reach the disk (fsync) at least this often: a power cut loses no more
+
+
+class BagError(WorldScapeError):
+    """A bag cannot be written where asked, or a killed recording cannot be recovered."""
 
 # storage name -> (rosbags plugin, rosbag2 metadata version)
 STORAGES: dict[str, tuple[StoragePlugin, Literal[8, 9]]] = {'mcap': (StoragePlugin.MCAP, 9),
@@ -78,19 +95,30 @@ SIM_TOPICS: tuple[TopicSpec, ...] = (
 class BagWriter:
     """A rosbag2 being written; use as a context manager (it closes on exceptions and Ctrl-C too)."""
 
-    def __init__(self, path: str | Path, storage: str = 'mcap') -> None:
+    def __init__(self, path: str | Path, storage: str = 'mcap', chunk_bytes: int = CHUNK_BYTES,
+                 flush_period: float = FLUSH_PERIOD_S, warn_stale: bool = True) -> None:
         if storage not in STORAGES:
             raise ValueError(f'bag storage must be one of {sorted(STORAGES)}, got {storage!r}')
         self.path = Path(path)
         if self.path.exists():
             raise FileExistsError(f'bag {self.path} exists already: choose another folder or remove it')
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in stale_partials(self.path) if warn_stale else []:
+            log.warning('%s is left from a killed recording: recover it with `worldscape bag-recover %s` or '
+                        'delete it', stale, stale)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # written inside a hidden folder beside the destination, then moved: same file system, atomic rename
+            self._staging = Path(tempfile.mkdtemp(prefix=f'.{self.path.name}.', suffix='.partial',
+                                                  dir=self.path.parent))
+        except OSError as exc:
+            raise BagError(f'bag {self.path} cannot be written: {exc.strerror or exc}') from None
         plugin, version = STORAGES[storage]
         self.storage = storage
-        # written inside a hidden folder beside the destination, then moved: same file system, atomic rename
-        self._staging = Path(tempfile.mkdtemp(prefix=f'.{self.path.name}.', suffix='.partial', dir=self.path.parent))
+        self.chunk_bytes = int(chunk_bytes)
+        self.flush_period = float(flush_period)
         self._writer: Writer | None = Writer(self._staging / self.path.name, version=version, storage_plugin=plugin)
         self._writer.open()
+        self._last_flush = self._last_sync = time.monotonic()
         self._connections: dict[str, Connection] = {}
         self._types: dict[str, str] = {}
         self.counts: dict[str, int] = {}
@@ -139,11 +167,31 @@ class BagWriter:
         try:
             self._writer.write(connection, self._last_ns, data)
             self.counts[topic] += 1
+            self.flush(force=False)
         finally:
             self._writing = False
         if self._interrupted:
             signum, self._interrupted = self._interrupted, 0
             raise KeyboardInterrupt(f'signal {signum}')
+
+    def flush(self, force: bool = True) -> None:
+        """Close the open mcap chunk and hand it to the operating system, so a kill from now on cannot lose it.
+
+        Without `force`, only when the chunk is over `chunk_bytes` or older than `flush_period`. A recorder with
+        quiet topics calls this on a timer. (sqlite3 bags commit at close: only mcap bags are crash-recoverable.)
+        """
+        storage = getattr(self._writer, 'storage', None)
+        chunk = getattr(storage, 'chunk', None)
+        if storage is None or chunk is None or not chunk.msgs:  # not mcap, or nothing pending
+            return
+        now = time.monotonic()
+        if force or chunk.bio.tell() >= self.chunk_bytes or now - self._last_flush >= self.flush_period:
+            storage.close_chunk()
+            storage.bio.flush()
+            self._last_flush = now
+            if now - self._last_sync >= SYNC_PERIOD_S:
+                os.fsync(storage.bio.fileno())
+                self._last_sync = now
 
     def close(self) -> Path:
         """Write the index and metadata and move the bag into place (idempotent)."""
@@ -183,6 +231,108 @@ def stop_on_signals(bag: BagWriter) -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def stale_partials(path: str | Path) -> list[Path]:
+    """Staging folders a killed recording of the bag `path` left beside it."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    return sorted(p for p in path.parent.glob(f'.{path.name}.*.partial') if p.is_dir())
+
+
+@dataclass
+class RecoveryReport:
+    source: Path  # the mcap that was read
+    bag: Path  # the rosbag2 written
+    counts: dict[str, int]  # messages recovered per topic
+    complete: bool  # the source ended cleanly (a finalised file): nothing was lost
+    lost_bytes: int  # bytes after the last whole record (the open chunk at the kill)
+
+
+def recover_bag(path: str | Path, out: str | Path | None = None, keep: bool = False) -> RecoveryReport:
+    """Rebuild a complete rosbag2 (mcap + metadata.yaml) from a killed recording.
+
+    path: a `.NAME.XXXX.partial` folder (or the .mcap inside it). out: where the rosbag2 goes (default: NAME, the
+    folder the recording was meant for). The messages of every whole chunk are copied with their topics, types,
+    offered QoS and log times; a chunk cut off by the kill is lost. The partial folder is removed afterwards unless
+    `keep`.
+    """
+    from mcap.exceptions import McapError
+    from mcap.records import Channel, Message, Schema
+    from mcap.stream_reader import StreamReader
+    from rosbags.rosbag2.metadata import parse_qos
+
+    path = Path(path)
+    if not path.exists():
+        raise BagError(f'{path} does not exist')
+    if path.is_dir():
+        if (path / 'metadata.yaml').is_file():
+            raise BagError(f'{path} has its metadata.yaml: it is a complete rosbag2 already')
+        files = sorted(path.rglob('*.mcap'))
+        if not files:
+            raise BagError(f'{path} holds no .mcap recording to recover')
+        source = files[0]
+    else:
+        source = path
+    partial = path if path.is_dir() else path.parent.parent
+    name = partial.name
+    if name.startswith('.') and name.endswith('.partial'):
+        name = name[1:].rsplit('.', 2)[0]  # '.bag.k3j2.partial' -> 'bag'
+    dest = Path(out) if out is not None else partial.parent / name
+    if dest.exists():
+        raise BagError(f'{dest} exists already: pass another destination (--out)')
+    size = source.stat().st_size
+    schemas: dict[int, Schema] = {}
+    channels: dict[int, Channel] = {}
+    buffered: list[Message] = []
+    complete = False
+    consumed = 0
+    writer = BagWriter(dest, 'mcap', warn_stale=False)
+    try:
+        with source.open('rb') as f:
+            reader = StreamReader(f, record_size_limit=size)
+            try:
+                for record in reader.records:
+                    if isinstance(record, Schema):
+                        schemas[record.id] = record
+                    elif isinstance(record, Channel):
+                        channels[record.id] = record
+                        _add_recovered_topic(writer, record, schemas.get(record.schema_id), parse_qos)
+                    elif isinstance(record, Message) and record.channel_id in channels:
+                        buffered.append(record)
+                        if len(buffered) >= 256:
+                            _write_recovered(writer, channels, buffered)
+                    consumed = f.tell()
+                complete = True
+            except (McapError, ValueError, EOFError, struct.error) as exc:  # the cut: a half-written record
+                log.info('%s ends in a cut-off record after byte %d: %s', source, consumed, exc)
+        _write_recovered(writer, channels, buffered)
+    except BaseException:
+        writer.close()
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+    writer.close()
+    if not keep and partial.is_dir() and partial != dest and partial.name.endswith('.partial'):
+        shutil.rmtree(partial)
+    return RecoveryReport(source, dest, dict(writer.counts), complete, 0 if complete else max(0, size - consumed))
+
+
+def _add_recovered_topic(writer: BagWriter, channel: Any, schema: Any, parse_qos: Any) -> None:
+    msgtype = schema.name if schema is not None else ''
+    if msgtype not in typestore().types and schema is not None and schema.encoding == 'ros2msg':
+        from rosbags.typesys import get_types_from_msg
+
+        typestore().register(get_types_from_msg(schema.data.decode(), msgtype))  # a type outside our store
+    qos_text = channel.metadata.get('offered_qos_profiles', '')
+    profiles = parse_qos(qos_text) if qos_text else [QOS_RELIABLE]
+    writer.add_topic(channel.topic, msgtype, profiles)
+
+
+def _write_recovered(writer: BagWriter, channels: dict[int, Any], messages: list[Any]) -> None:
+    for m in messages:
+        writer.write_cdr(channels[m.channel_id].topic, m.log_time, m.data)
+    messages.clear()
 
 
 @dataclass
