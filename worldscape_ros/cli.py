@@ -19,6 +19,7 @@ from worldscape_ros.errors import WorldScapeError
 COMMAND_MODULES = (
     'worldscape_ros.synthetic.commands',  # datagen, contact-sheet
     'worldscape_ros.model.commands',  # bench, info
+    'worldscape_ros.model.wan_commands',  # import-wan, wan-params
     'worldscape_ros.eval.commands',  # eval
     'worldscape_ros.train.commands',  # train, distill, plot-training
     'worldscape_ros.tools.commands',  # rollout

@@ -323,7 +323,7 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
-def _architecture(folder: Path, cfg: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def wan_architecture(folder: str | Path, cfg: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The layout and the transformer's shape from config.json; refuses what is not a text-to-video Wan2.1."""
     cls = cfg.get('_class_name', '')
     if cls == 'WanTransformer3DModel':
@@ -366,7 +366,7 @@ def read_wan_folder(path: str | Path) -> WanSource:
         raise WanImportError(f'{folder} is not a folder (a Wan2.1 transformer in diffusers or original layout)')
     if not (folder / 'config.json').is_file() and (folder / 'transformer' / 'config.json').is_file():
         folder = folder / 'transformer'
-    layout, arch = _architecture(folder, _read_json(folder / 'config.json', 'the transformer config'))
+    layout, arch = wan_architecture(folder, _read_json(folder / 'config.json', 'the transformer config'))
     indexes = sorted(folder.glob('*.safetensors.index.json'))
     weight_map: dict[str, str] = {}
     if indexes:
@@ -500,4 +500,121 @@ def read_text_embedding(path: str | Path, text_len: int, text_dim: int) -> torch
         raise WanImportError(f'{path}: text embedding of shape {tuple(t.shape)}; needs (L <= {text_len}, {text_dim})')
     out = torch.zeros(text_len, text_dim)
     out[: t.shape[0]] = t
+    return out
+
+
+# ---- the import ------------------------------------------------------------------------------------------
+
+WAN21_T2V_1_3B = {  # diffusers' config.json of Wan-AI/Wan2.1-T2V-1.3B-Diffusers (transformer/)
+    '_class_name': 'WanTransformer3DModel', 'patch_size': [1, 2, 2], 'num_attention_heads': 12,
+    'attention_head_dim': 128, 'in_channels': 16, 'out_channels': 16, 'text_dim': 4096, 'freq_dim': 256,
+    'ffn_dim': 8960, 'num_layers': 30, 'cross_attn_norm': True, 'qk_norm': 'rms_norm_across_heads', 'eps': 1e-6,
+    'image_dim': None, 'added_kv_proj_dim': None, 'rope_max_seq_len': 1024,
+}
+
+
+def find_vae(path: str | Path, vae: str | Path | None) -> Path | None:
+    """The VAE folder: `vae` when given, else the `vae/` beside (or inside) a diffusers pipeline folder."""
+    if vae:
+        return Path(vae)
+    folder = Path(path)
+    for candidate in (folder / 'vae', folder.parent / 'vae'):
+        if (candidate / 'config.json').is_file():
+            return candidate
+    return None
+
+
+def import_wan(path: str | Path, config: str, out: str | Path, vae: str | Path | None = None,
+               text_embedding: str | Path | None = None, seed: int = 0) -> dict[str, Any]:
+    """Build the world model of `config` in the 'wan' layout from a Wan2.1 transformer (and its VAE as the
+    codec), check every tensor, and save it as a checkpoint. The parts Wan does not have (the depth and Gaussian
+    heads, the camera encoder's hidden layer) are initialised from `seed`, so an import is reproducible.
+    Returns what was done, for the report."""
+    from worldscape_ros.model.checkpoint import save_checkpoint
+    from worldscape_ros.model.config import load_config
+    from worldscape_ros.model.wan_codec import WanCodec, load_wan_vae, read_wan_vae
+    from worldscape_ros.model.world_model import WorldModel
+
+    source = read_wan_folder(path)
+    vae_folder = find_vae(path, vae)
+    if vae_folder is None:
+        raise WanImportError(f'{path}: no Wan VAE found beside the transformer; give --vae FOLDER (a diffusers '
+                             "AutoencoderKLWan folder, the pipeline's vae/): the transformer works in its latents")
+    vae_arch, vae_files = read_wan_vae(vae_folder)
+    cfg = wan_model_config(load_config(config), source.arch, vae_arch)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = WorldModel(cfg)
+    assert isinstance(model.dit, WanDiT) and isinstance(model.codec, WanCodec)
+    copied = load_wan_weights(model.dit, source)
+    load_wan_vae(model.codec, vae_arch, vae_files)
+    prompt = 'zeros (the padded positions of an empty prompt)'
+    if text_embedding:
+        with torch.no_grad():
+            model.dit.text_embedding.copy_(read_text_embedding(text_embedding, cfg.dit.text_len, cfg.dit.text_dim))
+        prompt = str(text_embedding)
+    extra = {'imported_from': {'wan_transformer': str(source.folder), 'layout': source.layout,
+                               'wan_vae': str(vae_folder), 'text_embedding': prompt, 'base_config': config}}
+    digest = save_checkpoint(out, model, extra)
+    added = sum(p.numel() for n, p in model.dit.named_parameters() if n.startswith(WORLD_MODEL_PARTS))
+    return {'config': cfg, 'layout': source.layout, 'tensors': len(source.files), 'values': copied,
+            'vae_tensors': len(vae_files), 'world_model_parameters': added, 'weights_sha256': digest,
+            'parameters': {part: model.num_parameters(part) for part in ('codec', 'dit', 'depth_head',
+                                                                         'gaussian_head')
+                           if getattr(model, part) is not None},
+            'text_embedding': prompt}
+
+
+def parameter_comparison(config: ModelConfig, wan_config: dict[str, Any]) -> dict[str, Any]:
+    """Tensor for tensor, the WanDiT of `config` against diffusers' WanTransformer3DModel of `wan_config`, both
+    built on the meta device (no memory): equal shapes for every Wan tensor, and the counts."""
+    from diffusers import WanTransformer3DModel
+
+    kwargs = {k: v for k, v in wan_config.items() if not k.startswith('_')}
+    with torch.device('meta'):
+        ref = WanTransformer3DModel(**kwargs)
+        ours = WanDiT(config)
+    theirs = {n: p.shape for n, p in ref.state_dict().items()}
+    expected = wan_state_names(ours)
+    mismatched = sorted(n for n in set(theirs) | set(expected) if theirs.get(n) != expected.get(n))
+    own = {n: p.numel() for n, p in ours.named_parameters() if n.startswith(WORLD_MODEL_PARTS)}
+    return {'wan_tensors': len(theirs), 'wan_parameters': sum(p.numel() for p in ref.parameters()),
+            'dit_parameters': sum(p.numel() for p in ours.parameters()),
+            'mapped_parameters': sum(math.prod(s) for s in expected.values()),
+            'world_model_parts': own, 'mismatched': mismatched}
+
+
+# ---- random reference models (tests, smoke runs, and full-size checks without the real weights) ------------
+
+REFERENCE_TRANSFORMERS: dict[str, dict[str, Any]] = {
+    'tiny': {'patch_size': (1, 2, 2), 'num_attention_heads': 2, 'attention_head_dim': 8, 'in_channels': 4,
+             'out_channels': 4, 'text_dim': 16, 'freq_dim': 16, 'ffn_dim': 32, 'num_layers': 2,
+             'cross_attn_norm': True, 'qk_norm': 'rms_norm_across_heads', 'rope_max_seq_len': 32},
+    '1.3b': {k: v for k, v in WAN21_T2V_1_3B.items() if not k.startswith('_')},
+}
+REFERENCE_VAES: dict[str, dict[str, Any]] = {
+    'tiny': {'base_dim': 8, 'z_dim': 4, 'dim_mult': [1, 1, 1, 1], 'num_res_blocks': 1,
+             'temperal_downsample': [False, True, True], 'latents_mean': [0.1, -0.2, 0.3, 0.0],
+             'latents_std': [1.5, 0.5, 2.0, 1.0]},
+    '1.3b': {},  # diffusers' defaults are the Wan2.1 VAE's architecture and latent statistics
+}
+
+
+def write_reference(out: str | Path, size: str = 'tiny', seed: int = 0, max_shard_size: str | None = None) -> Path:
+    """A randomly initialised Wan2.1 pipeline folder in diffusers format (`transformer/`, `vae/`, safetensors):
+    what `import-wan` reads, without the real weights. Norm weights are perturbed so that every tensor matters."""
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+
+    if size not in REFERENCE_TRANSFORMERS:
+        raise ValueError(f'reference size must be one of {sorted(REFERENCE_TRANSFORMERS)}, got {size!r}')
+    out = Path(out)
+    torch.manual_seed(seed)
+    transformer = WanTransformer3DModel(**REFERENCE_TRANSFORMERS[size])
+    with torch.no_grad():
+        for name, p in transformer.named_parameters():
+            if 'norm' in name:
+                p.add_(0.1 * torch.randn_like(p))
+    shard = {'max_shard_size': max_shard_size} if max_shard_size else {}
+    transformer.save_pretrained(out / 'transformer', safe_serialization=True, **shard)
+    AutoencoderKLWan(**REFERENCE_VAES[size]).save_pretrained(out / 'vae', safe_serialization=True)
     return out
