@@ -12,7 +12,7 @@ import pytest
 from worldscape_ros.model.kinematics import NavAction, integrate, state_from_camera_pose
 from worldscape_ros.tools import messages as M
 from worldscape_ros.tools.bag import bag_topics, read_bag
-from worldscape_ros.tools.rollout import Start, offline_rollout, parse_start
+from worldscape_ros.tools.rollout import RolloutError, Start, offline_rollout, parse_start
 from worldscape_ros.tools.scripts import ActionScript
 from worldscape_ros.tools.video import read_mp4, write_png
 
@@ -84,10 +84,42 @@ def test_start_parsing_and_bad_starts(engine, tmp_path):
         offline_rollout(engine, parse_start(str(small)), ActionScript(ACTIONS), tmp_path / 'o', bag=False, mp4=False)
 
 
-def test_rollout_refuses_to_overwrite_a_bag(engine, tmp_path):
-    (tmp_path / 'out' / 'bag').mkdir(parents=True)
-    with pytest.raises(FileExistsError, match='exists already'):
-        offline_rollout(engine, Start('room', 0), ActionScript(ACTIONS), tmp_path / 'out')
+def test_rollout_refuses_an_earlier_run_unless_forced_and_force_replaces_only_its_outputs(engine, tmp_path):
+    out = tmp_path / 'out'
+    offline_rollout(engine, Start('room', 0), ActionScript(ACTIONS[:1]), out, mp4=False)
+    (out / 'notes.txt').write_text('mine')
+    with pytest.raises(RolloutError, match=r'holds an earlier run \(bag, summary.json\): pass --force'):
+        offline_rollout(engine, Start('room', 0), ActionScript(ACTIONS), out)
+    result = offline_rollout(engine, Start('room', 0), ActionScript(ACTIONS), out, mp4=False, force=True)
+    assert result.frames == 3 and len(_images(out / 'bag')) == 3
+    assert (out / 'notes.txt').read_text() == 'mine'
+
+
+def test_a_failed_start_leaves_nothing_behind_and_a_rerun_works(engine, tmp_path):
+    small = tmp_path / 'small.png'
+    write_png(small, np.zeros((10, 10, 3), np.uint8))
+    out = tmp_path / 'new' / 'out'
+    with pytest.raises(ValueError, match='needs 128x96'):
+        offline_rollout(engine, parse_start(str(small)), ActionScript(ACTIONS), out)
+    assert not out.exists()
+    assert offline_rollout(engine, Start('room', 0), ActionScript(ACTIONS), out, mp4=False).frames == 3
+
+
+def test_an_empty_script_or_an_unwritable_out_is_refused_before_anything_runs(engine, tmp_path, monkeypatch):
+    with pytest.raises(RolloutError, match='holds no frames'):
+        offline_rollout(engine, Start('room', 0), ActionScript(np.zeros((0, 5))), tmp_path / 'o')
+    assert not (tmp_path / 'o').exists()
+    (tmp_path / 'file').write_text('')
+    with pytest.raises(RolloutError, match='cannot be written'):
+        offline_rollout(engine, Start('room', 0), ActionScript(ACTIONS), tmp_path / 'file' / 'o')
+
+    def read_only(*args, **kwargs):
+        raise OSError(30, 'Read-only file system')
+
+    monkeypatch.setattr('tempfile.mkstemp', read_only)
+    with pytest.raises(RolloutError, match='--out .* cannot be written: Read-only file system'):
+        offline_rollout(engine, Start('room', 0), ActionScript(ACTIONS), tmp_path / 'ro')
+    assert not (tmp_path / 'ro').exists()
 
 
 @pytest.mark.slow

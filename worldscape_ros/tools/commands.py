@@ -1,4 +1,5 @@
-"""`worldscape rollout`: drive the engine offline from a start and an actions file, write bag / MP4 / sheet."""
+"""`worldscape rollout`: drive the engine offline from a start and an actions file, write bag / MP4 / sheet.
+`worldscape bag-recover`: rebuild a complete rosbag2 from a killed recording's `.partial` folder."""
 
 from __future__ import annotations
 
@@ -22,7 +23,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help='depth of the start image: .npy float32 metres or .png 16-bit millimetres (0: unknown); '
                    'without it the model predicts its own')
     p.add_argument('--actions', required=True, metavar='FILE', help='.csv/.txt/.npy (T x 5) or a .yaml/.json tour')
-    p.add_argument('--out', required=True, metavar='DIR', help='output folder (created; must hold no bag yet)')
+    p.add_argument('--out', required=True, metavar='DIR',
+                   help='output folder (created; an earlier run in it is refused unless --force)')
+    p.add_argument('--force', action='store_true',
+                   help="replace an earlier run's outputs in --out (bag, MP4, sheet, summary, killed recordings)")
     p.add_argument('--bag', action='store_true', help='write the rosbag2')
     p.add_argument('--mp4', action='store_true', help='write the MP4 and the contact sheet')
     p.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap',
@@ -43,15 +47,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    '(same start, seed and actions: the same frames)')
     p.set_defaults(func=run)
 
+    r = subparsers.add_parser(
+        'bag-recover', help="rebuild a readable rosbag2 from a killed recording's .partial folder",
+        description='A recording killed without a chance to close (SIGKILL, power cut) leaves a hidden '
+        '.NAME.XXXX.partial folder beside the bag it was writing, with an mcap that has no index, footer or '
+        'metadata.yaml. This copies every message of its flushed chunks (topics, types, QoS, log times) into a '
+        'complete rosbag2 (mcap + metadata.yaml) named NAME beside it, or --out, and removes the partial folder.')
+    r.add_argument('path', metavar='PATH', help='the .partial folder (or the .mcap inside it)')
+    r.add_argument('--out', default=None, metavar='DIR', help='where the recovered bag goes (default: NAME)')
+    r.add_argument('--keep', action='store_true', help='keep the .partial folder after recovering it')
+    r.set_defaults(func=recover)
+
 
 def run(args: argparse.Namespace) -> int:
     from worldscape_ros.model.engine import WorldEngine
-    from worldscape_ros.tools.rollout import offline_rollout, parse_start
+    from worldscape_ros.tools.rollout import check_out, offline_rollout, parse_start
     from worldscape_ros.tools.scripts import load_script
 
     start = replace(parse_start(args.start), depth=args.start_depth)
     if args.threads < 0:
         raise ValueError(f'--threads must be >= 0, got {args.threads}')
+    check_out(args.out, args.force)  # before the model loads: an --out mistake costs nothing
     if args.threads:
         import torch
 
@@ -61,10 +77,25 @@ def run(args: argparse.Namespace) -> int:
                                          seed=args.seed if args.seed is not None else start.seed)
     script = load_script(args.actions, float(engine.config.fps), scene_seed=start.seed)
     both = not (args.bag or args.mp4)
+    if len(script) == 0:
+        raise ValueError(f'actions file {args.actions} holds no actions: nothing to roll out')
     result = offline_rollout(engine, start, script, args.out, bag=args.bag or both, mp4=args.mp4 or both,
-                             storage=args.storage, window=args.window or None)
+                             storage=args.storage, window=args.window or None, force=args.force)
     print(f'{result.frames} frames in {result.seconds:.1f} s ({result.fps:.1f} frames/s) with '
           f'{engine.config.name} ({engine.sha256[:12]})' + (' - interrupted' if result.interrupted else ''))
     for name, path in result.files.items():
         print(f'  {name}: {path}')
     return 130 if result.interrupted else 0
+
+
+def recover(args: argparse.Namespace) -> int:
+    from worldscape_ros.tools.bag import recover_bag
+
+    report = recover_bag(args.path, args.out, keep=args.keep)
+    total = sum(report.counts.values())
+    state = 'complete' if report.complete else f'cut at the kill, {report.lost_bytes} bytes of an open chunk lost'
+    print(f'recovered {total} messages from {report.source} ({state}) into {report.bag}')
+    for topic, count in sorted(report.counts.items()):
+        if count:
+            print(f'  {topic}: {count}')
+    return 0

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -23,16 +26,66 @@ from typing import Any
 import numpy as np
 
 from worldscape_ros.data.depth_io import load_depth
+from worldscape_ros.errors import WorldScapeError
 from worldscape_ros.fileio import atomic_write_json
 from worldscape_ros.model.kinematics import BaseState, camera_pose, state_from_camera_pose
 from worldscape_ros.tools import messages as M
-from worldscape_ros.tools.bag import SIM_TOPICS, BagWriter, stop_on_signals
+from worldscape_ros.tools.bag import SIM_TOPICS, BagWriter, stale_partials, stop_on_signals
 from worldscape_ros.tools.scripts import ActionScript
 from worldscape_ros.tools.video import auto_scale, contact_sheet, panel, write_mp4, write_png
 
 log = logging.getLogger(__name__)
 
 SCENE_KINDS = ('room', 'yard', 'table')
+OUTPUTS = ('bag', 'rollout.mp4', 'contact_sheet.png', 'summary.json')  # what a rollout writes into --out
+
+
+class RolloutError(WorldScapeError):
+    """A rollout cannot run as asked (its output folder, its script)."""
+
+
+def check_out(out: str | Path, force: bool = False) -> list[Path]:
+    """Refuse an output folder that cannot take a rollout, touching nothing; return the earlier run's outputs
+    that `force` will replace."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RolloutError(f'--out {out} is a file, not a folder')
+    partials = stale_partials(out / 'bag')
+    old = [out / name for name in OUTPUTS if (out / name).exists()] + partials
+    if old and not force:
+        fix = 'pass --force to replace it, or choose another --out'
+        if partials:
+            fix += f' (the killed recording can be recovered first: worldscape bag-recover {partials[0]})'
+        raise RolloutError(f'--out {out} holds an earlier run ({", ".join(p.name for p in old)}): {fix}')
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise RolloutError(f'--out {out} cannot be written: {existing} is not a writable folder')
+    return old
+
+
+def prepare_out(out: str | Path, force: bool = False) -> bool:
+    """Check the output folder (check_out), create it and make sure a file can be written in it; with `force`,
+    remove an earlier run's outputs (this tool's own files only). Returns True when this call created it."""
+    out = Path(out)
+    old = check_out(out, force)
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix='.write-check.', dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise RolloutError(f'--out {out} cannot be written: {exc.strerror or exc}') from None
+    for path in old:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    return created
 
 
 @dataclass(frozen=True)
@@ -174,18 +227,26 @@ def _pose_video(frame: Any, script: ActionScript) -> np.ndarray | None:
 
 
 def offline_rollout(engine: Any, start: Start, script: ActionScript, out: str | Path, bag: bool = True,
-                    mp4: bool = True, storage: str = 'mcap', window: int | None = 1) -> RolloutResult:
+                    mp4: bool = True, storage: str = 'mcap', window: int | None = 1,
+                    force: bool = False) -> RolloutResult:
     """Run the script from the start; write the bag, the MP4 and the contact sheet (those asked for).
     window: the rolling denoising window (1, the default: the frames the simulator node makes live; None: the
-    engine's).
+    engine's). force: replace an earlier run's outputs in `out` (refused otherwise).
 
     Ctrl-C (or SIGTERM) stops the rollout early: the bag is closed readable and the video holds the frames
-    made so far; `interrupted` says so.
+    made so far; `interrupted` says so. A start that fails leaves nothing behind; a SIGKILL leaves a bag that
+    `worldscape bag-recover` rebuilds (tools.bag).
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if bag and (out / 'bag').exists():
-        raise FileExistsError(f'{out / "bag"} exists already: choose another --out folder or remove it')
+    if len(script) == 0:
+        raise RolloutError('the actions script holds no frames: nothing to roll out')
+    created = prepare_out(out, force)
+    try:
+        frame = start_session(engine, start)
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     result = RolloutResult(out=out)
     views: list[np.ndarray] = []
     writer = BagWriter(out / 'bag', storage) if bag else None
@@ -194,7 +255,6 @@ def offline_rollout(engine: Any, start: Start, script: ActionScript, out: str | 
     t0 = time.perf_counter()
     try:
         with stop_on_signals(writer) if writer is not None else nullcontext():
-            frame = start_session(engine, start)
             if recorder is not None:
                 recorder.start(frame)
             views.append(panel(frame.rgb, frame.depth, scale,
