@@ -3,7 +3,8 @@
 Subscribes to every input and output topic of the simulator (tools.bag.SIM_TOPICS, or the `topics` parameter)
 as raw CDR bytes and writes them unchanged with tools.bag.BagWriter: mcap version 9 by default, sqlite3
 version 8 for Humble. Each topic records the QoS its publishers offer (as `ros2 bag record` does), so /tf_static
-stays transient-local on replay. Ctrl-C or SIGTERM closes the bag cleanly; so does `stop_after_images`.
+stays transient-local on replay. Ctrl-C or SIGTERM closes the bag cleanly; so does `stop_after_images`. A SIGKILL
+leaves a `.partial` folder whose flushed chunks (at most a second old) `worldscape bag-recover` turns into a bag.
 
 Log times are the node's clock (wall time, or sim time from /clock with `use_sim_time:=true`), never going
 backwards; the messages keep their own header stamps (sim time from the simulator).
@@ -151,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         node.get_logger().info(f'recording {len(specs)} topics into {out} ({storage})')
         while not stop.is_set() and not recorder.done.is_set():
             executor.spin_once(timeout_sec=0.1)
+            bag.flush(force=False)  # quiet topics too: what was recorded a second ago survives a SIGKILL
     except (ValueError, FileExistsError) as exc:
         node.get_logger().error(str(exc))
         code = 2
