@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     'worldscape_ros.eval.commands',  # eval
     'worldscape_ros.train.commands',  # train, distill, plot-training
     'worldscape_ros.tools.commands',  # rollout
+    'worldscape_ros.data.commands',  # import-bag
     'worldscape_ros.viewer.commands',  # play, view
 )
 
