@@ -1,9 +1,15 @@
 """Save and restore a streaming session (memory with its cached keys and geometry, robot state, reference
-camera) as one safetensors file: tensors plus JSON metadata, written atomically, never unpickled."""
+camera, sampling seed and generator) as one safetensors file: tensors plus JSON metadata, written atomically,
+never unpickled.
+
+Cached keys and values belong to the weights that made them: a session loads only into an engine whose weights
+have the same sha256 (unless asked to anyway, with a warning), and it brings back the seed it was made with.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +26,9 @@ from worldscape_ros.model.kinematics import BaseState
 if TYPE_CHECKING:
     from worldscape_ros.model.engine import WorldEngine
 
-SESSION_VERSION = 1
+log = logging.getLogger(__name__)
+
+SESSION_VERSION = 2  # 2: the scene memory's points
 
 
 def save_session(engine: WorldEngine, path: Path) -> None:
@@ -43,6 +51,7 @@ def save_session(engine: WorldEngine, path: Path) -> None:
                                 'layers': len(payload.kv),
                                 'summary': None if row['summary'] is None else row['summary'].tolist()})
     assert engine._reference is not None, 'reset() before saving a session'
+    tensors.update(engine.scene.state())
     meta = {
         'session_version': str(SESSION_VERSION),
         'config': engine.config.name,
@@ -58,7 +67,9 @@ def save_session(engine: WorldEngine, path: Path) -> None:
         save_file(tensors, str(tmp), metadata=meta)
 
 
-def load_session(engine: WorldEngine, path: Path) -> None:
+def load_session(engine: WorldEngine, path: Path, allow_other_weights: bool = False) -> None:
+    """Restore a saved session into `engine`. Refused (CheckpointError) when the session was made by another
+    config or, unless `allow_other_weights`, by other weights: its cached keys mean nothing to them."""
     from worldscape_ros.model.engine import ChunkPayload
 
     if not path.is_file():
@@ -72,6 +83,14 @@ def load_session(engine: WorldEngine, path: Path) -> None:
             if meta.get('config') != engine.config.name:
                 raise CheckpointError(f'session {path} was made by config {meta.get("config")!r}, '
                                       f'this engine runs {engine.config.name!r}')
+            saved_sha = str(meta.get('weights_sha256', ''))
+            if saved_sha != engine.sha256:
+                what = (f'session {path} was made with weights sha256 {saved_sha[:12] or "(unknown)"}, this engine '
+                        f'runs {str(engine.sha256)[:12] or "(unknown)"}')
+                if not allow_other_weights:
+                    raise CheckpointError(f'{what}: its cached keys belong to those weights; load the same '
+                                          'checkpoint (or pass allow_other_weights=True)')
+                log.warning('%s: loading anyway, the cached keys will not match', what)
             rows = json.loads(meta['rows'])
             state: dict[str, Any] = {'last_chunk_id': json.loads(meta['last_chunk_id'])}
             for level, entries in rows.items():
@@ -86,12 +105,18 @@ def load_session(engine: WorldEngine, path: Path) -> None:
                                          'summary': None if r['summary'] is None else np.array(r['summary'])})
             eng = json.loads(meta['engine'])
             rng = torch.tensor(json.loads(meta['rng']), dtype=torch.uint8)
+            scene = {k: f.get_tensor(k) for k in f.keys() if k.startswith('scene.')}
     except (SafetensorError, KeyError, json.JSONDecodeError) as exc:
         raise CheckpointError(f'session {path} is truncated or corrupt: {exc}') from None
+    try:
+        engine.scene.load_state(scene)
+    except ValueError as exc:
+        raise CheckpointError(f'session {path}: {exc}') from None
     engine.memory.load_state(state)
     engine._frame_index = eng['frame_index']
     engine._chunk_id = eng['chunk_id']
     engine.state = BaseState(**eng['state'])
     engine._reference = np.array(eng['reference'])
     engine.intrinsics = np.array(eng['intrinsics'])
+    engine.seed = int(eng.get('seed', engine.seed))  # a later reset() reseeds as the original engine would
     engine._generator.set_state(rng)
