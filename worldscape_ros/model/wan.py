@@ -572,7 +572,7 @@ def parameter_comparison(config: ModelConfig, wan_config: dict[str, Any]) -> dic
 
     kwargs = {k: v for k, v in wan_config.items() if not k.startswith('_')}
     with torch.device('meta'):
-        ref = WanTransformer3DModel(**kwargs)
+        ref: Any = WanTransformer3DModel(**kwargs)  # untyped: diffusers' lazy modules defeat the type checker
         ours = WanDiT(config)
     theirs = {n: p.shape for n, p in ref.state_dict().items()}
     expected = wan_state_names(ours)
@@ -609,12 +609,13 @@ def write_reference(out: str | Path, size: str = 'tiny', seed: int = 0, max_shar
         raise ValueError(f'reference size must be one of {sorted(REFERENCE_TRANSFORMERS)}, got {size!r}')
     out = Path(out)
     torch.manual_seed(seed)
-    transformer = WanTransformer3DModel(**REFERENCE_TRANSFORMERS[size])
+    transformer: Any = WanTransformer3DModel(**REFERENCE_TRANSFORMERS[size])  # untyped, as above
     with torch.no_grad():
         for name, p in transformer.named_parameters():
             if 'norm' in name:
                 p.add_(0.1 * torch.randn_like(p))
     shard = {'max_shard_size': max_shard_size} if max_shard_size else {}
     transformer.save_pretrained(out / 'transformer', safe_serialization=True, **shard)
-    AutoencoderKLWan(**REFERENCE_VAES[size]).save_pretrained(out / 'vae', safe_serialization=True)
+    vae: Any = AutoencoderKLWan(**REFERENCE_VAES[size])
+    vae.save_pretrained(out / 'vae', safe_serialization=True)
     return out

@@ -30,7 +30,8 @@ from worldscape_ros.model.wan import WanImportError
 TEMPORAL_DOWN = 4  # Wan2.1's VAE: 4 video frames per latent frame after the first
 
 
-def build_wan_vae(config: ModelConfig) -> nn.Module:
+def build_wan_vae(config: ModelConfig) -> Any:
+    """diffusers' AutoencoderKLWan (untyped: diffusers' lazy module tree defeats the type checker)."""
     from diffusers import AutoencoderKLWan  # the reference implementation, a dependency of this codec only
 
     c = config.codec
@@ -102,6 +103,10 @@ class WanDecodeStream:
 class WanCodec(nn.Module):
     """The LatentCodec protocol over Wan2.1's VAE: encode (B, 4k, 3, H, W) in [0, 1] -> (B, k, C, H/8, W/8)."""
 
+    vae: Any
+    latents_mean: torch.Tensor
+    latents_std: torch.Tensor
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         c = config.codec
@@ -156,7 +161,7 @@ def read_wan_vae(path: str | Path) -> tuple[dict[str, Any], dict[str, Path]]:
     if list(cfg.get('temperal_downsample', [False, True, True])) != [False, True, True]:
         raise WanImportError(f'{folder}: temperal_downsample {cfg.get("temperal_downsample")}; the Wan2.1 VAE has '
                              '[false, true, true] (4 frames per latent frame)')
-    arch = {'base_dim': int(cfg.get('base_dim', 96)), 'z_dim': int(cfg.get('z_dim', 16)),
+    arch: dict[str, Any] = {'base_dim': int(cfg.get('base_dim', 96)), 'z_dim': int(cfg.get('z_dim', 16)),
             'dim_mult': [int(m) for m in cfg.get('dim_mult', [1, 2, 4, 4])],
             'num_res_blocks': int(cfg.get('num_res_blocks', 2)),
             'latents_mean': [float(v) for v in cfg.get('latents_mean', [])],
