@@ -508,11 +508,20 @@ def test_start_image_of_the_wrong_size_fails_configure_and_the_right_one_starts(
         h.close()
 
 
-def test_memory_budget_caps_the_global_pool_in_bytes():
-    h = Harness({'memory_budget_mb': 2.0})
+def test_memory_budget_caps_the_global_pool_in_bytes_and_says_so():
+    from worldscape_ros.ros.params import DESCRIPTIONS
+
+    assert 'global memory pool' in DESCRIPTIONS['memory_budget_mb']  # not the whole cache: sink and window aside
+    budget = 8 * 2**20  # two or so ws-tiny chunks (about 3 MiB each)
+    h = Harness({'memory_budget_mb': 8.0})
     try:
-        assert h.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-        assert h.node.engine.memory.config.pool_bytes == 2 * 2**20
+        h.start()
+        assert h.node.engine.memory.config.pool_bytes == budget
+        drive(h, twist(vx=2.0, wz=2.0), 30)  # new views: chunks leave the window for the pool
+        memory = h.node.engine.memory
+        assert 0 < memory.pool_nbytes <= budget
+        assert memory.nbytes > memory.pool_nbytes  # the sink and the window are outside the budget
+        assert h.node._pool_bytes == memory.pool_nbytes
     finally:
         h.close()
 

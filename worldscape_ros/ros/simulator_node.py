@@ -256,6 +256,7 @@ class SimulatorNode(LifecycleNode):
         self._pub_diag: Any = None
         self._pub_pose_video: Any = None
         self._cache_bytes = 0
+        self._pool_bytes = 0
         self._static_mount: tuple[float, float] | None = None  # (pitch, height) last sent on /tf_static
         self._tf: TfBroadcaster | None = None
         self._tf_static: StaticTfBroadcaster | None = None
@@ -740,6 +741,7 @@ class SimulatorNode(LifecycleNode):
                 motion = NavAction()
             last_state = self.engine.state
             self._cache_bytes = int(self.engine.cache_bytes)
+            self._pool_bytes = int(getattr(self.engine.memory, 'pool_nbytes', 0))
         for i, frame in enumerate(frames):
             state = last_state if i == k - 1 else state_from_camera_pose(frame.pose, last_state.height)
             twist = motion if isinstance(motion, NavAction) else self._twist_between(prev, state)
@@ -868,7 +870,8 @@ class SimulatorNode(LifecycleNode):
             'frames_per_second': f'{snap["frames_per_second"]:.2f}',
             'frame_latency_ms': f'{snap["frame_latency_ms"]:.2f}',
             'engine_latency_ms': f'{snap["engine_latency_ms"]:.2f}',
-            'cache_bytes': str(self._cache_bytes),
+            'cache_bytes': str(self._cache_bytes),  # sink + window + pool
+            'pool_bytes': str(self._pool_bytes),  # what memory_budget_mb bounds
             'device': self.device,
             'dtype': self.params.dtype,
             'model': str(self.engine.config.name),
