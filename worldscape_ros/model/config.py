@@ -112,6 +112,29 @@ _OPTIONAL_AT_DEFAULT: dict[str, dict[str, Any]] = {
 
 
 @dataclass(frozen=True)
+class SceneConfig:
+    """The persistent scene memory (scene_memory.py): a voxel-deduplicated point store."""
+
+    voxel_m: float = 0.01  # one point per voxel of this edge: the store's resolution
+    budget_mb: float = 16.0  # bytes its points may take
+    supersample: int = 2  # sub-pixel points per pixel and axis at commit (no cracks up to this zoom)
+    max_depth_m: float = 50.0  # farther pixels (sky, far-plane leaks) are not committed
+    commit_imagined: bool = True  # what the model imagines joins the scene (revisits see it again)
+
+
+@dataclass(frozen=True)
+class RefinerConfig:
+    """The output refiner (refiner.py): writes what the scene render does not cover."""
+
+    enabled: bool = False
+    width: int = 32  # channels at half resolution; x2 and x3 at the two coarser levels
+    dilations: tuple[int, ...] = (1, 2, 4)  # bottleneck convolutions at 1/8 resolution
+    inpaint_radius: float = 3.0  # the smooth fill's (Telea) neighbourhood, pixels
+    edge_band: int = 1  # pixels around holes the refiner may rewrite
+    hand_margin: float = 1.5  # the hand's dynamic region: its keypoints' hull grown by this many finger widths
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     name: str = 'ws-tiny'
     height: int = 96
@@ -126,6 +149,8 @@ class ModelConfig:
     heads: HeadsConfig = field(default_factory=HeadsConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     memory: MemorySettings = field(default_factory=MemorySettings)
+    scene: SceneConfig = field(default_factory=SceneConfig)
+    refiner: RefinerConfig = field(default_factory=RefinerConfig)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -221,7 +246,8 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         sections = {'codec': CodecConfig, 'dit': DiTConfig, 'conditioning': ConditioningConfig,
-                    'heads': HeadsConfig, 'sampler': SamplerConfig, 'memory': MemorySettings}
+                    'heads': HeadsConfig, 'sampler': SamplerConfig, 'memory': MemorySettings,
+                    'scene': SceneConfig, 'refiner': RefinerConfig}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -237,6 +263,8 @@ class ModelConfig:
                 value = dict(value or {})
                 if key == 'dit' and 'patch' in value:
                     value['patch'] = tuple(value['patch'])
+                if key == 'refiner' and 'dilations' in value:
+                    value['dilations'] = tuple(value['dilations'])
                 if key == 'codec' and 'dim_mult' in value:
                     value['dim_mult'] = tuple(value['dim_mult'])
                 kwargs[key] = sec(**value)

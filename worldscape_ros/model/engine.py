@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,14 +34,16 @@ import torch
 import torch.nn.functional as F
 
 from worldscape_ros.errors import CheckpointError
-from worldscape_ros.model import hands, reproject
+from worldscape_ros.model import hands
 from worldscape_ros.model.camera import check_intrinsics, check_rigid, intrinsics_from_fov, plucker_rays
 from worldscape_ros.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from worldscape_ros.model.config import ModelConfig, load_config
 from worldscape_ros.model.dit import Conditioning, LayerKV
 from worldscape_ros.model.kinematics import BaseState, NavAction, camera_pose, integrate, state_from_camera_pose
 from worldscape_ros.model.memory import HierarchicalMemory, MemoryConfig, MemoryEntry
+from worldscape_ros.model.refiner import refiner_inputs
 from worldscape_ros.model.sampler import add_noise, schedule, x0_from_velocity
+from worldscape_ros.model.scene_memory import IMAGINED, OBSERVED, SceneMemory
 from worldscape_ros.model.world_model import WorldModel
 
 log = logging.getLogger(__name__)
@@ -61,12 +63,15 @@ class Frame:
 
 @dataclass
 class GeometricGuess:
-    """The context rendered into the target cameras."""
+    """The scene memory rendered into the target cameras, the hand's region left out."""
 
     latent: torch.Tensor  # (1, F, C, h, w) codec latent of the render
     coverage: torch.Tensor  # (1, F, 1, h, w) covered fraction of each latent pixel
     depth: torch.Tensor  # (Fv, H, W) rendered metric depth
     mask: torch.Tensor  # (Fv, H, W) bool, pixels the render covers
+    rgb: torch.Tensor  # (Fv, 3, H, W) the render, 0 where uncovered
+    trust: torch.Tensor  # (Fv, H, W) scene_memory.OBSERVED / IMAGINED, 0 where uncovered
+    dynamic: torch.Tensor  # (Fv, H, W) bool, the hand's region: never static scene
 
 
 @dataclass
@@ -123,6 +128,11 @@ class WorldEngine:
         self._times = schedule(self.steps, self.config.sampler.shift)  # noise level after each step
         self.memory_enabled = memory
         self.memory = HierarchicalMemory(memory_config(self.config, memory, pool_bytes))
+        # Memory off (the ablation) keeps only what was observed in the scene, nothing imagined.
+        self.scene = SceneMemory(self.config.scene, self.device)
+        self.commit_imagined = self.config.scene.commit_imagined and memory
+        # Called with each chunk's refiner inputs (Fv, IN_CHANNELS, H, W) and poses: training traces the engine.
+        self.trace: Callable[[torch.Tensor, list[np.ndarray]], None] | None = None
         self.seed = seed
         self.sha256 = weights_sha256
         self.intrinsics = intrinsics_from_fov(self.config.width, self.config.height, self.config.vfov_deg)
@@ -177,8 +187,10 @@ class WorldEngine:
         return self._frame_index
 
     def reset(self, first_frame: np.ndarray, pose: np.ndarray, intrinsics: np.ndarray | None = None,
-              depth: np.ndarray | None = None) -> Frame:
-        """Start a session from an RGB frame (H, W, 3) uint8 seen from `pose` (camera-to-world, OpenCV)."""
+              depth: np.ndarray | None = None, hand_keypoints: np.ndarray | None = None) -> Frame:
+        """Start a session from an RGB frame (H, W, 3) uint8 seen from `pose` (camera-to-world, OpenCV).
+        depth: its metric depth (default: the model's own); hand_keypoints: (21, 3) of a hand in the frame,
+        whose region stays out of the scene memory (the hand moves on)."""
         cfg = self.config
         t0 = time.perf_counter()
         rgb = self._check_image(first_frame)
@@ -202,11 +214,16 @@ class WorldEngine:
             video = video[None, None].expand(1, k, -1, -1, -1)  # (1, Fv, 3, H, W): the start frame held
             x0 = self.model.codec.encode(video).float()  # (1, F, C, h, w)
             poses = [self._reference] * k
-            cond = self._conditioning(poses, [None] * k, geometry=None)
+            cond = self._conditioning(poses, [None] * k, render=False)
             features, kv = self._clean_pass(x0, cond, [])
             pred_depth = self.model.predict_depth(features).float()  # (1, F, H, W)
         d = torch.from_numpy(depth.astype(np.float32)).to(self.device) if depth is not None else pred_depth[0, -1]
         self._remember(kv, video[0].float(), d[None].expand(k, -1, -1), poses, x0)
+        self.scene.reset()
+        static = None
+        if hand_keypoints is not None:
+            static = ~torch.from_numpy(self._hand_region(hands.validate_keypoints(hand_keypoints))).to(self.device)
+        self.scene.commit(video[0, -1].float(), d, self._reference, self.intrinsics, mask=static, trust=OBSERVED)
         latency = 1e3 * (time.perf_counter() - t0)
         return Frame(rgb=rgb.copy(), depth=d.cpu().numpy().astype(np.float32), pose=self._reference.copy(),
                      index=0, latency_ms=latency)
@@ -289,7 +306,7 @@ class WorldEngine:
         t0 = time.perf_counter()
         poses = [self._advance(a) for a in actions]
         with torch.no_grad(), self._autocast():
-            cond = self._conditioning(poses, kps, geometry=self.memory.context(poses[-1], self.intrinsics))
+            cond = self._conditioning(poses, kps, render=True)
         C, h, w = cfg.codec.latent_channels, cfg.latent_height, cfg.latent_width
         noise = torch.randn((1, cfg.chunk_frames, C, h, w), generator=self._generator).to(self.device)
         return InFlight(poses, cond, self._guess, self._last_pose_video, noise, 0, t0)
@@ -329,11 +346,19 @@ class WorldEngine:
         cfg = self.config
         features, kv = self._clean_pass(x0, chunk.cond, entries, context)
         depth = self.model.predict_depth(features).float()[0]  # (F, H, W)
-        video = self.model.codec.decode(x0).float()[0]  # (Fv, 3, H, W)
+        video = self.model.codec.decode(x0).float()[0]  # (Fv, 3, H, W): the DiT's imagination of the view
         depth_v = depth.repeat_interleave(cfg.codec.temporal_down, dim=0)  # (Fv, H, W)
-        if self.carry_depth and chunk.guess is not None:
-            # The static scene's depth carried forward by reprojection where it is seen; the head fills the rest.
-            depth_v = torch.where(chunk.guess.mask, chunk.guess.depth, depth_v)
+        guess = chunk.guess
+        if guess is not None:
+            # What the scene render covers is kept; the refiner (or, without one, the DiT) writes the rest.
+            video = self._compose(guess, video, chunk.pose_video, chunk.poses)
+            if self.carry_depth:  # the scene's depth where it is seen; the head fills the rest
+                depth_v = torch.where(guess.mask, guess.depth, depth_v)
+            if self.commit_imagined:  # what was imagined joins the scene: the next look sees the same
+                for i, pose in enumerate(chunk.poses):
+                    self.scene.commit(video[i], depth_v[i], pose, self.intrinsics,
+                                      mask=~guess.mask[i] & ~guess.dynamic[i], trust=IMAGINED,
+                                      frame_index=self._frame_index + 1 + i)
         self._remember(kv, video, depth_v, chunk.poses, x0)
         k = cfg.frames_per_chunk
         latency = 1e3 * (time.perf_counter() - chunk.t0)
@@ -400,51 +425,50 @@ class WorldEngine:
         drawn = (video.clamp(0, 1) * 255).byte().permute(0, 2, 3, 1).cpu().numpy()
         return self.model.codec.encode(video[None]).float(), drawn
 
-    def _geometry(self, poses: list[np.ndarray], entries: list[MemoryEntry] | None) -> GeometricGuess | None:
-        """Render the context's frames into each target camera: codec latent and coverage per latent pixel."""
+    def _hand_region(self, kp: np.ndarray) -> np.ndarray:
         cfg = self.config
-        if not entries or not cfg.conditioning.geometry or not self.geometry:
+        return hands.hand_region(kp, self.intrinsics, cfg.height, cfg.width, cfg.refiner.hand_margin)
+
+    def _geometry(self, poses: list[np.ndarray], kps: list[np.ndarray | None]) -> GeometricGuess | None:
+        """Render the scene memory into each target camera, the hand's region left out: the pixels as seen, and
+        the codec latent and coverage per latent pixel the DiT is conditioned on."""
+        cfg = self.config
+        if not len(self.scene) or not cfg.conditioning.geometry or not self.geometry:
             return None
-        views = cfg.memory.geometry_views
-        # Frames in chunk order (the sink first): keep the sink's first frame, which anchors the scene, and the
-        # newest frames of retrieval and the window.
-        # float before cat: the payload is float16, which CPU autocast (bfloat16) refuses to promote in cat
-        rgbs, depths, c2ws = (self._newest(torch.cat([getattr(e.payload, name).float() for e in entries]), views)
-                              for name in ('rgb', 'depth', 'c2w'))
-        K = torch.from_numpy(self.intrinsics).float().to(self.device)
-        renders, depths_out, masks = [], [], []
-        for pose in poses:
-            target = torch.from_numpy(pose).float().to(self.device)
-            # The start frame is an observation, later frames are the model's own: where the start frame sees
-            # the target, it wins; the rest fills what it does not see (errors do not compound where covered).
-            rgb, depth, mask = reproject.render_views(rgbs[:1], depths[:1], c2ws[:1], K, target)
-            if rgbs.shape[0] > 1:
-                rgb_r, depth_r, mask_r = reproject.render_views(rgbs[1:], depths[1:], c2ws[1:], K, target)
-                rgb = torch.where(mask, rgb, rgb_r)
-                depth = torch.where(mask, depth, depth_r)
-                mask = mask | mask_r
-            renders.append(rgb)
-            depths_out.append(depth)
-            masks.append(mask)
-        video = torch.stack(renders)[None]  # (1, Fv, 3, H, W)
-        latent = self.model.codec.encode(video).float()  # (1, F, C, h, w)
-        mask_v = torch.stack(masks)  # (Fv, H, W)
+        renders = [self.scene.render(pose, self.intrinsics, cfg.height, cfg.width) for pose in poses]
+        dynamic = torch.stack([torch.zeros(cfg.height, cfg.width, dtype=torch.bool) if kp is None
+                               else torch.from_numpy(self._hand_region(kp)) for kp in kps]).to(self.device)
+        mask_v = torch.stack([r.mask for r in renders]) & ~dynamic  # (Fv, H, W)
+        rgb = torch.stack([r.rgb for r in renders]) * mask_v[:, None]  # (Fv, 3, H, W)
+        latent = self.model.codec.encode(rgb[None]).float()  # (1, F, C, h, w)
         cov = F.avg_pool2d(mask_v.float()[:, None], cfg.codec.spatial_down)  # (Fv, 1, h, w)
         cov = cov.reshape(1, cfg.chunk_frames, cfg.codec.temporal_down, 1, *cov.shape[-2:]).mean(2)
-        return GeometricGuess(latent, cov, torch.stack(depths_out), mask_v)
+        depth = torch.stack([r.depth for r in renders]) * mask_v
+        trust = torch.stack([r.trust for r in renders]) * mask_v
+        return GeometricGuess(latent, cov, depth, mask_v, rgb, trust, dynamic)
 
-    @staticmethod
-    def _newest(frames: torch.Tensor, views: int) -> torch.Tensor:
-        """Keep the first (anchor) frame and the newest views - 1 others."""
-        if frames.shape[0] <= views:
-            return frames
-        return torch.cat([frames[:1], frames[frames.shape[0] - (views - 1):]])
+    def _compose(self, guess: GeometricGuess, imagined: torch.Tensor, pose_video: np.ndarray | None,
+                 poses: list[np.ndarray]) -> torch.Tensor:
+        """The output frames (Fv, 3, H, W) in [0, 1]: the render where it covers, the refiner's (or the DiT's)
+        imagination elsewhere."""
+        refiner = self.model.refiner
+        pv = None if pose_video is None else torch.from_numpy(pose_video).to(self.device).permute(0, 3, 1, 2) / 255
+        if refiner is None and self.trace is None:
+            return torch.where(guess.mask[:, None], guess.rgb, imagined.clamp(0, 1))
+        radius = self.config.refiner.inpaint_radius
+        inputs = torch.stack([refiner_inputs(guess.rgb[i], guess.mask[i], guess.trust[i], imagined[i],
+                                             None if pv is None else pv[i], radius)
+                              for i in range(imagined.shape[0])])  # (Fv, IN_CHANNELS, H, W)
+        if self.trace is not None:
+            self.trace(inputs, poses)
+        if refiner is None:
+            return torch.where(guess.mask[:, None], guess.rgb, imagined.clamp(0, 1))
+        return refiner(inputs).float()
 
-    def _conditioning(self, poses: list[np.ndarray], kps: list[np.ndarray | None],
-                      geometry: list[MemoryEntry] | None) -> Conditioning:
+    def _conditioning(self, poses: list[np.ndarray], kps: list[np.ndarray | None], render: bool) -> Conditioning:
         pose_latent, drawn = self._pose_latent(kps) if self.config.conditioning.hands else (None, None)
         self._last_pose_video = drawn
-        self._guess = self._geometry(poses, geometry)
+        self._guess = self._geometry(poses, kps) if render else None
         if self._guess is not None:
             geo, cov = self._guess.latent, self._guess.coverage
         else:  # nothing to render yet (the first chunk): an empty guess with zero coverage, as in training

@@ -164,3 +164,27 @@ def pose_video(keypoints2d: torch.Tensor, visible: torch.Tensor, height: int, wi
 def empty_pose_video(frames: int, height: int, width: int) -> torch.Tensor:
     """The pose video of absent hands: all zero, (T, 3, H, W) float32."""
     return torch.zeros(frames, 3, height, width)
+
+
+FINGER_WIDTH_M = 0.02  # a finger's width, for the hand's image footprint
+
+
+def hand_region(kp_cam: np.ndarray, K: np.ndarray, height: int, width: int, margin: float = 1.5) -> np.ndarray:
+    """Where the hand is in the image: the convex hull of its projected keypoints (those in front of the camera),
+    grown by `margin` finger widths at the hand's depth -> (H, W) bool. The scene memory leaves it out (the hand
+    is not static scene) and the refiner draws it."""
+    import cv2
+
+    kp = validate_keypoints(kp_cam)
+    front = kp[:, 2] > 1e-3
+    out: np.ndarray = np.zeros((height, width), np.uint8)
+    if front.sum() < 2:
+        return out.astype(bool)
+    uv = np.asarray(project_keypoints(kp[front], np.asarray(K, np.float64)))
+    uv = np.clip(uv, -4 * (width + height), 4 * (width + height))  # far off-image points stay drawable
+    hull = cv2.convexHull(np.round(uv - 0.5).astype(np.int32))
+    cv2.fillConvexPoly(out, hull, 1)
+    grow = int(np.ceil(margin * K[0, 0] * FINGER_WIDTH_M / float(np.median(kp[front, 2]))))
+    if grow > 0:
+        out = cv2.dilate(out, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+    return out.astype(bool)

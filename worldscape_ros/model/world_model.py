@@ -11,6 +11,7 @@ from worldscape_ros.model.codec import ConvCodec
 from worldscape_ros.model.config import ModelConfig
 from worldscape_ros.model.dit import CausalDiT
 from worldscape_ros.model.heads import DepthHead, GaussianHead
+from worldscape_ros.model.refiner import Refiner
 
 if TYPE_CHECKING:
     from worldscape_ros.model.wan_codec import WanCodec
@@ -36,6 +37,7 @@ class WorldModel(nn.Module):
             self.dit = CausalDiT(config)
         self.depth_head = DepthHead(config) if config.heads.depth else None
         self.gaussian_head = GaussianHead(config) if config.heads.gaussians else None
+        self.refiner = Refiner(config.refiner) if config.refiner.enabled else None
 
     def num_parameters(self, part: str | None = None) -> int:
         module = self if part is None else getattr(self, part)

@@ -1,0 +1,55 @@
+import torch
+
+from worldscape_ros.model.config import RefinerConfig
+from worldscape_ros.model.refiner import IN_CHANNELS, Refiner, edit_region, refiner_inputs, smooth_fill
+
+H, W = 32, 48
+
+
+def inputs(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    render = torch.rand(3, H, W, generator=g)
+    cover = torch.ones(H, W, dtype=torch.bool)
+    cover[:, 30:] = False  # a revealed strip
+    render = render * cover
+    x = refiner_inputs(render, cover, cover.float(), torch.rand(3, H, W, generator=g), None, 3.0)
+    return x, cover
+
+
+def test_inputs_have_the_channels_the_refiner_takes():
+    x, _ = inputs()
+    assert x.shape == (IN_CHANNELS, H, W)
+
+
+def test_a_fresh_refiner_gives_the_render_where_covered_and_the_smooth_fill_elsewhere():
+    x, cover = inputs()
+    out = Refiner(RefinerConfig(enabled=True))(x[None])[0]
+    assert torch.allclose(out, x[5:8].clamp(0, 1), atol=1e-6)  # the fill equals the render where covered
+    assert torch.equal(out[:, cover], x[0:3][:, cover])
+
+
+def test_a_trained_refiner_never_changes_covered_pixels_beyond_the_edge_band():
+    torch.manual_seed(0)
+    r = Refiner(RefinerConfig(enabled=True, edge_band=1))
+    for p in r.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    x, cover = inputs(1)
+    out = r(x[None])[0]
+    keep = ~edit_region(~cover, 1)
+    assert torch.equal(out[:, keep], x[0:3][:, keep])
+    assert not torch.equal(out[:, ~cover], x[5:8][:, ~cover])  # it writes the holes
+
+
+def test_the_smooth_fill_leaves_covered_pixels_and_fills_holes():
+    render = torch.zeros(3, H, W)
+    render[0] = 0.8
+    hole = torch.zeros(H, W, dtype=torch.bool)
+    hole[10:14, 10:14] = True
+    filled = smooth_fill(render * ~hole, hole, 3.0)
+    assert torch.equal(filled[:, ~hole], (render * ~hole)[:, ~hole])
+    assert float(filled[0, hole].min()) > 0.7  # filled from the red surroundings
+
+
+def test_the_refiner_accepts_frames_of_the_config_size_only_by_its_strides():
+    r = Refiner(RefinerConfig(enabled=True))
+    assert r(torch.rand(2, IN_CHANNELS, 96, 128)).shape == (2, 3, 96, 128)

@@ -1,0 +1,93 @@
+"""The output refiner: forms each frame in pixel space from the scene memory's render and the DiT's imagination.
+
+What the render covers is kept as rendered (it is the scene as seen); the refiner writes only the pixels the
+render does not cover, plus a one-pixel band around them (edges, cracks). There it predicts a residual over a
+smooth fill of the hole (OpenCV's Telea inpainting of the render), from:
+  the render and its coverage and trust, the smooth fill, the DiT's decoded frame (its imagination of the
+  whole view), and the hand's pose video (where the hand is now).
+A small U-Net with a dilated bottleneck, so one pass sees across a revealed strip.
+
+Its inputs are made by `refiner_inputs`, called by the engine per frame and by training on what the engine
+traced, so both see the same thing.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from worldscape_ros.model.config import RefinerConfig
+
+IN_CHANNELS = 3 + 1 + 1 + 3 + 3 + 3  # render, coverage, trust, smooth fill, DiT frame, pose video
+
+
+def smooth_fill(render: torch.Tensor, hole: torch.Tensor, radius: float) -> torch.Tensor:
+    """Telea inpainting of the render's holes: (3, H, W) in [0, 1], (H, W) bool -> (3, H, W)."""
+    if not bool(hole.any()):
+        return render
+    img = (render.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+    holes = hole.cpu().numpy().astype(np.uint8)
+    filled = cv2.inpaint(np.ascontiguousarray(img), holes, radius, cv2.INPAINT_TELEA)
+    filled_t = torch.from_numpy(filled).to(render.device).permute(2, 0, 1).float() / 255
+    return torch.where(hole, filled_t, render.float())  # covered pixels exactly as rendered
+
+
+def edit_region(hole: torch.Tensor, band: int) -> torch.Tensor:
+    """(..., H, W) bool holes grown by `band` pixels: what the refiner may write."""
+    if band <= 0:
+        return hole
+    h = hole.float().reshape(-1, 1, *hole.shape[-2:])
+    grown = F.max_pool2d(h, 2 * band + 1, stride=1, padding=band) > 0
+    return grown.reshape(hole.shape)
+
+
+def refiner_inputs(render: torch.Tensor, coverage: torch.Tensor, trust: torch.Tensor, dit_frame: torch.Tensor,
+                   pose_video: torch.Tensor | None, radius: float) -> torch.Tensor:
+    """One frame's refiner input (IN_CHANNELS, H, W). render (3, H, W) in [0, 1], coverage (H, W) bool,
+    trust (H, W), dit_frame (3, H, W), pose_video (3, H, W) or None (no hand)."""
+    fill = smooth_fill(render, ~coverage, radius)
+    pv = torch.zeros_like(render) if pose_video is None else pose_video.float()
+    return torch.cat([render.float(), coverage[None].float(), trust[None].float(), fill,
+                      dit_frame.float().clamp(0, 1), pv])
+
+
+def _block(cin: int, cout: int, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation), nn.GroupNorm(8, cout),
+                         nn.GELU())
+
+
+class Refiner(nn.Module):
+    """Works at half resolution on space-to-depth pixels (lossless, 4x cheaper than full-resolution layers);
+    the last layer folds its channels back into full-resolution pixels."""
+
+    def __init__(self, config: RefinerConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config.width
+        self.enc1 = nn.Sequential(nn.PixelUnshuffle(2), _block(4 * IN_CHANNELS, c), _block(c, c))  # (B, c, H/2, W/2)
+        self.enc2 = nn.Sequential(nn.Conv2d(c, 2 * c, 4, stride=2, padding=1), _block(2 * c, 2 * c))  # H/4
+        self.enc3 = nn.Sequential(nn.Conv2d(2 * c, 3 * c, 4, stride=2, padding=1),
+                                  *[_block(3 * c, 3 * c, d) for d in config.dilations])  # H/8
+        self.dec2 = _block(3 * c + 2 * c, 2 * c)  # H/4
+        self.dec1 = _block(2 * c + c, c)  # H/2
+        last = nn.Conv2d(c, 4 * 3, 3, padding=1)
+        nn.init.zeros_(last.weight)  # starts as the smooth fill exactly
+        nn.init.zeros_(last.bias)
+        self.out = nn.Sequential(last, nn.PixelShuffle(2))  # (B, 3, H, W)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """(B, IN_CHANNELS, H, W) -> (B, 3, H, W) in [0, 1]: the render where covered, refined elsewhere."""
+        render, coverage, fill = inputs[:, 0:3], inputs[:, 3:4] > 0.5, inputs[:, 5:8]
+        e1 = self.enc1(inputs)
+        e2 = self.enc2(e1)
+        e3 = self.enc3(e2)
+        d2 = self.dec2(torch.cat([F.interpolate(e3, size=e2.shape[-2:], mode='bilinear', align_corners=False),
+                                  e2], 1))
+        d1 = self.dec1(torch.cat([F.interpolate(d2, size=e1.shape[-2:], mode='bilinear', align_corners=False),
+                                  e1], 1))
+        imagined = (fill + self.out(d1)).clamp(0, 1)
+        edit = edit_region(~coverage[:, 0], self.config.edge_band)[:, None]
+        return torch.where(edit, imagined, render)

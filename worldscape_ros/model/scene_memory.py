@@ -1,0 +1,229 @@
+"""The persistent scene memory: every frame the session observed or imagined, fused into one bounded 3D point
+store, rendered into each new target camera in pixel space.
+
+A frame is committed as coloured points: each pixel with a depth splits into `supersample`^2 sub-pixel
+points (so magnification up to that factor leaves no cracks), placed in the world by the frame's pose.
+Points are deduplicated on a voxel grid with the older point winning, so standing still or looking again at a
+place adds nothing: the store grows with the area explored, not with time. Over its byte budget, the least
+trusted points go first (imagined before observed), the oldest among equals.
+
+Each point carries how far it is trusted: OBSERVED for a given frame (the start frame, a reset image), IMAGINED
+for what the model generated. The render gives, per target pixel: RGB, z-depth, coverage, trust and the frame
+index that made the point (its age). The model keeps what the render covers and imagines the rest; what it
+imagines is committed, so the next look at that place is the same.
+
+Conventions (camera.py): camera-to-world 4x4 poses with OpenCV axes, pixel centres at +0.5, metric z-depth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from worldscape_ros.model.camera import check_intrinsics, check_rigid
+from worldscape_ros.model.config import SceneConfig
+from worldscape_ros.model.reproject import _rigid_inverse, _zbuffer, fill_one_pixel_cracks
+
+OBSERVED = 1.0  # trust of a point from a given frame
+IMAGINED = 0.5  # trust of a point the model generated
+BYTES_PER_POINT = 3 * 4 + 3 + 1 + 4  # xyz float32, rgb uint8, trust uint8, born int32
+
+
+@dataclass
+class SceneRender:
+    """The scene memory seen from one target camera."""
+
+    rgb: torch.Tensor  # (3, H, W) float in [0, 1]; 0 where uncovered
+    depth: torch.Tensor  # (H, W) metres; 0 where uncovered
+    mask: torch.Tensor  # (H, W) bool: covered
+    trust: torch.Tensor  # (H, W) float: OBSERVED, IMAGINED, 0 where uncovered
+    born: torch.Tensor  # (H, W) long: the frame index that made the pixel's point, -1 where uncovered
+
+
+class SceneMemory:
+    """A voxel-deduplicated coloured point store of the session's scene, within a byte budget."""
+
+    def __init__(self, config: SceneConfig | None = None, device: str | torch.device = 'cpu') -> None:
+        self.config = config or SceneConfig()
+        if not self.config.voxel_m > 0:
+            raise ValueError(f'scene memory voxel_m must be positive, got {self.config.voxel_m}')
+        if self.config.supersample < 1:
+            raise ValueError(f'scene memory supersample must be >= 1, got {self.config.supersample}')
+        self.max_points = int(self.config.budget_mb * 2**20) // BYTES_PER_POINT
+        if self.max_points < 1:
+            raise ValueError(f'scene memory budget_mb {self.config.budget_mb} holds no point')
+        self.device = torch.device(device)
+        self.reset()
+
+    def reset(self) -> None:
+        dev = self.device
+        self.xyz = torch.zeros(0, 3, device=dev)  # (N, 3) world metres
+        self.rgb = torch.zeros(0, 3, dtype=torch.uint8, device=dev)  # (N, 3)
+        self.trust = torch.zeros(0, dtype=torch.uint8, device=dev)  # (N,) trust * 255
+        self.born = torch.zeros(0, dtype=torch.int32, device=dev)  # (N,) frame index
+        self._keys = torch.zeros(0, dtype=torch.int64, device=dev)  # (N,) sorted voxel keys
+        self.pruned = 0  # points dropped for the budget since reset
+
+    def __len__(self) -> int:
+        return int(self.xyz.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        return len(self) * BYTES_PER_POINT
+
+    # ---- commit ----------------------------------------------------------------------------------------
+    def commit(self, rgb: torch.Tensor, depth: torch.Tensor, c2w: np.ndarray | torch.Tensor, K: np.ndarray,
+               mask: torch.Tensor | None = None, trust: float = IMAGINED, frame_index: int = 0) -> int:
+        """Add a frame's pixels (where `mask`, default all) with their depth; return the points added.
+
+        rgb (3, H, W) float in [0, 1], depth (H, W) metres (<= 0 or non-finite: no point), c2w (4, 4),
+        K (3, 3). Voxels already held keep their point (the older point wins).
+        """
+        if rgb.ndim != 3 or rgb.shape[0] != 3:
+            raise ValueError(f'rgb must be (3, H, W), got {tuple(rgb.shape)}')
+        H, W = rgb.shape[1:]
+        if depth.shape != (H, W):
+            raise ValueError(f'depth must be ({H}, {W}), got {tuple(depth.shape)}')
+        if mask is not None and mask.shape != (H, W):
+            raise ValueError(f'mask must be ({H}, {W}), got {tuple(mask.shape)}')
+        if not 0 < trust <= 1:
+            raise ValueError(f'trust must be in (0, 1], got {trust}')
+        check_intrinsics(np.asarray(K))
+        c2w_t = torch.as_tensor(np.asarray(c2w, dtype=np.float64)).float().to(self.device)
+        check_rigid(c2w_t, 'c2w')
+        s = self.config.supersample
+        dev = self.device
+        z = depth.float().to(dev)
+        ok = torch.isfinite(z) & (z > 0) & (z <= self.config.max_depth_m)
+        if mask is not None:
+            ok &= mask.to(dev)
+        if not ok.any():
+            return 0
+        v_idx, u_idx = ok.nonzero(as_tuple=True)  # (M,) pixels to commit
+        offsets = (torch.arange(s, device=dev, dtype=torch.float32) + 0.5) / s  # sub-pixel centres
+        du, dv = torch.meshgrid(offsets, offsets, indexing='xy')
+        u = (u_idx[:, None].float() + du.reshape(1, -1)).reshape(-1)  # (M * s^2,)
+        v = (v_idx[:, None].float() + dv.reshape(1, -1)).reshape(-1)
+        zz = z[v_idx, u_idx].repeat_interleave(s * s)
+        Kt = torch.as_tensor(np.asarray(K, dtype=np.float64)).float().to(dev)
+        x_cam = torch.stack([(u - Kt[0, 2]) / Kt[0, 0] * zz, (v - Kt[1, 2]) / Kt[1, 1] * zz, zz])  # (3, P)
+        xyz = (c2w_t[:3, :3] @ x_cam + c2w_t[:3, 3:]).T  # (P, 3) world
+        colours = (rgb.float().clamp(0, 1) * 255).round().to(torch.uint8).to(dev)[:, v_idx, u_idx].T
+        colours = colours.repeat_interleave(s * s, dim=0)  # (P, 3)
+        return self._insert(xyz, colours, trust, frame_index)
+
+    def _voxel_keys(self, xyz: torch.Tensor) -> torch.Tensor:
+        cell = torch.floor(xyz / self.config.voxel_m).long() + (1 << 20)  # +-10 km at 1 cm within 21 bits
+        cell = cell.clamp(0, (1 << 21) - 1)
+        return (cell[:, 0] << 42) | (cell[:, 1] << 21) | cell[:, 2]
+
+    def _insert(self, xyz: torch.Tensor, colours: torch.Tensor, trust: float, frame_index: int) -> int:
+        keys = self._voxel_keys(xyz)
+        # one point per new voxel (the first sub-pixel sample), and none where the store already has one
+        keys, first = _unique_first(keys)
+        if len(self._keys):
+            pos = torch.searchsorted(self._keys, keys).clamp_max(len(self._keys) - 1)
+            fresh = self._keys[pos] != keys
+            keys, first = keys[fresh], first[fresh]
+        if not len(keys):
+            return 0
+        n = len(keys)
+        self.xyz = torch.cat([self.xyz, xyz[first]])
+        self.rgb = torch.cat([self.rgb, colours[first]])
+        self.trust = torch.cat([self.trust, torch.full((n,), round(trust * 255), dtype=torch.uint8,
+                                                       device=self.device)])
+        self.born = torch.cat([self.born, torch.full((n,), frame_index, dtype=torch.int32, device=self.device)])
+        self._order_by(torch.cat([self._keys, keys]))  # the store's keys are in store order
+        self._prune()
+        return n
+
+    def _order_by(self, keys: torch.Tensor) -> None:
+        """Keep the store sorted by voxel key (searchsorted needs it)."""
+        keys, order = torch.sort(keys)
+        self._keys = keys
+        self.xyz, self.rgb = self.xyz[order], self.rgb[order]
+        self.trust, self.born = self.trust[order], self.born[order]
+
+    def _prune(self) -> None:
+        over = len(self) - self.max_points
+        if over <= 0:
+            return
+        # least trusted first, oldest first among equals
+        score = self.trust.long() * (1 << 32) + self.born.long()
+        keep = torch.sort(torch.argsort(score, descending=True)[: self.max_points]).values
+        self.xyz, self.rgb, self.trust, self.born = self.xyz[keep], self.rgb[keep], self.trust[keep], self.born[keep]
+        self._keys = self._keys[keep]
+        self.pruned += over
+
+    # ---- render ----------------------------------------------------------------------------------------
+    def render(self, target_c2w: np.ndarray | torch.Tensor, K: np.ndarray, height: int, width: int,
+               fill_cracks: bool = True) -> SceneRender:
+        """The store seen from the target camera: z-buffered nearest splat of every point."""
+        check_intrinsics(np.asarray(K))
+        dev = self.device
+        c2w = torch.as_tensor(np.asarray(target_c2w, dtype=np.float64)).float().to(dev)
+        check_rigid(c2w, 'target_c2w')
+        if not len(self):
+            zeros = torch.zeros(height, width, device=dev)
+            return SceneRender(torch.zeros(3, height, width, device=dev), zeros, zeros.bool(), zeros,
+                               torch.full((height, width), -1, dtype=torch.long, device=dev))
+        w2c = _rigid_inverse(c2w)
+        cam = w2c[:3, :3] @ self.xyz.T + w2c[:3, 3:]  # (3, N) target camera coordinates
+        Kt = torch.as_tensor(np.asarray(K, dtype=np.float64)).float().to(dev)
+        owner, depth = _zbuffer(cam[None], Kt[None], height, width)
+        owner, depth = owner[0], depth[0]
+        mask = owner >= 0
+        idx = owner.clamp_min(0)
+        rgb = torch.where(mask, self.rgb[idx].permute(2, 0, 1).float() / 255, 0.0)  # (3, H, W)
+        trust = torch.where(mask, self.trust[idx].float() / 255, 0.0)
+        born = torch.where(mask, self.born[idx].long(), -1)
+        if fill_cracks:
+            extra = torch.stack([trust, born.float()])[None]  # carried through the crack fill like colour
+            image, d, m = rgb[None], depth[None], mask[None]
+            for _ in range(2):
+                image, d, m = _fill(image, extra, d, m)
+                extra = image[:, 3:]
+                image = image[:, :3]
+            rgb, depth, mask = image[0], d[0], m[0]
+            trust, born = extra[0, 0], extra[0, 1].round().long()
+        return SceneRender(rgb, depth, mask, trust, born)
+
+    # ---- sessions --------------------------------------------------------------------------------------
+    def state(self) -> dict[str, torch.Tensor]:
+        return {'scene.xyz': self.xyz.cpu(), 'scene.rgb': self.rgb.cpu(), 'scene.trust': self.trust.cpu(),
+                'scene.born': self.born.cpu()}
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        try:
+            xyz, rgb, trust, born = (state[f'scene.{k}'] for k in ('xyz', 'rgb', 'trust', 'born'))
+        except KeyError as exc:
+            raise ValueError(f'scene memory state lacks {exc}') from None
+        n = xyz.shape[0]
+        if xyz.shape != (n, 3) or rgb.shape != (n, 3) or trust.shape != (n,) or born.shape != (n,):
+            raise ValueError('scene memory state tensors disagree in shape')
+        if not torch.isfinite(xyz).all():
+            raise ValueError('scene memory state holds non-finite points')
+        self.reset()
+        dev = self.device
+        self.xyz, self.rgb = xyz.float().to(dev), rgb.to(torch.uint8).to(dev)
+        self.trust, self.born = trust.to(torch.uint8).to(dev), born.to(torch.int32).to(dev)
+        self._keys = self._voxel_keys(self.xyz)
+        self._order_by(self._keys)
+
+
+def _unique_first(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sorted unique keys and the index of each one's first occurrence."""
+    uniq, inverse = torch.unique(keys, sorted=True, return_inverse=True)
+    first = torch.full((len(uniq),), len(keys), dtype=torch.long, device=keys.device)
+    first = first.scatter_reduce(0, inverse, torch.arange(len(keys), device=keys.device), reduce='amin')
+    return uniq, first
+
+
+def _fill(image: torch.Tensor, extra: torch.Tensor, depth: torch.Tensor,
+          mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One crack-filling pass over colour and the per-pixel extras together."""
+    both = torch.cat([image, extra], 1)
+    out, d, m = fill_one_pixel_cracks(both, depth, mask)
+    return out, d, m

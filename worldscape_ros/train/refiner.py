@@ -1,0 +1,229 @@
+"""Training the output refiner on what the engine itself makes.
+
+1. trace: the streaming engine (the same code as live) is reset on each episode's true start frame and depth
+   (and the start hand), stepped through the episode's true cameras and hand keypoints, and its refiner inputs
+   are recorded beside the true frames. Tracing keeps only observed content in the scene memory
+   (commit_imagined off), so every pixel the start frame does not see is a hole to learn to fill.
+2. fit: the refiner learns to turn those inputs into the true frame. The loss weighs the holes and the hand's
+   region, where everything the refiner adds is decided, and matches image gradients there, so the fill
+   carries structure instead of the blur an L1 alone rewards.
+
+Traces are uint8 shards (every input channel lies in [0, 1]); a fit saves its refiner and Adam state as
+safetensors every `save_every` steps and resumes from the newest save.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from worldscape_ros.data.episode import EPISODE_SUFFIX, read_episode
+from worldscape_ros.errors import TrainError
+from worldscape_ros.fileio import atomic_path
+from worldscape_ros.model.checkpoint import save_checkpoint
+from worldscape_ros.model.config import RefinerConfig
+from worldscape_ros.model.engine import WorldEngine
+from worldscape_ros.model.refiner import IN_CHANNELS, Refiner
+
+log = logging.getLogger(__name__)
+
+
+# ---- 1. trace --------------------------------------------------------------------------------------------------
+def trace_episodes(engine: WorldEngine, episodes: list[Path], out: Path, frames: int) -> int:
+    """Write one shard per episode (skipping shards already written); return the samples written now."""
+    out.mkdir(parents=True, exist_ok=True)
+    engine.commit_imagined = False
+    written = 0
+    for path in episodes:
+        shard = out / (path.name.removesuffix(EPISODE_SUFFIX) + '.trace.npz')
+        if shard.exists():
+            continue
+        ep = read_episode(path)
+        T = min(frames, ep.num_frames)
+        inputs: list[torch.Tensor] = []
+        engine.trace = lambda x, poses, into=inputs: into.append(x.cpu())
+        kp = ep.keypoints3d
+        engine.reset(ep.rgb[0], ep.poses[0], ep.intrinsics, ep.depth[0],
+                     hand_keypoints=None if kp is None else kp[0])
+        for t in range(1, T):
+            engine.step(ep.poses[t], None if kp is None else kp[t])
+        engine.trace = None
+        x = torch.cat(inputs)  # (T - 1, IN_CHANNELS, H, W)
+        hand = np.zeros((T - 1, *ep.rgb.shape[1:3]), bool)
+        if kp is not None:
+            hand = np.stack([engine._hand_region(kp[t]) for t in range(1, T)])
+        with atomic_path(shard) as tmp, open(tmp, 'wb') as f:
+            np.savez(f, inputs=(x.clamp(0, 1) * 255).round().byte().numpy(), target=ep.rgb[1:T], hand=hand)
+        written += T - 1
+    return written
+
+
+class Traces:
+    """All shards of a folder in memory: inputs (N, C, H, W) uint8, targets (N, 3, H, W) uint8, hand (N, H, W)."""
+
+    def __init__(self, folders: list[Path]) -> None:
+        shards = sorted(p for folder in folders for p in folder.glob('*.trace.npz'))
+        if not shards:
+            raise TrainError(f'no *.trace.npz shards in {", ".join(map(str, folders))}: run the trace first')
+        xs, ys, hs = [], [], []
+        for p in shards:
+            with np.load(p) as z:
+                xs.append(z['inputs'])
+                ys.append(z['target'])
+                hs.append(z['hand'])
+        self.inputs = torch.from_numpy(np.concatenate(xs))
+        self.target = torch.from_numpy(np.concatenate(ys)).permute(0, 3, 1, 2).contiguous()
+        self.hand = torch.from_numpy(np.concatenate(hs))
+        if self.inputs.shape[1] != IN_CHANNELS:
+            raise TrainError(f'traces have {self.inputs.shape[1]} input channels, the refiner takes {IN_CHANNELS}')
+        self.shards = len(shards)
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.inputs[idx].float() / 255, self.target[idx].float() / 255, self.hand[idx]
+
+
+# ---- 2. fit ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FitConfig:
+    steps: int = 4000
+    batch: int = 16
+    lr: float = 1e-3
+    hole_weight: float = 4.0  # extra L1 weight on pixels the render does not cover
+    hand_weight: float = 4.0  # extra L1 weight on the hand's region
+    gradient_weight: float = 1.0  # image-gradient L1 on holes and hand
+    save_every: int = 200
+    log_every: int = 25
+    seed: int = 0
+
+
+def _gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
+
+
+def refiner_loss(pred: torch.Tensor, target: torch.Tensor, inputs: torch.Tensor, hand: torch.Tensor,
+                 cfg: FitConfig) -> dict[str, torch.Tensor]:
+    """pred, target (B, 3, H, W); inputs (B, IN_CHANNELS, H, W); hand (B, H, W) bool."""
+    hole = inputs[:, 3] < 0.5
+    focus = (hole | hand).float()[:, None]  # (B, 1, H, W)
+    weight = 1 + cfg.hole_weight * hole.float()[:, None] + cfg.hand_weight * hand.float()[:, None]
+    l1 = (weight * (pred - target).abs()).mean()
+    (px, py), (tx, ty) = _gradients(pred), _gradients(target)
+    grad = ((focus[..., :, 1:] * (px - tx).abs()).mean() + (focus[..., 1:, :] * (py - ty).abs()).mean())
+    return {'loss': l1 + cfg.gradient_weight * grad, 'l1': l1, 'gradient': grad}
+
+
+def _save(out: Path, step: int, refiner: Refiner, opt: torch.optim.Optimizer) -> None:
+    tensors = {f'model.{k}': v.detach().contiguous() for k, v in refiner.state_dict().items()}
+    names = {id(p): n for n, p in refiner.named_parameters()}
+    for group in opt.param_groups:
+        for p in group['params']:
+            st = opt.state.get(p, {})
+            for key in ('exp_avg', 'exp_avg_sq'):
+                if key in st:
+                    tensors[f'optim.{names[id(p)]}.{key}'] = st[key].contiguous()
+            if 'step' in st:
+                tensors[f'optim.{names[id(p)]}.step'] = torch.as_tensor(st['step']).reshape(1).float()
+    with atomic_path(out / 'refiner_state.safetensors') as tmp:
+        save_file(tensors, str(tmp), metadata={'step': str(step), 'rng': json.dumps(torch.get_rng_state().tolist())})
+
+
+def _load(out: Path, refiner: Refiner, opt: torch.optim.Optimizer) -> int:
+    path = out / 'refiner_state.safetensors'
+    if not path.is_file():
+        return 0
+    with safe_open(str(path), framework='pt') as f:
+        meta = f.metadata() or {}
+        refiner.load_state_dict({k[6:]: f.get_tensor(k) for k in f.keys() if k.startswith('model.')})
+        params = dict(refiner.named_parameters())
+        for name, p in params.items():
+            if f'optim.{name}.exp_avg' in f.keys():
+                opt.state[p] = {'exp_avg': f.get_tensor(f'optim.{name}.exp_avg'),
+                                'exp_avg_sq': f.get_tensor(f'optim.{name}.exp_avg_sq'),
+                                'step': f.get_tensor(f'optim.{name}.step').reshape(())}
+        torch.set_rng_state(torch.tensor(json.loads(meta['rng']), dtype=torch.uint8))
+    return int(meta['step'])
+
+
+def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, out: Path, cfg: FitConfig,
+                refiner_cfg: RefinerConfig, max_minutes: float | None = None) -> Path:
+    """Train the refiner (resuming from `out`), then save the engine's model with it as out/final.safetensors."""
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    refiner = Refiner(refiner_cfg)
+    opt = torch.optim.AdamW(refiner.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    step = _load(out, refiner, opt)
+    if step:
+        log.info('resumed the refiner at step %d', step)
+    (out / 'fit.json').write_text(json.dumps({'fit': asdict(cfg), 'refiner': asdict(refiner_cfg),
+                                              'samples': len(traces)}, indent=1))
+    metrics = out / 'metrics.csv'
+    new_file = not metrics.exists()
+    t0 = time.perf_counter()
+    sums: dict[str, float] = {}
+    with open(metrics, 'a', newline='') as fh:
+        writer = csv.writer(fh)
+        if new_file:
+            writer.writerow(['step', 'loss', 'l1', 'gradient', 'held_out_hole_psnr', 'held_out_fill_psnr', 'wall_s'])
+        while step < cfg.steps:
+            lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
+            for g in opt.param_groups:
+                g['lr'] = lr
+            x, y, hand = traces.batch(torch.randint(len(traces), (cfg.batch,)))
+            losses = refiner_loss(refiner(x), y, x, hand, cfg)
+            opt.zero_grad(set_to_none=True)
+            losses['loss'].backward()
+            torch.nn.utils.clip_grad_norm_(refiner.parameters(), 1.0)
+            opt.step()
+            step += 1
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            if step % cfg.log_every == 0:
+                ho = hole_psnr(refiner, held_out) if held_out is not None else (math.nan, math.nan)
+                n = cfg.log_every
+                writer.writerow([step, sums['loss'] / n, sums['l1'] / n, sums['gradient'] / n, *ho,
+                                 round(time.perf_counter() - t0, 1)])
+                fh.flush()
+                log.info('step %d loss %.4f held-out hole PSNR %.2f (smooth fill %.2f)', step, sums['loss'] / n, *ho)
+                sums = {}
+            if step % cfg.save_every == 0 or step == cfg.steps:
+                _save(out, step, refiner, opt)
+            if max_minutes is not None and time.perf_counter() - t0 > 60 * max_minutes:
+                _save(out, step, refiner, opt)
+                log.info('stopped at step %d after %.0f min (resumable)', step, max_minutes)
+                break
+    model = engine.model.cpu()
+    model.config = model.config.replace(refiner=refiner_cfg)
+    model.refiner = refiner.eval()
+    final = out / 'final.safetensors'
+    save_checkpoint(final, model, {'refiner': {'steps': step, 'samples': len(traces)}})
+    return final
+
+
+@torch.no_grad()
+def hole_psnr(refiner: Refiner, traces: Traces, limit: int = 256) -> tuple[float, float]:
+    """Pooled PSNR over the hole pixels of up to `limit` held-out samples: the refiner's and the smooth fill's."""
+    refiner.eval()
+    se_r, se_f, n = 0.0, 0.0, 0
+    for i in range(0, min(limit, len(traces)), 32):
+        x, y, _ = traces.batch(torch.arange(i, min(i + 32, limit, len(traces))))
+        hole = (x[:, 3] < 0.5)[:, None].expand(-1, 3, -1, -1)
+        se_r += float(((refiner(x) - y) ** 2)[hole].sum())
+        se_f += float(((x[:, 5:8] - y) ** 2)[hole].sum())
+        n += int(hole.sum())
+    refiner.train()
+    if not n:
+        return math.nan, math.nan
+    return -10 * math.log10(se_r / n), -10 * math.log10(se_f / n)

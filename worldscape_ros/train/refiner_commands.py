@@ -1,0 +1,82 @@
+"""`worldscape refiner-trace` and `worldscape refiner-fit`: train the output refiner on the engine's own traces
+(train/refiner.py), then ship it inside the model's checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import torch
+
+from worldscape_ros.errors import TrainError
+
+log = logging.getLogger(__name__)
+
+
+def _episodes(folders: list[Path], limit: int | None) -> list[Path]:
+    from worldscape_ros.data.episode import EPISODE_SUFFIX
+
+    found: list[Path] = []
+    for folder in folders:
+        if not folder.is_dir():
+            raise TrainError(f'episode folder {folder} does not exist')
+        eps = sorted(folder.glob(f'*{EPISODE_SUFFIX}'))
+        if not eps:
+            raise TrainError(f'no *{EPISODE_SUFFIX} files in {folder}')
+        found += eps[:limit] if limit else eps
+    return found
+
+
+def _trace(args: argparse.Namespace) -> int:
+    from worldscape_ros.model.engine import WorldEngine
+    from worldscape_ros.train.refiner import trace_episodes
+
+    torch.set_num_threads(args.threads)
+    engine = WorldEngine.from_pretrained(checkpoint=args.checkpoint, window=1, seed=args.seed)
+    n = trace_episodes(engine, _episodes(args.data, args.episodes), args.out, args.frames)
+    log.info('traced %d new samples into %s', n, args.out)
+    return 0
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from worldscape_ros.model.config import RefinerConfig
+    from worldscape_ros.model.engine import WorldEngine
+    from worldscape_ros.train.refiner import FitConfig, Traces, fit_refiner
+
+    torch.set_num_threads(args.threads)
+    engine = WorldEngine.from_pretrained(checkpoint=args.checkpoint)
+    traces = Traces(args.traces)
+    held = Traces(args.held_out) if args.held_out else None
+    cfg = FitConfig(steps=args.steps, batch=args.batch_size, lr=args.lr)
+    final = fit_refiner(engine, traces, held, args.out, cfg, RefinerConfig(enabled=True), args.max_minutes)
+    log.info('%d training samples from %d shards; wrote %s', len(traces), traces.shards, final)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    t = subparsers.add_parser('refiner-trace', help="record the engine's refiner inputs on episodes",
+                              description='Reset the engine on each episode\'s true start frame and depth, step it '
+                              'through the true cameras and hands, and write the refiner\'s inputs beside the true '
+                              'frames (one shard per episode; existing shards are kept, so a rerun resumes).')
+    t.add_argument('--data', nargs='+', type=Path, required=True, help='episode folders')
+    t.add_argument('--out', type=Path, required=True, help='trace folder')
+    t.add_argument('--episodes', type=int, help='at most this many episodes per folder')
+    t.add_argument('--frames', type=int, default=32, help='frames per episode (default 32)')
+    t.add_argument('--checkpoint', help='model checkpoint (default: the shipped one)')
+    t.add_argument('--seed', type=int, default=0)
+    t.add_argument('--threads', type=int, default=1)
+    t.set_defaults(func=_trace)
+    f = subparsers.add_parser('refiner-fit', help='train the output refiner on traces and save the model with it',
+                              description='Fit the refiner (resuming from --out) and write OUT/final.safetensors: '
+                              'the checkpoint\'s model with the refiner enabled.')
+    f.add_argument('--traces', nargs='+', type=Path, required=True, help='trace folders')
+    f.add_argument('--held-out', nargs='*', type=Path, help='trace folders scored every log interval')
+    f.add_argument('--out', type=Path, required=True, help='run folder')
+    f.add_argument('--checkpoint', help='model checkpoint to add the refiner to (default: the shipped one)')
+    f.add_argument('--steps', type=int, default=4000)
+    f.add_argument('--batch-size', type=int, default=16)
+    f.add_argument('--lr', type=float, default=1e-3)
+    f.add_argument('--max-minutes', type=float, help='stop and save after this much wall time (rerun resumes)')
+    f.add_argument('--threads', type=int, default=1)
+    f.set_defaults(func=_fit)
