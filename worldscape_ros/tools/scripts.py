@@ -98,7 +98,9 @@ def load_script(path: str | Path, fps: float, scene_seed: int = 0) -> ActionScri
         if suffix in ('.yaml', '.yml', '.json'):
             doc = json.loads(path.read_text()) if suffix == '.json' else yaml.safe_load(path.read_text())
             return _tour(doc, fps, scene_seed)
-    except ValueError as exc:
+    except UnicodeDecodeError:
+        raise ValueError(f'actions file {path} is not text (UTF-8)') from None
+    except (ValueError, TypeError, yaml.YAMLError) as exc:  # TypeError: a tour value of the wrong kind
         raise ValueError(f'actions file {path}: {exc}') from None
     raise ValueError(f'actions file {path}: unknown format {suffix!r} (expected .csv, .txt, .npy, .yaml or .json)')
 
