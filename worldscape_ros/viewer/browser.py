@@ -9,10 +9,12 @@ machine with no network (FACTS.md, .library machines/python.md).
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -75,7 +77,11 @@ class HeadlessBrowser:
 
         args = [self.executable, *FLAGS, f'--user-data-dir={self._profile}',
                 f'--window-size={self.width},{self.height}', '--remote-debugging-port=0', 'about:blank']
-        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # its own process group: Debian's /usr/bin/chromium* are shell scripts that run the real browser as a
+        # child, so ending the script alone would leave the browser (and its software GL) running
+        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                      start_new_session=True)
+        atexit.register(self.close)
         port_file = Path(self._profile) / 'DevToolsActivePort'
         deadline = time.monotonic() + self.timeout
         while not (port_file.is_file() and len(port_file.read_text().split()) >= 2):
@@ -124,14 +130,22 @@ class HeadlessBrowser:
                 pass
             self._ws = None
         if self._proc is not None:
-            self._proc.terminate()
+            self._kill_group(signal.SIGTERM)
             try:
                 self._proc.wait(10)
             except subprocess.TimeoutExpired:
-                self._proc.kill()
+                self._kill_group(signal.SIGKILL)
                 self._proc.wait(10)
             self._proc = None
+            atexit.unregister(self.close)
         shutil.rmtree(self._profile, ignore_errors=True)
+
+    def _kill_group(self, sig: int) -> None:
+        assert self._proc is not None
+        try:
+            os.killpg(self._proc.pid, sig)  # the session's group id is the leader's pid
+        except ProcessLookupError:
+            pass
 
     # ---- page ------------------------------------------------------------------------------------------------
     def navigate(self, url: str) -> None:
@@ -182,9 +196,24 @@ class HeadlessBrowser:
         value = self.evaluate(self._rect_js(label))
         return dict(value) if value else None
 
-    def click_button(self, label: str) -> None:
-        rect = self.wait_for(f'({self._rect_js(label)})', 10.0, f'a button {label!r}')
-        self.click(rect['x'] + rect['width'] / 2, rect['y'] + rect['height'] / 2)
+    def click_button(self, label: str, timeout: float = 10.0) -> None:
+        """Click the button labelled `label` once the page's layout has settled (images that load late push
+        the panel down) and the button is the element under its own centre."""
+        deadline = time.monotonic() + timeout
+        previous = None
+        while True:
+            rect = self.button_rect(label)
+            if rect is not None and rect == previous:
+                x, y = rect['x'] + rect['width'] / 2, rect['y'] + rect['height'] / 2
+                if self.evaluate(f'(() => {{ const e = document.elementFromPoint({x}, {y});'
+                                 f' return !!e && !!e.closest("button") && e.closest("button").innerText.trim()'
+                                 f' === {json.dumps(label)}; }})()'):
+                    self.click(x, y)
+                    return
+            if time.monotonic() > deadline:
+                raise ViewerError(f'no clickable button {label!r} in the page after {timeout:g} s')
+            previous = rect
+            time.sleep(0.1)
 
     def _rect_js(self, label: str) -> str:
         return (f'(() => {{ const b = [...document.querySelectorAll("button")].find('

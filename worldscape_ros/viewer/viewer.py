@@ -133,6 +133,7 @@ class WorldViewer:
         self.stats = ViewerStats()
         self.message = ''
         self.state = 'running'
+        self._writing_back = False
         self._lock = threading.Lock()
         self._last_push = 0.0
         self._last_cloud = 0.0
@@ -220,17 +221,27 @@ class WorldViewer:
             self._say(f'{name}: {self._describe(action)}')
 
     def _on_speed(self, slider: Any, setter: Any) -> None:
+        if self._writing_back:
+            return  # our own correction of the slider echoing back (viser calls on_update for it too)
         try:
             msg = setter(slider.value)
         except ViewerError as exc:
+            self._write_back(slider)
             self._say(str(exc))
-            slider.value = self.drive.linear if slider is self._linear else self.drive.angular
             return
         if msg:
-            slider.value = self.drive.linear if slider is self._linear else self.drive.angular
+            self._write_back(slider)
         if self.drive.button != 'Stop' and self.controller is not None:
             self.controller.set_command(self.drive.action)  # the held command follows the new speed
         self._say(msg or f'{self._describe(self.drive.action)}')
+
+    def _write_back(self, slider: Any) -> None:
+        """Show the speed in force on the page's slider (after a clamp or a refusal)."""
+        self._writing_back = True
+        try:
+            slider.value = self.drive.linear if slider is self._linear else self.drive.angular
+        finally:
+            self._writing_back = False
 
     def _on_pause(self) -> None:
         msg = self._call('Pause', lambda: self.controller.pause() if self.controller else None)

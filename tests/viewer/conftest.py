@@ -1,0 +1,23 @@
+"""One randomly initialised ws-tiny engine per test session (the real model, untrained; one denoising step: the
+behaviour under test is the viewer's), and a headless Chromium where one is installed (make setup installs it)."""
+
+import pytest
+
+pytest.importorskip('viser')
+
+
+@pytest.fixture(scope='session')
+def engine():
+    from worldscape_ros.model.engine import WorldEngine
+
+    return WorldEngine.from_pretrained(checkpoint='random', config='ws-tiny', seed=0, steps=1)
+
+
+@pytest.fixture
+def browser():
+    from worldscape_ros.viewer.browser import HeadlessBrowser, find_chromium
+
+    if find_chromium() is None:
+        pytest.skip('no headless Chromium (make setup installs chromium-headless-shell)')
+    with HeadlessBrowser(width=1024, height=700) as b:
+        yield b
