@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from worldscape_ros.eval import metrics as M
-from worldscape_ros.eval.baselines import RepeatFirstFrame, Reprojection, forward_warp
+from worldscape_ros.eval.baselines import (
+    RepeatFirstFrame,
+    Reprojection,
+    ReprojectionInpaint,
+    forward_warp,
+    inpaint_holes,
+)
 from worldscape_ros.eval.protocol import WorldSystem
 from worldscape_ros.model.kinematics import NavAction
 
@@ -64,3 +70,97 @@ def test_baselines_reject_bad_input(turning_walk):
         system.step(2 * np.eye(4))
     with pytest.raises(ValueError, match='fps must be positive'):
         Reprojection(fps=0)
+
+
+def test_reprojection_inpaint_implements_the_protocol_and_returns_its_start_as_frame_zero(turning_walk):
+    w = turning_walk
+    system = ReprojectionInpaint()
+    assert isinstance(system, WorldSystem)
+    start = system.reset(w['rgb'][0], w['poses'][0], w['K'], w['depth'][0])
+    assert start.index == 0
+    np.testing.assert_array_equal(start.rgb, w['rgb'][0])
+    np.testing.assert_array_equal(start.depth, w['depth'][0])
+
+
+def test_reprojection_inpaint_keeps_every_warped_pixel_and_fills_every_hole(turning_walk):
+    w = turning_walk
+    holes, filled = Reprojection(), ReprojectionInpaint()
+    for s in (holes, filled):
+        s.reset(w['rgb'][0], w['poses'][0], w['K'], w['depth'][0])
+    for t in (3, 8, 11):
+        a, b = holes.step(w['poses'][t]), filled.step(w['poses'][t])
+        covered = a.depth > 0
+        assert 0.05 < (~covered).mean() < 0.6  # turning left uncovers a growing strip
+        np.testing.assert_array_equal(b.rgb[covered], a.rgb[covered])  # what geometry gives is kept exactly
+        np.testing.assert_array_equal(b.depth[covered], a.depth[covered])
+        assert (b.depth > 0).all() and np.isfinite(b.depth).all()  # no hole left, in colour or depth
+        psnr = M.psnr(np.stack([a.rgb, b.rgb]), np.stack([w['rgb'][t]] * 2))
+        assert psnr[1] > psnr[0] + 3  # a smooth fill beats black holes by far
+        lo, hi = a.depth[covered].min(), a.depth[covered].max()  # filled depth comes from the covered depths
+        assert (b.depth[~covered] >= lo).all() and (b.depth[~covered] <= hi).all()
+
+
+def test_inpainting_a_frame_without_holes_or_without_anything_changes_nothing():
+    rgb = np.random.default_rng(0).integers(0, 256, (8, 10, 3), dtype=np.uint8)
+    full = np.ones((8, 10), np.float32)
+    assert inpaint_holes(rgb, full)[0] is rgb
+    empty = np.zeros((8, 10), np.float32)
+    out_rgb, out_depth = inpaint_holes(rgb, empty)
+    assert out_rgb is rgb and out_depth is empty
+
+
+def test_supersampled_warp_leaves_no_cracks_when_driving_towards_a_wall():
+    """Magnification up to the supersampling factor: every pixel a start pixel covers in the scene is hit."""
+    K = np.array([[50.0, 0, 32], [0, 50.0, 24], [0, 0, 1]])
+    wall = np.full((48, 64), 2.0, np.float32)
+    rgb = np.random.default_rng(1).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    closer = np.eye(4)
+    closer[2, 3] = 0.9  # 1.1 m from the wall: x1.8 zoom
+    _, depth = forward_warp(rgb, wall, np.eye(4), closer, K, supersample=2)
+    assert (depth > 0).all()
+    _, depth1 = forward_warp(rgb, wall, np.eye(4), closer, K, supersample=1)
+    assert (depth1 <= 0).mean() > 0.2  # without supersampling, cracks
+
+
+def test_reprojections_take_a_predicted_start_depth_for_an_rgb_only_start(turning_walk):
+    w = turning_walk
+    calls = []
+
+    def predicted(rgb, pose, K):
+        calls.append(rgb)
+        return w['depth'][0] * 1.1  # a start depth off by 10%
+
+    system = ReprojectionInpaint(start_depth=predicted)
+    start = system.reset(w['rgb'][0], w['poses'][0], w['K'])
+    assert len(calls) == 1 and np.array_equal(calls[0], w['rgb'][0])
+    np.testing.assert_allclose(start.depth, w['depth'][0] * 1.1, rtol=1e-6)
+    truth = ReprojectionInpaint()
+    truth.reset(w['rgb'][0], w['poses'][0], w['K'], w['depth'][0])
+    a, b = system.step(w['poses'][6]), truth.step(w['poses'][6])
+    assert not np.array_equal(a.rgb, b.rgb)  # the predicted depth is what it warps by
+    system.reset(w['rgb'][0], w['poses'][0], w['K'], w['depth'][0])  # a given depth wins over the predictor
+    assert len(calls) == 1
+
+
+def test_reprojections_refuse_an_rgb_only_start_without_a_predictor_and_bad_settings(turning_walk):
+    w = turning_walk
+    with pytest.raises(ValueError, match="reprojection_inpaint baseline needs the start frame's depth"):
+        ReprojectionInpaint().reset(w['rgb'][0], w['poses'][0], w['K'])
+    with pytest.raises(ValueError, match='inpainting radius must be at least 1'):
+        ReprojectionInpaint(radius=0)
+    with pytest.raises(ValueError, match='supersample must be at least 1'):
+        Reprojection(supersample=0)
+    with pytest.raises(RuntimeError, match='before reset'):
+        ReprojectionInpaint().step(NavAction())
+
+
+def test_model_start_depth_is_the_depth_the_engine_predicts_at_reset(turning_walk):
+    pytest.importorskip('worldscape_ros.model.engine')
+    from worldscape_ros.eval.baselines import model_start_depth, model_system
+
+    w = turning_walk
+    engine = model_system('random', 'ws-tiny')
+    depth = model_start_depth(engine)(w['rgb'][0], w['poses'][0], w['K'])
+    frame = engine.reset(w['rgb'][0], w['poses'][0], w['K'])
+    assert depth.shape == w['rgb'].shape[1:3] and depth.dtype == np.float32
+    np.testing.assert_array_equal(depth, frame.depth)

@@ -3,6 +3,10 @@
 - RepeatFirstFrame: the start frame (and its depth) for every step; what a frozen model scores.
 - Reprojection: the start frame forward-warped into each target camera by its depth (true depth for synthetic
   starts), z-buffered, holes left empty (black RGB, depth 0): strong for short horizons, fading as holes grow.
+- ReprojectionInpaint: the same warp with the holes filled by OpenCV's Telea inpainting (RGB and depth): the
+  floor a learned model must clear, since it keeps everything geometry gives and fills the rest smoothly.
+Both reprojections take the start depth given at reset, or, for an RGB-only start, the depth a `StartDepth`
+callable predicts (the model's own start depth: `model_start_depth`).
 - memory_off_model: the world engine with its memory off (sink and local window only).
 Navigation actions are integrated with model.kinematics at `fps`, exactly as the engine does.
 """
@@ -10,8 +14,10 @@ Navigation actions are integrated with model.kinematics at `fps`, exactly as the
 from __future__ import annotations
 
 import time
-from typing import cast
+from collections.abc import Callable
+from typing import Any, cast
 
+import cv2
 import numpy as np
 
 from worldscape_ros.eval.protocol import Frame, WorldSystem
@@ -19,6 +25,9 @@ from worldscape_ros.model.camera import check_intrinsics, check_rigid
 from worldscape_ros.model.kinematics import BaseState, NavAction, camera_pose, integrate, state_from_camera_pose
 
 CAMERA_HEIGHT = 1.0  # any fixed height round-trips camera_pose <-> state_from_camera_pose
+INPAINT_RADIUS = 3  # px: Telea's neighbourhood; small, as the holes are filled from their rims inwards anyway
+
+StartDepth = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (rgb, c2w, K) -> (H, W) metres
 
 
 class _PoseTracker:
@@ -66,6 +75,12 @@ class _PoseTracker:
         self._index += 1
         return self._pose.copy(), self._index
 
+    def start_frame(self) -> Frame:
+        """Frame 0: the start frame with the depth the system works from (NaN where it has none)."""
+        d = self.first_depth
+        depth = np.full(self.first_frame.shape[:2], np.nan, np.float32) if d is None else d.copy()
+        return Frame(rgb=self.first_frame.copy(), depth=depth, pose=self.first_pose.copy(), index=0, latency_ms=0.0)
+
 
 class RepeatFirstFrame:
     """Returns the start frame at every step: the figure a model that ignores actions would get."""
@@ -76,8 +91,9 @@ class RepeatFirstFrame:
         self._track = _PoseTracker(fps)
 
     def reset(self, first_frame: np.ndarray, pose: np.ndarray, intrinsics: np.ndarray,
-              depth: np.ndarray | None = None) -> None:
+              depth: np.ndarray | None = None) -> Frame:
         self._track.reset(first_frame, pose, intrinsics, depth)
+        return self._track.start_frame()
 
     def step(self, action: NavAction | np.ndarray, hand_keypoints: np.ndarray | None = None) -> Frame:
         t0 = time.perf_counter()
@@ -131,29 +147,92 @@ def forward_warp(rgb: np.ndarray, depth: np.ndarray, src_c2w: np.ndarray, dst_c2
 
 
 class Reprojection:
-    """The start frame reprojected into each target camera by its depth; holes left empty."""
+    """The start frame reprojected into each target camera by its depth; holes left empty.
+
+    start_depth: where the start depth comes from when reset gets none (an RGB-only start), e.g. the model's
+    own prediction; without it such a reset is refused.
+    """
 
     name = 'reprojection'
 
-    def __init__(self, fps: float = 10.0, supersample: int = 2) -> None:
+    def __init__(self, fps: float = 10.0, supersample: int = 2, start_depth: StartDepth | None = None) -> None:
+        if supersample < 1:
+            raise ValueError(f'supersample must be at least 1, got {supersample}')
         self._track = _PoseTracker(fps)
         self.supersample = supersample
+        self.start_depth = start_depth
 
     def reset(self, first_frame: np.ndarray, pose: np.ndarray, intrinsics: np.ndarray,
-              depth: np.ndarray | None = None) -> None:
+              depth: np.ndarray | None = None) -> Frame:
+        if depth is None and self.start_depth is not None:
+            depth = np.asarray(self.start_depth(np.asarray(first_frame), np.asarray(pose), np.asarray(intrinsics)),
+                               np.float32)
         if depth is None:
-            raise ValueError('the reprojection baseline needs the start frame\'s depth (true depth for synthetic '
-                             'starts)')
+            raise ValueError(f'the {self.name} baseline needs the start frame\'s depth (true depth for synthetic '
+                             'starts, or a start_depth predictor for RGB-only starts)')
         self._track.reset(first_frame, pose, intrinsics, depth)
+        return self._track.start_frame()
+
+    def warp(self, pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The start frame and its depth seen from `pose`: (H, W, 3) uint8 and (H, W) metres, 0 in holes."""
+        tr = self._track
+        if tr.first_depth is None:
+            raise RuntimeError('step() called before reset()')
+        return forward_warp(tr.first_frame, tr.first_depth, tr.first_pose, pose, tr.intrinsics, self.supersample)
 
     def step(self, action: NavAction | np.ndarray, hand_keypoints: np.ndarray | None = None) -> Frame:
         t0 = time.perf_counter()
         pose, index = self._track.advance(action)
-        tr = self._track
-        assert tr.first_depth is not None
-        rgb, depth = forward_warp(tr.first_frame, tr.first_depth, tr.first_pose, pose, tr.intrinsics,
-                                  self.supersample)
+        rgb, depth = self.warp(pose)
         return Frame(rgb=rgb, depth=depth, pose=pose, index=index, latency_ms=1e3 * (time.perf_counter() - t0))
+
+
+class ReprojectionInpaint(Reprojection):
+    """The reprojection with its holes (RGB and depth) filled by Telea inpainting (`cv2.INPAINT_TELEA`)."""
+
+    name = 'reprojection_inpaint'
+
+    def __init__(self, fps: float = 10.0, supersample: int = 2, start_depth: StartDepth | None = None,
+                 radius: int = INPAINT_RADIUS) -> None:
+        super().__init__(fps, supersample, start_depth)
+        if radius < 1:
+            raise ValueError(f'inpainting radius must be at least 1 pixel, got {radius}')
+        self.radius = radius
+
+    def step(self, action: NavAction | np.ndarray, hand_keypoints: np.ndarray | None = None) -> Frame:
+        t0 = time.perf_counter()
+        pose, index = self._track.advance(action)
+        rgb, depth = self.warp(pose)
+        rgb, depth = inpaint_holes(rgb, depth, self.radius)
+        return Frame(rgb=rgb, depth=depth, pose=pose, index=index, latency_ms=1e3 * (time.perf_counter() - t0))
+
+
+def inpaint_holes(rgb: np.ndarray, depth: np.ndarray, radius: int = INPAINT_RADIUS) -> tuple[np.ndarray, np.ndarray]:
+    """Fill the pixels where depth <= 0 (nothing landed) by Telea inpainting, in RGB and in depth alike;
+    covered pixels are kept exactly. A frame with nothing covered has nothing to inpaint from: left as it is."""
+    holes = (~(depth > 0)).astype(np.uint8)  # NaN counts as a hole
+    if not holes.any() or holes.all():
+        return rgb, depth
+    rgb_f = cv2.inpaint(np.ascontiguousarray(rgb), holes, radius, cv2.INPAINT_TELEA)
+    depth_f = cv2.inpaint(np.where(holes > 0, 0.0, depth).astype(np.float32), holes, radius, cv2.INPAINT_TELEA)
+    keep = holes == 0
+    rgb_f[keep] = rgb[keep]  # Telea leaves known pixels alone; this makes it a guarantee
+    # Telea extrapolates along gradients: at a depth edge that can overshoot, even below zero; a filled depth
+    # stays within the depths the warp did give
+    depth_f = np.clip(depth_f, depth[keep].min(), depth[keep].max())
+    depth_f[keep] = depth[keep]
+    return rgb_f, depth_f.astype(np.float32)
+
+
+def model_start_depth(engine: Any) -> StartDepth:
+    """The start depth the model predicts from an RGB frame alone: its reset without depth returns it as frame
+    0's depth. The engine's session is reset by each call: give it an engine that is not mid-rollout."""
+
+    def predict(rgb: np.ndarray, pose: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
+        frame = engine.reset(rgb, pose, intrinsics, None)
+        return np.asarray(frame.depth, np.float32)
+
+    return predict
 
 
 def model_system(checkpoint: str | None = None, config: str | None = None, device: str = 'cpu',
