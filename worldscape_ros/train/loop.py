@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from worldscape_ros.data.dataset import ClipDataset
+from worldscape_ros.data.episode import read_header
 from worldscape_ros.errors import CheckpointError, EpisodeFormatError, TrainError
 from worldscape_ros.fileio import atomic_path
 from worldscape_ros.model.checkpoint import load_checkpoint, load_codec, save_checkpoint
@@ -94,6 +95,10 @@ def build_dataset(cfg: TrainConfig) -> ClipDataset:
     if len(dataset) == 0:
         raise TrainError(f'data.root {root} holds no episode of kinds {list(cfg.data.kinds)} with at least '
                          f'{cfg.data.clip_len} frames')
+    no_depth = sum(not read_header(p)['meta'].get('has_depth', True) for p in dataset.files)
+    if no_depth and cfg.stage == 'teacher':
+        log.info('%d of %d episodes have no depth (meta.has_depth false): batches of them train without the depth '
+                 'and render losses, and with an empty geometric guess', no_depth, len(dataset.files))
     return dataset
 
 

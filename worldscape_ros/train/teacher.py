@@ -127,13 +127,15 @@ class TeacherObjective(nn.Module):
         fm = err[:, context:].flatten(1).mean(1)  # (B,)
         total = fm
         parts = {'fm': fm.mean().item()}
-        if loss.depth_weight > 0 and model.depth_head is not None:
+        # clips without true depth (imported episodes, meta.has_depth false) have no depth or render target
+        has_depth = bool(torch.isfinite(clip.depth).any())
+        if loss.depth_weight > 0 and model.depth_head is not None and has_depth:
             pred = model.predict_depth(features).float()  # (B, F, H, W)
             per_frame, _ = log_depth_l1(pred, clip.depth)  # (B, F)
             depth = (per_frame * depth_w).sum(1) / depth_w.sum(1)
             total = total + loss.depth_weight * depth
             parts['depth'] = depth.mean().item()
-        if loss.render_weight > 0:
+        if loss.render_weight > 0 and has_depth:
             render = render_loss(model, clip, features, context, loss, gens)
             total = total + loss.render_weight * render
             parts['render'] = render.mean().item()
