@@ -54,30 +54,54 @@ class ViewerParams:
 
 
 class TfTree:
-    """The latest transform of each child frame (from /tf and /tf_static); a frame's pose in a root frame is
-    the chain of its parents."""
+    """Transforms from /tf (a short history per child frame, looked up at a stamp) and /tf_static (the latest);
+    a frame's pose in a root frame is the chain of its parents."""
 
-    def __init__(self) -> None:
-        self._parent: dict[str, tuple[str, np.ndarray]] = {}
+    def __init__(self, history: int = 64, tolerance_ns: int = 50_000_000) -> None:
+        self._static: dict[str, tuple[str, np.ndarray]] = {}
+        self._dynamic: dict[str, tuple[str, dict[int, np.ndarray]]] = {}
+        self._history = history
+        self._tolerance_ns = tolerance_ns
         self._lock = threading.Lock()
 
-    def add(self, msg: TFMessage) -> None:
+    def add(self, msg: TFMessage, static: bool = False) -> None:
         with self._lock:
             for tf in msg.transforms:
-                self._parent[tf.child_frame_id.lstrip('/')] = (tf.header.frame_id.lstrip('/'),
-                                                               conv.transform_to_matrix(tf.transform))
+                child, parent = tf.child_frame_id.lstrip('/'), tf.header.frame_id.lstrip('/')
+                T = conv.transform_to_matrix(tf.transform)
+                if static:
+                    self._static[child] = (parent, T)
+                    continue
+                _, hist = self._dynamic.setdefault(child, (parent, {}))
+                hist[conv.ns_from_stamp(tf.header.stamp)] = T
+                self._dynamic[child] = (parent, hist)
+                for old in sorted(hist)[:-self._history]:
+                    del hist[old]
 
-    def lookup(self, root: str, frame: str) -> np.ndarray | None:
-        """Pose of `frame` in `root` (4x4), or None while the chain is incomplete."""
+    def add_static(self, msg: TFMessage) -> None:
+        self.add(msg, static=True)
+
+    def lookup(self, root: str, frame: str, stamp_ns: int) -> np.ndarray | None:
+        """Pose of `frame` in `root` (4x4) at the stamp, or None while a link of the chain is missing there
+        (dynamic links: the transform nearest the stamp within the tolerance)."""
         T = np.eye(4)
         seen = set()
         with self._lock:
             while frame != root:
-                if frame in seen or frame not in self._parent:
+                if frame in seen:
                     return None
                 seen.add(frame)
-                parent, T_parent_frame = self._parent[frame]
-                T = T_parent_frame @ T
+                if frame in self._static:
+                    parent, T_link = self._static[frame]
+                elif frame in self._dynamic:
+                    parent, hist = self._dynamic[frame]
+                    nearest = min(hist, key=lambda s: abs(s - stamp_ns), default=None)
+                    if nearest is None or abs(nearest - stamp_ns) > self._tolerance_ns:
+                        return None
+                    T_link = hist[nearest]
+                else:
+                    return None
+                T = T_link @ T
                 frame = parent
         return T
 
@@ -96,11 +120,11 @@ class ViewerNode(Node):
         self.tf = TfTree()
         self.frames_shown = 0
         self._lock = threading.Lock()
+        self._show_lock = threading.Lock()
         self._K: np.ndarray | None = None
         self._rgb: dict[int, tuple[np.ndarray, str]] = {}
         self._depth: dict[int, np.ndarray] = {}
         self._pose_video: np.ndarray | None = None
-        self._first_ns: int | None = None
         self._command: NavAction | None = None
         self.commands_sent = 0
         qos = sensor_qos()
@@ -109,8 +133,8 @@ class ViewerNode(Node):
         self.create_subscription(CameraInfo, p.camera_info_topic, self._on_info, qos)
         self.create_subscription(Odometry, p.odom_topic, self._on_odom, qos)
         self.create_subscription(Image, p.pose_video_topic, self._on_pose_video, qos)
-        self.create_subscription(TFMessage, '/tf', self.tf.add, TF_QOS)
-        self.create_subscription(TFMessage, '/tf_static', self.tf.add, TF_STATIC_QOS)
+        self.create_subscription(TFMessage, '/tf', self._on_tf, TF_QOS)
+        self.create_subscription(TFMessage, '/tf_static', self._on_tf_static, TF_STATIC_QOS)
         self._cmd_pub = self.create_publisher(Twist, p.cmd_vel_topic, QoSProfile(
             history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
             durability=DurabilityPolicy.VOLATILE))
@@ -137,13 +161,22 @@ class ViewerNode(Node):
         K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
         if K[0, 0] > 0 and K[1, 1] > 0:
             self._K = K
+            self._flush()
+
+    def _on_tf(self, msg: TFMessage) -> None:
+        self.tf.add(msg)
+        self._flush()
+
+    def _on_tf_static(self, msg: TFMessage) -> None:
+        self.tf.add_static(msg)
+        self._flush()
 
     def _on_odom(self, msg: Odometry) -> None:
         # odom -> base_link from Odometry too, for simulators whose TF this node does not receive
         T = conv.pose_to_matrix(msg.pose.pose)
         tf = conv.matrix_to_transform(T, conv.ns_from_stamp(msg.header.stamp), msg.header.frame_id,
                                       msg.child_frame_id)
-        self.tf.add(TFMessage(transforms=[tf]))
+        self._on_tf(TFMessage(transforms=[tf]))
 
     def _on_pose_video(self, msg: Image) -> None:
         try:
@@ -157,10 +190,9 @@ class ViewerNode(Node):
         except ValueError as exc:
             self.get_logger().warning(f'image ignored: {exc}', throttle_duration_sec=5.0)
             return
-        stamp = conv.ns_from_stamp(msg.header.stamp)
         with self._lock:
-            self._rgb[stamp] = (rgb, msg.header.frame_id)
-        self._try_show(stamp)
+            self._rgb[conv.ns_from_stamp(msg.header.stamp)] = (rgb, msg.header.frame_id.lstrip('/'))
+        self._flush()
 
     def _on_depth(self, msg: Image) -> None:
         try:
@@ -168,38 +200,44 @@ class ViewerNode(Node):
         except ValueError as exc:
             self.get_logger().warning(f'depth ignored: {exc}', throttle_duration_sec=5.0)
             return
-        stamp = conv.ns_from_stamp(msg.header.stamp)
         with self._lock:
-            self._depth[stamp] = depth
-        self._try_show(stamp)
+            self._depth[conv.ns_from_stamp(msg.header.stamp)] = depth
+        self._flush()
 
-    def _try_show(self, stamp: int) -> None:
-        with self._lock:
-            if stamp not in self._rgb or stamp not in self._depth or self._K is None:
+    def _flush(self) -> None:
+        """Draw, oldest first, each frame whose image, depth, camera_info and TF chain have all arrived (the
+        callbacks come in any order); at most MAX_PENDING frames wait."""
+        while True:
+            with self._lock:
+                ready = None
+                for stamp in sorted(set(self._rgb) & set(self._depth)):
+                    if self._K is None:
+                        break
+                    pose = self.tf.lookup(self.params.odom_frame, self._rgb[stamp][1], stamp)
+                    if pose is not None:
+                        ready = stamp, pose
+                        break
                 for pending in (self._rgb, self._depth):
                     for old in sorted(pending)[:-MAX_PENDING]:
                         del pending[old]
-                return
-            rgb, frame_id = self._rgb.pop(stamp)
-            depth = self._depth.pop(stamp)
-            for pending in (self._rgb, self._depth):  # anything older will never be completed
-                for old in [s for s in pending if s < stamp]:
-                    del pending[old]
-            K = self._K
-        if depth.shape != rgb.shape[:2]:
-            self.get_logger().warning(f'depth {depth.shape} and image {rgb.shape[:2]} differ in size: frame skipped',
-                                      throttle_duration_sec=5.0)
-            return
-        pose = self.tf.lookup(self.params.odom_frame, frame_id.lstrip('/'))
-        if pose is None:
-            self.get_logger().info(f'no TF chain {self.params.odom_frame} -> {frame_id} yet: frame skipped',
-                                   throttle_duration_sec=5.0)
-            return
-        if self._first_ns is None:
-            self._first_ns = stamp
-        self.viewer.show(FrameView(rgb=rgb, depth=depth, pose=pose, K=K, index=self.frames_shown + 1,
-                                   sim_time=stamp / 1e9, pose_video=self._pose_video))
-        self.frames_shown += 1
+                if ready is None:
+                    return
+                stamp, pose = ready
+                for pending in (self._rgb, self._depth):  # older frames would be drawn out of order
+                    for old in [s for s in pending if s < stamp]:
+                        del pending[old]
+                rgb, _ = self._rgb.pop(stamp)
+                depth = self._depth.pop(stamp)
+                K = self._K
+                assert K is not None
+            if depth.shape != rgb.shape[:2]:
+                self.get_logger().warning(f'depth {depth.shape} and image {rgb.shape[:2]} differ in size: frame '
+                                          'skipped', throttle_duration_sec=5.0)
+                continue
+            with self._show_lock:  # frames reach the page one at a time, in order
+                self.viewer.show(FrameView(rgb=rgb, depth=depth, pose=pose, K=K, index=self.frames_shown + 1,
+                                           sim_time=stamp / 1e9, pose_video=self._pose_video))
+                self.frames_shown += 1
 
     # ---- page -> simulator (Controller) ----------------------------------------------------------------------
     def set_command(self, action: NavAction) -> None:
