@@ -75,6 +75,7 @@ class Refiner(nn.Module):
         self.dec1 = _block(2 * c + c, c)  # H/2
         last = nn.Conv2d(c, 4 * 3, 3, padding=1)
         nn.init.zeros_(last.weight)  # starts as the smooth fill exactly
+        assert last.bias is not None
         nn.init.zeros_(last.bias)
         self.out = nn.Sequential(last, nn.PixelShuffle(2))  # (B, 3, H, W)
 

@@ -227,3 +227,28 @@ def _fill(image: torch.Tensor, extra: torch.Tensor, depth: torch.Tensor,
     both = torch.cat([image, extra], 1)
     out, d, m = fill_one_pixel_cracks(both, depth, mask)
     return out, d, m
+
+
+def render_sources(rgb: torch.Tensor, depth: torch.Tensor, c2w: torch.Tensor, K: torch.Tensor,
+                   targets: torch.Tensor, config: SceneConfig | None = None,
+                   observed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the engine's scene memory would render: the source frames committed in order (the first `observed`
+    as observed, the rest as imagined), rendered into each target camera.
+
+    rgb (B, S, 3, H, W) in [0, 1], depth (B, S, H, W), c2w (B, S, 4, 4), K (B, 3, 3), targets (B, T, 4, 4)
+    -> rgb (B, T, 3, H, W) (0 where uncovered), mask (B, T, H, W) bool. Training builds its geometric guess with
+    it, so it sees exactly what inference gives.
+    """
+    B, S, _, H, W = rgb.shape
+    out_rgb = rgb.new_zeros(B, targets.shape[1], 3, H, W)
+    out_mask = torch.zeros(B, targets.shape[1], H, W, dtype=torch.bool, device=rgb.device)
+    for b in range(B):
+        scene = SceneMemory(config, rgb.device)
+        Kb = K[b].detach().double().cpu().numpy()
+        for s in range(S):
+            scene.commit(rgb[b, s].detach(), depth[b, s].detach(), c2w[b, s].detach().double().cpu().numpy(), Kb,
+                         trust=OBSERVED if s < observed else IMAGINED, frame_index=s)
+        for t in range(targets.shape[1]):
+            r = scene.render(targets[b, t].detach().double().cpu().numpy(), Kb, H, W)
+            out_rgb[b, t], out_mask[b, t] = r.rgb, r.mask
+    return out_rgb, out_mask

@@ -4,8 +4,9 @@ the targets of the heads.
 Conditioning, per latent frame (as engine.py does at inference):
   - Plücker rays of the frame's camera relative to the clip's first camera;
   - the pose video of the hand keypoints (an empty video when the clip has no hands), codec-encoded;
-  - the geometric guess: earlier chunks' frames rendered into the frame's camera by their depth (true depth
-    in teacher forcing; the model's own frames and depth in self-rollouts), codec-encoded, with coverage.
+  - the geometric guess: earlier chunks' frames committed to a scene memory and rendered into the frame's camera
+    by their depth (true depth in teacher forcing; the model's own frames and depth in self-rollouts), as the
+    engine's scene memory renders, codec-encoded, with coverage.
 Conditioning dropout zeroes each stream per sample with some probability, so the model also learns without it.
 """
 
@@ -19,9 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from worldscape_ros.errors import TrainError
-from worldscape_ros.model import reproject
 from worldscape_ros.model.camera import plucker_rays
 from worldscape_ros.model.dit import Conditioning
+from worldscape_ros.model.scene_memory import render_sources
 from worldscape_ros.model.world_model import WorldModel
 
 
@@ -83,16 +84,11 @@ def geometry_condition(model: WorldModel, rgb: torch.Tensor, depth: torch.Tensor
         C = cfg.codec.latent_channels
         return (rgb.new_zeros(B, Fl, C, cfg.latent_height, cfg.latent_width),
                 rgb.new_zeros(B, Fl, 1, cfg.latent_height, cfg.latent_width))
-    renders, masks = [], []
-    for j in range(Fv):
-        image, _, mask = reproject.render_views(rgb.float(), depth.float(), c2w.float(), K.float(),
-                                                target_c2w[:, j].float())  # (B, 3, H, W), (B, H, W)
-        renders.append(image)
-        masks.append(mask.float())
-    video = torch.stack(renders, dim=1)  # (B, Fv, 3, H, W)
+    # the engine's scene memory render (one render code for training and inference)
+    video, masks = render_sources(rgb.float(), depth.float(), c2w.float(), K.float(), target_c2w.float(), cfg.scene)
     with torch.no_grad():
         latent = model.codec.encode(video.clamp(0, 1)).float()  # (B, F, C, h, w)
-    cov = F.avg_pool2d(torch.stack(masks, dim=1).flatten(0, 1)[:, None], down)  # (B*Fv, 1, h, w)
+    cov = F.avg_pool2d(masks.float().flatten(0, 1)[:, None], down)  # (B*Fv, 1, h, w)
     cov = cov.reshape(B, Fl, k, 1, *cov.shape[-2:]).mean(2)  # (B, F, 1, h, w)
     return latent, cov
 
