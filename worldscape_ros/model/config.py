@@ -115,7 +115,7 @@ _OPTIONAL_AT_DEFAULT: dict[str, dict[str, Any]] = {
 class SceneConfig:
     """The persistent scene memory (scene_memory.py): a voxel-deduplicated point store."""
 
-    voxel_m: float = 0.01  # one point per voxel of this edge: the store's resolution
+    voxel_m: float = 0.002  # one point per voxel of this edge: finer than a pixel at 0.3 m, so no holes
     budget_mb: float = 16.0  # bytes its points may take
     supersample: int = 2  # sub-pixel points per pixel and axis at commit (no cracks up to this zoom)
     max_depth_m: float = 50.0  # farther pixels (sky, far-plane leaks) are not committed

@@ -69,9 +69,13 @@ def trace_episodes(engine: WorldEngine, episodes: list[Path], out: Path, frames:
 
 
 class Traces:
-    """All shards of a folder in memory: inputs (N, C, H, W) uint8, targets (N, 3, H, W) uint8, hand (N, H, W)."""
+    """All shards of a folder in memory: inputs (N, C, H, W) uint8, targets (N, 3, H, W) uint8, hand (N, H, W).
 
-    def __init__(self, folders: list[Path]) -> None:
+    Samples whose render covers less than `min_coverage` of the view are left out: live, the scene memory holds
+    what was imagined before, so a step reveals a strip beside known content, never a view with nothing known.
+    """
+
+    def __init__(self, folders: list[Path], min_coverage: float = 0.0) -> None:
         shards = sorted(p for folder in folders for p in folder.glob('*.trace.npz'))
         if not shards:
             raise TrainError(f'no *.trace.npz shards in {", ".join(map(str, folders))}: run the trace first')
@@ -84,6 +88,11 @@ class Traces:
         self.inputs = torch.from_numpy(np.concatenate(xs))
         self.target = torch.from_numpy(np.concatenate(ys)).permute(0, 3, 1, 2).contiguous()
         self.hand = torch.from_numpy(np.concatenate(hs))
+        coverage = self.inputs[:, 3].float().mean((1, 2)) / 255  # (N,)
+        keep = coverage >= min_coverage
+        self.inputs, self.target, self.hand = self.inputs[keep], self.target[keep], self.hand[keep]
+        if not len(self.inputs):
+            raise TrainError(f'no trace sample covers at least {min_coverage:.0%} of its view')
         if self.inputs.shape[1] != IN_CHANNELS:
             raise TrainError(f'traces have {self.inputs.shape[1]} input channels, the refiner takes {IN_CHANNELS}')
         self.shards = len(shards)

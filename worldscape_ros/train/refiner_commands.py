@@ -46,8 +46,8 @@ def _fit(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     engine = WorldEngine.from_pretrained(checkpoint=args.checkpoint)
-    traces = Traces(args.traces)
-    held = Traces(args.held_out) if args.held_out else None
+    traces = Traces(args.traces, args.min_coverage)
+    held = Traces(args.held_out, args.min_coverage) if args.held_out else None
     cfg = FitConfig(steps=args.steps, batch=args.batch_size, lr=args.lr)
     final = fit_refiner(engine, traces, held, args.out, cfg, RefinerConfig(enabled=True), args.max_minutes)
     log.info('%d training samples from %d shards; wrote %s', len(traces), traces.shards, final)
@@ -77,6 +77,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument('--steps', type=int, default=4000)
     f.add_argument('--batch-size', type=int, default=16)
     f.add_argument('--lr', type=float, default=1e-3)
+    f.add_argument('--min-coverage', type=float, default=0.25,
+                   help='leave out samples whose render covers less of the view (default 0.25)')
     f.add_argument('--max-minutes', type=float, help='stop and save after this much wall time (rerun resumes)')
     f.add_argument('--threads', type=int, default=1)
     f.set_defaults(func=_fit)
