@@ -14,7 +14,7 @@ frames: 8
 seeds: [90001]
 scripts: [straight, out_and_back]
 """
-BASELINES = 'repeat_first_frame,reprojection'
+BASELINES = 'repeat_first_frame,reprojection,reprojection_inpaint'
 
 
 @pytest.fixture(scope='module')
@@ -31,10 +31,11 @@ def tiny_run(tmp_path_factory):
 def test_eval_writes_report_json_with_every_system_metric_and_provenance(tiny_run):
     _, out = tiny_run
     report = json.loads((out / 'report.json').read_text())
-    assert list(report['results']) == ['repeat_first_frame', 'reprojection']
+    assert list(report['results']) == ['repeat_first_frame', 'reprojection', 'reprojection_inpaint']
     for system in report['results'].values():
-        for metric in ('psnr', 'psnr_f1_4', 'ssim', 'structure', 'gmsd', 'depth_absrel', 'rot_err_deg',
-                       'memory_symmetry', 'return_psnr'):
+        for metric in ('psnr', 'psnr_f1_4', 'psnr_f1_16', 'ssim', 'structure', 'gmsd', 'depth_absrel',
+                       'rot_err_deg', 'memory_symmetry', 'return_psnr', 'seen_psnr', 'revealed_fraction',
+                       'revealed_noise_flag'):
             assert metric in system
     assert report['reference']['ground_truth']['psnr'] == 100.0
     assert report['seeds'] == [90001] and report['device'] == 'cpu' and report['date']
@@ -94,3 +95,24 @@ def test_eval_rejects_unknown_systems_and_suites(tmp_path, capsys):
     assert 'unknown suite' in capsys.readouterr().err
     assert main(['eval', '--suite', 'nav', '--out', str(tmp_path), '--pretrained-metrics', str(tmp_path / 'x')]) == 2
     assert 'is not a folder' in capsys.readouterr().err
+
+
+def test_eval_writes_the_inpainting_baseline_and_the_seen_and_revealed_rows(tiny_run):
+    _, out = tiny_run
+    md = (out / 'report.md').read_text()
+    assert '| metric | better | repeat_first_frame | reprojection | reprojection_inpaint | ground_truth |' in md
+    assert '| PSNR frames 1-16 dB | higher |' in md and '| PSNR on pixels the start frame sees dB |' in md
+
+
+def test_rgb_only_eval_warps_by_the_model_predicted_start_depth_and_scores_it(tmp_path):
+    suite = tmp_path / 'tiny.yaml'
+    suite.write_text(SUITE.replace('[straight, out_and_back]', '[straight]').replace('frames: 8', 'frames: 3'))
+    out = tmp_path / 'out'
+    assert main(['eval', '--suite', str(suite), '--out', str(out), '--systems', 'reprojection_inpaint',
+                 '--rgb-only', '--checkpoint', 'random', '--config', 'ws-tiny', '--no-progress', '--no-media',
+                 '--threads', '1']) == 0
+    report = json.loads((out / 'report.json').read_text())
+    figures = report['results']['reprojection_inpaint']
+    assert report['rgb_only'] is True and figures['start_depth_absrel'] > 0
+    assert report['reference']['ground_truth']['start_depth_absrel'] == 0.0
+    assert 'start depth AbsRel' in (out / 'report.md').read_text()

@@ -4,9 +4,10 @@ import cv2
 import numpy as np
 import pytest
 
-from worldscape_ros.eval.baselines import RepeatFirstFrame, Reprojection
-from worldscape_ros.eval.runner import REFERENCE, load_json, roll_out, run_scenario, scenario_path, score
+from worldscape_ros.eval.baselines import RepeatFirstFrame, Reprojection, ReprojectionInpaint
+from worldscape_ros.eval.runner import REFERENCE, Rollout, load_json, roll_out, run_scenario, scenario_path, score
 from worldscape_ros.eval.suites import parse_suite
+from worldscape_ros.model.kinematics import NavAction
 
 
 def _suite(kind: str, scripts: list[str], frames: int = 8, **extra):
@@ -93,3 +94,75 @@ def test_a_model_with_a_rolling_window_rolls_the_known_trajectory_through_it():
     assert np.array_equal(rolled[2].rgb[1:], np.stack([f.rgb for f in frames]))
     assert not np.array_equal(rolled[1].rgb[1:], rolled[2].rgb[1:])
     assert rolled[2].latency_ms.shape == (gt.frames - 1,)
+
+
+def _room_truth(walk: dict, action: NavAction, frames: int | None = None):
+    """The conftest room's walk as a scenario's ground truth, driven by the one action it was rendered with."""
+    from worldscape_ros.eval.ground_truth import GroundTruth
+
+    n = frames or len(walk['rgb'])
+    actions = np.zeros((n, 5), np.float32)
+    actions[1:] = action.to_array()
+    return GroundTruth(rgb=walk['rgb'][:n], depth=walk['depth'][:n], poses=walk['poses'][:n], intrinsics=walk['K'],
+                       actions=actions)
+
+
+WALK = NavAction(vx=0.6, yaw_rate=math.radians(20))  # conftest's turning_walk
+SPIN = NavAction(yaw_rate=math.radians(45))
+
+
+def test_nav_scores_report_seen_and_revealed_pixels_apart_and_the_frames_1_to_16(turning_walk):
+    scenario = _suite('nav', ['turn_left'], frames=12).scenarios[0]
+    gt = _room_truth(turning_walk, WALK)
+    summary = {name: score(scenario, gt, roll_out(system, gt, scenario))['summary']
+               for name, system in (('frozen', RepeatFirstFrame()), ('holes', Reprojection()),
+                                    ('inpaint', ReprojectionInpaint()))}
+    truth = score(scenario, gt, Rollout(gt.rgb, gt.depth, gt.poses, np.zeros(0)))['summary']
+    assert truth['seen_psnr'] == truth['revealed_psnr'] == 100.0 and truth['revealed_noise_flag'] == 0.0
+    for s in summary.values():
+        assert s['psnr_f1_16'] == pytest.approx(s['psnr'])  # 11 generated frames: all within 1-16
+    assert summary['inpaint']['seen_psnr'] == pytest.approx(summary['holes']['seen_psnr'], abs=0.5)
+    assert summary['inpaint']['revealed_psnr'] > summary['holes']['revealed_psnr'] + 3
+    assert summary['holes']['seen_psnr'] > summary['frozen']['seen_psnr'] + 5
+    assert summary['holes']['revealed_fraction'] == truth['revealed_fraction'] > 0.05
+
+
+def test_revisit_figures_appear_for_a_turn_that_comes_round_again(render_walk):
+    walk = render_walk([SPIN] * 95)
+    scenario = _suite('nav', ['turn_left'], frames=96).scenarios[0]
+    gt = _room_truth(walk, SPIN)
+    frozen = score(scenario, gt, roll_out(RepeatFirstFrame(), gt, scenario))['summary']
+    truth = score(scenario, gt, Rollout(gt.rgb, gt.depth, gt.poses, np.zeros(0)))['summary']
+    assert truth['revisit_pairs'] == frozen['revisit_pairs'] > 5
+    assert truth['return_unseen_psnr'] == 100.0 and truth['revisit_ssim'] == pytest.approx(1.0, abs=1e-6)
+    assert frozen['revisit_psnr'] == 100.0 and frozen['return_unseen_psnr'] < 20
+
+
+def test_an_rgb_only_start_withholds_the_depth_and_scores_the_start_depth_the_system_made(turning_walk):
+    scenario = _suite('nav', ['turn_left'], frames=6).scenarios[0]
+    gt = _room_truth(turning_walk, WALK, 6)
+    given = []
+
+    def predicted(rgb, pose, K):
+        given.append(True)
+        return gt.depth[0] * 1.1
+
+    rollout = roll_out(ReprojectionInpaint(start_depth=predicted), gt, scenario, rgb_only=True)
+    assert given and np.allclose(rollout.depth[0], gt.depth[0] * 1.1)
+    summary = score(scenario, gt, rollout)['summary']
+    assert summary['start_depth_absrel'] == pytest.approx(0.1, abs=1e-4)
+    assert summary['start_depth_delta1'] == 1.0
+    with pytest.raises(ValueError, match="needs the start frame's depth"):
+        roll_out(Reprojection(), gt, scenario, rgb_only=True)
+    truth_given = score(scenario, gt, roll_out(ReprojectionInpaint(), gt, scenario))['summary']
+    assert 'start_depth_absrel' not in truth_given  # a given start depth is not scored
+
+
+def test_manipulation_scenario_scores_the_object_and_the_static_table(tmp_path):
+    scenario = _suite('manip', ['carry'], frames=10).scenarios[0]
+    result = run_scenario(scenario, {'repeat_first_frame': RepeatFirstFrame()}, tmp_path, {'v': 1})
+    truth = result['reference'][REFERENCE]['summary']
+    frozen = result['systems']['repeat_first_frame']['summary']
+    assert truth['object_error_px'] < 2.0 and frozen['object_error_px'] > 3 * truth['object_error_px']
+    assert frozen['static_change'] == 0.0 and truth['static_change'] < 1.0
+    assert len(result['systems']['repeat_first_frame']['per_frame']['object_error_px']) == 10

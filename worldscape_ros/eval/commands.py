@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from worldscape_ros.errors import EvalError
-from worldscape_ros.eval.baselines import RepeatFirstFrame, Reprojection, model_system
+from worldscape_ros.eval.baselines import (
+    RepeatFirstFrame,
+    Reprojection,
+    ReprojectionInpaint,
+    model_start_depth,
+    model_system,
+)
 from worldscape_ros.eval.ground_truth import GroundTruth
 from worldscape_ros.eval.plots import plot_report, write_media
 from worldscape_ros.eval.pretrained import PretrainedMetrics
@@ -37,8 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         'eval', help='measure the world model and its baselines against ground truth',
         description='Run scenario suites on the model (memory on), the same model with memory off, '
-        'repeat-the-first-frame and reprojection-of-the-start-frame; write report.json, report.md, plots, '
-        'contact sheets and MP4s. Finished scenarios are skipped on a rerun.')
+        'repeat-the-first-frame, reprojection of the start frame (holes empty) and the same reprojection with '
+        'its holes inpainted; write report.json, report.md, plots, contact sheets and MP4s. Finished scenarios '
+        'are skipped on a rerun.')
     p.add_argument('--checkpoint', default=None,
                    help="checkpoint .safetensors (default: the shipped one; 'random': a random init of --config)")
     p.add_argument('--config', default=None, help="model config name or YAML (default: the checkpoint's, or ws-tiny)")
@@ -49,7 +56,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument('--device', default='cpu', help='cpu or cuda')
     p.add_argument('--dtype', default='float32', help='float32 or bfloat16')
     p.add_argument('--systems', default=','.join(SYSTEM_ORDER),
-                   help='comma-separated systems to run (default: all four)')
+                   help=f'comma-separated systems to run, of {", ".join(SYSTEM_ORDER)} (default: all)')
+    p.add_argument('--rgb-only', action='store_true',
+                   help='start every system without the start depth: the model predicts its own (its AbsRel at '
+                   'frame 0 is reported) and both reprojections warp by that predicted depth')
+    p.add_argument('--threads', type=int, default=0, help="CPU threads for torch (0: torch's default)")
     p.add_argument('--ablate', choices=('geometry',), default=None,
                    help='evaluate the model with a part switched off (geometry: no geometric guess); pair it with '
                    'a run without --ablate to read the part\'s effect')
@@ -66,7 +77,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def build_systems(names: list[str], args: argparse.Namespace) -> tuple[dict[str, WorldSystem], dict[str, Any]]:
-    """The systems asked for, and what identifies them (checkpoint hash, config, model size and fps)."""
+    """The systems asked for, and what identifies them (checkpoint hash, config, model size and fps). With
+    --rgb-only the reprojections take the model's predicted start depth (from the 'model' engine, or from one
+    loaded for that alone)."""
     unknown = [n for n in names if n not in SYSTEM_ORDER]
     if unknown or not names:
         raise EvalError(f'unknown systems {", ".join(unknown) or "(none)"}; choose from {", ".join(SYSTEM_ORDER)}')
@@ -89,16 +102,35 @@ def build_systems(names: list[str], args: argparse.Namespace) -> tuple[dict[str,
                 info['model_size'] = [cfg.width, cfg.height, cfg.fps]
                 fps = cfg.fps
             systems[name] = engine
+    start_depth = None
+    rgb_only = getattr(args, 'rgb_only', False)
+    if rgb_only and {'reprojection', 'reprojection_inpaint'} & set(names):
+        depth_engine = systems.get('model')
+        if depth_engine is None:
+            depth_engine = model_system(args.checkpoint, args.config, args.device, args.dtype, window=1)
+            info['checkpoint_sha256'] = getattr(depth_engine, 'sha256', None)
+            cfg = getattr(depth_engine, 'config', None)
+            if cfg is not None:
+                info['config'], info['model_size'], fps = cfg.name, [cfg.width, cfg.height, cfg.fps], cfg.fps
+        start_depth = model_start_depth(depth_engine)  # runs between the model's rollouts, never inside one
     for name in SYSTEM_ORDER:  # baselines integrate actions at the model's frame rate
         if name == 'repeat_first_frame' and name in names:
             systems[name] = RepeatFirstFrame(fps)
         elif name == 'reprojection' and name in names:
-            systems[name] = Reprojection(fps)
+            systems[name] = Reprojection(fps, start_depth=start_depth)
+        elif name == 'reprojection_inpaint' and name in names:
+            systems[name] = ReprojectionInpaint(fps, start_depth=start_depth)
     return {n: systems[n] for n in SYSTEM_ORDER if n in systems}, info
 
 
 def run_eval(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
+    if args.threads < 0:
+        raise EvalError(f'--threads must be >= 0, got {args.threads}')
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     suites = load_suites(args.suite, args.frames)
     names = [n.strip() for n in args.systems.split(',') if n.strip()]
     pretrained = PretrainedMetrics(args.pretrained_metrics)
@@ -106,7 +138,8 @@ def run_eval(args: argparse.Namespace) -> int:
     size = tuple(info['model_size']) if 'model_size' in info else None
     fingerprint = {'eval_version': EVAL_VERSION, 'systems': list(systems), 'checkpoint_sha256':
                    info['checkpoint_sha256'], 'config': info['config'], 'device': args.device, 'dtype': args.dtype,
-                   'frames': args.frames, 'size': size, 'ablate': info['ablate'], 'window': info['window']}
+                   'frames': args.frames, 'size': size, 'ablate': info['ablate'], 'window': info['window'],
+                   'rgb_only': args.rgb_only}
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     fresh: list[str] = []
@@ -126,7 +159,7 @@ def run_eval(args: argparse.Namespace) -> int:
             raise EvalError(f'no finished scenarios under {out} for these settings')
     else:
         scenarios = evaluate(suites, systems, out, fingerprint, media=on_rollouts, size=size,
-                             progress=not args.no_progress)
+                             progress=not args.no_progress, rgb_only=args.rgb_only)
     extra: dict[str, Any] = {}
     if pretrained.active:
         extra = {'note': f'computed on the {len(fresh)} scenarios rolled out in this run (resumed ones have no '
@@ -136,6 +169,7 @@ def run_eval(args: argparse.Namespace) -> int:
         'seeds': sorted({sc.seed for s in suites for sc in s.scenarios}),
         'frames': args.frames, 'checkpoint': info['checkpoint'], 'checkpoint_sha256': info['checkpoint_sha256'],
         'config': info['config'], 'ablate': info['ablate'], 'window': info['window'], 'device': args.device,
+        'rgb_only': args.rgb_only,
         'dtype': args.dtype,
         'host': platform.node(),
         'cpu_threads': _threads(), 'date': datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds'),

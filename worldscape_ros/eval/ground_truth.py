@@ -4,6 +4,7 @@ first frame and the commanded camera poses)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +27,8 @@ class GroundTruth:
     keypoints3d: np.ndarray | None = None  # (T, 21, 3) camera frame
     keypoints2d: np.ndarray | None = None  # (T, 21, 2) pixels
     visibility: np.ndarray | None = None  # (T, 21) bool
+    hand_masks: np.ndarray | None = None  # (T, H, W) bool: the hand's pixels (renderer segmentation)
+    object_masks: np.ndarray | None = None  # (T, H, W) bool: the visible pixels of the object the hand goes for
 
     @property
     def frames(self) -> int:
@@ -43,13 +46,61 @@ def ground_truth(scenario: Scenario) -> GroundTruth:
     from worldscape_ros.synthetic.episodes import manip_episode, nav_episode  # MuJoCo: only when rendering
 
     s = scenario
+    hand = obj = None
     if s.kind == 'manip':
         ep = manip_episode(s.seed, s.script, s.frames, s.width, s.height, s.fps)
+        hand, obj = manip_masks(s.seed, s.script, s.frames, s.width, s.height)
     else:
         ep = nav_episode(s.seed, s.script, s.frames, s.width, s.height, s.fps, scene_kind=s.scene_kind)
     return GroundTruth(rgb=ep.rgb, depth=ep.depth, poses=np.asarray(ep.poses, np.float64),
                        intrinsics=np.asarray(ep.intrinsics, np.float64), actions=np.asarray(ep.actions, np.float32),
-                       keypoints3d=ep.keypoints3d, keypoints2d=ep.keypoints2d, visibility=ep.visibility)
+                       keypoints3d=ep.keypoints3d, keypoints2d=ep.keypoints2d, visibility=ep.visibility,
+                       hand_masks=hand, object_masks=obj)
+
+
+def target_object(plan: list[Any], names: list[str]) -> str:
+    """The object a hand script acts on: the one it moves, or (reach, grasp: none moves) the one nearest to the
+    hand's grasp point at the end."""
+    start = plan[0].objects
+    moved = [n for n in names if any(not np.allclose(step.objects[n], start[n]) for step in plan)]
+    if moved:
+        return moved[0]
+    grasp = plan[-1].hand.grasp_point_world()
+    return min(names, key=lambda n: float(np.linalg.norm(start[n] - grasp)))
+
+
+def manip_masks(seed: int, script: str, frames: int, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """The hand's and the target object's pixels in each frame of a manipulation episode, (T, H, W) bool each,
+    from the renderer's segmentation of exactly the scene state `manip_episode` renders."""
+    import mujoco
+
+    from worldscape_ros.synthetic.hand import HAND_GEOM_GROUP, HandRig
+    from worldscape_ros.synthetic.hand_scripts import egocentric_camera, hand_script
+    from worldscape_ros.synthetic.render import SceneRenderer
+    from worldscape_ros.synthetic.scenes import make_scene
+
+    scene = make_scene('table', seed)
+    plan = hand_script(script, scene, frames, seed=seed)
+    c2w = egocentric_camera(scene)
+    target = target_object(plan, [o.name for o in scene.objects])
+    hand = np.zeros((frames, height, width), bool)
+    obj = np.zeros((frames, height, width), bool)
+    with SceneRenderer(scene, width, height) as renderer:
+        model = renderer.model
+        rig = HandRig(model)
+        mocap = {o.name: int(model.body_mocapid[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, o.name)])
+                 for o in scene.objects}
+        hand_geoms = np.flatnonzero(model.geom_group == HAND_GEOM_GROUP)
+        target_geom = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, f'{target}_geom')
+        for t, step in enumerate(plan):
+            rig.apply(renderer.data, step.hand)
+            for name, pos in step.objects.items():
+                renderer.data.mocap_pos[mocap[name]] = pos
+            renderer.forward()
+            seg = renderer.segmentation(c2w)
+            hand[t] = np.isin(seg, hand_geoms)
+            obj[t] = seg == target_geom
+    return hand, obj
 
 
 def _image_start(s: Scenario) -> GroundTruth:

@@ -50,6 +50,14 @@ def ssim(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
     return values.double().numpy().reshape(len(p))
 
 
+def ssim_maps(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The SSIM map of each frame, averaged over colour channels: (T, H, W) float64 (the `ssim` figure is its
+    mean over the image); for SSIM over a region, average the map there."""
+    p, t = _pair(pred, target)
+    _, full = structural_similarity_index_measure(p, t, data_range=1.0, reduction='none', return_full_image=True)
+    return full.double().mean(dim=1).numpy()  # (T, H, W)
+
+
 def depth_errors(pred: np.ndarray, target: np.ndarray, max_depth: float = 100.0) -> tuple[np.ndarray, np.ndarray]:
     """AbsRel and delta<1.25 per frame over pixels with valid ground truth (finite, in (0, max_depth]).
 

@@ -21,10 +21,13 @@ PLOT_METRICS = {
     'psnr': 'PSNR (dB)', 'ssim': 'SSIM', 'structure': 'gradient energy / ground truth', 'gmsd': 'GMSD',
     'depth_absrel': 'depth AbsRel', 'rot_err_deg': 'rotation error (deg)',
     'trans_err_deg': 'translation direction error (deg)', 'hand_iou': 'hand mask IoU',
+    'seen_psnr': 'PSNR on pixels the start frame sees (dB)', 'revealed_psnr': 'PSNR on revealed pixels (dB)',
+    'object_error_px': 'object position error (px)',
 }
-TRIVIAL_ON_TRUTH = ('psnr', 'ssim', 'structure', 'gmsd', 'depth_absrel')  # perfect by definition: not drawn
+# perfect by definition on the ground truth: not drawn for it
+TRIVIAL_ON_TRUTH = ('psnr', 'ssim', 'structure', 'gmsd', 'depth_absrel', 'seen_psnr', 'revealed_psnr')
 STYLE = {'model': ('C0', '-'), 'memory_off': ('C1', '-'), 'repeat_first_frame': ('C7', '--'),
-         'reprojection': ('C2', '--'), 'ground_truth': ('k', ':')}
+         'reprojection': ('C2', '--'), 'reprojection_inpaint': ('C3', '--'), 'ground_truth': ('k', ':')}
 
 
 def plot_curves(curves: dict[str, dict[str, list[float | None]]], suite: str, out_dir: Path) -> list[Path]:

@@ -20,6 +20,9 @@ from worldscape_ros.eval.runner import REFERENCE, SYSTEM_ORDER
 TABLE_ROWS = (
     ('psnr', 'PSNR dB', 'higher'),
     ('psnr_f1_4', 'PSNR frames 1-4 dB', 'higher'),
+    ('psnr_f1_16', 'PSNR frames 1-16 dB', 'higher'),
+    ('seen_psnr', 'PSNR on pixels the start frame sees dB', 'higher'),
+    ('seen_structure', 'gradient energy on seen pixels / GT', 'near 1'),
     ('ssim', 'SSIM', 'higher'),
     ('structure', 'gradient energy / GT (band 0.7-1.3)', 'near 1'),
     ('structure_pass', 'frames in structure band', 'higher'),
@@ -32,14 +35,37 @@ TABLE_ROWS = (
     ('revealed_psnr', 'PSNR on newly revealed pixels dB', 'higher'),
     ('revealed_structure', 'gradient energy on revealed pixels / GT', 'near 1'),
     ('revealed_fraction', 'revealed part of those frames', '-'),
+    ('revealed_noise_frames', 'revealed regions flagged as patch noise (frames)', 'lower'),
+    ('revealed_noise_flag', 'scenarios flagged: patch noise on revealed pixels', 'lower'),
+    ('start_depth_absrel', 'start depth AbsRel (RGB-only start, frame 0)', 'lower'),
+    ('start_depth_delta1', 'start depth delta<1.25 (RGB-only start)', 'higher'),
     ('memory_symmetry', 'memory symmetry (SSIM out/return)', 'higher'),
     ('memory_specificity', 'memory specificity', 'higher'),
     ('return_psnr', 'PSNR of return frames dB', 'higher'),
     ('return_structure', 'gradient energy of return frames / GT', 'near 1'),
+    ('return_unseen_psnr', 'PSNR of return frames on pixels unseen at start dB', 'higher'),
+    ('revisit_psnr', 'second look vs first, unseen pixels: PSNR dB', 'higher'),
+    ('revisit_ssim', 'second look vs first, unseen pixels: SSIM', 'higher'),
+    ('return_unseen_fraction', 'unseen part of return frames', '-'),
+    ('revisit_pairs', 'revisit pairs scored per scenario', '-'),
     ('idle_ssim', 'idle SSIM frame 100 vs 1', 'higher'),
     ('hand_iou', 'hand mask IoU', 'higher'),
+    ('object_error_px', 'object position error px', 'lower'),
+    ('object_found', 'frames with the object found', 'higher'),
+    ('static_change', 'static scene change, frame 1 to last (grey levels)', 'lower'),
     ('latency_ms', 'latency per frame ms', 'lower'),
 )
+
+
+# Per-scenario tables in report.md: by suite, the figures each script is judged by.
+PER_SCENARIO = {
+    'nav': ('psnr_f1_16', 'seen_psnr', 'revealed_psnr', 'revealed_fraction', 'revealed_structure'),
+    'memory': ('psnr_f1_16', 'psnr', 'seen_psnr', 'revealed_psnr', 'return_psnr', 'return_unseen_psnr'),
+    'revisit': ('psnr_f1_16', 'psnr', 'seen_psnr', 'revealed_psnr', 'return_unseen_psnr', 'revisit_psnr',
+                'revisit_ssim'),
+    'idle': ('idle_ssim', 'structure_pass'),
+    'manip': ('psnr_f1_16', 'hand_iou', 'object_error_px', 'object_found', 'static_change', 'structure_pass'),
+}
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -117,6 +143,25 @@ def results_table(results: dict[str, dict[str, float | None]], reference: dict[s
     return '\n'.join(lines)
 
 
+def scenario_table(report: dict[str, Any], keys: list[str], metric: str) -> str:
+    """One row per scenario, one column per system (and the ground truth), for one metric; '' when no scenario
+    has it."""
+    scenarios = report['scenarios']
+    systems = list(_ordered({s: 1 for k in keys for s in scenarios[k]['systems']}))
+    refs = list(_ordered({s: 1 for k in keys for s in scenarios[k].get('reference', {})}))
+    rows = []
+    for k in keys:
+        sc = scenarios[k]
+        values = [sc['systems'].get(s, {}).get(metric) for s in systems] + \
+            [sc.get('reference', {}).get(s, {}).get(metric) for s in refs]
+        if any(v is not None for v in values):
+            rows.append(f'| {k.split("/", 1)[1]} | ' + ' | '.join(_fmt(v) for v in values) + ' |')
+    if not rows:
+        return ''
+    header = ['| scenario | ' + ' | '.join(systems + refs) + ' |', '|' + '---|' * (len(systems) + len(refs) + 1)]
+    return '\n'.join(header + rows)
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     out = [
         f"# WorldScape evaluation: suite {report.get('suite')}",
@@ -139,6 +184,16 @@ def render_markdown(report: dict[str, Any]) -> str:
     for name, suite in report.get('suites', {}).items():
         out += ['', f'## Suite {name} (seeds {suite["seeds"]})', '', results_table(suite['results'],
                                                                                  suite.get('reference', {}))]
+    labels = {m: label for m, label, _ in TABLE_ROWS}
+    for name, metrics in PER_SCENARIO.items():
+        keys = [k for k in report.get('scenarios', {}) if k.split('/', 1)[0] == name]
+        if not keys:
+            continue
+        out += ['', f'## Suite {name}, per scenario', '']
+        for metric in metrics:
+            table = scenario_table(report, keys, metric)
+            if table:
+                out += [f'{labels.get(metric, metric)}:', '', table, '']
     skipped = report.get('skipped_metrics') or {}
     if skipped:
         out += ['', '## Skipped metrics', ''] + [f'- {k}: {v}' for k, v in skipped.items()]

@@ -23,8 +23,10 @@ from worldscape_ros.errors import EvalError
 from worldscape_ros.eval import metrics as M
 from worldscape_ros.eval.action_following import action_following
 from worldscape_ros.eval.ground_truth import GroundTruth, drive_command, ground_truth
+from worldscape_ros.eval.objects import MIN_PIXELS, object_position_error, static_change
 from worldscape_ros.eval.protocol import WorldSystem
-from worldscape_ros.eval.revealed import revealed_masks, revealed_scores
+from worldscape_ros.eval.revealed import region_curves, revealed_masks, revealed_scores
+from worldscape_ros.eval.revisit import return_pairs, revisit_scores
 from worldscape_ros.eval.structure import StructureBand, gmsd, gradient_energy_ratio
 from worldscape_ros.eval.suites import Scenario, Suite
 from worldscape_ros.fileio import atomic_write_bytes
@@ -32,8 +34,9 @@ from worldscape_ros.synthetic.hand import BONE_RADIUS
 
 log = logging.getLogger(__name__)
 
-EVAL_VERSION = 3  # bump when a metric's definition changes: old scenario results are then recomputed
-SYSTEM_ORDER = ('model', 'repeat_first_frame', 'reprojection', 'memory_off')
+EVAL_VERSION = 4  # bump when a metric's definition changes: old scenario results are then recomputed
+SYSTEM_ORDER = ('model', 'memory_off', 'repeat_first_frame', 'reprojection', 'reprojection_inpaint')
+HORIZON = 16  # frames 1-16: the short-horizon PSNR every nav script reports, whatever its length
 REFERENCE = 'ground_truth'  # the metrics run on the ground truth itself: each metric's floor or ceiling
 FINGER_RADIUS_M = BONE_RADIUS  # the synthetic hand's bone radius, for the keypoint mask
 
@@ -44,12 +47,18 @@ class Rollout:
     depth: np.ndarray  # (T, H, W) float32
     poses: np.ndarray  # (T, 4, 4) as the system reports them
     latency_ms: np.ndarray  # (T - 1,)
+    start_depth: np.ndarray | None = None  # (H, W): the depth an RGB-only start made for itself (None: given)
 
 
-def roll_out(system: WorldSystem, gt: GroundTruth, scenario: Scenario) -> Rollout:
-    """Reset the system on the start frame and step it through the scenario's commands."""
+def roll_out(system: WorldSystem, gt: GroundTruth, scenario: Scenario, rgb_only: bool = False) -> Rollout:
+    """Reset the system on the start frame and step it through the scenario's commands. rgb_only: the start
+    depth is withheld; the system's frame 0 (its reset's return) then carries the depth it made for itself."""
     depth0 = None if gt.depth is None else gt.depth[0]
-    system.reset(gt.rgb[0], gt.poses[0], gt.intrinsics, depth0)
+    start = system.reset(gt.rgb[0], gt.poses[0], gt.intrinsics, None if rgb_only else depth0)
+    start_depth = None
+    if rgb_only:
+        d = getattr(start, 'depth', None)
+        start_depth = np.full(gt.rgb.shape[1:3], np.nan, np.float32) if d is None else np.asarray(d, np.float32)
     T = gt.frames
     commands = [drive_command(gt, t, scenario.kind) for t in range(1, T)]
     hands = [None if gt.keypoints3d is None else gt.keypoints3d[t] for t in range(1, T)]
@@ -81,10 +90,12 @@ def roll_out(system: WorldSystem, gt: GroundTruth, scenario: Scenario) -> Rollou
             raise EvalError(f'scenario {scenario.key}: the system made {f.rgb.shape} frames, ground truth is '
                             f'{(H, W, 3)}; evaluate at the model\'s size')
     first_depth = np.full((H, W), np.nan, np.float32) if depth0 is None else depth0.astype(np.float32)
+    if start_depth is not None:
+        first_depth = start_depth
     return Rollout(rgb=np.stack([gt.rgb[0]] + [f.rgb for f in frames]),
                    depth=np.stack([first_depth] + [np.asarray(f.depth, np.float32) for f in frames]),
                    poses=np.stack([gt.poses[0]] + [np.asarray(f.pose, np.float64) for f in frames]),
-                   latency_ms=np.asarray(latency, np.float64))
+                   latency_ms=np.asarray(latency, np.float64), start_depth=start_depth)
 
 
 def score(scenario: Scenario, gt: GroundTruth, rollout: Rollout, band: StructureBand | None = None) -> dict[str, Any]:
@@ -108,16 +119,25 @@ def score(scenario: Scenario, gt: GroundTruth, rollout: Rollout, band: Structure
         curves['structure_pass'] = curve(band.passes(ratio).astype(np.float64))
         curves['gmsd'] = curve(gmsd(gen[1:], gt.rgb[1:]))
         summary['psnr_f1_4'] = M.nanmean(curves['psnr'][1:5])
+        summary['psnr_f1_16'] = M.nanmean(curves['psnr'][1:HORIZON + 1])
         if gt.depth is not None:
             absrel, delta1 = M.depth_errors(rollout.depth[1:], gt.depth[1:])
             curves['depth_absrel'], curves['depth_delta1'] = curve(absrel), curve(delta1)
+    if rollout.start_depth is not None and gt.depth is not None:
+        absrel, delta1 = M.depth_errors(rollout.start_depth[None], gt.depth[:1])
+        summary['start_depth_absrel'], summary['start_depth_delta1'] = float(absrel[0]), float(delta1[0])
     if scenario.kind == 'nav' and scenario.script != 'idle' and T > scenario.stride:
         af = action_following(gen, gt.poses, gt.intrinsics, stride=scenario.stride)
         curves['rot_err_deg'] = curve(af.rot_err_deg, af.frame_index)
         curves['trans_err_deg'] = curve(af.trans_err_deg, af.frame_index)
         summary['motion_recovered'] = float(af.recovered.mean()) if len(af.recovered) else math.nan
     if scenario.kind == 'nav' and gt.has_frames and gt.depth is not None and T > 1:
-        summary.update(revealed_scores(gen, gt.rgb, revealed_masks(gt.depth[0], gt.poses, gt.intrinsics)))
+        unseen = revealed_masks(gt.depth[0], gt.poses, gt.intrinsics)
+        summary.update(revealed_scores(gen, gt.rgb, unseen, band))
+        curves.update(region_curves(gen, gt.rgb, unseen))  # per frame; the scenario's figures are pooled above
+        pairs = return_pairs(gt.poses)
+        if pairs:
+            summary.update(revisit_scores(gen, gt.rgb, unseen, pairs))
     if scenario.script in ('out_and_back', 'loop'):
         pairs = M.revisit_pairs(gt.poses)
         summary['memory_symmetry'] = M.memory_symmetry(gen, pairs)
@@ -133,6 +153,12 @@ def score(scenario: Scenario, gt: GroundTruth, rollout: Rollout, band: Structure
         z = np.median(np.clip(gt.keypoints3d[..., 2], 1e-3, None), axis=1)  # (T,)
         radius = gt.intrinsics[0, 0] * FINGER_RADIUS_M / z
         curves['hand_iou'] = curve(M.hand_iou(gen, gt.keypoints2d, gt.visibility, radius)[1:])
+    if scenario.kind == 'manip' and gt.object_masks is not None and gt.hand_masks is not None and T > 1:
+        if gt.object_masks[0].sum() >= MIN_PIXELS:  # an object hidden at the start has no colour to find it by
+            found = object_position_error(gen, gt.rgb[0], gt.object_masks, gt.hand_masks)
+            curves['object_error_px'] = curve(found['object_error_px'][1:])
+            curves['object_found'] = curve(found['object_found'][1:])
+        summary['static_change'] = static_change(gen, gt.hand_masks | gt.object_masks)
     if len(rollout.latency_ms):
         curves['latency_ms'] = curve(rollout.latency_ms)
     for name, c in curves.items():
@@ -146,8 +172,9 @@ def scenario_path(out: Path, scenario: Scenario) -> Path:
 
 def run_scenario(scenario: Scenario, systems: Mapping[str, WorldSystem], out: Path, fingerprint: dict[str, Any],
                  media: Callable[[Scenario, GroundTruth, dict[str, Rollout], Path], None] | None = None,
-                 size: tuple[int, int, float] | None = None) -> dict[str, Any]:
-    """Score one scenario on every system (or load it when already done with the same fingerprint)."""
+                 size: tuple[int, int, float] | None = None, rgb_only: bool = False) -> dict[str, Any]:
+    """Score one scenario on every system (or load it when already done with the same fingerprint).
+    rgb_only: every system starts without the start depth (the reference keeps the true one)."""
     if size is not None:
         scenario = scenario.resized(*size)
     path = scenario_path(out, scenario)
@@ -157,9 +184,9 @@ def run_scenario(scenario: Scenario, systems: Mapping[str, WorldSystem], out: Pa
         return done
     t0 = time.perf_counter()
     gt = ground_truth(scenario)
-    rollouts = {name: roll_out(system, gt, scenario) for name, system in systems.items()}
+    rollouts = {name: roll_out(system, gt, scenario, rgb_only) for name, system in systems.items()}
     reference = Rollout(gt.rgb, gt.depth if gt.depth is not None else np.full(gt.rgb.shape[:3], np.nan, np.float32),
-                        gt.poses, np.zeros(0))
+                        gt.poses, np.zeros(0), None if not rgb_only or gt.depth is None else gt.depth[0])
     result = {
         'scenario': scenario.name, 'suite': scenario.suite, 'kind': scenario.kind, 'script': scenario.script,
         'seed': scenario.seed, 'frames': scenario.frames, 'size': [scenario.width, scenario.height],
@@ -176,7 +203,8 @@ def run_scenario(scenario: Scenario, systems: Mapping[str, WorldSystem], out: Pa
 
 def evaluate(suites: list[Suite], systems: Mapping[str, WorldSystem], out: Path, fingerprint: dict[str, Any],
              media: Callable[[Scenario, GroundTruth, dict[str, Rollout], Path], None] | None = None,
-             size: tuple[int, int, float] | None = None, progress: bool = True) -> list[dict[str, Any]]:
+             size: tuple[int, int, float] | None = None, progress: bool = True,
+             rgb_only: bool = False) -> list[dict[str, Any]]:
     """Every scenario of every suite, in order, with a progress bar; returns the scenario results."""
     from tqdm import tqdm
 
@@ -185,7 +213,7 @@ def evaluate(suites: list[Suite], systems: Mapping[str, WorldSystem], out: Path,
     bar = tqdm(scenarios, desc='eval', unit='scenario', disable=not progress)
     for scenario in bar:
         bar.set_postfix_str(scenario.key)
-        results.append(run_scenario(scenario, systems, out, fingerprint, media, size))
+        results.append(run_scenario(scenario, systems, out, fingerprint, media, size, rgb_only))
     return results
 
 

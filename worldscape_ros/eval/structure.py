@@ -2,6 +2,10 @@
 
 - Gradient energy ratio: sum of squared Sobel gradients of the generated frame over that of ground truth.
   Blur pushes it below 1, patch noise and grain above 1; a frame passes when it lies in a band around 1.
+- Region ratio: the same ratio summed over a region only (the pixels the start frame does not see), on its
+  interior (the region less a 1-pixel rim, the reach of the 3x3 Sobel), so what is measured is the texture of
+  the fill and not the seam to its surroundings (a black hole's edge would otherwise read as structure); above
+  the band's upper bound there, the region is flagged as patch noise (more texture than the scene has).
 - GMSD (Xue et al. 2014, gradient magnitude similarity deviation): the standard deviation over pixels of the
   gradient magnitude similarity map; 0 for identical images, larger for blur and noise alike.
 
@@ -32,6 +36,10 @@ class StructureBand:
     def passes(self, ratio: np.ndarray) -> np.ndarray:
         r = np.asarray(ratio, dtype=np.float64)
         return (r >= self.low) & (r <= self.high)
+
+    def noisy(self, ratio: np.ndarray) -> np.ndarray:
+        """Ratios above the band: more gradient energy than the scene has (patch noise, grain). NaN: False."""
+        return np.asarray(ratio, dtype=np.float64) > self.high
 
 
 def to_gray(images: np.ndarray) -> np.ndarray:
@@ -66,6 +74,32 @@ def gradient_energy_ratio(pred: np.ndarray, target: np.ndarray, eps: float = 1e-
     """Gradient energy of `pred` over that of `target`, per frame (1 = as much structure as ground truth)."""
     _check_pair(pred, target)
     return gradient_energy(pred) / np.maximum(gradient_energy(target), eps)
+
+
+def interior(mask: np.ndarray) -> np.ndarray:
+    """(H, W) bool -> the mask less a 1-pixel rim inside the image (the image's own border is no rim)."""
+    m = np.asarray(mask, np.uint8)
+    return cv2.erode(m, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=1) > 0
+
+
+def region_energy_ratio(pred: np.ndarray, target: np.ndarray, masks: np.ndarray, eps: float = 1e-8) -> np.ndarray:
+    """Per frame: gradient energy of `pred` summed over the given region over that of `target` there.
+
+    pred, target (T, H, W, 3); masks (T, H, W) bool, used as given (pass `interior` masks to leave out a
+    region's seam). NaN where the mask is empty or the target has no gradient there.
+    """
+    _check_pair(pred, target)
+    m = np.asarray(masks, bool)
+    if m.shape != np.shape(pred)[:-1]:
+        raise ValueError(f'masks must be (T, H, W) = {np.shape(pred)[:-1]}, got {m.shape}')
+    out = np.full(len(m), np.nan)
+    for t in range(len(m)):
+        if not m[t].any():
+            continue
+        e_true = float(gradient_energy_map(target[t])[m[t]].sum())
+        if e_true > eps:
+            out[t] = float(gradient_energy_map(pred[t])[m[t]].sum()) / e_true
+    return out
 
 
 def gmsd(pred: np.ndarray, target: np.ndarray) -> np.ndarray:

@@ -32,8 +32,9 @@ import numpy as np
 from worldscape_ros.errors import EvalError
 from worldscape_ros.fileio import read_yaml_mapping
 
-SUITE_NAMES = ('nav', 'memory', 'idle', 'manip')
-NAV_SCRIPTS = ('straight', 'turn_left', 'turn_right', 'strafe', 'mixed', 'out_and_back', 'loop', 'idle')
+SUITE_NAMES = ('nav', 'memory', 'revisit', 'idle', 'manip')
+NAV_SCRIPTS = ('straight', 'turn_left', 'turn_right', 'strafe', 'mixed', 'out_and_back', 'loop', 'idle',
+               'corner_out_and_back', 'loop_revisit')  # synthetic/trajectories.SCRIPTS, without importing MuJoCo
 MANIP_SCRIPTS = ('reach', 'grasp', 'lift', 'carry', 'place', 'pick_and_place')
 HELD_OUT_SEED_MIN = 90000
 _SUITE_KEYS = {'name', 'kind', 'description', 'width', 'height', 'frames', 'fps', 'stride', 'scene_kind', 'seeds',
@@ -104,7 +105,7 @@ def suite_path(name: str) -> Path:
 
 
 def load_suites(name_or_path: str, frames: int | None = None) -> list[Suite]:
-    """'nav' | 'memory' | 'idle' | 'manip' | 'all' | a path to a suite YAML, or several joined by commas;
+    """'nav' | 'memory' | 'revisit' | 'idle' | 'manip' | 'all' | a path to a suite YAML, or several joined by commas;
     `frames` overrides every scenario's frame count (idle keeps at least its own: it measures drift at frame 100)."""
     if name_or_path == 'all':
         return [load_suite(n, frames) for n in SUITE_NAMES]

@@ -17,7 +17,8 @@ from worldscape_ros.model.kinematics import BaseState, NavAction, camera_pose, i
 from worldscape_ros.synthetic.scenes import ROBOT_RADIUS, FreeSpace
 
 FAMILIES = ('random_walk', 'out_and_back', 'loop', 'turn_in_place', 'strafe')
-SCRIPTS = ('straight', 'turn_left', 'turn_right', 'strafe', 'mixed', 'out_and_back', 'loop', 'idle')
+SCRIPTS = ('straight', 'turn_left', 'turn_right', 'strafe', 'mixed', 'out_and_back', 'loop', 'idle',
+           'corner_out_and_back', 'loop_revisit')  # new names go last: a script's index seeds its randomness
 MAX_SPEED = 1.0  # m/s
 MAX_YAW_RATE = math.radians(45)  # rad/s
 HALF_TURN_RATE = math.radians(90)  # rad/s: out_and_back turns around faster, so both returns fit in 64 frames
@@ -112,6 +113,10 @@ def script_actions(name: str, frames: int, fps: float = 10.0, seed: int = 0) -> 
                           yaw_rate=float(rng.uniform(-w, w)))
             out.extend([a] * hold)
         return out[:frames]
+    if name == 'corner_out_and_back':
+        return corner_out_and_back(frames, fps, rng)
+    if name == 'loop_revisit':  # circles of radius 0.4 m / w, lap after lap: lap 2 revisits lap 1's views
+        return [NavAction(vx=0.4, yaw_rate=w) for _ in range(frames)]
     if name == 'loop':  # a full circle of radius v / w, back to the start pose
         v = 0.4
         rate = 2 * math.pi * fps / max(frames, 1)
@@ -122,6 +127,19 @@ def script_actions(name: str, frames: int, fps: float = 10.0, seed: int = 0) -> 
     outbound = [NavAction(vx=0.5, yaw_rate=float(rng.uniform(-0.2, 0.2))) for _ in range(out_n)]
     back = reverse_drive(outbound)
     return outbound + back + [NavAction()] * (frames - 2 * out_n)
+
+
+def corner_out_and_back(frames: int, fps: float, rng: np.random.Generator, speed: float = 0.5) -> list[NavAction]:
+    """Around a corner and back: forward, a 90 deg turn (left or right, by the seed) at MAX_YAW_RATE, forward
+    into what the start view cannot see, then the same path driven backwards to the start pose (the views
+    of the way out return in reverse order); the leftover frame, if any, stands still. Short scripts turn less."""
+    out_n = frames // 2
+    turn_n = min(round(math.pi / 2 / MAX_YAW_RATE * fps), out_n // 2)
+    first = (out_n - turn_n) // 2
+    side = 1.0 if rng.random() < 0.5 else -1.0
+    outbound = [NavAction(vx=speed)] * first + [NavAction(yaw_rate=side * MAX_YAW_RATE)] * turn_n + \
+        [NavAction(vx=speed)] * (out_n - turn_n - first)
+    return outbound + reverse_drive(outbound) + [NavAction()] * (frames - 2 * out_n)
 
 
 # -- families (datagen), planned against free space ---------------------------------------------------------
