@@ -150,3 +150,37 @@ def test_cli_rollout_cut_short_by_sigint_leaves_a_readable_bag(tmp_path):
     assert stamps == sorted(stamps)
     assert len(read_mp4(out / 'rollout.mp4')) == len(images) + 1  # the start view, then the imagined frames
     assert not list(out.glob('.*')), 'staging files left behind'
+
+
+@pytest.mark.slow
+def test_cli_rollout_killed_by_sigkill_is_recovered_by_bag_recover(tmp_path, capsys):
+    from worldscape_ros.cli import main
+
+    actions = tmp_path / 'long.csv'
+    np.savetxt(actions, np.tile([0.3, 0.0, 0.0, 0.2, 0.0], (500, 1)), delimiter=',')
+    out = tmp_path / 'out'
+    proc = subprocess.Popen([sys.executable, '-m', 'worldscape_ros.cli', 'rollout', '--start', 'room:1', '--actions',
+                             str(actions), '--out', str(out), '--checkpoint', 'random', '--steps', '1', '--bag'],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not any(p.stat().st_size > 10_000
+                                                      for p in out.glob('.bag.*.partial/bag/*.mcap')):
+            time.sleep(0.2)  # the first chunk is on disk
+        time.sleep(5.0)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    partials = list(out.glob('.bag.*.partial'))
+    assert len(partials) == 1 and not (out / 'bag').exists()
+    assert main(['rollout', '--start', 'room:1', '--actions', str(actions), '--out', str(out),
+                 '--checkpoint', 'random']) == 2
+    assert f'worldscape bag-recover {partials[0]}' in capsys.readouterr().err  # the refusal names the fix
+    assert main(['bag-recover', str(partials[0])]) == 0
+    topics = bag_topics(out / 'bag')
+    images, clocks = topics['/camera/image_raw'][1], topics['/clock'][1]
+    assert topics['/tf_static'][1] == 1 and abs(images - clocks) <= 1  # whole frames, at most one cut
+    stamps = [M.stamp_ns(s) for s, _ in _images(out / 'bag')]
+    assert stamps == sorted(set(stamps))

@@ -119,6 +119,9 @@ class BagWriter:
         self._writer: Writer | None = Writer(self._staging / self.path.name, version=version, storage_plugin=plugin)
         self._writer.open()
         self._last_flush = self._last_sync = time.monotonic()
+        header = getattr(getattr(self._writer, 'storage', None), 'bio', None)
+        if header is not None:
+            header.flush()  # the mcap magic and header: a kill before the first chunk leaves a valid, empty mcap
         self._connections: dict[str, Connection] = {}
         self._types: dict[str, str] = {}
         self.counts: dict[str, int] = {}
