@@ -288,3 +288,15 @@ def test_the_wan_layout_is_opt_in_and_validated():
         ModelConfig.from_dict({**d, 'conditioning': {**d['conditioning'], 'pose_tokens': False}})
     with pytest.raises(ConfigError, match='the wan codec is the Wan2.1 VAE'):
         ModelConfig.from_dict({**d, 'codec': {**d['codec'], 'kind': 'wan', 'dim_mult': [1, 2, 4]}})
+
+
+def test_import_check_runs_diffusers_on_the_same_tensors_and_refuses_a_difference(reference, tmp_path, capsys,
+                                                                                 monkeypatch):
+    assert main(['import-wan', str(reference), '--config', 'ws-wan-tiny', '--out', str(tmp_path / 'a.safetensors'),
+                 '--check']) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if 'checked against' in x)
+    assert float(line.split('max abs difference ')[1].split()[0]) < TOLERANCE
+    monkeypatch.setattr('worldscape_ros.model.wan.compare_with_diffusers', lambda dit, source: (0.5, 2.0))
+    with pytest.raises(WanImportError, match='differs from diffusers.* by 0.5.*nothing written'):
+        import_wan(reference, 'ws-wan-tiny', tmp_path / 'b.safetensors', check=True)
+    assert not (tmp_path / 'b.safetensors').exists()

@@ -524,12 +524,46 @@ def find_vae(path: str | Path, vae: str | Path | None) -> Path | None:
     return None
 
 
+def compare_with_diffusers(dit: WanDiT, source: WanSource, frames: int = 1, seed: int = 0) -> tuple[float, float]:
+    """Run diffusers' WanTransformer3DModel on `source`'s tensors and `dit` on one random input (`frames` latent
+    frames at the config's resolution, one flow time per frame, the world model's inputs absent); return the
+    max abs difference of the velocities and the largest velocity. Both run in float32 on the CPU."""
+    from diffusers import WanTransformer3DModel
+    from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed
+
+    a = source.arch
+    kwargs = {'patch_size': tuple(a['patch']), 'num_attention_heads': a['heads'],
+              'attention_head_dim': a['dim'] // a['heads'], 'in_channels': a['in_channels'],
+              'out_channels': a['out_channels'], 'text_dim': a['text_dim'], 'freq_dim': a['freq_dim'],
+              'ffn_dim': a['ffn'], 'num_layers': a['depth'], 'cross_attn_norm': True,
+              'qk_norm': 'rms_norm_across_heads', 'eps': a['eps']}
+    with torch.device('meta'):
+        ref: Any = WanTransformer3DModel(**kwargs)  # untyped: diffusers' lazy modules defeat the type checker
+    state: dict[str, torch.Tensor] = {}
+    for name, (file, stored) in source.files.items():
+        with safe_open(str(file), framework='pt', device='cpu') as f:
+            state[name] = f.get_tensor(stored).float()
+    ref.load_state_dict(state, assign=True)  # the files' tensors themselves: no second copy
+    ref.rope = WanRotaryPosEmbed(kwargs['attention_head_dim'], kwargs['patch_size'], 1024)  # not in the state
+    ref.eval()
+    cfg = dit.config
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(1, frames, cfg.codec.latent_channels, cfg.latent_height, cfg.latent_width, generator=g)
+    t = torch.rand(1, frames, generator=g)
+    with torch.no_grad():
+        ours = dit.float().eval()(x, t, Conditioning()).velocity
+        timestep = (1000 * t).repeat_interleave(cfg.tokens_per_frame, dim=1)
+        theirs = ref(x.permute(0, 2, 1, 3, 4), timestep, dit.text_embedding[None]).sample.permute(0, 2, 1, 3, 4)
+    return (ours - theirs).abs().max().item(), theirs.abs().max().item()
+
+
 def import_wan(path: str | Path, config: str, out: str | Path, vae: str | Path | None = None,
-               text_embedding: str | Path | None = None, seed: int = 0) -> dict[str, Any]:
+               text_embedding: str | Path | None = None, seed: int = 0, check: bool = False) -> dict[str, Any]:
     """Build the world model of `config` in the 'wan' layout from a Wan2.1 transformer (and its VAE as the
     codec), check every tensor, and save it as a checkpoint. The parts Wan does not have (the depth and Gaussian
     heads, the camera encoder's hidden layer) are initialised from `seed`, so an import is reproducible.
-    Returns what was done, for the report."""
+    check: before saving, run diffusers' forward on the same tensors and refuse a difference above 1e-3 times the
+    largest velocity. Returns what was done, for the report."""
     from worldscape_ros.model.checkpoint import save_checkpoint
     from worldscape_ros.model.config import load_config
     from worldscape_ros.model.wan_codec import WanCodec, load_wan_vae, read_wan_vae
@@ -555,6 +589,14 @@ def import_wan(path: str | Path, config: str, out: str | Path, vae: str | Path |
         prompt = str(text_embedding)
     extra = {'imported_from': {'wan_transformer': str(source.folder), 'layout': source.layout,
                                'wan_vae': str(vae_folder), 'text_embedding': prompt, 'base_config': config}}
+    difference = None
+    if check:
+        diff, scale = compare_with_diffusers(model.dit, source)
+        difference = {'max_abs_diff': diff, 'max_abs_velocity': scale}
+        if not diff <= 1e-3 * max(scale, 1.0):
+            raise WanImportError(f'{source.folder}: the imported model differs from diffusers\' Wan by {diff:.3g} '
+                                 f'(velocities up to {scale:.3g}); nothing written')
+        extra['imported_from']['check'] = difference
     digest = save_checkpoint(out, model, extra)
     added = sum(p.numel() for n, p in model.dit.named_parameters() if n.startswith(WORLD_MODEL_PARTS))
     return {'config': cfg, 'layout': source.layout, 'tensors': len(source.files), 'values': copied,
@@ -562,7 +604,7 @@ def import_wan(path: str | Path, config: str, out: str | Path, vae: str | Path |
             'parameters': {part: model.num_parameters(part) for part in ('codec', 'dit', 'depth_head',
                                                                          'gaussian_head')
                            if getattr(model, part) is not None},
-            'text_embedding': prompt}
+            'text_embedding': prompt, 'check': difference}
 
 
 def parameter_comparison(config: ModelConfig, wan_config: dict[str, Any]) -> dict[str, Any]:

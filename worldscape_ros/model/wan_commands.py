@@ -21,6 +21,9 @@ def register(sub: Any) -> None:
     p.add_argument('--vae', help="the Wan VAE folder (default: vae/ beside or inside PATH)")
     p.add_argument('--text-embedding', help='safetensors file with one (L, text_dim) tensor: the text encoder\'s '
                    'output for a prompt, computed once (default: zeros, the empty prompt\'s padded positions)')
+    p.add_argument('--check', action='store_true', help="before saving, run diffusers' Wan forward on the same "
+                   'tensors (one latent frame at the config\'s resolution, CPU, float32; twice the memory) and refuse '
+                   'a difference')
     p.set_defaults(func=_import)
     c = sub.add_parser('wan-params', help="compare a Wan-layout DiT with Wan2.1-T2V-1.3B's transformer, tensor "
                        'for tensor', description='Build both on the meta device (no memory, no weights) and print '
@@ -49,7 +52,8 @@ def _reference(args: argparse.Namespace) -> int:
 def _import(args: argparse.Namespace) -> int:
     from worldscape_ros.model.wan import import_wan
 
-    r = import_wan(args.path, args.config, args.out, vae=args.vae, text_embedding=args.text_embedding)
+    r = import_wan(args.path, args.config, args.out, vae=args.vae, text_embedding=args.text_embedding,
+                   check=args.check)
     cfg = r['config']
     print(f'imported {r["tensors"]} Wan2.1 transformer tensors ({r["values"] / 1e6:.2f} M values, {r["layout"]} '
           f'layout) and {r["vae_tensors"]} VAE tensors into {cfg.name} (layout wan, {cfg.width}x{cfg.height})')
@@ -57,6 +61,10 @@ def _import(args: argparse.Namespace) -> int:
           f'{r["text_embedding"]}')
     for part, n in r['parameters'].items():
         print(f'  {part}: {n / 1e6:.2f} M parameters')
+    if r['check']:
+        c = r['check']
+        print(f"  checked against diffusers' WanTransformer3DModel: max abs difference {c['max_abs_diff']:.2e} "
+              f"(velocities up to {c['max_abs_velocity']:.2f})")
     print(f'wrote {args.out} (weights sha256 {r["weights_sha256"]})')
     return 0
 
