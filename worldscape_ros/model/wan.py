@@ -587,8 +587,9 @@ def import_wan(path: str | Path, config: str, out: str | Path, vae: str | Path |
         with torch.no_grad():
             model.dit.text_embedding.copy_(read_text_embedding(text_embedding, cfg.dit.text_len, cfg.dit.text_dim))
         prompt = str(text_embedding)
-    extra = {'imported_from': {'wan_transformer': str(source.folder), 'layout': source.layout,
-                               'wan_vae': str(vae_folder), 'text_embedding': prompt, 'base_config': config}}
+    origin: dict[str, Any] = {'wan_transformer': str(source.folder), 'layout': source.layout,
+                              'wan_vae': str(vae_folder), 'text_embedding': prompt, 'base_config': config}
+    extra = {'imported_from': origin}
     difference = None
     if check:
         diff, scale = compare_with_diffusers(model.dit, source)
@@ -596,7 +597,7 @@ def import_wan(path: str | Path, config: str, out: str | Path, vae: str | Path |
         if not diff <= 1e-3 * max(scale, 1.0):
             raise WanImportError(f'{source.folder}: the imported model differs from diffusers\' Wan by {diff:.3g} '
                                  f'(velocities up to {scale:.3g}); nothing written')
-        extra['imported_from']['check'] = difference
+        origin['check'] = difference
     digest = save_checkpoint(out, model, extra)
     added = sum(p.numel() for n, p in model.dit.named_parameters() if n.startswith(WORLD_MODEL_PARTS))
     return {'config': cfg, 'layout': source.layout, 'tensors': len(source.files), 'values': copied,
