@@ -237,7 +237,8 @@ class WorldEngine:
             ep = manip_episode(seed, 'reach', 1, cfg.width, cfg.height, cfg.fps)
         else:
             ep = nav_episode(seed, 'idle', 1, cfg.width, cfg.height, cfg.fps, scene_kind=scene_kind)
-        return self.reset(ep.rgb[0], ep.poses[0], ep.intrinsics, ep.depth[0])
+        hand = None if ep.keypoints3d is None else ep.keypoints3d[0]  # the start hand is not static scene
+        return self.reset(ep.rgb[0], ep.poses[0], ep.intrinsics, ep.depth[0], hand_keypoints=hand)
 
     def step(self, action: NavAction | np.ndarray | Sequence[float] | None = None,
              hand_keypoints: np.ndarray | None = None) -> Frame:

@@ -100,8 +100,19 @@ class Traces:
     def __len__(self) -> int:
         return int(self.inputs.shape[0])
 
-    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.inputs[idx].float() / 255, self.target[idx].float() / 255, self.hand[idx]
+    def batch(self, idx: torch.Tensor, crop: tuple[int, int] | None = None,
+              gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Samples idx as float in [0, 1], optionally one random (h, w) crop at offsets on the refiner's
+        8-pixel grid (its coarsest level), the same for the whole batch."""
+        x, y, hand = self.inputs[idx], self.target[idx], self.hand[idx]
+        if crop is not None:
+            H, W = x.shape[-2:]
+            ch, cw = min(crop[0], H), min(crop[1], W)
+            top = 8 * int(torch.randint((H - ch) // 8 + 1, (1,), generator=gen))
+            left = 8 * int(torch.randint((W - cw) // 8 + 1, (1,), generator=gen))
+            x, y = x[..., top:top + ch, left:left + cw], y[..., top:top + ch, left:left + cw]
+            hand = hand[..., top:top + ch, left:left + cw]
+        return x.float() / 255, y.float() / 255, hand
 
 
 # ---- 2. fit ----------------------------------------------------------------------------------------------------
@@ -109,12 +120,13 @@ class Traces:
 class FitConfig:
     steps: int = 4000
     batch: int = 16
+    crop: tuple[int, int] | None = (64, 64)  # training crops (h, w): the refiner is convolutional
     lr: float = 1e-3
     hole_weight: float = 4.0  # extra L1 weight on pixels the render does not cover
     hand_weight: float = 4.0  # extra L1 weight on the hand's region
     gradient_weight: float = 1.0  # image-gradient L1 on holes and hand
     save_every: int = 200
-    log_every: int = 25
+    log_every: int = 50
     seed: int = 0
 
 
@@ -190,7 +202,7 @@ def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, ou
             lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
             for g in opt.param_groups:
                 g['lr'] = lr
-            x, y, hand = traces.batch(torch.randint(len(traces), (cfg.batch,)))
+            x, y, hand = traces.batch(torch.randint(len(traces), (cfg.batch,)), cfg.crop)
             losses = refiner_loss(refiner(x), y, x, hand, cfg)
             opt.zero_grad(set_to_none=True)
             losses['loss'].backward()
@@ -198,7 +210,7 @@ def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, ou
             opt.step()
             step += 1
             for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
             if step % cfg.log_every == 0:
                 ho = hole_psnr(refiner, held_out) if held_out is not None else (math.nan, math.nan)
                 n = cfg.log_every
@@ -222,7 +234,7 @@ def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, ou
 
 
 @torch.no_grad()
-def hole_psnr(refiner: Refiner, traces: Traces, limit: int = 256) -> tuple[float, float]:
+def hole_psnr(refiner: Refiner, traces: Traces, limit: int = 64) -> tuple[float, float]:
     """Pooled PSNR over the hole pixels of up to `limit` held-out samples: the refiner's and the smooth fill's."""
     refiner.eval()
     se_r, se_f, n = 0.0, 0.0, 0

@@ -1,0 +1,71 @@
+"""The refiner trains on the engine's own traces: trace -> fit -> a checkpoint the engine runs with it."""
+
+import numpy as np
+import pytest
+import torch
+from train_clips import forward_poses, make_episode
+
+from worldscape_ros.data.episode import write_episode
+from worldscape_ros.errors import TrainError
+from worldscape_ros.model.checkpoint import load_checkpoint
+from worldscape_ros.model.config import RefinerConfig
+from worldscape_ros.model.engine import WorldEngine
+from worldscape_ros.model.refiner import IN_CHANNELS
+from worldscape_ros.model.world_model import WorldModel
+from worldscape_ros.train.refiner import FitConfig, Traces, fit_refiner, trace_episodes
+
+
+@pytest.fixture
+def traced(tmp_path, micro_config):
+    eps = []
+    for seed, hands in ((0, False), (1, True)):
+        ep = make_episode(seed, 6, micro_config.height, micro_config.width, hands=hands)
+        ep.poses = forward_poses(6, step=0.0, yaw=0.12)  # turning in place: every step reveals a strip
+        eps.append(write_episode(tmp_path / 'eps' / f'ep{seed}.episode.npz', ep))
+    torch.manual_seed(0)
+    engine = WorldEngine(WorldModel(micro_config.replace(refiner=RefinerConfig())), seed=0)
+    n = trace_episodes(engine, eps, tmp_path / 'traces', frames=6)
+    return engine, tmp_path / 'traces', n
+
+
+def test_tracing_writes_the_engines_refiner_inputs_beside_the_true_frames(traced, micro_config):
+    engine, folder, n = traced
+    assert n == 2 * 5
+    traces = Traces([folder])
+    assert traces.inputs.shape == (10, IN_CHANNELS, micro_config.height, micro_config.width)
+    assert traces.target.shape == (10, 3, micro_config.height, micro_config.width)
+    assert bool((traces.inputs[:, 3] < 128).any()), 'turning should leave holes to fill'
+    assert bool(traces.hand[5:].any()) and not bool(traces.hand[:5].any())  # the manipulation episode's hand
+    assert engine.trace is None
+
+
+def test_a_rerun_of_the_trace_keeps_the_shards_already_written(traced):
+    engine, folder, _ = traced
+    eps = sorted(folder.parent.joinpath('eps').glob('*.episode.npz'))
+    assert trace_episodes(engine, eps, folder, frames=6) == 0
+
+
+def test_the_fit_lowers_the_loss_resumes_and_ships_a_checkpoint_the_engine_runs(traced, tmp_path):
+    engine, folder, _ = traced
+    traces = Traces([folder])
+    cfg = FitConfig(steps=40, batch=4, lr=3e-3, save_every=20, log_every=10, crop=(16, 24))
+    out = tmp_path / 'fit'
+    fit_refiner(engine, traces, traces, out, cfg.__class__(**{**cfg.__dict__, 'steps': 20}),
+                RefinerConfig(enabled=True))
+    final = fit_refiner(engine, traces, traces, out, cfg, RefinerConfig(enabled=True))  # resumes at step 20
+    rows = (out / 'metrics.csv').read_text().splitlines()[1:]
+    steps = [int(r.split(',')[0]) for r in rows]
+    assert steps == [10, 20, 30, 40]
+    losses = [float(r.split(',')[1]) for r in rows]
+    assert losses[-1] < losses[0]
+    model, _ = load_checkpoint(final)
+    assert model.refiner is not None and model.config.refiner.enabled
+    e = WorldEngine(model, seed=0)
+    ep_rgb = (traces.target[0].permute(1, 2, 0).numpy()).astype(np.uint8)
+    e.reset(ep_rgb, forward_poses(1)[0], depth=np.full(ep_rgb.shape[:2], 3.0, np.float32))
+    assert e.step(forward_poses(2, step=0.0, yaw=0.12)[1]).rgb.shape == ep_rgb.shape
+
+
+def test_an_empty_trace_folder_is_one_clear_error(tmp_path):
+    with pytest.raises(TrainError, match='no \\*.trace.npz'):
+        Traces([tmp_path])
