@@ -140,8 +140,60 @@ def fit_image(image: np.ndarray, K: np.ndarray, width: int, height: int, mode: s
     return fit.image(image, depth=depth), fit.intrinsics(K), fit
 
 
-# How far a start may be from the training data before it is reported (ws-tiny: 60 deg vertical FOV, rendered
-# rooms 0.3-10 m deep; docs/synthetic_worlds.md).
+MAX_START_UPSCALE = 4.0
+
+
+@dataclass
+class FittedStart:
+    """A start image (and depth) fitted to the model, with the camera it now has and what was assumed."""
+
+    rgb: np.ndarray  # (height, width, 3) uint8
+    K: np.ndarray  # (3, 3) of the fitted image
+    depth: np.ndarray | None  # (height, width) float32 metres, NaN unknown
+    fit: CameraFit
+    notes: list[str]  # what was assumed or lost, one sentence each
+
+
+def fit_start(rgb: np.ndarray, width: int, height: int, model_vfov_deg: float, K: np.ndarray | None = None,
+              vfov_deg: float | None = None, hfov_deg: float | None = None, depth: np.ndarray | None = None,
+              mode: str = 'crop', max_upscale: float = MAX_START_UPSCALE) -> FittedStart:
+    """Fit a start image of any size to the model's (width x height). Its camera: `K` (from camera_info), else a
+    field of view (`vfov_deg` or `hfov_deg`), else the model's own vertical field of view (assumed, and said).
+    An image that would have to be enlarged more than `max_upscale` times is refused."""
+    rgb = np.asarray(rgb)
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise CameraFitError(f'start image must be (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}')
+    h, w = rgb.shape[:2]
+    notes = []
+    if K is not None:
+        if vfov_deg is not None or hfov_deg is not None:
+            raise CameraFitError('give the start camera as intrinsics or as a field of view, not both')
+        K_src = check_K(K)
+    elif vfov_deg is not None or hfov_deg is not None:
+        K_src = intrinsics_from_fov(w, h, hfov_deg, vfov_deg)
+    else:
+        K_src = intrinsics_from_fov(w, h, vfov_deg=model_vfov_deg)
+        if (w, h) != (width, height):
+            notes.append(f'no camera given for the {w}x{h} start image: assumed the model\'s {model_vfov_deg:g} deg '
+                         'vertical field of view')
+    if depth is not None and np.asarray(depth).shape != (h, w):
+        raise CameraFitError(f'start depth is {np.asarray(depth).shape[1]}x{np.asarray(depth).shape[0]}, the start '
+                             f'image {w}x{h}: depth must be registered to the image')
+    fit = plan_fit(w, h, width, height, mode)
+    if max(fit.scale_x, fit.scale_y) > max_upscale:
+        raise CameraFitError(f'start image {w}x{h} is too small: the model needs {width}x{height} and enlarging it '
+                             f'{max(fit.scale_x, fit.scale_y):.1f}x (more than {max_upscale:g}x) invents the detail')
+    out_rgb, out_K = fit.image(rgb), fit.intrinsics(K_src)
+    out_depth = None if depth is None else fit.image(np.asarray(depth, dtype=np.float32), depth=True)
+    if (w, h) != (width, height):
+        how = 'cropped' if mode == 'crop' else 'letterboxed'
+        notes.append(f'start image {w}x{h} resized by {fit.scale_x:.3g} and {how} to {width}x{height}')
+    return FittedStart(out_rgb, out_K, out_depth, fit, notes)
+
+
+# How far a start may be from the training data before it is reported: ws-tiny is trained at 60 deg vertical
+# FOV on rendered scenes whose per-frame median depth spans 1.4 to 38 m (240 frames of the nav training set,
+# 2026-12-03).
 FOV_TOLERANCE_DEG = 15.0
 MAX_UPSCALE = 2.0
 MIN_KEPT_FRACTION = 0.5
@@ -149,7 +201,7 @@ PRINCIPAL_POINT_TOLERANCE = 0.1  # of the image size
 
 
 def start_warnings(fit: CameraFit, K_fitted: np.ndarray, model_vfov_deg: float,
-                   depth: np.ndarray | None = None, depth_range: tuple[float, float] = (0.3, 12.0)) -> list[str]:
+                   depth: np.ndarray | None = None, depth_range: tuple[float, float] = (1.0, 40.0)) -> list[str]:
     """What makes a start image unlike the model's training views, one sentence each (empty: nothing).
 
     K_fitted: the camera after the fit; depth: the depth the model predicts (or was given) for the start

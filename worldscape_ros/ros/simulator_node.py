@@ -37,6 +37,7 @@ from std_srvs.srv import Trigger
 from worldscape_msgs.msg import HandKeypoints
 from worldscape_msgs.srv import ResetFromImage, StepFrames
 
+from worldscape_ros.data.camera_adapt import fit_start, start_warnings
 from worldscape_ros.errors import CheckpointError, ConfigError
 from worldscape_ros.model.kinematics import (
     R_LINK_OPTICAL,
@@ -183,7 +184,8 @@ def resolve_device(device: str) -> str:
 
 
 def load_start_image(path: str, height: int, width: int) -> np.ndarray:
-    """An RGB start image of the model's size, from PNG/JPEG or .npy (uint8 HxWx3)."""
+    """An RGB start image of any size (fitted to the model's height x width by data.camera_adapt), from PNG/JPEG
+    or .npy (uint8 HxWx3)."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f'start_image {path!r} does not exist')
@@ -198,8 +200,6 @@ def load_start_image(path: str, height: int, width: int) -> np.ndarray:
         raise ConfigError(f'start_image {path!r} could not be read: {exc}') from None
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] not in (3, 4):
         raise ConfigError(f'start_image {path!r} must be 8-bit RGB, got dtype {img.dtype} shape {img.shape}')
-    if img.shape[:2] != (height, width):
-        raise ConfigError(f'start_image {path!r} is {img.shape[1]}x{img.shape[0]}, the model needs {width}x{height}')
     return np.ascontiguousarray(img[..., :3])
 
 
@@ -263,6 +263,7 @@ class SimulatorNode(LifecycleNode):
         self._start_rgb: np.ndarray | None = None
         self._start_depth: np.ndarray | None = None
         self._start_pose: np.ndarray | None = None
+        self._start_K: np.ndarray | None = None  # the start image's camera after fitting it to the model
 
     # ---- time --------------------------------------------------------------------------------------------
     @property
@@ -366,26 +367,27 @@ class SimulatorNode(LifecycleNode):
     def _set_up_start(self) -> None:
         p, cfg = self.params, self.engine.config
         if p.start_image:
-            self._start_rgb = load_start_image(p.start_image, cfg.height, cfg.width)
-            self._start_depth = load_start_depth(p.start_depth, cfg.height, cfg.width) if p.start_depth else None
+            rgb = load_start_image(p.start_image, cfg.height, cfg.width)
+            depth = load_start_depth(p.start_depth, *rgb.shape[:2]) if p.start_depth else None
+            try:
+                start = fit_start(rgb, cfg.width, cfg.height, cfg.vfov_deg, depth=depth)
+            except ValueError as exc:
+                raise ConfigError(f'start_image {p.start_image!r}: {exc}') from None
+            self._start_rgb, self._start_depth, self._start_K = start.rgb, start.depth, start.K
+            for note in start.notes + start_warnings(start.fit, start.K, cfg.vfov_deg):
+                self.get_logger().warning(f'start_image: {note}')
             height = p.camera_height or cfg.camera_height
             self._start_pose = camera_pose(BaseState(pitch=p.camera_pitch, height=height))
         else:
-            self._start_rgb = self._start_depth = self._start_pose = None
+            self._start_rgb = self._start_depth = self._start_pose = self._start_K = None
         self._reset_engine()
-
-    def _model_intrinsics(self) -> np.ndarray:
-        from worldscape_ros.model.camera import intrinsics_from_fov
-
-        cfg = self.engine.config
-        return intrinsics_from_fov(cfg.width, cfg.height, cfg.vfov_deg)
 
     def _reset_engine(self) -> None:
         """Back to the configured start (the engine's state and memory are replaced, and its camera: intrinsics
         a reset_from_image brought do not outlive it)."""
         p = self.params
         if self._start_rgb is not None:
-            self.engine.reset(self._start_rgb, self._start_pose, self._model_intrinsics(), self._start_depth)
+            self.engine.reset(self._start_rgb, self._start_pose, self._start_K, self._start_depth)
         else:
             self.engine.start_from_scene(p.start_seed, p.start_scene)
 
@@ -529,20 +531,25 @@ class SimulatorNode(LifecycleNode):
             return response
         cfg = self.engine.config
         try:
-            rgb = conv.image_to_rgb(request.image, cfg.height, cfg.width)
+            rgb = conv.image_to_rgb(request.image)  # any size: fitted to the model's below
+            h, w = rgb.shape[:2]
             depth = None
             if request.depth.width or request.depth.height or request.depth.encoding:
-                depth = conv.check_depth(conv.image_to_depth(request.depth, cfg.height, cfg.width))
+                depth = conv.check_depth(conv.image_to_depth(request.depth, h, w))
             c2w = conv.pose_to_matrix(request.pose, 'pose')
             check_working_range(c2w, self.params.max_position, 'pose')
-            K = conv.camera_info_to_intrinsics(request.camera_info, cfg.width, cfg.height)
+            K = conv.camera_info_to_intrinsics(request.camera_info, w, h)
             info = request.camera_info
-            if K is not None and (info.width, info.height) != (cfg.width, cfg.height):
-                raise ValueError(f'camera_info is {info.width}x{info.height}, the model needs {cfg.width}x{cfg.height}')
+            if K is not None and (info.width, info.height) != (w, h):
+                raise ValueError(f'camera_info is {info.width}x{info.height}, the image {w}x{h}')
+            # no camera_info: the model's own field of view, not whatever an earlier request brought
+            start = fit_start(rgb, cfg.width, cfg.height, cfg.vfov_deg, K=K, depth=depth)
             with self._engine_lock:
-                # no camera_info: the model's own camera, not whatever an earlier request brought
-                self.engine.reset(rgb, c2w, self._model_intrinsics() if K is None else K, depth)
+                frame = self.engine.reset(start.rgb, c2w, start.K, start.depth)
                 self._inbox.clear()
+            notes = start.notes + start_warnings(start.fit, start.K, cfg.vfov_deg, getattr(frame, 'depth', None))
+            for note in notes:
+                self.get_logger().warning(f'reset_from_image: {note}')
         except ValueError as exc:
             self._rejected_inputs += 1
             response.success, response.message = False, f'reset_from_image rejected: {exc}'
@@ -551,7 +558,8 @@ class SimulatorNode(LifecycleNode):
         self._finish_steps(cancel='cancelled by ~/reset_from_image')
         restarted = self._restart_if_stopped()
         response.success = True
-        response.message = 'reset from the given image' + ('; generation restarted' if restarted else '')
+        response.message = ('reset from the given image' + ('; generation restarted' if restarted else '')
+                            + ''.join(f'; {note}' for note in notes))
         return response
 
     def _on_pause(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:

@@ -18,7 +18,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         'frame by frame, and write OUT/bag (rosbag2 with the simulator node\'s topics), OUT/rollout.mp4, '
         'OUT/contact_sheet.png and OUT/summary.json. Without --bag or --mp4 both are written. '
         'Actions FILE formats: docs/recording.md.')
-    p.add_argument('--start', required=True, help="'room:SEED', 'yard:SEED', 'table:SEED' or an RGB image path")
+    p.add_argument('--start', required=True, help="'room:SEED', 'yard:SEED', 'table:SEED' or an RGB image path "
+                   '(any size)')
+    p.add_argument('--start-vfov', type=float, metavar='DEG',
+                   help="vertical field of view of the start image's camera; an image of any size is resized and "
+                   "centre-cropped to the model's, K adjusted (default: the model's field of view)")
+    p.add_argument('--start-hfov', type=float, metavar='DEG', help='or its horizontal field of view')
     p.add_argument('--start-depth', default=None, type=Path, metavar='FILE',
                    help='depth of the start image: .npy float32 metres or .png 16-bit millimetres (0: unknown); '
                    'without it the model predicts its own')
@@ -45,6 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument('--seed', type=int, default=None,
                    help="sampling seed; default: the start's scene seed, as the simulator node uses its start_seed "
                    '(same start, seed and actions: the same frames)')
+    p.add_argument('--view', action='store_true',
+                   help='show the rollout live in the web viewer (worldscape play\'s page; it stays until Ctrl-C)')
+    p.add_argument('--view-port', type=int, default=8080, help='port of the web viewer (localhost; 0: a free one)')
     p.set_defaults(func=run)
 
     r = subparsers.add_parser(
@@ -64,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     from worldscape_ros.tools.rollout import check_out, offline_rollout, parse_start
     from worldscape_ros.tools.scripts import load_script
 
-    start = replace(parse_start(args.start), depth=args.start_depth)
+    start = replace(parse_start(args.start), depth=args.start_depth, vfov_deg=args.start_vfov,
+                    hfov_deg=args.start_hfov)
     if args.threads < 0:
         raise ValueError(f'--threads must be >= 0, got {args.threads}')
     check_out(args.out, args.force)  # before the model loads: an --out mistake costs nothing
@@ -79,12 +88,17 @@ def run(args: argparse.Namespace) -> int:
     both = not (args.bag or args.mp4)
     if len(script) == 0:
         raise ValueError(f'actions file {args.actions} holds no actions: nothing to roll out')
+    from worldscape_ros.viewer.commands import RolloutView
+
+    view = RolloutView(engine, port=args.view_port) if args.view else None
     result = offline_rollout(engine, start, script, args.out, bag=args.bag or both, mp4=args.mp4 or both,
-                             storage=args.storage, window=args.window or None, force=args.force)
+                             storage=args.storage, window=args.window or None, force=args.force, on_frame=view)
     print(f'{result.frames} frames in {result.seconds:.1f} s ({result.fps:.1f} frames/s) with '
           f'{engine.config.name} ({engine.sha256[:12]})' + (' - interrupted' if result.interrupted else ''))
     for name, path in result.files.items():
         print(f'  {name}: {path}')
+    if view is not None:
+        view.hold()
     return 130 if result.interrupted else 0
 
 

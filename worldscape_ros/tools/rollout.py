@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from worldscape_ros.data.camera_adapt import fit_start, start_warnings
 from worldscape_ros.data.depth_io import load_depth
 from worldscape_ros.errors import WorldScapeError
 from worldscape_ros.fileio import atomic_write_json
@@ -96,6 +97,8 @@ class Start:
     seed: int = 0
     image: Path | None = None
     depth: Path | None = None  # the image's depth (data/depth_io.py formats); a scene start has its own
+    vfov_deg: float | None = None  # the image's camera (any size is fitted: data.camera_adapt); None: the model's
+    hfov_deg: float | None = None
 
     def __str__(self) -> str:
         return str(self.image) if self.image is not None else f'{self.kind}:{self.seed}'
@@ -127,18 +130,21 @@ def start_session(engine: Any, start: Start) -> Any:
     bgr = cv2.imread(str(start.image), cv2.IMREAD_COLOR)
     if bgr is None:
         raise ValueError(f'start image {start.image} cannot be read as an image')
-    if bgr.shape[:2] != (cfg.height, cfg.width):
-        raise ValueError(f'start image {start.image} is {bgr.shape[1]}x{bgr.shape[0]}; the model {cfg.name} '
-                         f'needs {cfg.width}x{cfg.height}')
     rgb = np.ascontiguousarray(bgr[..., ::-1])
     pose = camera_pose(BaseState(height=cfg.camera_height))
-    depth = None if start.depth is None else load_depth(start.depth, (cfg.height, cfg.width))
-    frame = engine.reset(rgb, pose, depth=depth)
+    depth = None if start.depth is None else load_depth(start.depth, bgr.shape[:2])
+    vfov = float(getattr(cfg, 'vfov_deg', 60.0))
+    fitted = fit_start(rgb, cfg.width, cfg.height, vfov, vfov_deg=start.vfov_deg, hfov_deg=start.hfov_deg,
+                       depth=depth)
+    rgb = fitted.rgb
+    frame = engine.reset(rgb, pose, fitted.K, depth=fitted.depth)
     if frame is None:  # engines that return nothing from reset: frame 0 is the start image itself
         from worldscape_ros.model.engine import Frame
 
         frame = Frame(rgb=rgb, depth=np.full(rgb.shape[:2], np.nan, np.float32), pose=pose, index=0,
                       latency_ms=0.0)
+    for note in fitted.notes + start_warnings(fitted.fit, fitted.K, vfov, frame.depth):
+        log.warning('start %s: %s', start.image, note)
     return frame
 
 
@@ -228,10 +234,12 @@ def _pose_video(frame: Any, script: ActionScript) -> np.ndarray | None:
 
 def offline_rollout(engine: Any, start: Start, script: ActionScript, out: str | Path, bag: bool = True,
                     mp4: bool = True, storage: str = 'mcap', window: int | None = 1,
-                    force: bool = False) -> RolloutResult:
+                    force: bool = False, on_frame: Callable[[Any, np.ndarray | None], None] | None = None
+                    ) -> RolloutResult:
     """Run the script from the start; write the bag, the MP4 and the contact sheet (those asked for).
     window: the rolling denoising window (1, the default: the frames the simulator node makes live; None: the
-    engine's). force: replace an earlier run's outputs in `out` (refused otherwise).
+    engine's). force: replace an earlier run's outputs in `out` (refused otherwise). on_frame(frame, hand
+    keypoints): called with frame 0 and each new frame as it is made (the web viewer: `rollout --view`).
 
     Ctrl-C (or SIGTERM) stops the rollout early: the bag is closed readable and the video holds the frames
     made so far; `interrupted` says so. A start that fails leaves nothing behind; a SIGKILL leaves a bag that
@@ -259,6 +267,8 @@ def offline_rollout(engine: Any, start: Start, script: ActionScript, out: str | 
                 recorder.start(frame)
             views.append(panel(frame.rgb, frame.depth, scale,
                                extra=np.zeros_like(frame.rgb) if script.hands is not None else None))
+            if on_frame is not None:
+                on_frame(frame, None)
             t0 = time.perf_counter()
             for i, frame in enumerate(drive(engine, script, window)):
                 if recorder is not None:
@@ -266,6 +276,8 @@ def offline_rollout(engine: Any, start: Start, script: ActionScript, out: str | 
                 result.frames += 1
                 result.latencies_ms.append(float(frame.latency_ms))
                 views.append(panel(frame.rgb, frame.depth, scale, extra=_pose_video(frame, script)))
+                if on_frame is not None:
+                    on_frame(frame, None if script.hands is None else script.hands[i])
             result.seconds = time.perf_counter() - t0
     except KeyboardInterrupt:
         result.interrupted = True
