@@ -267,3 +267,16 @@ def test_the_start_hand_stays_out_of_the_scene_memory(engine):
     render = engine.scene.render(engine._reference, K, cfg.height, cfg.width)
     centre = (cfg.height // 2, cfg.width // 2)
     assert not render.mask[centre] and render.mask[0, 0]
+
+
+@pytest.mark.parametrize('reuse, passes', [(False, 3), (True, 2)])
+def test_caching_from_the_last_step_saves_the_clean_pass(micro_config, randomize, reuse, passes):
+    sampler = micro_config.sampler.__class__(steps=2, cache_from_last_step=reuse)
+    e = WorldEngine(randomize(WorldModel(micro_config.replace(sampler=sampler)), seed=3), seed=7, window=1)
+    start(e)
+    calls = []
+    forward = e.model.dit.forward
+    e.model.dit.forward = lambda *a, **k: (calls.append(1), forward(*a, **k))[1]  # type: ignore[method-assign]
+    frames = [e.step(NavAction(vx=0.3, yaw_rate=0.5)) for _ in range(3)]
+    assert len(calls) == 3 * passes
+    assert len(e.memory) >= 2 and all(f.rgb.shape == (micro_config.height, micro_config.width, 3) for f in frames)

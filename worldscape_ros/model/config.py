@@ -89,6 +89,9 @@ class SamplerConfig:
     teacher_steps: int = 12
     shift: float = 2.0  # timestep shift: t' = s t / (1 + (s - 1) t)
     rolling_window: int = 0  # chunks denoised together at staggered levels (0: off)
+    # true: a chunk stepped alone keeps the keys, values and features of its last denoising pass instead of a
+    # separate clean pass (one DiT pass fewer per frame)
+    cache_from_last_step: bool = False
 
 
 @dataclass(frozen=True)

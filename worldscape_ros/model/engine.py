@@ -324,7 +324,10 @@ class WorldEngine:
             x = torch.cat([c.x for c in window], dim=1)  # (1, W * F, C, h, w)
             t = torch.cat([torch.full(c.x.shape[:2], times[c.level], device=self.device) for c in window], 1)
             cond = Conditioning.cat([c.cond for c in window])
-            v = self.model.dit(x, t, cond, context=context, first_frame=len(entries) * cfg.chunk_frames)
+            # the last step of a chunk stepped alone may write the cache itself (sampler.cache_from_last_step)
+            reuse = cfg.sampler.cache_from_last_step and len(window) == 1 and window[0].level == self.steps - 1
+            v = self.model.dit(x, t, cond, context=context, first_frame=len(entries) * cfg.chunk_frames,
+                               return_kv=reuse)
             x0 = x0_from_velocity(x, v.velocity.float(), t)
             F_ = cfg.chunk_frames
             for j, c in enumerate(window):
@@ -337,15 +340,20 @@ class WorldEngine:
             if window[0].level < self.steps:
                 return []
             done = window.pop(0)
+            if reuse:
+                assert v.kv is not None
+                kv = [LayerKV(layer.k.to(self.dtype), layer.v.to(self.dtype)) for layer in v.kv]
+                return self._leave(done, x0[:, :F_], entries, context, cached=(v.features, kv))
             if window:  # the clean pass attends to the context alone, with room for one chunk
                 context = self._context_kv(entries)
             return self._leave(done, x0[:, :F_], entries, context)
 
-    def _leave(self, chunk: InFlight, x0: torch.Tensor, entries: list[MemoryEntry],
-               context: list[LayerKV] | None) -> list[Frame]:
-        """5. the clean pass: cache and depth; 6. decode, and hand the chunk to memory."""
+    def _leave(self, chunk: InFlight, x0: torch.Tensor, entries: list[MemoryEntry], context: list[LayerKV] | None,
+               cached: tuple[torch.Tensor, list[LayerKV]] | None = None) -> list[Frame]:
+        """5. the clean pass (or the last step's pass, `cached`): cache and depth; 6-8. decode, form the output,
+        commit it to the scene and hand the chunk to memory."""
         cfg = self.config
-        features, kv = self._clean_pass(x0, chunk.cond, entries, context)
+        features, kv = cached if cached is not None else self._clean_pass(x0, chunk.cond, entries, context)
         depth = self.model.predict_depth(features).float()[0]  # (F, H, W)
         video = self.model.codec.decode(x0).float()[0]  # (Fv, 3, H, W): the DiT's imagination of the view
         depth_v = depth.repeat_interleave(cfg.codec.temporal_down, dim=0)  # (Fv, H, W)
