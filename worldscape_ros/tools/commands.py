@@ -50,6 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument('--seed', type=int, default=None,
                    help="sampling seed; default: the start's scene seed, as the simulator node uses its start_seed "
                    '(same start, seed and actions: the same frames)')
+    p.add_argument('--view', action='store_true',
+                   help='show the rollout live in the web viewer (worldscape play\'s page; it stays until Ctrl-C)')
+    p.add_argument('--view-port', type=int, default=8080, help='port of the web viewer (localhost; 0: a free one)')
     p.set_defaults(func=run)
 
     r = subparsers.add_parser(
@@ -85,12 +88,17 @@ def run(args: argparse.Namespace) -> int:
     both = not (args.bag or args.mp4)
     if len(script) == 0:
         raise ValueError(f'actions file {args.actions} holds no actions: nothing to roll out')
+    from worldscape_ros.viewer.commands import RolloutView
+
+    view = RolloutView(engine, port=args.view_port) if args.view else None
     result = offline_rollout(engine, start, script, args.out, bag=args.bag or both, mp4=args.mp4 or both,
-                             storage=args.storage, window=args.window or None, force=args.force)
+                             storage=args.storage, window=args.window or None, force=args.force, on_frame=view)
     print(f'{result.frames} frames in {result.seconds:.1f} s ({result.fps:.1f} frames/s) with '
           f'{engine.config.name} ({engine.sha256[:12]})' + (' - interrupted' if result.interrupted else ''))
     for name, path in result.files.items():
         print(f'  {name}: {path}')
+    if view is not None:
+        view.hold()
     return 130 if result.interrupted else 0
 
 

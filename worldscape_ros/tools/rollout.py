@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,10 +234,12 @@ def _pose_video(frame: Any, script: ActionScript) -> np.ndarray | None:
 
 def offline_rollout(engine: Any, start: Start, script: ActionScript, out: str | Path, bag: bool = True,
                     mp4: bool = True, storage: str = 'mcap', window: int | None = 1,
-                    force: bool = False) -> RolloutResult:
+                    force: bool = False, on_frame: Callable[[Any, np.ndarray | None], None] | None = None
+                    ) -> RolloutResult:
     """Run the script from the start; write the bag, the MP4 and the contact sheet (those asked for).
     window: the rolling denoising window (1, the default: the frames the simulator node makes live; None: the
-    engine's). force: replace an earlier run's outputs in `out` (refused otherwise).
+    engine's). force: replace an earlier run's outputs in `out` (refused otherwise). on_frame(frame, hand
+    keypoints): called with frame 0 and each new frame as it is made (the web viewer: `rollout --view`).
 
     Ctrl-C (or SIGTERM) stops the rollout early: the bag is closed readable and the video holds the frames
     made so far; `interrupted` says so. A start that fails leaves nothing behind; a SIGKILL leaves a bag that
@@ -265,6 +267,8 @@ def offline_rollout(engine: Any, start: Start, script: ActionScript, out: str | 
                 recorder.start(frame)
             views.append(panel(frame.rgb, frame.depth, scale,
                                extra=np.zeros_like(frame.rgb) if script.hands is not None else None))
+            if on_frame is not None:
+                on_frame(frame, None)
             t0 = time.perf_counter()
             for i, frame in enumerate(drive(engine, script, window)):
                 if recorder is not None:
@@ -272,6 +276,8 @@ def offline_rollout(engine: Any, start: Start, script: ActionScript, out: str | 
                 result.frames += 1
                 result.latencies_ms.append(float(frame.latency_ms))
                 views.append(panel(frame.rgb, frame.depth, scale, extra=_pose_video(frame, script)))
+                if on_frame is not None:
+                    on_frame(frame, None if script.hands is None else script.hands[i])
             result.seconds = time.perf_counter() - t0
     except KeyboardInterrupt:
         result.interrupted = True
