@@ -22,8 +22,8 @@ from worldscape_ros.viewer.ros_node import ViewerNode, ViewerParams  # noqa: E40
 
 
 @pytest.fixture
-def sim_and_viewer():
-    sim = Harness()
+def sim_and_viewer(request):
+    sim = Harness(getattr(request, 'param', None))
     sim.start()
     node = ViewerNode(ViewerParams(port=0), context=sim.context)
     sim.executor.add_node(node)
@@ -85,3 +85,26 @@ def test_a_service_that_is_not_there_is_said_in_the_page(sim_and_viewer):
     finally:
         other.viewer.close()
         other.destroy_node()
+
+
+@pytest.mark.parametrize('sim_and_viewer', [{'mode': 'manipulation'}], indirect=True)
+def test_in_manipulation_the_node_draws_the_hand_keypoints_and_the_pose_video(sim_and_viewer):
+    from worldscape_msgs.msg import HandKeypoints
+
+    sim, node = sim_and_viewer
+    msg = HandKeypoints()
+    msg.header.frame_id = 'camera_optical_frame'
+    msg.handedness = 'right'
+    for i, p in enumerate(msg.points):
+        p.x, p.y, p.z = 0.01 * (i % 5) - 0.02, 0.01 * (i // 5) - 0.02, 0.5
+    msg.scores = [1.0] * 20 + [0.0]  # the last point not seen
+    sim.publish(HandKeypoints, 'hand_keypoints', msg, 'hand_keypoints')
+    deadline = time.monotonic() + 10.0
+    while node._hands is None:  # the viewer's own subscription, beside the simulator's
+        assert time.monotonic() < deadline, 'the viewer never received the hand keypoints'
+        time.sleep(0.02)
+    sim.step(1)
+    wait_until(lambda: node.frames_shown == 1 and node._pose_video is not None, 'the frame with its pose video')
+    drawn = node.viewer._latest
+    assert drawn.hand_keypoints is not None
+    assert drawn.hand_keypoints[0, 2] == pytest.approx(0.5) and drawn.hand_keypoints[20, 2] == 0.0

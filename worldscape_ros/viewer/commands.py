@@ -7,7 +7,10 @@ import argparse
 import json
 import logging
 import math
+import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -127,19 +130,27 @@ def run_play(args: argparse.Namespace) -> int:
             log.warning('no page connected in %.0f s; generating anyway', args.wait_client)
         session.start_thread(args.frames)
         try:
-            while session.alive:
-                session.join(0.5)
+            with _terminate_as_interrupt():
+                while session.alive:
+                    session.join(0.5)
         except KeyboardInterrupt:
             pass
         session.stop()
         if session.error is not None:
             raise session.error
         stats = session.stats
-        figures.update(frames=stats.frames, seconds=round(stats.seconds, 3), frames_per_second=round(stats.fps, 3))
-        print(f'{stats.frames} frames in {stats.seconds:.1f} s of generation ({stats.fps:.2f} frames/s) with '
-              f'{engine.config.name}' + ('' if viewer is None else ', viewer on'))
+        cpu_ms = 1e3 * stats.cpu_seconds / max(stats.frames, 1)
+        figures.update(frames=stats.frames, seconds=round(stats.seconds, 3), frames_per_second=round(stats.fps, 3),
+                       cpu_ms_per_frame=round(cpu_ms, 2))
+        print(f'{stats.frames} frames in {stats.seconds:.1f} s of generation ({stats.fps:.2f} frames/s, '
+              f'{cpu_ms:.0f} ms of CPU a frame) with {engine.config.name}' + ('' if viewer is None else ', viewer on'))
         if viewer is not None:
             figures['viewer_pushes_per_second'] = round(viewer.stats.pushes_total / max(stats.seconds, 1e-9), 3)
+            per_frame = 1e3 * stats.viewer_seconds / max(stats.frames, 1)
+            figures['viewer_ms_per_frame'] = round(per_frame, 3)
+            figures['viewer_share'] = round(stats.viewer_seconds / max(stats.seconds, 1e-9), 4)
+            print(f'viewer: {per_frame:.1f} ms a frame in the generation loop '
+                  f'({100 * figures["viewer_share"]:.1f}% of its time)')
         if browser is not None:
             page = browser.evaluate('window.__wsPage || null')
             if page and page['count'] > 1:
@@ -162,6 +173,19 @@ def run_play(args: argparse.Namespace) -> int:
         atomic_write_json(Path(args.json), {k: (None if isinstance(v, float) and math.isnan(v) else v)
                                             for k, v in figures.items()})
     return 0
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops the session as Ctrl-C does (the figures are still printed and written)."""
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _open_browser(viewer: Any) -> Any:
@@ -192,17 +216,28 @@ def run_view(args: argparse.Namespace) -> int:
 
 
 # ---- `worldscape rollout --view` -------------------------------------------------------------------------------
-def rollout_viewer(engine: Any, host: str = '127.0.0.1', port: int = 8080) -> Any:
-    """A page that shows an offline rollout as it is made (no teleop: the script drives). Returns the
-    on_frame(frame, keypoints) callback offline_rollout takes; the page closes when the process ends."""
-    from worldscape_ros.viewer.play import frame_view
-    from worldscape_ros.viewer.viewer import WorldViewer
+class RolloutView:
+    """The page beside an offline rollout (no teleop: the script drives): offline_rollout calls it with each
+    frame (and its hand keypoints); hold() keeps the page up after the rollout until Ctrl-C."""
 
-    viewer = WorldViewer(host, port, title='WorldScape rollout')
-    print(f'viewer: {viewer.url}', flush=True)
+    def __init__(self, engine: Any, host: str = '127.0.0.1', port: int = 8080) -> None:
+        from worldscape_ros.viewer.viewer import WorldViewer
 
-    def on_frame(frame: Any, keypoints: Any = None) -> None:
-        viewer.show(frame_view(engine, frame, keypoints))
+        self.engine = engine
+        self.viewer = WorldViewer(host, port, title='WorldScape rollout')
+        print(f'viewer: {self.viewer.url}', flush=True)
 
-    on_frame.viewer = viewer  # type: ignore[attr-defined]
-    return on_frame
+    def __call__(self, frame: Any, keypoints: Any = None) -> None:
+        from worldscape_ros.viewer.play import frame_view
+
+        self.viewer.show(frame_view(self.engine, frame, keypoints))
+
+    def hold(self) -> None:
+        print(f'viewer: the rollout stays on {self.viewer.url} until Ctrl-C', flush=True)
+        try:
+            while True:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.viewer.close()

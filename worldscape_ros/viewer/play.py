@@ -47,7 +47,9 @@ def frame_view(engine: Any, frame: Any, keypoints: np.ndarray | None = None) -> 
 @dataclass
 class PlayStats:
     frames: int = 0
-    seconds: float = 0.0  # wall time spent generating (pauses excluded)
+    seconds: float = 0.0  # wall time of the loop while generating: the engine and the viewer (pauses excluded)
+    viewer_seconds: float = 0.0  # of which the viewer took (drawing each frame, in this thread)
+    cpu_seconds: float = 0.0  # CPU time of the whole process meanwhile (all threads: torch's, the page server's)
 
     @property
     def fps(self) -> float:
@@ -148,11 +150,15 @@ class PlaySession:
                 self.begin()
                 continue
             actions, keypoints = self._next_actions(command, k)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             made = self.engine.step_chunk(actions, keypoints)
-            self.stats.seconds += time.perf_counter() - t0
+            t1 = time.perf_counter()
             for frame, kp in zip(made, keypoints, strict=True):
                 self._shown(frame, kp)
+            t2 = time.perf_counter()
+            self.stats.cpu_seconds += time.process_time() - c0
+            self.stats.seconds += t2 - t0
+            self.stats.viewer_seconds += t2 - t1
             self.stats.frames += len(made)
             if frames and self.stats.frames >= frames:
                 break

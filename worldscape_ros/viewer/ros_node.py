@@ -21,6 +21,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
+from worldscape_msgs.msg import HandKeypoints
 from worldscape_msgs.srv import StepFrames
 
 from worldscape_ros.model.kinematics import NavAction
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 NODE_NAME = 'viewer'
 COMMAND_PERIOD_S = 0.2  # a held command is re-sent: the simulator stops after cmd_vel_timeout without one
 MAX_PENDING = 8  # frames (by stamp) waiting for their other half (image or depth)
+HANDS_STALE_NS = 500_000_000  # hand keypoints older than this at a frame are not drawn with it
 
 
 @dataclass
@@ -50,6 +52,7 @@ class ViewerParams:
     camera_info_topic: str = 'camera/camera_info'
     odom_topic: str = 'odom'
     pose_video_topic: str = 'debug/pose_video'
+    hand_keypoints_topic: str = 'hand_keypoints'
     cmd_vel_topic: str = 'cmd_vel'
 
 
@@ -125,6 +128,7 @@ class ViewerNode(Node):
         self._rgb: dict[int, tuple[np.ndarray, str]] = {}
         self._depth: dict[int, np.ndarray] = {}
         self._pose_video: np.ndarray | None = None
+        self._hands: tuple[int, np.ndarray] | None = None  # (stamp ns, (21, 3) optical frame; hidden: z = 0)
         self._command: NavAction | None = None
         self.commands_sent = 0
         qos = sensor_qos()
@@ -133,6 +137,7 @@ class ViewerNode(Node):
         self.create_subscription(CameraInfo, p.camera_info_topic, self._on_info, qos)
         self.create_subscription(Odometry, p.odom_topic, self._on_odom, qos)
         self.create_subscription(Image, p.pose_video_topic, self._on_pose_video, qos)
+        self.create_subscription(HandKeypoints, p.hand_keypoints_topic, self._on_hand_keypoints, qos)
         self.create_subscription(TFMessage, '/tf', self._on_tf, TF_QOS)
         self.create_subscription(TFMessage, '/tf_static', self._on_tf_static, TF_STATIC_QOS)
         self._cmd_pub = self.create_publisher(Twist, p.cmd_vel_topic, QoSProfile(
@@ -183,6 +188,22 @@ class ViewerNode(Node):
             self._pose_video = conv.image_to_rgb(msg)
         except ValueError as exc:
             self.get_logger().warning(f'pose video ignored: {exc}', throttle_duration_sec=5.0)
+
+    def _on_hand_keypoints(self, msg: HandKeypoints) -> None:
+        try:
+            points, scores = conv.hand_keypoints_to_numpy(msg)
+        except ValueError as exc:
+            self.get_logger().warning(f'hand keypoints ignored: {exc}', throttle_duration_sec=5.0)
+            return
+        points[scores <= 0] = 0.0  # not seen: the viewer draws only points in front of the camera
+        self._hands = conv.ns_from_stamp(msg.header.stamp), points
+
+    def _hands_at(self, stamp_ns: int) -> np.ndarray | None:
+        """The hand keypoints of a frame: the latest ones, unless older than HANDS_STALE_NS at the frame."""
+        hands = self._hands
+        if hands is None or stamp_ns - hands[0] > HANDS_STALE_NS:
+            return None
+        return hands[1]
 
     def _on_image(self, msg: Image) -> None:
         try:
@@ -236,7 +257,8 @@ class ViewerNode(Node):
                 continue
             with self._show_lock:  # frames reach the page one at a time, in order
                 self.viewer.show(FrameView(rgb=rgb, depth=depth, pose=pose, K=K, index=self.frames_shown + 1,
-                                           sim_time=stamp / 1e9, pose_video=self._pose_video))
+                                           sim_time=stamp / 1e9, pose_video=self._pose_video,
+                                           hand_keypoints=self._hands_at(stamp)))
                 self.frames_shown += 1
 
     # ---- page -> simulator (Controller) ----------------------------------------------------------------------

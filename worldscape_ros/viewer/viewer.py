@@ -330,9 +330,12 @@ class WorldViewer:
             else:
                 self._current.wxyz, self._current.position = wxyz, pos
                 self._current.image = view.rgb
-            if self.stats.pushes_total == 0:  # the page's camera starts behind and above the robot
-                self.server.initial_camera.look_at = pos + view.pose[:3, 2] * 1.5
-                self.server.initial_camera.position = pos - view.pose[:3, 2] * 4.0 + np.array([0.0, 0.0, 3.0])
+            if self.stats.pushes_total == 0:
+                # the page's camera starts behind and above the robot, as far as the scene in view is deep
+                valid = view.depth[np.isfinite(view.depth) & (view.depth > 0)]
+                d = float(np.clip(np.median(valid), 0.3, self.max_depth)) if valid.size else 3.0
+                self.server.initial_camera.look_at = pos + view.pose[:3, 2] * 0.6 * d
+                self.server.initial_camera.position = pos - view.pose[:3, 2] * d + np.array([0.0, 0.0, 1.6 * d])
             self._push_hand(view)
             self.stats.pushes.append(now)
             self.stats.pushes_total += 1
@@ -359,13 +362,13 @@ class WorldViewer:
         h, w = view.rgb.shape[:2]
         node = self.server.scene.add_camera_frustum(
             f'/trajectory/k{view.index}', fov=geo.vertical_fov(view.K, h), aspect=w / h, scale=self.frustum_scale,
-            color=TRAIL_COLOR, wxyz=wxyz, position=pos, thickness=0.008)
+            color=TRAIL_COLOR, wxyz=wxyz, position=pos, thickness=0.012)
         self._trail_nodes.append(node)
         while len(self._trail_nodes) > self.trail.max_keyframes:
             self._trail_nodes.popleft().remove()
         if len(self._path) >= 2:
             self._path_node = self.server.scene.add_line_segments(
-                '/trajectory/path', geo.path_segments(np.stack(self._path)), CURRENT_COLOR, thickness=0.01)
+                '/trajectory/path', geo.path_segments(np.stack(self._path)), CURRENT_COLOR, thickness=0.02)
 
     def _push_cloud(self, view: FrameView) -> None:
         self.cloud.merge()
@@ -373,7 +376,7 @@ class WorldViewer:
         with self.server.atomic():
             if len(self.cloud):
                 self._cloud_node = scene.add_point_cloud('/scene/cloud', self.cloud.points, self.cloud.colors,
-                                                         point_size=self.cloud.voxel * 1.2, point_shape='square',
+                                                         point_size=self.cloud.voxel * 0.8, point_shape='square',
                                                          point_shading='flat')
             mem = view.memory
             text = f'scene cloud: {len(self.cloud):,} points ({self.cloud.voxel * 100:g} cm voxels)'
