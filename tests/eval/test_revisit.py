@@ -38,7 +38,7 @@ def test_revisit_scores_are_perfect_on_ground_truth(spin):
     s = revisit_scores(spin['rgb'], spin['rgb'], unseen, return_pairs(spin['poses']))
     assert s['return_unseen_psnr'] == 100.0 and s['revisit_psnr'] == 100.0
     assert s['revisit_ssim'] == pytest.approx(1.0, abs=1e-6)
-    assert 0.1 < s['return_unseen_fraction'] < 1 and s['revisit_pairs'] > 5  # early returns see the start's view
+    assert 0.1 < s['return_unseen_fraction'] < 1 and s['unseen_pairs'] > 5  # early returns see the start's view
 
 
 def test_a_frozen_frame_agrees_with_itself_but_not_with_the_truth(spin):
@@ -67,7 +67,7 @@ def test_a_system_that_forgets_scores_low_consistency_and_one_that_remembers_sco
 def test_no_revisit_of_unseen_places_gives_nan_and_bad_poses_are_refused(spin):
     unseen = np.zeros(spin['rgb'].shape[:3], bool)
     s = revisit_scores(spin['rgb'], spin['rgb'], unseen, return_pairs(spin['poses']))
-    assert s['revisit_pairs'] == 0 and math.isnan(s['revisit_psnr']) and math.isnan(s['return_unseen_psnr'])
+    assert s['unseen_pairs'] == 0 and math.isnan(s['revisit_psnr']) and math.isnan(s['return_unseen_psnr'])
     with pytest.raises(ValueError, match=r'poses must be \(T, 4, 4\)'):
         return_pairs(np.eye(4))
     with pytest.raises(ValueError, match='min_gap must be at least 1'):

@@ -133,7 +133,7 @@ def test_revisit_figures_appear_for_a_turn_that_comes_round_again(render_walk):
     gt = _room_truth(walk, SPIN)
     frozen = score(scenario, gt, roll_out(RepeatFirstFrame(), gt, scenario))['summary']
     truth = score(scenario, gt, Rollout(gt.rgb, gt.depth, gt.poses, np.zeros(0)))['summary']
-    assert truth['revisit_pairs'] == frozen['revisit_pairs'] > 5
+    assert truth['unseen_pairs'] == frozen['unseen_pairs'] > 5
     assert truth['return_unseen_psnr'] == 100.0 and truth['revisit_ssim'] == pytest.approx(1.0, abs=1e-6)
     assert frozen['revisit_psnr'] == 100.0 and frozen['return_unseen_psnr'] < 20
 

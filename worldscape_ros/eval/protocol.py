@@ -1,7 +1,8 @@
 """The protocol every system under test implements (the world engine and the baselines).
 
 `Frame` comes from the engine (model/engine.py) once it exists; until then an identical stand-in keeps the
-evaluation importable and testable on the baselines.
+evaluation importable and testable on the baselines. `reset` may return frame 0: the start frame with the depth
+the system works from (given, or, for an RGB-only start, its own prediction), which `--rgb-only` scores.
 """
 
 from __future__ import annotations

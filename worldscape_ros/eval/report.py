@@ -47,7 +47,7 @@ TABLE_ROWS = (
     ('revisit_psnr', 'second look vs first, unseen pixels: PSNR dB', 'higher'),
     ('revisit_ssim', 'second look vs first, unseen pixels: SSIM', 'higher'),
     ('return_unseen_fraction', 'unseen part of return frames', '-'),
-    ('revisit_pairs', 'revisit pairs scored per scenario', '-'),
+    ('unseen_pairs', 'revisit pairs scored on unseen pixels, per scenario', '-'),
     ('idle_ssim', 'idle SSIM frame 100 vs 1', 'higher'),
     ('hand_iou', 'hand mask IoU', 'higher'),
     ('object_error_px', 'object position error px', 'lower'),

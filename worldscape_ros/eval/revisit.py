@@ -56,7 +56,7 @@ def revisit_scores(gen: np.ndarray, truth: np.ndarray, unseen: np.ndarray,
     `return_pairs`. Pairs whose return frame has under MIN_FRACTION unseen are left out; NaN: none left."""
     unseen = np.asarray(unseen, bool)
     kept = [(i, j) for i, j in pairs if unseen[j].mean() >= MIN_FRACTION]
-    out = {'revisit_pairs': float(len(kept)), 'return_unseen_psnr': math.nan, 'revisit_psnr': math.nan,
+    out = {'unseen_pairs': float(len(kept)), 'return_unseen_psnr': math.nan, 'revisit_psnr': math.nan,
            'revisit_ssim': math.nan, 'return_unseen_fraction': math.nan}
     if not kept:
         return out
