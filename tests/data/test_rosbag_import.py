@@ -434,3 +434,23 @@ def test_a_recorder_bag_of_the_running_simulator_imports_with_its_poses_and_intr
     print(f'recorder bag of the live simulator: {got.num_frames} frames, max pose error {trans:.2e} m, '
           f'{rot:.2e} deg, K {k_err:.1e}')
     assert got.num_frames == len(rows) and trans < 1e-6 and rot < 1e-4 and k_err < 1e-9
+
+
+@pytest.mark.slow
+def test_imported_episodes_without_depth_fine_tune_on_flow_matching_alone(tmp_path, episode, caplog):
+    from worldscape_ros.train.config import load_train_config
+    from worldscape_ros.train.loop import train
+
+    bag = write_bag(tmp_path / 'bag', episode.rgb, episode.poses, episode.intrinsics, stamps_of(12),
+                    depth=episode.depth)
+    import_bag(bag, tmp_path / 'eps', options(depth_topic=''))  # an RGB camera
+    cfg = load_train_config(str(Path(__file__).resolve().parents[2] / 'models' / 'finetune-tiny.yaml'))
+    cfg = cfg.replace_in('data', root=str(tmp_path / 'eps'), batch_size=2)
+    cfg = cfg.replace_in('run', out=str(tmp_path / 'run'), steps=2, log_every=1, save_every=0, progress=False,
+                         precision='fp32')
+    with caplog.at_level('INFO'):
+        summary = train(cfg)
+    assert summary.steps == 2 and summary.final.is_file()
+    assert '1 of 1 episodes have no depth' in caplog.text
+    header = (tmp_path / 'run' / 'metrics.csv').read_text().splitlines()[0].split(',')
+    assert 'fm' in header and 'depth' not in header and 'render' not in header
