@@ -238,8 +238,9 @@ def hole_psnr(refiner: Refiner, traces: Traces, limit: int = 64) -> tuple[float,
     """Pooled PSNR over the hole pixels of up to `limit` held-out samples: the refiner's and the smooth fill's."""
     refiner.eval()
     se_r, se_f, n = 0.0, 0.0, 0
-    for i in range(0, min(limit, len(traces)), 32):
-        x, y, _ = traces.batch(torch.arange(i, min(i + 32, limit, len(traces))))
+    picks = torch.linspace(0, len(traces) - 1, min(limit, len(traces))).round().long()  # spread over all shards
+    for i in range(0, len(picks), 32):
+        x, y, _ = traces.batch(picks[i:i + 32])
         hole = (x[:, 3] < 0.5)[:, None].expand(-1, 3, -1, -1)
         se_r += float(((refiner(x) - y) ** 2)[hole].sum())
         se_f += float(((x[:, 5:8] - y) ** 2)[hole].sum())
