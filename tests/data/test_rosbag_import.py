@@ -333,6 +333,11 @@ def test_transform_buffer_interpolates_links_and_composes_chains():
         tf.lookup('map', 'cam', 2 * SEC)
     with pytest.raises(BagImportError, match='two parents'):
         tf.add('map', 'base', 0, np.eye(4), static=True)
+    # a static link re-sent later (the simulator's mount when the camera pitches) holds from its stamp on
+    pitched = base_to_camera_link(BaseState(pitch=0.3, height=1.0)) @ LINK_OPTICAL
+    tf.add('base', 'cam', SEC // 2, pitched, static=True)
+    np.testing.assert_allclose(tf.lookup('base', 'cam', SEC // 4), LINK_OPTICAL, atol=1e-12)
+    np.testing.assert_allclose(tf.lookup('base', 'cam', SEC), pitched, atol=1e-12)
 
 
 def test_quaternion_helpers_invert_each_other_and_slerp_ends_at_its_ends():

@@ -184,13 +184,14 @@ def stamp_ns(stamp: Any) -> int:
 
 
 class TransformBuffer:
-    """A TF tree recorded in a bag: static links hold at every time, moving links are interpolated (never
-    extrapolated past EXTRAPOLATION_NS), and a lookup names the link and time of any gap."""
+    """A TF tree recorded in a bag: static links hold from their stamp until re-sent (the simulator re-sends its
+    camera mount when the camera pitches; before its first stamp the first one holds), moving links are
+    interpolated (never extrapolated past EXTRAPOLATION_NS), and a lookup names the link and time of any gap."""
 
     def __init__(self, max_gap_ns: int) -> None:
         self.max_gap_ns = max_gap_ns
         self.parent: dict[str, str] = {}
-        self.static: dict[str, np.ndarray] = {}  # child -> parent_T_child
+        self.static: dict[str, list[tuple[int, np.ndarray]]] = {}  # child -> [(stamp, parent_T_child)], sorted
         self._samples: dict[str, list[tuple[int, np.ndarray]]] = {}  # child -> [(stamp, parent_T_child)]
         self._arrays: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
@@ -201,7 +202,9 @@ class TransformBuffer:
                                  'a TF tree gives each frame one parent (REP-105)')
         self.parent[child] = parent
         if static:
-            self.static[child] = T
+            samples = self.static.setdefault(child, [])
+            samples.append((ns, T))
+            samples.sort(key=lambda s: s[0])
         else:
             self._samples.setdefault(child, []).append((ns, T))
             self._arrays.pop(child, None)
@@ -227,7 +230,9 @@ class TransformBuffer:
     def link(self, child: str, ns: int) -> np.ndarray:
         """parent_T_child at time ns."""
         if child in self.static:
-            return self.static[child]
+            samples = self.static[child]
+            k = int(np.searchsorted([s[0] for s in samples], ns, side='right'))
+            return samples[max(k - 1, 0)][1]
         stamps, trans, quats = self._edge(child)
         i = int(np.searchsorted(stamps, ns))
         what = f'TF {self.parent[child]} -> {child}'
