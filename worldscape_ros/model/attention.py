@@ -23,16 +23,6 @@ def block_causal_mask(chunk_q: torch.Tensor, chunk_k: torch.Tensor) -> torch.Ten
     return chunk_k[None, :] <= chunk_q[:, None]
 
 
-def flex_block_causal_mask(chunk_q: torch.Tensor, chunk_k: torch.Tensor) -> Any:
-    """The same mask as a FlexAttention BlockMask (CUDA only)."""
-    from torch.nn.attention.flex_attention import create_block_mask
-
-    def mask_mod(b: Any, h: Any, q_idx: Any, kv_idx: Any) -> Any:
-        return chunk_k[kv_idx] <= chunk_q[q_idx]
-
-    return create_block_mask(mask_mod, None, None, chunk_q.numel(), chunk_k.numel(), device=chunk_q.device)
-
-
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Any = None,
               backend: str = 'auto') -> torch.Tensor:
     """q (B, H, Nq, d), k and v (B, H, Nk, d) -> (B, H, Nq, d).

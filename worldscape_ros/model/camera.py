@@ -46,11 +46,6 @@ def check_intrinsics(K: np.ndarray | torch.Tensor, name: str = 'intrinsics') -> 
         raise ValueError(f'{name} focal lengths must be positive')
 
 
-def relative_poses(c2w: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Express poses (..., 4, 4) in the reference camera's frame, so the world origin does not leak in."""
-    return torch.linalg.inv(reference) @ c2w
-
-
 def pixel_grid(height: int, width: int, device: torch.device | None = None,
                dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Homogeneous pixel centres (H, W, 3): [u + 0.5, v + 0.5, 1]."""

@@ -161,11 +161,6 @@ def pose_video(keypoints2d: torch.Tensor, visible: torch.Tensor, height: int, wi
     return video
 
 
-def empty_pose_video(frames: int, height: int, width: int) -> torch.Tensor:
-    """The pose video of absent hands: all zero, (T, 3, H, W) float32."""
-    return torch.zeros(frames, 3, height, width)
-
-
 FINGER_WIDTH_M = 0.02  # a finger's width, for the hand's image footprint
 
 
