@@ -224,6 +224,8 @@ def test_when_every_recovery_fails_the_node_goes_through_error_processing_and_ca
         assert logged.matching('leaving the active state through error processing')
         assert logged.matching('error processing: step failed (RuntimeError: injected failure')
         assert h.node.engine is None
+        reset = h.call(Trigger, '/simulator/reset')  # the services still answer, and say why they cannot
+        assert not reset.success and reset.message == 'not configured'
         del patch, h.node._reset_engine
         assert h.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert h.node.trigger_activate() == TransitionCallbackReturn.SUCCESS

@@ -320,10 +320,10 @@ class SimulatorNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """ErrorProcessing: stop, free the model and the interfaces; the node goes back to unconfigured, from
-        where configure and activate start it afresh."""
+        """ErrorProcessing: stop and free the model; the node goes back to unconfigured, from where configure and
+        activate start it afresh. The services stay, so requests in flight get their answer and later ones hear
+        that the node is not configured (configure replaces them)."""
         self._stop_thread('the node is in error processing')
-        self._destroy_interfaces()
         self.engine = None
         self.get_logger().error(f'error processing: {self._fault or "a transition failed"}; the node is '
                                 'unconfigured now (configure and activate it to start again)')
@@ -392,6 +392,7 @@ class SimulatorNode(LifecycleNode):
             self.engine.start_from_scene(p.start_seed, p.start_scene)
 
     def _create_interfaces(self) -> None:
+        self._destroy_interfaces()  # those an error left behind
         p = self.params
         q = sensor_qos(p.qos_depth)
         self._pub_image = self.create_publisher(Image, p.image_topic, q)
