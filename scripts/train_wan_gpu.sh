@@ -15,7 +15,7 @@
 #       (docs/episode_format.md); unset: synthetic episodes rendered by worldscape datagen at 832x480.
 # environment: PY (python), DEVICE (cuda), NPROC (GPUs, default: all visible), OUT (runs/ws-wan-1.3b),
 #              TEACHER_MIN, CAUSAL_MIN, DISTILL_MIN (wall-time budgets), TEXT_EMBEDDING (see import-wan --help),
-#              RESUME=1
+#              RESUME=1, BENCH_CHUNKS=N (stream N chunks of the imported model first: frames/s, memory)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python3}
@@ -25,15 +25,22 @@ ws() { "$PY" -m worldscape_ros.cli "$@"; }
 
 if [[ ${SMOKE:-0} == 1 ]]; then
     OUT=${OUT:-runs/ws-wan-smoke}; BASE=ws-wan-tiny; MODEL=models/ws-wan-tiny.yaml; SIZE=64x64; NPROC=${NPROC:-1}
-    WAN=${WAN:-random}; REFERENCE=tiny; LIMIT=(--steps 2 --batch-size 1 --no-progress)
+    WAN=${WAN:-random}; REFERENCE=tiny; LIMIT=(--steps 2 --batch-size 1 --no-progress); BENCH_DTYPE=float32
     EPISODES=(2 1); FRAMES=24
 else
     OUT=${OUT:-runs/ws-wan-1.3b}; BASE=ws-1.3b; MODEL=models/ws-wan-1.3b.yaml; SIZE=832x480
     NPROC=${NPROC:-$("$PY" -c 'import torch; print(max(torch.cuda.device_count(), 1))')}
     WAN=${WAN:?set WAN to a Wan2.1-T2V-1.3B diffusers folder, or WAN=random}; REFERENCE=1.3b; LIMIT=(--no-progress)
+    BENCH_DTYPE=bfloat16
     EPISODES=(${NAV_EPISODES:-200} ${MANIP_EPISODES:-50}); FRAMES=48
 fi
 mkdir -p "$OUT/configs"
+if ! "$PY" -c 'import diffusers' 2>/dev/null; then
+    echo "train_wan_gpu.sh: diffusers is not installed for $PY (the Wan VAE runs on it). Offline: 'pip download" \
+         "diffusers==0.42.1 huggingface_hub regex importlib_metadata -d wheels' where a registry is reachable," \
+         "then 'pip install --no-index --find-links wheels diffusers' here." >&2
+    exit 2
+fi
 
 if [[ -z ${DATA:-} ]]; then
     DATA=$OUT/data
@@ -72,6 +79,11 @@ train() {  # train VERB NAME CONFIG MINUTES [args]: one stage, on NPROC processe
     "${launch[@]}" "$verb" --config "$OUT/configs/$name.yaml" --data "$DATA" --out "$OUT/$name" --device "$DEVICE" \
         --max-minutes "$minutes" ${RESUME:+--resume} "${LIMIT[@]}" "$@"
 }
+if (( ${BENCH_CHUNKS:-0} > 0 )); then  # streaming speed of the imported model: frames/s, latency, cache bytes
+    stamp "bench: $BENCH_CHUNKS chunks of the imported model on $DEVICE"
+    ws bench --config "$MODEL" --checkpoint "$IMPORTED" --device "$DEVICE" --chunks "$BENCH_CHUNKS" --no-speedup \
+        --dtype "$BENCH_DTYPE" --json "$OUT/bench.json"
+fi
 train train teacher models/train-wan-teacher-1.3b.yaml "${TEACHER_MIN:-240}" --init "$IMPORTED"
 train train causal models/train-wan-causal-1.3b.yaml "${CAUSAL_MIN:-120}" --init "$IMPORTED"
 train distill distill models/distill-wan-1.3b.yaml "${DISTILL_MIN:-240}" --init "$OUT/causal/final.safetensors" \
