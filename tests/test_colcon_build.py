@@ -10,6 +10,7 @@ FACTS.md): what `ros2 launch` would resolve is resolved here by hand from the in
 from __future__ import annotations
 
 import ast
+import fcntl
 import json
 import os
 import select
@@ -46,15 +47,21 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope='module')
 def install(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp('colcon')
-    venv = Path(sys.prefix)
-    t0 = time.perf_counter()
-    proc = subprocess.run(['bash', str(REPO / 'scripts' / 'colcon_build.sh'), '--base', str(base)],
-                          env=clean_env(VENV=str(venv)), cwd=base, capture_output=True, text=True,
-                          timeout=BUILD_TIMEOUT_S)
-    seconds = time.perf_counter() - t0
-    assert proc.returncode == 0, f'colcon build failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}'
-    print(f'colcon build of ros2_ws: {seconds:.1f} s')
+    """One build per test run: xdist workers share it (the first builds, under a file lock, the others wait)."""
+    worker = os.environ.get('PYTEST_XDIST_WORKER')
+    shared = tmp_path_factory.getbasetemp().parent if worker else tmp_path_factory.getbasetemp()
+    base = shared / 'colcon'
+    base.mkdir(exist_ok=True)
+    with open(shared / 'colcon.lock', 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (base / 'built').is_file():
+            t0 = time.perf_counter()
+            proc = subprocess.run(['bash', str(REPO / 'scripts' / 'colcon_build.sh'), '--base', str(base)],
+                                  env=clean_env(VENV=str(Path(sys.prefix))), cwd=base, capture_output=True,
+                                  text=True, timeout=BUILD_TIMEOUT_S)
+            assert proc.returncode == 0, f'colcon build failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}'
+            print(f'colcon build of ros2_ws: {time.perf_counter() - t0:.1f} s')
+            (base / 'built').touch()
     return base / 'install'
 
 
