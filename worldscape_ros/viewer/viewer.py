@@ -111,7 +111,7 @@ class WorldViewer:
     def __init__(self, host: str = '127.0.0.1', port: int = 8080, controller: Controller | None = None,
                  limits: Limits | None = None, title: str = 'WorldScape', image_rate: float = 30.0,
                  cloud_period: float = 1.0, max_depth: float = 10.0, voxel: float = 0.05,
-                 max_points: int = 200_000, frustum_scale: float = 0.25) -> None:
+                 max_points: int = 200_000, frustum_scale: float | None = None) -> None:
         import viser
 
         if not image_rate > 0:
@@ -127,7 +127,9 @@ class WorldViewer:
         self.image_period = 1.0 / image_rate
         self.cloud_period = cloud_period
         self.max_depth = max_depth
-        self.frustum_scale = frustum_scale
+        self._given_scale = frustum_scale  # None: sized by the first frame's depth
+        self.frustum_scale = frustum_scale or 0.25
+        self._framed = False
         self.cloud = geo.VoxelCloud(voxel, max_points)
         self.trail = geo.KeyframeTrail()
         self.stats = ViewerStats()
@@ -282,6 +284,7 @@ class WorldViewer:
         """Forget the trajectory and the cloud (a reset starts a new scene)."""
         self.cloud.clear()
         self.trail.clear()
+        self._framed = False
         self._path.clear()
         while self._trail_nodes:
             self._trail_nodes.popleft().remove()
@@ -294,6 +297,8 @@ class WorldViewer:
         """Draw a frame (called by the source for each frame it makes; cheap unless an update is due)."""
         now = time.monotonic()
         with self._lock:
+            if not self._framed:
+                self._frame_scene(view)
             self._latest = view
             self.stats.frames.append(now)
             self.stats.frames_total += 1
@@ -311,6 +316,19 @@ class WorldViewer:
             if now - self._last_cloud >= self.cloud_period:
                 self._last_cloud = now
                 self._push_cloud(view)
+
+    def _frame_scene(self, view: FrameView) -> None:
+        """Size the frustums and place the page's camera (behind, above and beside the robot) by how deep the
+        first frame's scene is: a room and a table top both fill the view."""
+        valid = view.depth[np.isfinite(view.depth) & (view.depth > 0)]
+        d = float(np.clip(np.median(valid), 0.3, self.max_depth)) if valid.size else 3.0
+        if self._given_scale is None:
+            self.frustum_scale = float(np.clip(0.08 * d, 0.03, 0.25))
+        pos, fwd = view.pose[:3, 3], view.pose[:3, 2]
+        left = np.cross(np.array([0.0, 0.0, 1.0]), fwd)
+        self.server.initial_camera.look_at = pos + fwd * 0.6 * d
+        self.server.initial_camera.position = pos - fwd * d + left * 0.5 * d + np.array([0.0, 0.0, 1.4 * d])
+        self._framed = True
 
     def _push_frame(self, view: FrameView, now: float) -> None:
         scene = self.server.scene
@@ -330,12 +348,6 @@ class WorldViewer:
             else:
                 self._current.wxyz, self._current.position = wxyz, pos
                 self._current.image = view.rgb
-            if self.stats.pushes_total == 0:
-                # the page's camera starts behind and above the robot, as far as the scene in view is deep
-                valid = view.depth[np.isfinite(view.depth) & (view.depth > 0)]
-                d = float(np.clip(np.median(valid), 0.3, self.max_depth)) if valid.size else 3.0
-                self.server.initial_camera.look_at = pos + view.pose[:3, 2] * 0.6 * d
-                self.server.initial_camera.position = pos - view.pose[:3, 2] * d + np.array([0.0, 0.0, 1.6 * d])
             self._push_hand(view)
             self.stats.pushes.append(now)
             self.stats.pushes_total += 1
