@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
 from worldscape_ros.cli import main
@@ -300,3 +302,25 @@ def test_import_check_runs_diffusers_on_the_same_tensors_and_refuses_a_differenc
     with pytest.raises(WanImportError, match='differs from diffusers.* by 0.5.*nothing written'):
         import_wan(reference, 'ws-wan-tiny', tmp_path / 'b.safetensors', check=True)
     assert not (tmp_path / 'b.safetensors').exists()
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3), max_leaves=4)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(config=st.fixed_dictionaries({'_class_name': st.sampled_from(['WanTransformer3DModel', 'WanModel', 'Other'])},
+                                    optional={k: _json_values for k in (
+                                        'num_attention_heads', 'attention_head_dim', 'num_layers', 'ffn_dim',
+                                        'patch_size', 'in_channels', 'out_channels', 'dim', 'num_heads',
+                                        'model_type', 'qk_norm', 'image_dim', 'eps')}))
+def test_any_transformer_config_is_imported_or_refused_with_an_import_error(reference, tmp_path, config):
+    folder = tmp_path / 'pipe'
+    if not folder.exists():
+        shutil.copytree(reference, folder)
+    (folder / 'transformer' / 'config.json').write_text(json.dumps(config))
+    try:
+        import_wan(folder, 'ws-wan-tiny', tmp_path / 'm.safetensors')
+    except WanImportError:
+        pass

@@ -114,3 +114,17 @@ def test_a_bad_vae_folder_is_refused_with_its_reason(vae_folder, tmp_path):
     codec = WanCodec(load_config('ws-wan-tiny'))
     with pytest.raises(WanImportError, match="'decoder.conv_out.weight' has shape"):
         load_wan_vae(codec, *read_wan_vae(folder))
+
+
+def test_a_vae_of_other_latent_channels_than_the_transformer_is_refused(tmp_path):
+    from worldscape_ros.model.wan import import_wan
+
+    pipe = write_reference(tmp_path / 'pipe', 'tiny')
+    config = json.loads((pipe / 'vae' / 'config.json').read_text())
+    (pipe / 'vae' / 'config.json').write_text(json.dumps({**config, 'z_dim': 8, 'latents_mean': [0.0] * 8,
+                                                          'latents_std': [1.0] * 8}))
+    with pytest.raises(WanImportError, match='the Wan VAE has 8 latent channels, the transformer takes 4'):
+        import_wan(pipe, 'ws-wan-tiny', tmp_path / 'm.safetensors')
+    (pipe / 'vae' / 'config.json').write_text(json.dumps({**config, 'latents_std': [1.0, 0.0, 1.0, 1.0]}))
+    with pytest.raises(WanImportError, match='latents_std must be positive'):
+        read_wan_vae(pipe / 'vae')

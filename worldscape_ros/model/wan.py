@@ -325,6 +325,14 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
 
 def wan_architecture(folder: str | Path, cfg: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The layout and the transformer's shape from config.json; refuses what is not a text-to-video Wan2.1."""
+    try:
+        return _parse_architecture(folder, cfg)
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:  # a value missing or of the wrong type
+        raise WanImportError(f'{folder}/config.json: missing or malformed setting ({type(exc).__name__}: {exc})') \
+            from None
+
+
+def _parse_architecture(folder: str | Path, cfg: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     cls = cfg.get('_class_name', '')
     if cls == 'WanTransformer3DModel':
         unsupported = {k: cfg.get(k) for k in ('image_dim', 'added_kv_proj_dim', 'pos_embed_seq_len')
@@ -428,6 +436,9 @@ def wan_model_config(base: ModelConfig, arch: dict[str, Any], vae: dict[str, Any
     dit = replace(d, layout='wan', freq_dim=arch['freq_dim'], text_dim=arch['text_dim'], qk_norm=True)
     codec = base.codec
     if vae is not None:
+        if vae['z_dim'] != arch['in_channels']:
+            raise WanImportError(f'the Wan VAE has {vae["z_dim"]} latent channels, the transformer takes '
+                                 f'{arch["in_channels"]}')
         codec = replace(codec, kind='wan', latent_channels=vae['z_dim'], width=vae['base_dim'],
                         dim_mult=tuple(vae['dim_mult']), res_blocks=vae['num_res_blocks'],
                         spatial_down=2 ** (len(vae['dim_mult']) - 1), temporal_down=4)

@@ -158,14 +158,23 @@ def read_wan_vae(path: str | Path) -> tuple[dict[str, Any], dict[str, Path]]:
     if cfg.get('is_residual') or cfg.get('patch_size') or cfg.get('attn_scales') or cfg.get('decoder_base_dim'):
         raise WanImportError(f'{folder}: a Wan2.2-style VAE (residual, patchified or with attention scales); the '
                              'world model takes the Wan2.1 VAE')
-    if list(cfg.get('temperal_downsample', [False, True, True])) != [False, True, True]:
+    if cfg.get('temperal_downsample', [False, True, True]) != [False, True, True]:
         raise WanImportError(f'{folder}: temperal_downsample {cfg.get("temperal_downsample")}; the Wan2.1 VAE has '
                              '[false, true, true] (4 frames per latent frame)')
-    arch: dict[str, Any] = {'base_dim': int(cfg.get('base_dim', 96)), 'z_dim': int(cfg.get('z_dim', 16)),
-            'dim_mult': [int(m) for m in cfg.get('dim_mult', [1, 2, 4, 4])],
-            'num_res_blocks': int(cfg.get('num_res_blocks', 2)),
-            'latents_mean': [float(v) for v in cfg.get('latents_mean', [])],
-            'latents_std': [float(v) for v in cfg.get('latents_std', [])]}
+    try:
+        arch: dict[str, Any] = {'base_dim': int(cfg.get('base_dim', 96)), 'z_dim': int(cfg.get('z_dim', 16)),
+                                'dim_mult': [int(m) for m in cfg.get('dim_mult', [1, 2, 4, 4])],
+                                'num_res_blocks': int(cfg.get('num_res_blocks', 2)),
+                                'latents_mean': [float(v) for v in cfg.get('latents_mean', [])],
+                                'latents_std': [float(v) for v in cfg.get('latents_std', [])]}
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise WanImportError(f'{folder}/config.json: malformed setting ({type(exc).__name__}: {exc})') from None
+    if arch['z_dim'] < 1 or arch['base_dim'] < 1 or arch['num_res_blocks'] < 1 or len(arch['dim_mult']) != 4 \
+            or min(arch['dim_mult']) < 1:
+        raise WanImportError(f'{folder}/config.json: z_dim {arch["z_dim"]}, base_dim {arch["base_dim"]}, dim_mult '
+                             f'{arch["dim_mult"]}, num_res_blocks {arch["num_res_blocks"]}: not a Wan2.1 VAE shape')
+    if min(arch['latents_std'], default=1.0) <= 0:
+        raise WanImportError(f'{folder}/config.json: latents_std must be positive, got {arch["latents_std"]}')
     for key in ('latents_mean', 'latents_std'):
         if len(arch[key]) != arch['z_dim']:
             raise WanImportError(f'{folder}/config.json: {key} has {len(arch[key])} values for z_dim {arch["z_dim"]}')
