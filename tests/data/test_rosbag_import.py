@@ -87,7 +87,8 @@ LINK_OPTICAL[:3, :3] = R_LINK_OPTICAL
 def write_bag(path: Path, rgb: np.ndarray, poses: np.ndarray, K: np.ndarray, stamps: np.ndarray, *,
               depth: np.ndarray | None = None, encoding: str = 'rgb8', depth_encoding: str = '32FC1',
               storage: str = 'mcap', tf_stamps: np.ndarray | None = None, tf_poses: np.ndarray | None = None,
-              camera_info: bool = True, odometry: bool = False, static_mount: bool = True) -> Path:
+              camera_info: bool = True, odometry: bool = False, static_mount: bool = True,
+              depth_topic: str = '/camera/depth/image_raw') -> Path:
     """A bag like a robot's: the camera's images and camera_info, odom -> base_link on /tf (or /odom),
     base_link -> camera_link -> camera_optical_frame on /tf_static. The base pose is the camera pose with the
     mount taken off, so the chain composes back to `poses`."""
@@ -120,13 +121,13 @@ def write_bag(path: Path, rgb: np.ndarray, poses: np.ndarray, K: np.ndarray, sta
         if camera_info:
             bag.add_topic('/camera/camera_info', 'sensor_msgs/msg/CameraInfo')
         if depth is not None:
-            bag.add_topic('/camera/depth/image_raw', 'sensor_msgs/msg/Image')
+            bag.add_topic(depth_topic, 'sensor_msgs/msg/Image')
         for t, ns in enumerate(stamps):
             bag.write(topic, int(ns), colour_msg(rgb[t], int(ns), encoding)[1])
             if camera_info:
                 bag.write('/camera/camera_info', int(ns), M.camera_info(K, w, h, int(ns)))
             if depth is not None:
-                bag.write('/camera/depth/image_raw', int(ns), depth_msg(depth[t], int(ns), depth_encoding))
+                bag.write(depth_topic, int(ns), depth_msg(depth[t], int(ns), depth_encoding))
     return path
 
 
@@ -209,6 +210,14 @@ def test_every_colour_encoding_decodes_to_the_same_frames(tmp_path, episode, enc
         assert 10 * math.log10(255 ** 2 / np.mean(err ** 2)) > 30
     else:
         assert not err.any()
+
+
+def test_the_only_depth_topic_is_found_when_it_is_not_beside_the_images(tmp_path, episode):
+    bag = write_bag(tmp_path / 'bag', episode.rgb, episode.poses, episode.intrinsics, stamps_of(12),
+                    depth=episode.depth, depth_topic='/camera/aligned_depth_to_color/image_raw')
+    got = read_episode(import_bag(bag, tmp_path / 'out', options()).episodes[0])
+    assert got.meta['depth_topic'] == '/camera/aligned_depth_to_color/image_raw' and got.meta['has_depth']
+    np.testing.assert_allclose(got.depth, episode.depth, atol=5e-4, equal_nan=True)
 
 
 def test_16uc1_millimetre_depth_reads_as_metres_and_zero_as_unknown(tmp_path, episode):

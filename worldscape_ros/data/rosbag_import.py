@@ -479,6 +479,13 @@ def import_bag(bag: str | Path, out: str | Path, options: ImportOptions) -> Impo
                     if conns.get(candidate) in (IMAGE, COMPRESSED):
                         depth_topic = candidate
                         break
+                else:  # e.g. /camera/aligned_depth_to_color/image_raw beside /camera/color/image_raw
+                    depths = sorted(t for t, ty in conns.items() if ty == IMAGE and 'depth' in t)
+                    if len(depths) == 1:
+                        depth_topic = depths[0]
+                    elif depths:
+                        result.notes.append(f'several depth topics ({", ".join(depths)}): imported without depth; '
+                                            'choose one with --depth-topic')
             else:
                 _pick_topic(conns, (IMAGE, COMPRESSED), 'depth', depth_topic)
         tf_topics = [t for t, ty in conns.items() if ty == TF_MESSAGE]
