@@ -244,6 +244,10 @@ class ModelConfig:
             for key, default in defaults.items():
                 if d[section][key] == default:
                     del d[section][key]
+        # So are the scene memory and the refiner, for the same reason.
+        for section, default_section in (('scene', SceneConfig()), ('refiner', RefinerConfig())):
+            if getattr(self, section) == default_section:
+                del d[section]
         return d
 
     @classmethod

@@ -153,10 +153,10 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def fingerprint(self) -> str:
-        """What a resume file must match: the stage and the model's architecture. The sampler and memory
-        sections change no tensor (steps, rolling window, cache levels): a run may continue with other ones, as
+        """What a resume file must match: the stage and the model's architecture. The sampler, memory and
+        scene sections change no tensor (steps, rolling window, cache levels): a run may continue with other ones, as
         with another learning rate."""
-        arch = {k: v for k, v in self.model_config().to_dict().items() if k not in ('sampler', 'memory')}
+        arch = {k: v for k, v in self.model_config().to_dict().items() if k not in ('sampler', 'memory', 'scene')}
         key = {'stage': self.stage, 'model': arch}
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -32,7 +32,7 @@ def memory_view(engine: Any) -> MemoryView | None:
         return None
     entries = [*memory.sink, *memory.pool, *memory.window]
     return MemoryView(poses=[np.asarray(e.pose) for e in entries], sink=len(memory.sink), pool=len(memory.pool),
-                      window=len(memory.window), nbytes=int(memory.nbytes))
+                      window=len(memory.window), nbytes=int(memory.nbytes), scene=getattr(engine, 'scene', None))
 
 
 def frame_view(engine: Any, frame: Any, keypoints: np.ndarray | None = None) -> FrameView:

@@ -54,6 +54,7 @@ class MemoryView:
     pool: int
     window: int
     nbytes: int
+    scene: Any = None  # the engine's persistent scene memory (model.scene_memory.SceneMemory), read when drawn
 
 
 @dataclass
@@ -385,13 +386,26 @@ class WorldViewer:
     def _push_cloud(self, view: FrameView) -> None:
         self.cloud.merge()
         scene = self.server.scene
+        mem = view.memory
+        store = mem.scene if mem is not None else None
         with self.server.atomic():
-            if len(self.cloud):
+            if store is not None and len(store):
+                # the world model's own 3D memory: every point it has seen or imagined, coloured
+                xyz, rgb = store.xyz, store.rgb  # one snapshot (a commit replaces both tensors)
+                n = min(len(xyz), len(rgb))
+                step = max(1, n // self.cloud.max_points)
+                pts = xyz[:n:step].cpu().numpy().astype(np.float32)
+                self._cloud_node = scene.add_point_cloud('/scene/cloud', pts, rgb[:n:step].cpu().numpy(),
+                                                         point_size=0.02, point_shape='square', point_shading='flat')
+            elif len(self.cloud):
                 self._cloud_node = scene.add_point_cloud('/scene/cloud', self.cloud.points, self.cloud.colors,
                                                          point_size=self.cloud.voxel * 0.8, point_shape='square',
                                                          point_shading='flat')
-            mem = view.memory
-            text = f'scene cloud: {len(self.cloud):,} points ({self.cloud.voxel * 100:g} cm voxels)'
+            if store is not None:
+                text = (f'scene memory: {len(store):,} points (seen and imagined), '
+                        f'{store.nbytes / 2**20:.1f} MiB')
+            else:
+                text = f'scene cloud: {len(self.cloud):,} points ({self.cloud.voxel * 100:g} cm voxels)'
             if mem is not None:
                 for node in self._memory_nodes:
                     node.remove()
