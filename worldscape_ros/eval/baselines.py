@@ -46,7 +46,7 @@ class _PoseTracker:
         self.intrinsics = np.eye(3)
 
     def reset(self, first_frame: np.ndarray, pose: np.ndarray, intrinsics: np.ndarray,
-              depth: np.ndarray | None = None) -> None:
+              depth: np.ndarray | None = None, hand_keypoints: np.ndarray | None = None) -> None:
         rgb = np.asarray(first_frame)
         if rgb.ndim != 3 or rgb.shape[-1] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f'first_frame must be (H, W, 3) uint8, got {rgb.shape} {rgb.dtype}')
@@ -91,7 +91,7 @@ class RepeatFirstFrame:
         self._track = _PoseTracker(fps)
 
     def reset(self, first_frame: np.ndarray, pose: np.ndarray, intrinsics: np.ndarray,
-              depth: np.ndarray | None = None) -> Frame:
+              depth: np.ndarray | None = None, hand_keypoints: np.ndarray | None = None) -> Frame:
         self._track.reset(first_frame, pose, intrinsics, depth)
         return self._track.start_frame()
 
@@ -163,7 +163,7 @@ class Reprojection:
         self.start_depth = start_depth
 
     def reset(self, first_frame: np.ndarray, pose: np.ndarray, intrinsics: np.ndarray,
-              depth: np.ndarray | None = None) -> Frame:
+              depth: np.ndarray | None = None, hand_keypoints: np.ndarray | None = None) -> Frame:
         if depth is None and self.start_depth is not None:
             depth = np.asarray(self.start_depth(np.asarray(first_frame), np.asarray(pose), np.asarray(intrinsics)),
                                np.float32)

@@ -54,7 +54,8 @@ def roll_out(system: WorldSystem, gt: GroundTruth, scenario: Scenario, rgb_only:
     """Reset the system on the start frame and step it through the scenario's commands. rgb_only: the start
     depth is withheld; the system's frame 0 (its reset's return) then carries the depth it made for itself."""
     depth0 = None if gt.depth is None else gt.depth[0]
-    start = system.reset(gt.rgb[0], gt.poses[0], gt.intrinsics, None if rgb_only else depth0)
+    hand0 = None if gt.keypoints3d is None else gt.keypoints3d[0]  # a hand in the start frame is not scene
+    start = system.reset(gt.rgb[0], gt.poses[0], gt.intrinsics, None if rgb_only else depth0, hand_keypoints=hand0)
     start_depth = None
     if rgb_only:
         d = getattr(start, 'depth', None)
