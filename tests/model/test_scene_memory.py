@@ -119,3 +119,14 @@ def test_far_and_invalid_depth_is_not_committed():
     sm.commit(rgb, d, pose(), K)
     r = sm.render(pose(), K, H, W, fill_cracks=False)
     assert not bool(r.mask[:3].any()) and bool(r.mask[3:].all())
+
+
+def test_an_imagined_point_never_hides_an_observed_one():
+    rgb, d = frame()
+    sm = SceneMemory()
+    sm.commit(rgb, d, pose(), K, trust=OBSERVED)
+    # an imagined surface half way to the camera, seen from a little aside so its voxels are new
+    sm.commit(torch.zeros_like(rgb), d / 2, pose(x=0.05), K, trust=IMAGINED, frame_index=1)
+    r = sm.render(pose(), K, H, W)
+    assert bool((r.trust[r.mask] == OBSERVED).all())
+    assert torch.equal((r.rgb * 255).round(), (rgb * 255).round())

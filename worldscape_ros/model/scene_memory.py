@@ -160,7 +160,8 @@ class SceneMemory:
     # ---- render ----------------------------------------------------------------------------------------
     def render(self, target_c2w: np.ndarray | torch.Tensor, K: np.ndarray, height: int, width: int,
                fill_cracks: bool = True) -> SceneRender:
-        """The store seen from the target camera: z-buffered nearest splat of every point."""
+        """The store seen from the target camera: z-buffered nearest splat of the observed points, then of the
+        imagined ones where no observed point lands."""
         check_intrinsics(np.asarray(K))
         dev = self.device
         c2w = torch.as_tensor(np.asarray(target_c2w, dtype=np.float64)).float().to(dev)
@@ -172,7 +173,14 @@ class SceneMemory:
         w2c = _rigid_inverse(c2w)
         cam = w2c[:3, :3] @ self.xyz.T + w2c[:3, 3:]  # (3, N) target camera coordinates
         Kt = torch.as_tensor(np.asarray(K, dtype=np.float64)).float().to(dev)
-        owner, depth = _zbuffer(cam[None], Kt[None], height, width)
+        # Observations win: imagined points (whose depth is the model's guess) only fill what no observed point
+        # covers, so a guess never occludes what was seen.
+        observed = (self.trust == round(OBSERVED * 255))[None]  # (1, N)
+        owner, depth = _zbuffer(cam[None], Kt[None], height, width, observed)
+        if not bool(observed.all()):
+            owner_i, depth_i = _zbuffer(cam[None], Kt[None], height, width, ~observed)
+            depth = torch.where(owner >= 0, depth, depth_i)
+            owner = torch.where(owner >= 0, owner, owner_i)
         owner, depth = owner[0], depth[0]
         mask = owner >= 0
         idx = owner.clamp_min(0)
