@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from worldscape_ros.model.engine import WorldEngine
-from worldscape_ros.model.scene_memory import IMAGINED
 from worldscape_ros.model.kinematics import BaseState, NavAction, camera_pose, integrate
+from worldscape_ros.model.scene_memory import IMAGINED
 from worldscape_ros.model.world_model import WorldModel
 
 
