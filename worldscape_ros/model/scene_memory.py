@@ -129,13 +129,24 @@ class SceneMemory:
             keys, first = keys[fresh], first[fresh]
         if not len(keys):
             return 0
-        n = len(keys)
-        self.xyz = torch.cat([self.xyz, xyz[first]])
-        self.rgb = torch.cat([self.rgb, colours[first]])
-        self.trust = torch.cat([self.trust, torch.full((n,), round(trust * 255), dtype=torch.uint8,
-                                                       device=self.device)])
-        self.born = torch.cat([self.born, torch.full((n,), frame_index, dtype=torch.int32, device=self.device)])
-        self._order_by(torch.cat([self._keys, keys]))  # the store's keys are in store order
+        n, held = len(keys), len(self._keys)
+        dev = self.device
+        # Merge the new (sorted, unique) keys into the sorted store: each entry's place is its own index plus the
+        # count of the other list's keys below it; linear, where a sort of the whole store is not.
+        at_old = torch.arange(held, device=dev) + torch.searchsorted(keys, self._keys)
+        at_new = torch.arange(n, device=dev) + torch.searchsorted(self._keys, keys)
+
+        def merged(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+            out = old.new_empty((held + n, *old.shape[1:]))
+            out[at_old] = old
+            out[at_new] = new
+            return out
+
+        self._keys = merged(self._keys, keys)
+        self.xyz = merged(self.xyz, xyz[first])
+        self.rgb = merged(self.rgb, colours[first])
+        self.trust = merged(self.trust, torch.full((n,), round(trust * 255), dtype=torch.uint8, device=dev))
+        self.born = merged(self.born, torch.full((n,), frame_index, dtype=torch.int32, device=dev))
         self._prune()
         return n
 
@@ -147,12 +158,14 @@ class SceneMemory:
         self.trust, self.born = self.trust[order], self.born[order]
 
     def _prune(self) -> None:
-        over = len(self) - self.max_points
-        if over <= 0:
+        if len(self) <= self.max_points:
             return
-        # least trusted first, oldest first among equals
+        # least trusted first, oldest first among equals; down to 90% of the budget, so pruning (a sort of the
+        # store) happens once per tenth of the budget, not at every commit
+        target = int(0.9 * self.max_points)
+        over = len(self) - target
         score = self.trust.long() * (1 << 32) + self.born.long()
-        keep = torch.sort(torch.argsort(score, descending=True)[: self.max_points]).values
+        keep = torch.sort(torch.argsort(score, descending=True)[:target]).values
         self.xyz, self.rgb, self.trust, self.born = self.xyz[keep], self.rgb[keep], self.trust[keep], self.born[keep]
         self._keys = self._keys[keep]
         self.pruned += over
@@ -173,9 +186,16 @@ class SceneMemory:
         w2c = _rigid_inverse(c2w)
         cam = w2c[:3, :3] @ self.xyz.T + w2c[:3, 3:]  # (3, N) target camera coordinates
         Kt = torch.as_tensor(np.asarray(K, dtype=np.float64)).float().to(dev)
+        # Only the points in the view go to the z-buffer (the same test it makes; the order, which breaks ties,
+        # is kept), so its cost follows what the camera sees, not the size of the store.
+        z = cam[2]
+        uvw = Kt @ cam
+        u, v = uvw[0] / z.clamp_min(1e-12), uvw[1] / z.clamp_min(1e-12)
+        sel = ((z > 1e-6) & (u >= 0) & (u < width) & (v >= 0) & (v < height)).nonzero()[:, 0]  # (M,)
+        cam = cam[:, sel]
         # Observations win: imagined points (whose depth is the model's guess) only fill what no observed point
         # covers, so a guess never occludes what was seen.
-        observed = (self.trust == round(OBSERVED * 255))[None]  # (1, N)
+        observed = (self.trust[sel] == round(OBSERVED * 255))[None]  # (1, M)
         owner, depth = _zbuffer(cam[None], Kt[None], height, width, observed)
         if not bool(observed.all()):
             owner_i, depth_i = _zbuffer(cam[None], Kt[None], height, width, ~observed)
@@ -183,6 +203,7 @@ class SceneMemory:
             owner = torch.where(owner >= 0, owner, owner_i)
         owner, depth = owner[0], depth[0]
         mask = owner >= 0
+        owner = torch.where(mask, sel[owner.clamp_min(0)], -1)  # back to store indices
         idx = owner.clamp_min(0)
         rgb = torch.where(mask, self.rgb[idx].permute(2, 0, 1).float() / 255, 0.0)  # (3, H, W)
         trust = torch.where(mask, self.trust[idx].float() / 255, 0.0)
