@@ -130,3 +130,11 @@ def test_an_imagined_point_never_hides_an_observed_one():
     r = sm.render(pose(), K, H, W)
     assert bool((r.trust[r.mask] == OBSERVED).all())
     assert torch.equal((r.rgb * 255).round(), (rgb * 255).round())
+
+
+def test_a_view_of_nothing_held_renders_empty():
+    rgb, d = frame()
+    sm = SceneMemory()
+    sm.commit(rgb, d, pose(), K)
+    r = sm.render(pose(yaw=np.pi), K, H, W)  # looking the other way
+    assert not bool(r.mask.any()) and bool((r.born == -1).all())

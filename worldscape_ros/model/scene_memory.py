@@ -179,10 +179,11 @@ class SceneMemory:
         dev = self.device
         c2w = torch.as_tensor(np.asarray(target_c2w, dtype=np.float64)).float().to(dev)
         check_rigid(c2w, 'target_c2w')
+        zeros = torch.zeros(height, width, device=dev)
+        empty = SceneRender(torch.zeros(3, height, width, device=dev), zeros, zeros.bool(), zeros,
+                            torch.full((height, width), -1, dtype=torch.long, device=dev))
         if not len(self):
-            zeros = torch.zeros(height, width, device=dev)
-            return SceneRender(torch.zeros(3, height, width, device=dev), zeros, zeros.bool(), zeros,
-                               torch.full((height, width), -1, dtype=torch.long, device=dev))
+            return empty
         w2c = _rigid_inverse(c2w)
         cam = w2c[:3, :3] @ self.xyz.T + w2c[:3, 3:]  # (3, N) target camera coordinates
         Kt = torch.as_tensor(np.asarray(K, dtype=np.float64)).float().to(dev)
@@ -192,6 +193,8 @@ class SceneMemory:
         uvw = Kt @ cam
         u, v = uvw[0] / z.clamp_min(1e-12), uvw[1] / z.clamp_min(1e-12)
         sel = ((z > 1e-6) & (u >= 0) & (u < width) & (v >= 0) & (v < height)).nonzero()[:, 0]  # (M,)
+        if not len(sel):
+            return empty  # nothing held is in view
         cam = cam[:, sel]
         # Observations win: imagined points (whose depth is the model's guess) only fill what no observed point
         # covers, so a guess never occludes what was seen.

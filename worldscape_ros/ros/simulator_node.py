@@ -793,7 +793,8 @@ class SimulatorNode(LifecycleNode):
             outcome = f'standing still failed too ({type(again).__name__}: {again}); reset to the start'
         message = f'step failed ({cause}): {outcome}'
         self._last_failure = (time.monotonic(), message)
-        if self._warn('step failed'):
+        reset = 'reset to the start' in outcome
+        if reset or self._warn('step failed'):  # a restart of the session is always said; stand-stills throttled
             self.get_logger().error(f'{message} [{self._step_failures} failed steps so far]')
         return frames
 
