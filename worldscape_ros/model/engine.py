@@ -4,13 +4,16 @@ and get RGB, metric depth and the pose of each new frame.
 One chunk, as the algorithm reads:
   1. kinematics: integrate the action into the target camera pose;
   2. conditioning: Plücker rays relative to the session's reference camera; the pose video of the hand;
-     the geometric guess: the frames of the context rendered into the target camera by their depth;
-  3. memory: the sink, the pooled chunks retrieved for the target camera (unless memory.attend_pool is false:
-     then they feed the geometric guess only) and the local window form the context; their cached keys are
-     placed at consecutive positions before the new chunk;
+     the geometric guess: the scene memory (everything seen or imagined) rendered into the target camera,
+     the hand's region left out;
+  3. memory: the sink, the pooled chunks retrieved for the target camera (when memory.attend_pool) and the
+     local window form the context; their cached keys are placed at consecutive positions before the chunk;
   4. denoise the chunk in a few steps;
-  5. one clean pass at t = 0 writes the chunk's keys and values, and its features give the depth;
-  6. decode, and hand the chunk to memory.
+  5. one clean pass at t = 0 (or the last step's pass, sampler.cache_from_last_step) writes the chunk's keys
+     and values, and its features give the depth;
+  6. decode: the DiT's imagination of the view;
+  7. form the output: the render where it covers, the refiner's (or the DiT's) imagination elsewhere;
+  8. commit what was imagined to the scene memory, and hand the chunk to the KV memory.
 
 `step`/`step_chunk` denoise one chunk at a time: a frame for each action as it arrives. When the trajectory is
 known ahead (evaluation, offline rollouts), `rollout` runs the rolling denoising window instead: up to W chunks
