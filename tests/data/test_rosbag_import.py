@@ -399,7 +399,6 @@ def test_a_worldscape_rollout_bag_imports_with_the_engines_poses_and_intrinsics(
 @pytest.mark.slow
 @pytest.mark.ros
 def test_a_recorder_bag_of_the_running_simulator_imports_with_its_poses_and_intrinsics(tmp_path, monkeypatch):
-    pytest.importorskip('rclpy')
     from worldscape_ros.model.engine import WorldEngine
     from worldscape_ros.model.kinematics import NavAction, state_from_camera_pose
     from worldscape_ros.tools.scripts import load_script

@@ -155,7 +155,6 @@ def test_reprojections_refuse_an_rgb_only_start_without_a_predictor_and_bad_sett
 
 
 def test_model_start_depth_is_the_depth_the_engine_predicts_at_reset(turning_walk):
-    pytest.importorskip('worldscape_ros.model.engine')
     from worldscape_ros.eval.baselines import model_start_depth, model_system
 
     w = turning_walk

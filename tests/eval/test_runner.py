@@ -64,7 +64,6 @@ def test_idle_scenario_scores_drift_and_skips_action_following(turning_walk):
 
 @pytest.mark.slow
 def test_model_with_memory_off_runs_a_scenario_through_the_protocol(tmp_path):
-    pytest.importorskip('worldscape_ros.model.engine')
     from worldscape_ros.eval.baselines import model_system
 
     system = model_system('random', 'ws-tiny', memory=False)
@@ -79,7 +78,6 @@ def test_model_with_memory_off_runs_a_scenario_through_the_protocol(tmp_path):
 def test_a_model_with_a_rolling_window_rolls_the_known_trajectory_through_it():
     """window 2: the scenario goes through engine.rollout (chunks refined together), so its frames are those of
     rollout() and differ from stepping one chunk at a time."""
-    pytest.importorskip('worldscape_ros.model.engine')
     from worldscape_ros.eval.baselines import model_system
     from worldscape_ros.eval.ground_truth import drive_command, ground_truth
 

@@ -4,6 +4,7 @@ import json
 import shutil
 from pathlib import Path
 
+import diffusers
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -28,8 +29,6 @@ from worldscape_ros.model.wan import (
     wan_model_config,
     write_reference,
 )
-
-diffusers = pytest.importorskip('diffusers')
 
 # float32 on CPU: the two implementations differ only in the order of float operations
 TOLERANCE = 1e-5

@@ -4,6 +4,7 @@ import json
 import shutil
 from pathlib import Path
 
+import diffusers
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -11,8 +12,6 @@ from safetensors.torch import load_file, save_file
 from worldscape_ros.model.config import load_config
 from worldscape_ros.model.wan import WanImportError, write_reference
 from worldscape_ros.model.wan_codec import WanCodec, load_wan_vae, read_wan_vae
-
-diffusers = pytest.importorskip('diffusers')
 
 TOLERANCE = 1e-5
 

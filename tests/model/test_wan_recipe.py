@@ -12,7 +12,6 @@ import torch
 from worldscape_ros.model.checkpoint import load_checkpoint
 from worldscape_ros.model.wan import WanDiT
 
-pytest.importorskip('diffusers')
 ROOT = Path(__file__).resolve().parents[2]
 
 

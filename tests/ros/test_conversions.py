@@ -6,10 +6,6 @@ import math
 
 import numpy as np
 import pytest
-
-pytest.importorskip('rclpy')
-pytest.importorskip('worldscape_msgs')
-
 from geometry_msgs.msg import Point, Twist
 from sensor_msgs.msg import CameraInfo
 from worldscape_msgs.msg import HandKeypoints

@@ -12,22 +12,19 @@ from itertools import count
 
 import numpy as np
 import pytest
+import rclpy
+from geometry_msgs.msg import Pose, Twist
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sensor_msgs.msg import CameraInfo, Image
+from worldscape_msgs.msg import HandKeypoints
 
-rclpy = pytest.importorskip('rclpy')
-pytest.importorskip('worldscape_msgs')
-
-from geometry_msgs.msg import Pose, Twist  # noqa: E402
-from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
-from worldscape_msgs.msg import HandKeypoints  # noqa: E402
-
-from worldscape_ros.errors import ConfigError  # noqa: E402
-from worldscape_ros.model.camera import check_intrinsics, check_rigid  # noqa: E402
-from worldscape_ros.model.kinematics import NavAction  # noqa: E402
-from worldscape_ros.ros import conversions as conv  # noqa: E402
-from worldscape_ros.ros.params import VALIDATORS, SimulatorParams, declare_parameters, read_parameters  # noqa: E402
-from worldscape_ros.ros.simulator_node import check_working_range, clamp_action  # noqa: E402
+from worldscape_ros.errors import ConfigError
+from worldscape_ros.model.camera import check_intrinsics, check_rigid
+from worldscape_ros.model.kinematics import NavAction
+from worldscape_ros.ros import conversions as conv
+from worldscape_ros.ros.params import VALIDATORS, SimulatorParams, declare_parameters, read_parameters
+from worldscape_ros.ros.simulator_node import check_working_range, clamp_action
 
 PROPERTIES = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 any_float = st.floats(allow_nan=True, allow_infinity=True)
@@ -205,7 +202,7 @@ def test_any_parameter_values_give_valid_params_or_a_config_error_naming_each_ba
 # ---- the engine's step behind them ---------------------------------------------------------------------------
 @pytest.fixture(scope='module')
 def engine():
-    torch = pytest.importorskip('torch')
+    import torch
     torch.set_num_threads(1)
     from worldscape_ros.model.engine import WorldEngine
 

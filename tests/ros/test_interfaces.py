@@ -3,10 +3,9 @@
 import threading
 
 import pytest
-
-rclpy = pytest.importorskip('rclpy')
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from worldscape_msgs.msg import HandKeypoints  # noqa: E402
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from worldscape_msgs.msg import HandKeypoints
 
 
 def test_hand_keypoints_round_trip_through_rclpy():

@@ -8,6 +8,7 @@ import termios
 import time
 
 import pytest
+import rclpy
 
 from worldscape_ros.ros.keyboard_teleop import KeyboardMapper, TeleopConfig, split_keys
 
@@ -86,7 +87,6 @@ def test_config_rejects_bad_values(field, value, match):
 
 # --- the real node, in a child process whose stdin is a pseudo-terminal -------------------------------------
 
-rclpy = pytest.importorskip('rclpy')
 
 
 @pytest.fixture(autouse=True)

@@ -121,7 +121,8 @@ def test_params_files_set_every_declared_parameter_with_its_type(params_file):
 
 
 def test_params_files_pass_validation_through_a_real_node():
-    rclpy = pytest.importorskip('rclpy')
+    import rclpy
+
     from worldscape_ros.ros.params import declare_parameters, read_parameters
 
     context = rclpy.Context()
@@ -139,7 +140,8 @@ def test_params_files_pass_validation_through_a_real_node():
 
 
 def test_invalid_parameter_values_are_named_in_one_error():
-    rclpy = pytest.importorskip('rclpy')
+    import rclpy
+
     from worldscape_ros.errors import ConfigError
     from worldscape_ros.ros.params import declare_parameters, read_parameters
 

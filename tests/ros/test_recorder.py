@@ -9,15 +9,14 @@ import time
 
 import numpy as np
 import pytest
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.serialization import deserialize_message
+from rosbags.highlevel import AnyReader
+from rosbags.interfaces import QosDurability
 
-rclpy = pytest.importorskip('rclpy')
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.serialization import deserialize_message  # noqa: E402
-from rosbags.highlevel import AnyReader  # noqa: E402
-from rosbags.interfaces import QosDurability  # noqa: E402
-
-from worldscape_ros.tools import messages as M  # noqa: E402
-from worldscape_ros.tools.bag import bag_topics, read_bag  # noqa: E402
+from worldscape_ros.tools import messages as M
+from worldscape_ros.tools.bag import bag_topics, read_bag
 
 pytestmark = pytest.mark.ros
 

@@ -11,20 +11,14 @@ import time
 from typing import Any
 
 import numpy as np
-import pytest
+from geometry_msgs.msg import PoseStamped, Twist
+from lifecycle_msgs.msg import State
+from sensor_msgs.msg import Image
+from sim_harness import TIMEOUT, Harness
+from worldscape_msgs.msg import HandKeypoints
+from worldscape_msgs.srv import ResetFromImage
 
-rclpy = pytest.importorskip('rclpy')
-pytest.importorskip('worldscape_msgs')
-pytest.importorskip('torch')
-
-from geometry_msgs.msg import PoseStamped, Twist  # noqa: E402
-from lifecycle_msgs.msg import State  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
-from sim_harness import TIMEOUT, Harness  # noqa: E402
-from worldscape_msgs.msg import HandKeypoints  # noqa: E402
-from worldscape_msgs.srv import ResetFromImage  # noqa: E402
-
-from worldscape_ros.ros import conversions as conv  # noqa: E402
+from worldscape_ros.ros import conversions as conv
 
 FUZZ_SECONDS = 3.0
 ABSURD = np.array([np.nan, np.inf, -np.inf, 1e308, -1e308, 1e30, -1e30, 5e-324, 0.0, -0.0])

@@ -17,29 +17,25 @@ from typing import Any
 
 import numpy as np
 import pytest
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseStamped, Twist
+from lifecycle_msgs.msg import State
+from nav_msgs.msg import Odometry
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Image
+from sim_harness import FPS, REPO, Collector, Harness
+from std_srvs.srv import Trigger
+from tf2_msgs.msg import TFMessage
+from worldscape_msgs.msg import HandKeypoints
+from worldscape_msgs.srv import ResetFromImage, StepFrames
 
-rclpy = pytest.importorskip('rclpy')
-pytest.importorskip('worldscape_msgs')
-pytest.importorskip('torch')
-
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from geometry_msgs.msg import PoseStamped, Twist  # noqa: E402
-from lifecycle_msgs.msg import State  # noqa: E402
-from nav_msgs.msg import Odometry  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
-from rosgraph_msgs.msg import Clock  # noqa: E402
-from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
-from sim_harness import FPS, REPO, Collector, Harness  # noqa: E402
-from std_srvs.srv import Trigger  # noqa: E402
-from tf2_msgs.msg import TFMessage  # noqa: E402
-from worldscape_msgs.msg import HandKeypoints  # noqa: E402
-from worldscape_msgs.srv import ResetFromImage, StepFrames  # noqa: E402
-
-from worldscape_ros.model.kinematics import BaseState, base_pose, camera_pose  # noqa: E402
-from worldscape_ros.ros import conversions as conv  # noqa: E402
-from worldscape_ros.ros.simulator_node import SimulatorNode  # noqa: E402
+from worldscape_ros.model.kinematics import BaseState, base_pose, camera_pose
+from worldscape_ros.ros import conversions as conv
+from worldscape_ros.ros.simulator_node import SimulatorNode
 
 
 def twist(vx: float = 0.0, wz: float = 0.0, vy: float = 0.0) -> Twist:

@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from rclpy.lifecycle import TransitionCallbackReturn
+from sensor_msgs.msg import CameraInfo
+from sim_harness import Harness
+from worldscape_msgs.srv import ResetFromImage
 
-rclpy = pytest.importorskip('rclpy')
-pytest.importorskip('worldscape_msgs')
-
-from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
-from sensor_msgs.msg import CameraInfo  # noqa: E402
-from sim_harness import Harness  # noqa: E402
-from worldscape_msgs.srv import ResetFromImage  # noqa: E402
-
-from worldscape_ros.data.camera_adapt import intrinsics_from_fov, plan_fit  # noqa: E402
-from worldscape_ros.model.kinematics import BaseState, camera_pose  # noqa: E402
-from worldscape_ros.ros import conversions as conv  # noqa: E402
+from worldscape_ros.data.camera_adapt import intrinsics_from_fov, plan_fit
+from worldscape_ros.model.kinematics import BaseState, camera_pose
+from worldscape_ros.ros import conversions as conv
 
 pytestmark = pytest.mark.ros
 

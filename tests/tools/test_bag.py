@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rclpy.serialization as rclpy_serialization
 from rosbags.highlevel import AnyReader
 from rosbags.interfaces import QosDurability, QosReliability
 
@@ -70,7 +71,6 @@ def test_bag_records_offered_qos_transient_local_for_tf_static(tmp_path):
     assert topics['/odom'][2][0].durability == QosDurability.VOLATILE
 
 
-rclpy_serialization = pytest.importorskip('rclpy.serialization')
 
 
 def _rclpy_class(msgtype):

@@ -1,9 +1,7 @@
 """One randomly initialised ws-tiny engine per test session (the real model, untrained; one denoising step: the
-behaviour under test is the viewer's), and a headless Chromium where one is installed (make setup installs it)."""
+behaviour under test is the viewer's), and a headless Chromium (make setup installs it)."""
 
 import pytest
-
-pytest.importorskip('viser')
 
 
 @pytest.fixture(scope='session')
@@ -17,7 +15,6 @@ def engine():
 def browser():
     from worldscape_ros.viewer.browser import HeadlessBrowser, find_chromium
 
-    if find_chromium() is None:
-        pytest.skip('no headless Chromium (make setup installs chromium-headless-shell)')
+    assert find_chromium() is not None, 'no headless Chromium: make setup installs chromium-headless-shell'
     with HeadlessBrowser(width=1024, height=700) as b:
         yield b

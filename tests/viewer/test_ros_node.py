@@ -11,14 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-rclpy = pytest.importorskip('rclpy')
-pytest.importorskip('worldscape_msgs')
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'ros'))
 
-from sim_harness import Harness  # noqa: E402
+from sim_harness import Harness
 
-from worldscape_ros.model.kinematics import camera_pose  # noqa: E402
-from worldscape_ros.viewer.ros_node import ViewerNode, ViewerParams  # noqa: E402
+from worldscape_ros.model.kinematics import camera_pose
+from worldscape_ros.viewer.ros_node import ViewerNode, ViewerParams
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import cv2
 import pytest
 
 from worldscape_ros.cli import main
-from worldscape_ros.viewer.browser import find_chromium
 
 RANDOM = ['--checkpoint', 'random', '--config', 'ws-tiny', '--steps', '1']
 
@@ -45,7 +44,6 @@ def test_play_refuses_a_port_in_use_naming_it(capsys):
     assert f'cannot serve the viewer on 127.0.0.1:{port}' in capsys.readouterr().err
 
 
-@pytest.mark.skipif(find_chromium() is None, reason='no headless Chromium (make setup installs it)')
 def test_play_with_the_browser_writes_the_page_screenshot(capsys, tmp_path):
     shot, out = tmp_path / 'page.png', tmp_path / 'figures.json'
     assert main(['play', '--frames', '3', '--port', '0', '--browser', '--screenshot', str(shot), '--json', str(out),
