@@ -79,17 +79,13 @@ class GeometricGuess:
 
 @dataclass
 class ChunkPayload:
-    """What memory holds for one chunk: its keys and values, and its geometry for the geometric guess."""
+    """What the KV memory holds for one chunk: its keys and values (its pixels live in the scene memory)."""
 
     kv: list[LayerKV]  # per block, (1, H, L, d) un-rotated
-    rgb: torch.Tensor  # (Fv, 3, H, W) in [0, 1]
-    depth: torch.Tensor  # (Fv, H, W) metres
-    c2w: torch.Tensor  # (Fv, 4, 4)
 
     @property
     def nbytes(self) -> int:
-        tensors = [t for layer in self.kv for t in (layer.k, layer.v)] + [self.rgb, self.depth, self.c2w]
-        return sum(t.numel() * t.element_size() for t in tensors)
+        return sum(t.numel() * t.element_size() for layer in self.kv for t in (layer.k, layer.v))
 
 
 @dataclass
@@ -134,8 +130,9 @@ class WorldEngine:
         # Memory off (the ablation) keeps only what was observed in the scene, nothing imagined.
         self.scene = SceneMemory(self.config.scene, self.device)
         self.commit_imagined = self.config.scene.commit_imagined and memory
-        # Called with each chunk's refiner inputs (Fv, IN_CHANNELS, H, W) and poses: training traces the engine.
-        self.trace: Callable[[torch.Tensor, list[np.ndarray]], None] | None = None
+        # Called with each chunk's refiner inputs (Fv, IN_CHANNELS, H, W) and its hand region (Fv, H, W): training
+        # traces the engine.
+        self.trace: Callable[[torch.Tensor, torch.Tensor], None] | None = None
         self.seed = seed
         self.sha256 = weights_sha256
         self.intrinsics = intrinsics_from_fov(self.config.width, self.config.height, self.config.vfov_deg)
@@ -221,7 +218,7 @@ class WorldEngine:
             features, kv = self._clean_pass(x0, cond, [])
             pred_depth = self.model.predict_depth(features).float()  # (1, F, H, W)
         d = torch.from_numpy(depth.astype(np.float32)).to(self.device) if depth is not None else pred_depth[0, -1]
-        self._remember(kv, video[0].float(), d[None].expand(k, -1, -1), poses, x0)
+        self._remember(kv, poses[-1], x0)
         self.scene.reset()
         static = None
         if hand_keypoints is not None:
@@ -363,7 +360,7 @@ class WorldEngine:
         guess = chunk.guess
         if guess is not None:
             # What the scene render covers is kept; the refiner (or, without one, the DiT) writes the rest.
-            video = self._compose(guess, video, chunk.pose_video, chunk.poses)
+            video = self._compose(guess, video, chunk.pose_video)
             if self.carry_depth:  # the scene's depth where it is seen; the head fills the rest
                 depth_v = torch.where(guess.mask, guess.depth, depth_v)
             if self.commit_imagined:  # what was imagined joins the scene: the next look sees the same
@@ -371,7 +368,7 @@ class WorldEngine:
                     self.scene.commit(video[i], depth_v[i], pose, self.intrinsics,
                                       mask=~guess.mask[i] & ~guess.dynamic[i], trust=IMAGINED,
                                       frame_index=self._frame_index + 1 + i)
-        self._remember(kv, video, depth_v, chunk.poses, x0)
+        self._remember(kv, chunk.poses[-1], x0)
         k = cfg.frames_per_chunk
         latency = 1e3 * (time.perf_counter() - chunk.t0)
         rgb = (video.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
@@ -459,23 +456,21 @@ class WorldEngine:
         trust = torch.stack([r.trust for r in renders]) * mask_v
         return GeometricGuess(latent, cov, depth, mask_v, rgb, trust, dynamic)
 
-    def _compose(self, guess: GeometricGuess, imagined: torch.Tensor, pose_video: np.ndarray | None,
-                 poses: list[np.ndarray]) -> torch.Tensor:
-        """The output frames (Fv, 3, H, W) in [0, 1]: the render where it covers, the refiner's (or the DiT's)
-        imagination elsewhere."""
+    def _compose(self, guess: GeometricGuess, imagined: torch.Tensor, pose_video: np.ndarray | None) -> torch.Tensor:
+        """The output frames (Fv, 3, H, W) in [0, 1]: the render where it covers, the refiner's (or, without one,
+        the DiT's) imagination elsewhere."""
         refiner = self.model.refiner
-        pv = None if pose_video is None else torch.from_numpy(pose_video).to(self.device).permute(0, 3, 1, 2) / 255
-        if refiner is None and self.trace is None:
-            return torch.where(guess.mask[:, None], guess.rgb, imagined.clamp(0, 1))
-        radius = self.config.refiner.inpaint_radius
-        inputs = torch.stack([refiner_inputs(guess.rgb[i], guess.mask[i], guess.trust[i], imagined[i],
-                                             None if pv is None else pv[i], radius)
-                              for i in range(imagined.shape[0])])  # (Fv, IN_CHANNELS, H, W)
-        if self.trace is not None:
-            self.trace(inputs, poses)
-        if refiner is None:
-            return torch.where(guess.mask[:, None], guess.rgb, imagined.clamp(0, 1))
-        return refiner(inputs).float()
+        if refiner is not None or self.trace is not None:
+            pv = None if pose_video is None else torch.from_numpy(pose_video).to(self.device).permute(0, 3, 1, 2) / 255
+            radius = self.config.refiner.inpaint_radius
+            inputs = torch.stack([refiner_inputs(guess.rgb[i], guess.mask[i], guess.trust[i], imagined[i],
+                                                 None if pv is None else pv[i], radius)
+                                  for i in range(imagined.shape[0])])  # (Fv, IN_CHANNELS, H, W)
+            if self.trace is not None:
+                self.trace(inputs, guess.dynamic)
+            if refiner is not None:
+                return refiner(inputs).float()
+        return torch.where(guess.mask[:, None], guess.rgb, imagined.clamp(0, 1))
 
     def _conditioning(self, poses: list[np.ndarray], kps: list[np.ndarray | None], render: bool) -> Conditioning:
         pose_latent, drawn = self._pose_latent(kps) if self.config.conditioning.hands else (None, None)
@@ -511,12 +506,10 @@ class WorldEngine:
         kv = [LayerKV(layer.k.to(self.dtype), layer.v.to(self.dtype)) for layer in out.kv]
         return out.features, kv
 
-    def _remember(self, kv: list[LayerKV], video: torch.Tensor, depth: torch.Tensor, poses: list[np.ndarray],
-                  x0: torch.Tensor) -> None:
-        payload = ChunkPayload(kv=kv, rgb=video.to(torch.float16), depth=depth.to(torch.float16),
-                               c2w=torch.from_numpy(np.stack(poses)).float().to(self.device))
+    def _remember(self, kv: list[LayerKV], pose: np.ndarray, x0: torch.Tensor) -> None:
+        payload = ChunkPayload(kv=kv)
         summary = F.adaptive_avg_pool2d(x0[0, -1].float(), (3, 4)).flatten().cpu().numpy()
-        self.memory.append(MemoryEntry(chunk_id=self._chunk_id, pose=np.asarray(poses[-1], dtype=np.float64),
+        self.memory.append(MemoryEntry(chunk_id=self._chunk_id, pose=np.asarray(pose, dtype=np.float64),
                                        payload=payload, nbytes=payload.nbytes, summary=summary))
         self._chunk_id += 1
 

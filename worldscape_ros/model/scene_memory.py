@@ -211,15 +211,13 @@ class SceneMemory:
         rgb = torch.where(mask, self.rgb[idx].permute(2, 0, 1).float() / 255, 0.0)  # (3, H, W)
         trust = torch.where(mask, self.trust[idx].float() / 255, 0.0)
         born = torch.where(mask, self.born[idx].long(), -1)
-        if fill_cracks:
-            extra = torch.stack([trust, born.float()])[None]  # carried through the crack fill like colour
-            image, d, m = rgb[None], depth[None], mask[None]
+        if fill_cracks:  # colour, trust and age filled together, twice (a crack row meeting a crack column)
+            image = torch.cat([rgb, trust[None], born[None].float()])[None]  # (1, 5, H, W)
+            d, m = depth[None], mask[None]
             for _ in range(2):
-                image, d, m = _fill(image, extra, d, m)
-                extra = image[:, 3:]
-                image = image[:, :3]
-            rgb, depth, mask = image[0], d[0], m[0]
-            trust, born = extra[0, 0], extra[0, 1].round().long()
+                image, d, m = fill_one_pixel_cracks(image, d, m)
+            rgb, trust, born = image[0, :3], image[0, 3], image[0, 4].round().long()
+            depth, mask = d[0], m[0]
         return SceneRender(rgb, depth, mask, trust, born)
 
     # ---- sessions --------------------------------------------------------------------------------------
@@ -251,14 +249,6 @@ def _unique_first(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     first = torch.full((len(uniq),), len(keys), dtype=torch.long, device=keys.device)
     first = first.scatter_reduce(0, inverse, torch.arange(len(keys), device=keys.device), reduce='amin')
     return uniq, first
-
-
-def _fill(image: torch.Tensor, extra: torch.Tensor, depth: torch.Tensor,
-          mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One crack-filling pass over colour and the per-pixel extras together."""
-    both = torch.cat([image, extra], 1)
-    out, d, m = fill_one_pixel_cracks(both, depth, mask)
-    return out, d, m
 
 
 def render_sources(rgb: torch.Tensor, depth: torch.Tensor, c2w: torch.Tensor, K: torch.Tensor,

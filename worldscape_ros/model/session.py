@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SESSION_VERSION = 2  # 2: the scene memory's points
+SESSION_VERSION = 3  # 2: the scene memory's points; 3: chunks hold their keys and values only
 
 
 def save_session(engine: WorldEngine, path: Path) -> None:
@@ -45,8 +45,6 @@ def save_session(engine: WorldEngine, path: Path) -> None:
             for i, layer in enumerate(payload.kv):
                 tensors[f'{cid}.k{i}'] = layer.k.contiguous().cpu()
                 tensors[f'{cid}.v{i}'] = layer.v.contiguous().cpu()
-            for name in ('rgb', 'depth', 'c2w'):
-                tensors[f'{cid}.{name}'] = getattr(payload, name).contiguous().cpu()
             rows[level].append({'chunk_id': cid, 'pose': row['pose'].tolist(), 'nbytes': row['nbytes'],
                                 'layers': len(payload.kv),
                                 'summary': None if row['summary'] is None else row['summary'].tolist()})
@@ -98,8 +96,7 @@ def load_session(engine: WorldEngine, path: Path, allow_other_weights: bool = Fa
                 for r in entries:
                     cid = r['chunk_id']
                     kv = [LayerKV(f.get_tensor(f'{cid}.k{i}'), f.get_tensor(f'{cid}.v{i}')) for i in range(r['layers'])]
-                    payload = ChunkPayload(kv=kv, rgb=f.get_tensor(f'{cid}.rgb'), depth=f.get_tensor(f'{cid}.depth'),
-                                           c2w=f.get_tensor(f'{cid}.c2w'))
+                    payload = ChunkPayload(kv=kv)
                     state[level].append({'chunk_id': cid, 'pose': np.array(r['pose']), 'payload': payload,
                                          'nbytes': r['nbytes'],
                                          'summary': None if r['summary'] is None else np.array(r['summary'])})

@@ -51,17 +51,23 @@ def trace_episodes(engine: WorldEngine, episodes: list[Path], out: Path, frames:
         ep = read_episode(path)
         T = min(frames, ep.num_frames)
         inputs: list[torch.Tensor] = []
-        engine.trace = lambda x, poses, into=inputs: into.append(x.cpu())
+        hands: list[torch.Tensor] = []
+
+        def record(x: torch.Tensor, dynamic: torch.Tensor, into: list = inputs, hand: list = hands) -> None:
+            into.append(x.cpu())
+            hand.append(dynamic.cpu())
+
+        engine.trace = record
         kp = ep.keypoints3d
-        engine.reset(ep.rgb[0], ep.poses[0], ep.intrinsics, ep.depth[0],
-                     hand_keypoints=None if kp is None else kp[0])
-        for t in range(1, T):
-            engine.step(ep.poses[t], None if kp is None else kp[t])
-        engine.trace = None
+        try:
+            engine.reset(ep.rgb[0], ep.poses[0], ep.intrinsics, ep.depth[0],
+                         hand_keypoints=None if kp is None else kp[0])
+            for t in range(1, T):
+                engine.step(ep.poses[t], None if kp is None else kp[t])
+        finally:
+            engine.trace = None
         x = torch.cat(inputs)  # (T - 1, IN_CHANNELS, H, W)
-        hand = np.zeros((T - 1, *ep.rgb.shape[1:3]), bool)
-        if kp is not None:
-            hand = np.stack([engine._hand_region(kp[t]) for t in range(1, T)])
+        hand = torch.cat(hands).numpy()  # (T - 1, H, W): the region the engine left to the refiner for the hand
         with atomic_path(shard) as tmp, open(tmp, 'wb') as f:
             np.savez(f, inputs=(x.clamp(0, 1) * 255).round().byte().numpy(), target=ep.rgb[1:T], hand=hand)
         written += T - 1
