@@ -23,8 +23,8 @@ from worldscape_ros.errors import ConfigError
 from worldscape_ros.model.camera import check_intrinsics, check_rigid
 from worldscape_ros.model.kinematics import NavAction
 from worldscape_ros.ros import conversions as conv
+from worldscape_ros.ros.motion import check_working_range, clamp_action
 from worldscape_ros.ros.params import VALIDATORS, SimulatorParams, declare_parameters, read_parameters
-from worldscape_ros.ros.simulator_node import check_working_range, clamp_action
 
 PROPERTIES = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 any_float = st.floats(allow_nan=True, allow_infinity=True)

@@ -170,7 +170,7 @@ def test_a_step_that_raises_is_dropped_and_the_session_stands_still(sim):
     sim.step(1)
     count = len(sim.odom.msgs)
     before = sim.odom.msgs[-1]
-    failures = sim.node._step_failures
+    failures = sim.node._supervisor.failed_steps
     sim.publish(Twist, 'cmd_vel', _twist(vx=1.0), 'cmd_vel')
     patch = FailingSteps(sim.node.engine, fail=1)
     try:
@@ -178,7 +178,7 @@ def test_a_step_that_raises_is_dropped_and_the_session_stands_still(sim):
     finally:
         patch.remove()
     msgs = sim.odom.wait_for(count + 2)
-    assert sim.node._step_failures == failures + 1
+    assert sim.node._supervisor.failed_steps == failures + 1
     assert msgs[-2].twist.twist.linear.x == 0.0  # the failed frame stood still
     assert msgs[-1].twist.twist.linear.x == 0.0  # its input was dropped: the command does not come back
     np.testing.assert_allclose(conv.pose_to_matrix(msgs[-1].pose.pose), conv.pose_to_matrix(before.pose.pose),
@@ -191,13 +191,13 @@ def test_when_standing_still_fails_too_the_session_restarts_from_its_start(sim):
     start = sim.odom.wait_for(1)[-1]
     sim.publish(Twist, 'cmd_vel', _twist(vx=1.0, wz=0.4), 'cmd_vel')
     sim.step(3)
-    resets = sim.node._failure_resets
+    resets = sim.node._supervisor.resets_after_failure
     patch = FailingSteps(sim.node.engine, fail=2)  # the step and the stand-still step after it
     try:
         sim.step(1)
     finally:
         patch.remove()
-    assert sim.node._failure_resets == resets + 1
+    assert sim.node._supervisor.resets_after_failure == resets + 1
     latest = sim.odom.wait_for(1)[-1]
     np.testing.assert_allclose(conv.pose_to_matrix(latest.pose.pose), conv.pose_to_matrix(start.pose.pose),
                                atol=1e-9)
@@ -229,7 +229,7 @@ def test_when_every_recovery_fails_the_node_goes_through_error_processing_and_ca
 
 
 def test_reset_restarts_generation_when_the_inference_thread_is_gone(sim):
-    sim.node._stop_thread()  # as if the thread had died
+    sim.node._loop.stop('the test stopped it')  # as if the thread had died
     response = sim.call(StepFrames, '/simulator/step', StepFrames.Request(frames=1))
     assert not response.success and 'not active' in response.message
     reset = sim.call(Trigger, '/simulator/reset')
@@ -340,7 +340,7 @@ def test_cmd_vel_of_1e308_is_clamped_to_finite_limits_without_an_overflow_warnin
     msg = _twist(vx=1e308, wz=-1e308)
     with warnings.catch_warnings():
         warnings.simplefilter('error')  # an overflow RuntimeWarning fails the test
-        sim.node._warn._last.pop('clamp cmd_vel', None)
+        sim.node._warn.forget('clamp cmd_vel')
         sim.node._on_cmd_vel(msg)
     line = sim.logged.matching('cmd_vel [1e+308')[-1]
     assert 'inf' not in line and 'clamped to [2, 0, 0, -2, 0]' in line
@@ -369,7 +369,7 @@ def test_hand_keypoints_with_garbage_handedness_far_points_or_points_behind_the_
         for msg, reason in [(_hands(handedness='\x00garbage☃'), "handedness must be 'left' or 'right'"),
                             (_hands(x=1e30), 'farther than 3 m from the camera'),
                             (_hands(z=-0.3), 'at or behind the camera plane')]:
-            h.node._warn._last.clear()
+            h.node._warn.forget()
             h.publish(HandKeypoints, 'hand_keypoints', msg, 'hand_keypoints')
             assert logged.matching(reason), reason
         assert h.node._rejected_inputs == rejected + 3

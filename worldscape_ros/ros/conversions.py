@@ -339,20 +339,20 @@ def hand_keypoints_to_numpy(msg: object, expected_frame: str | None = None) -> t
     far = np.abs(xyz).max(axis=1)
     if far.max() > HAND_RANGE_M:
         i = int(far.argmax())
-        raise ValueError(f'hand keypoints points[{i}] = {_fmt(xyz[i])} is farther than {HAND_RANGE_M:g} m '
-                         'from the camera')
+        raise ValueError(f'hand keypoints points[{i}] = {format_values(xyz[i])} is farther than '
+                         f'{HAND_RANGE_M:g} m from the camera')
     behind = (scores > 0) & (xyz[:, 2] <= 0)
     if behind.any():
         i = int(np.flatnonzero(behind)[0])
-        raise ValueError(f'hand keypoints points[{i}] = {_fmt(xyz[i])} is visible (score {scores[i]:.3g}) but '
-                         'at or behind the camera plane (z must be > 0 in the optical frame)')
+        raise ValueError(f'hand keypoints points[{i}] = {format_values(xyz[i])} is visible (score '
+                         f'{scores[i]:.3g}) but at or behind the camera plane (z must be > 0 in the optical frame)')
     return xyz, scores
 
 
-def _fmt(values: np.ndarray) -> str:
+def format_values(values: np.ndarray) -> str:
     """Values for a message, never overflowing (1e308 stays 1e+308)."""
     return '[' + ', '.join(f'{float(v):.4g}' for v in np.asarray(values).reshape(-1)) + ']'
 
 
 def format_action(action: NavAction) -> str:
-    return _fmt(action.to_array())
+    return format_values(action.to_array())
