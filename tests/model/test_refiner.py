@@ -53,3 +53,21 @@ def test_the_smooth_fill_leaves_covered_pixels_and_fills_holes():
 def test_the_refiner_accepts_frames_of_the_config_size_only_by_its_strides():
     r = Refiner(RefinerConfig(enabled=True))
     assert r(torch.rand(2, IN_CHANNELS, 96, 128)).shape == (2, 3, 96, 128)
+
+
+def test_an_imagined_pixel_the_refiner_may_rewrite_starts_from_its_rendered_colour():
+    g = torch.Generator().manual_seed(2)
+    render = torch.rand(3, H, W, generator=g)
+    trust = torch.full((H, W), 1.0)
+    trust[:, 20:30] = 0.5  # imagined earlier
+    trust[:, 30:] = 0.0  # no point: a hole
+    render = render * (trust > 0)
+    observed = trust >= 1.0
+    x = refiner_inputs(render, observed, trust, torch.rand(3, H, W, generator=g), None, 3.0)
+    imagined = (trust > 0) & ~observed
+    assert torch.equal(x[5:8][:, imagined], render[:, imagined])  # kept as the start of the rewrite
+    assert torch.equal(x[3][imagined], torch.zeros(int(imagined.sum())))  # not covered: the refiner writes it
+    hole_fill = x[5:8][:, trust <= 0]
+    assert float(hole_fill.abs().sum()) > 0  # the hole starts from the smooth fill, not black
+    out = Refiner(RefinerConfig(enabled=True, rewrite_imagined=True))(x[None])[0]
+    assert torch.equal(out[:, observed & ~edit_region(~observed, 1)], render[:, observed & ~edit_region(~observed, 1)])

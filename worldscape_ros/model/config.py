@@ -135,6 +135,9 @@ class RefinerConfig:
     inpaint_radius: float = 3.0  # the smooth fill's (Telea) neighbourhood, pixels
     edge_band: int = 1  # pixels around holes the refiner may rewrite
     hand_margin: float = 1.5  # the hand's dynamic region: its keypoints' hull grown by this many finger widths
+    # true: only observed points count as covered for the refiner, which rewrites imagined ones (they still
+    # condition the DiT); false: every covered pixel is kept as rendered
+    rewrite_imagined: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """The output refiner: forms each frame in pixel space from the scene memory's render and the DiT's imagination.
 
 What the render covers is kept as rendered (it is the scene as seen); the refiner writes only the pixels the
-render does not cover, plus a one-pixel band around them (edges, cracks). There it predicts a residual over a
-smooth fill of the hole (OpenCV's Telea inpainting of the render), from:
+render does not cover, plus a one-pixel band around them (edges, cracks). With `rewrite_imagined`, only observed
+points count as covered: imagined ones are a proposal the refiner keeps or corrects. It predicts a residual over
+a start: the imagined render where it has one, else a smooth fill of the hole (OpenCV's Telea inpainting), from:
   the render and its coverage and trust, the smooth fill, the DiT's decoded frame (its imagination of the
   whole view), and the hand's pose video (where the hand is now).
 A small U-Net with a dilated bottleneck, so one pass sees across a revealed strip.
@@ -46,9 +47,11 @@ def edit_region(hole: torch.Tensor, band: int) -> torch.Tensor:
 
 def refiner_inputs(render: torch.Tensor, coverage: torch.Tensor, trust: torch.Tensor, dit_frame: torch.Tensor,
                    pose_video: torch.Tensor | None, radius: float) -> torch.Tensor:
-    """One frame's refiner input (IN_CHANNELS, H, W). render (3, H, W) in [0, 1], coverage (H, W) bool,
-    trust (H, W), dit_frame (3, H, W), pose_video (3, H, W) or None (no hand)."""
-    fill = smooth_fill(render, ~coverage, radius)
+    """One frame's refiner input (IN_CHANNELS, H, W). render (3, H, W) in [0, 1]; coverage (H, W) bool: the
+    pixels kept as rendered; trust (H, W): > 0 where the render holds a point, so a rendered pixel outside
+    `coverage` (an imagined one the refiner may rewrite) starts from its rendered colour, and only pixels with
+    no point start from the smooth fill; dit_frame (3, H, W); pose_video (3, H, W) or None (no hand)."""
+    fill = smooth_fill(render, ~coverage & (trust <= 0), radius)
     pv = torch.zeros_like(render) if pose_video is None else pose_video.float()
     return torch.cat([render.float(), coverage[None].float(), trust[None].float(), fill,
                       dit_frame.float().clamp(0, 1), pv])

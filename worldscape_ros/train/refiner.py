@@ -1,9 +1,10 @@
 """Training the output refiner on what the engine itself makes.
 
-1. trace: the streaming engine (the same code as live) is reset on each episode's true start frame and depth
-   (and the start hand), stepped through the episode's true cameras and hand keypoints, and its refiner inputs
-   are recorded beside the true frames. Tracing keeps only observed content in the scene memory
-   (commit_imagined off), so every pixel the start frame does not see is a hole to learn to fill.
+1. trace: the streaming engine (the same code as live, its scene memory committing what it imagines when its
+   config does) is reset on each episode's true start frame and depth (and the start hand), stepped through the
+   episode's true cameras and hand keypoints, and its refiner inputs are recorded beside the true frames. With
+   `refiner.rewrite_imagined`, what the engine imagined earlier reaches the refiner as a proposal to keep or
+   correct, as it does live.
 2. fit: the refiner learns to turn those inputs into the true frame. The loss weighs the holes and the hand's
    region, where everything the refiner adds is decided, and matches image gradients there, so the fill
    carries structure instead of the blur an L1 alone rewards.
@@ -42,7 +43,6 @@ log = logging.getLogger(__name__)
 def trace_episodes(engine: WorldEngine, episodes: list[Path], out: Path, frames: int) -> int:
     """Write one shard per episode (skipping shards already written); return the samples written now."""
     out.mkdir(parents=True, exist_ok=True)
-    engine.commit_imagined = False
     written = 0
     for path in episodes:
         shard = out / (path.name.removesuffix(EPISODE_SUFFIX) + '.trace.npz')

@@ -33,23 +33,25 @@ def _trace(args: argparse.Namespace) -> int:
     from worldscape_ros.train.refiner import trace_episodes
 
     torch.set_num_threads(args.threads)
-    engine = WorldEngine.from_pretrained(checkpoint=args.checkpoint, window=1, seed=args.seed)
+    engine = WorldEngine.from_pretrained(checkpoint=args.checkpoint, config=args.config, window=1, seed=args.seed)
     n = trace_episodes(engine, _episodes(args.data, args.episodes), args.out, args.frames)
     log.info('traced %d new samples into %s', n, args.out)
     return 0
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from worldscape_ros.model.config import RefinerConfig
+    from dataclasses import replace
+
     from worldscape_ros.model.engine import WorldEngine
     from worldscape_ros.train.refiner import FitConfig, Traces, fit_refiner
 
     torch.set_num_threads(args.threads)
-    engine = WorldEngine.from_pretrained(checkpoint=args.checkpoint)
+    engine = WorldEngine.from_pretrained(checkpoint=args.checkpoint, config=args.config)
     traces = Traces(args.traces, args.min_coverage)
     held = Traces(args.held_out, args.min_coverage) if args.held_out else None
-    cfg = FitConfig(steps=args.steps, batch=args.batch_size, lr=args.lr)
-    final = fit_refiner(engine, traces, held, args.out, cfg, RefinerConfig(enabled=True), args.max_minutes)
+    cfg = FitConfig(steps=args.steps, batch=args.batch_size, lr=args.lr, crop=None if args.full_frames else (64, 64))
+    refiner_cfg = replace(engine.config.refiner, enabled=True)  # its size and policy as the config sets them
+    final = fit_refiner(engine, traces, held, args.out, cfg, refiner_cfg, args.max_minutes)
     log.info('%d training samples from %d shards; wrote %s', len(traces), traces.shards, final)
     return 0
 
@@ -64,6 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument('--episodes', type=int, help='at most this many episodes per folder')
     t.add_argument('--frames', type=int, default=32, help='frames per episode (default 32)')
     t.add_argument('--checkpoint', help='model checkpoint (default: the shipped one)')
+    t.add_argument('--config', help="model config name or YAML (default: the checkpoint's)")
     t.add_argument('--seed', type=int, default=0)
     t.add_argument('--threads', type=int, default=1)
     t.set_defaults(func=_trace)
@@ -74,6 +77,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument('--held-out', nargs='*', type=Path, help='trace folders scored every log interval')
     f.add_argument('--out', type=Path, required=True, help='run folder')
     f.add_argument('--checkpoint', help='model checkpoint to add the refiner to (default: the shipped one)')
+    f.add_argument('--config', help="model config name or YAML (default: the checkpoint's); its refiner section "
+                   'sets the refiner fitted')
+    f.add_argument('--full-frames', action='store_true', help='train on whole frames instead of 64x64 crops')
     f.add_argument('--steps', type=int, default=4000)
     f.add_argument('--batch-size', type=int, default=16)
     f.add_argument('--lr', type=float, default=1e-3)
