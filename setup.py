@@ -17,6 +17,7 @@ setup(
         ('share/' + package_name + '/config', glob('config/*.yaml') + glob('config/*.xml')),
         ('share/' + package_name + '/models', glob('models/*.yaml') + glob('models/*.safetensors')
          + glob('models/*.md')),
+        ('share/' + package_name + '/models/train', glob('models/train/*.yaml')),
         ('share/' + package_name + '/msg', glob('msg/*.msg')),
         ('share/' + package_name + '/srv', glob('srv/*.srv')),
     ],

@@ -3,7 +3,7 @@ every checkpoint (seeded by clip index), no conditioning dropout. Lower is bette
 same --data and --config.
 
     python scripts/heldout_loss.py --checkpoint models/ws-tiny.safetensors --data data/robot_eps/heldout \
-        --config models/finetune-tiny.yaml
+        --config models/train/02_causal_finetune.yaml
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--checkpoint', required=True, nargs='+')
     p.add_argument('--data', required=True, help='held-out episode folder')
-    p.add_argument('--config', default='models/finetune-tiny.yaml', help='training YAML (losses, clip length)')
+    p.add_argument('--config', default='models/train/02_causal_finetune.yaml',
+                   help='training YAML (losses, clip length)')
     p.add_argument('--every', type=int, default=1, help='every Nth clip (clips overlap: 1 frame apart)')
     p.add_argument('--threads', type=int, default=1)
     args = p.parse_args()

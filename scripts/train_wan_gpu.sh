@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Start the world model from Wan2.1-T2V-1.3B and train it on GPUs:
 #   import (worldscape import-wan: Wan's transformer into ws-wan-1.3b, its VAE as the codec)
-#   -> 3D-aware bidirectional teacher (models/train-wan-teacher-1.3b.yaml)
-#   -> causal model by clean-context teacher forcing (models/train-wan-causal-1.3b.yaml)
-#   -> few-step causal student by DMD through the rolling window (models/distill-wan-1.3b.yaml)
+#   -> 3D-aware bidirectional teacher (models/train/03_teacher_wan.yaml)
+#   -> causal model by clean-context teacher forcing (models/train/02_causal_wan.yaml)
+#   -> few-step causal student by DMD through the rolling window (models/train/04_distill_wan.yaml)
 # Each training stage runs under torchrun with FSDP2, bf16 and activation checkpointing, bounded by wall time
 # (--max-minutes saves a resumable state: run the script again with RESUME=1 to continue every stage).
 #
@@ -69,9 +69,9 @@ fi
 train() {  # train VERB NAME CONFIG MINUTES [args]: one stage, on NPROC processes
     local verb=$1 name=$2 config=$3 minutes=$4
     shift 4
-    # the stage's config with this run's model config (the tiny reference for SMOKE, loading in-process)
-    sed -e "s#^model: .*#model: $MODEL#" ${SMOKE:+-e "s#num_workers: [0-9]*#num_workers: 0#"} "$config" \
-        > "$OUT/configs/$name.yaml"
+    # an overlay of the stage's config: this run's model config (the tiny reference for SMOKE, loading in-process)
+    printf 'base: %s\nmodel: %s\n' "$(realpath "$config")" "$MODEL" > "$OUT/configs/$name.yaml"
+    if [[ -n ${SMOKE:-} ]]; then echo 'data: {num_workers: 0}' >> "$OUT/configs/$name.yaml"; fi
     local launch=("$PY" -m worldscape_ros.cli)
     if (( NPROC > 1 )); then launch=("$PY" -m torch.distributed.run --standalone --nproc_per_node "$NPROC"
                                      -m worldscape_ros.cli); fi
@@ -84,8 +84,8 @@ if (( ${BENCH_CHUNKS:-0} > 0 )); then  # streaming speed of the imported model: 
     ws bench --config "$MODEL" --checkpoint "$IMPORTED" --device "$DEVICE" --chunks "$BENCH_CHUNKS" --no-speedup \
         --dtype "$BENCH_DTYPE" --json "$OUT/bench.json"
 fi
-train train teacher models/train-wan-teacher-1.3b.yaml "${TEACHER_MIN:-240}" --init "$IMPORTED"
-train train causal models/train-wan-causal-1.3b.yaml "${CAUSAL_MIN:-120}" --init "$IMPORTED"
-train distill distill models/distill-wan-1.3b.yaml "${DISTILL_MIN:-240}" --init "$OUT/causal/final.safetensors" \
+train train teacher models/train/03_teacher_wan.yaml "${TEACHER_MIN:-240}" --init "$IMPORTED"
+train train causal models/train/02_causal_wan.yaml "${CAUSAL_MIN:-120}" --init "$IMPORTED"
+train distill distill models/train/04_distill_wan.yaml "${DISTILL_MIN:-240}" --init "$OUT/causal/final.safetensors" \
     --teacher "$OUT/teacher/final.safetensors"
 stamp "done: the student is $OUT/distill/final.safetensors"

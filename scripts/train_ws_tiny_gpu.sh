@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train ws-tiny's four stages on one CUDA GPU, each stage bounded by wall time:
-#   codec (models/codec-tiny-gpu.yaml) -> causal DiT (train-tiny-causal-gpu.yaml)
-#   -> bidirectional teacher (train-tiny-gpu.yaml) -> DMD student through the rolling window (distill-tiny-gpu.yaml)
+#   codec (models/train/01_codec_gpu.yaml) -> causal DiT (02_causal_gpu.yaml)
+#   -> bidirectional teacher (03_teacher_gpu.yaml) -> DMD student through the rolling window (04_distill_gpu.yaml)
 # The episodes are rendered first (data/gpu; MUJOCO_GL=egl renders on the GPU). The student is
 # runs/ws-tiny-gpu/distill/final.safetensors.
 #
@@ -36,9 +36,9 @@ stage() {  # stage NAME VERB CONFIG MINUTES [extra args]
     ws "$verb" --config "$config" --data "$DATA" --out "$OUTS/$name" --device "$DEVICE" --max-minutes "$minutes" \
         --no-progress "${LIMIT[@]}" "$@"
 }
-stage codec train models/codec-tiny-gpu.yaml "${CODEC_MIN:-1.25}"
-stage causal train models/train-tiny-causal-gpu.yaml "${CAUSAL_MIN:-1.5}" --init-codec "$OUTS/codec/final.safetensors"
-stage teacher train models/train-tiny-gpu.yaml "${TEACHER_MIN:-1.25}" --init "$OUTS/causal/final.safetensors"
-stage distill distill models/distill-tiny-gpu.yaml "${DISTILL_MIN:-2.25}" --init "$OUTS/causal/final.safetensors" \
+stage codec train models/train/01_codec_gpu.yaml "${CODEC_MIN:-1.25}"
+stage causal train models/train/02_causal_gpu.yaml "${CAUSAL_MIN:-1.5}" --init-codec "$OUTS/codec/final.safetensors"
+stage teacher train models/train/03_teacher_gpu.yaml "${TEACHER_MIN:-1.25}" --init "$OUTS/causal/final.safetensors"
+stage distill distill models/train/04_distill_gpu.yaml "${DISTILL_MIN:-2.25}" --init "$OUTS/causal/final.safetensors" \
     --teacher "$OUTS/teacher/final.safetensors"
 stamp "done: $OUTS/distill/final.safetensors"

@@ -457,7 +457,7 @@ def test_imported_episodes_without_depth_fine_tune_on_flow_matching_alone(tmp_pa
     bag = write_bag(tmp_path / 'bag', episode.rgb, episode.poses, episode.intrinsics, stamps_of(12),
                     depth=episode.depth)
     import_bag(bag, tmp_path / 'eps', options(depth_topic=''))  # an RGB camera
-    cfg = load_train_config(str(Path(__file__).resolve().parents[2] / 'models' / 'finetune-tiny.yaml'))
+    cfg = load_train_config(str(Path(__file__).resolve().parents[2] / 'models' / 'train' / '02_causal_finetune.yaml'))
     cfg = cfg.replace_in('data', root=str(tmp_path / 'eps'), batch_size=2)
     cfg = cfg.replace_in('run', out=str(tmp_path / 'run'), steps=2, log_every=1, save_every=0, progress=False,
                          precision='fp32')

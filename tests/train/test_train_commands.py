@@ -21,7 +21,7 @@ def test_train_command_with_an_unknown_key_exits_2_with_one_line(tmp_path, capsy
 
 
 def test_train_command_rejects_a_distill_config(capsys):
-    assert main(['train', '--config', str(MODELS_DIR / 'distill-tiny.yaml')]) == 2
+    assert main(['train', '--config', str(MODELS_DIR / 'train' / '04_distill.yaml')]) == 2
     assert 'run it with `worldscape distill`' in capsys.readouterr().err
 
 

@@ -18,8 +18,8 @@ log = logging.getLogger(__name__)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument('--config', required=True, help='training YAML (models/train-tiny.yaml, models/codec-tiny.yaml, '
-                   'models/distill-tiny.yaml)')
+    p.add_argument('--config', required=True, help='training YAML (models/train/*.yaml, its stage named first: '
+                   '01_codec, 02_causal, 03_teacher, 04_distill)')
     p.add_argument('--resume', action='store_true', help='continue from the latest save in run.out')
     p.add_argument('--data', help='episode folder (overrides data.root)')
     p.add_argument('--out', help='run folder (overrides run.out)')

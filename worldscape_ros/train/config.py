@@ -1,7 +1,10 @@
-"""Typed training configuration (models/train-*.yaml, distill-*.yaml, codec-*.yaml).
+"""Typed training configuration (models/train/*.yaml).
 
 One file describes one run: which stage (codec, teacher, distill), the model, the data, the optimiser, the
-losses and how the run is executed. Unknown keys, bad values and missing files fail with one TrainError line.
+losses and how the run is executed. A file may name another as its `base:` (a path relative to its own folder)
+and give only what differs: its sections are merged key by key over the base's, so a variant states its changes
+and no default is written twice. Unknown keys, bad values, missing files and bases that lead back to themselves
+fail with one TrainError line.
 """
 
 from __future__ import annotations
@@ -213,10 +216,36 @@ def config_from_dict(d: dict[str, Any]) -> TrainConfig:
     return TrainConfig(**kwargs)
 
 
-def load_train_config(path: str | Path) -> TrainConfig:
+def merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` laid on `base`: mappings merge key by key (at any depth), any other value replaces the base's."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_with_bases(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
     try:
         data = read_yaml_mapping(path, 'train config', TrainError)
     except UnicodeDecodeError as exc:  # a binary file given as the config: name it
         raise TrainError(f'train config {path} is not a UTF-8 text YAML file ({exc.reason} at byte '
                          f'{exc.start})') from None
-    return config_from_dict(data)
+    if 'base' not in data:
+        return data
+    base = data.pop('base')
+    if not isinstance(base, str) or not base:
+        raise TrainError(f'train config {path}: base must name a YAML file, got {base!r}')
+    base_path = (path.parent / base).resolve()
+    chain = (*chain, path.resolve())
+    if base_path in chain:
+        loop = ' -> '.join(p.name for p in (*chain, base_path))
+        raise TrainError(f'train config {path}: its bases lead back to themselves ({loop})')
+    return merged(_read_with_bases(base_path, chain), data)
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    """The run a YAML file describes, its `base:` files (if any) merged under it."""
+    return config_from_dict(_read_with_bases(Path(path), ()))
