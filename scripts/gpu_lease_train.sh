@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU lease wrapper used on 2026-11-26: on a bare CUDA machine that has torch but not MuJoCo, install the
+# The GPU lease wrapper: on a bare CUDA machine that has torch but not MuJoCo, install the
 # carried wheels and GL loaders, smoke-test every training stage, run scripts/train_ws_tiny_gpu.sh, benchmark,
 # and pack the student (split into 15 MiB parts) and the logs into $OUT.
 # Prepare the carried folder .devkit/ (ignored through .git/info/exclude) on a machine with pip and apt:

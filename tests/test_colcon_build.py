@@ -3,8 +3,8 @@ a temporary folder with the colcon of the dev requirements, then a shell that so
 (no venv activation, an empty environment otherwise) must find every package, start the console scripts and
 resolve the launch files' paths in the installed share directory.
 
-Against the pip wheels (no sourced ROS 2) the launch files cannot be run (no `launch`/`launch_ros` on PyPI,
-FACTS.md): what `ros2 launch` would resolve is resolved here by hand from the installed files.
+Against the pip wheels (no sourced ROS 2) the launch files cannot be run (`launch`/`launch_ros` are on neither
+PyPI nor Debian): what `ros2 launch` would resolve is resolved here by hand from the installed files.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from worldscape_ros.ros.params import SimulatorParams
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = 'worldscape_ros'
-# exec_depends of package.xml that the pip wheels cannot provide (FACTS.md): a real ROS 2 install has them.
+# exec_depends of package.xml that no pip wheel provides (none is on PyPI): a real ROS 2 install has them.
 NOT_ON_PYPI = {'launch', 'launch_ros', 'tf2_ros'}
 BUILD_TIMEOUT_S = 600
 
@@ -37,8 +37,8 @@ pytestmark = pytest.mark.timeout(BUILD_TIMEOUT_S + 120)
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """What a user's fresh terminal holds: no venv, no ROS, nothing inherited from pytest's interpreter (the
-    wheels' bootstrap variables must not leak into the child, FACTS.md)."""
+    """What a user's fresh terminal holds: no venv, no ROS, nothing inherited from pytest's interpreter (a child
+    that inherits the wheels' `_ROS_WHEELS_BOOTSTRAP_COMPLETE=1` without their LD_LIBRARY_PATH cannot load rclpy)."""
     env = {'HOME': os.environ.get('HOME', '/root'), 'PATH': '/usr/local/bin:/usr/bin:/bin', 'LANG': 'C.UTF-8',
            'ROS_AUTOMATIC_DISCOVERY_RANGE': 'OFF', 'OMP_NUM_THREADS': '1', 'PYTHONDONTWRITEBYTECODE': '1'}
     env.update(extra)

@@ -1,7 +1,7 @@
 """The `worldscape` command: one subcommand per job (datagen, bench, eval, train, distill, rollout, ...).
 
 Each subsystem keeps its subcommands in a `commands.py` with `register(subparsers)`, which adds its
-parsers and sets `func(args) -> int`. A subsystem whose `commands` module does not exist yet is skipped.
+parsers and sets `func(args) -> int`.
 User mistakes (WorldScapeError, ValueError) print one line on stderr and exit 2, without a traceback.
 """
 
@@ -39,13 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('-v', '--verbose', action='store_true', help='log debug messages')
     sub = parser.add_subparsers(dest='command', metavar='COMMAND')
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and name.startswith(exc.name):
-                continue  # that subsystem has no commands yet
-            raise
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""Launch files and their config, checked by structure: `launch`/`launch_ros` cannot be installed here (FACTS.md).
+"""Launch files and their config, checked by structure: `launch`/`launch_ros` are on neither PyPI nor Debian.
 
 Parsed with ast: declared arguments (each described, each used one declared), node executables (console scripts
 of setup.py), params files (present in config/, every key a declared parameter with a valid value) and the
@@ -112,7 +112,7 @@ def test_setup_installs_launch_and_config_files():
 @pytest.mark.parametrize('params_file', sorted(set(LAUNCH_FILES.values())))
 def test_params_files_set_every_declared_parameter_with_its_type(params_file):
     data = yaml.safe_load((REPO / 'config' / params_file).read_text())
-    assert list(data) == ['/**/simulator']  # a bare node name is ignored under a namespace (FACTS.md)
+    assert list(data) == ['/**/simulator']  # under a namespace, a bare node name is silently ignored
     values = data['/**/simulator']['ros__parameters']
     defaults = SimulatorParams()
     assert set(values) == {f.name for f in fields(SimulatorParams)}

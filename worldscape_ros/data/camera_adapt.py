@@ -192,8 +192,7 @@ def fit_start(rgb: np.ndarray, width: int, height: int, model_vfov_deg: float, K
 
 
 # How far a start may be from the training data before it is reported: ws-tiny is trained at 60 deg vertical
-# FOV on rendered scenes whose per-frame median depth spans 1.4 to 38 m (240 frames of the nav training set,
-# 2026-12-03).
+# FOV on rendered scenes whose per-frame median depth spans 1.4 to 38 m (240 frames of the nav training set).
 FOV_TOLERANCE_DEG = 15.0
 MAX_UPSCALE = 2.0
 MIN_KEPT_FRACTION = 0.5

@@ -1,6 +1,6 @@
 """Hand conditioning: 21 MediaPipe-layout keypoints drawn as a pose video (the paper's hand stream).
 
-Landmarks (FACTS.md): 0 wrist; 1-4 thumb CMC, MCP, IP, TIP; 5-8 index MCP, PIP, DIP, TIP; 9-12 middle;
+MediaPipe's landmarks: 0 wrist; 1-4 thumb CMC, MCP, IP, TIP; 5-8 index MCP, PIP, DIP, TIP; 9-12 middle;
 13-16 ring; 17-20 pinky. The skeleton is drawn per frame with one colour per finger (and one for the palm), bones
 as lines and joints as dots, by a vectorised distance field in torch (no drawing library): a pixel is painted
 when its centre lies within half the line width of a bone or within the dot radius of a joint. Absent hands

@@ -1,6 +1,6 @@
 """A procedural capsule hand whose 21 joints are exactly MediaPipe's hand landmarks.
 
-Landmarks (FACTS.md): 0 wrist; 1-4 thumb CMC, MCP, IP, TIP; 5-8 index MCP, PIP, DIP, TIP; 9-12 middle;
+MediaPipe's landmarks: 0 wrist; 1-4 thumb CMC, MCP, IP, TIP; 5-8 index MCP, PIP, DIP, TIP; 9-12 middle;
 13-16 ring; 17-20 pinky. The hand is kinematic: the wrist sphere, every bone capsule and the palm is a
 MuJoCo mocap body whose pose is set per frame, so the rendered hand is exactly the skeleton we report
 (each bone a capsule between two landmarks, whose round ends are the joints).

@@ -1,6 +1,7 @@
 """Procedural textures: multi-scale noise plus painted shapes, rich enough for SIFT feature matching.
 
-MuJoCo's builtin checker textures repeat exactly, which starves feature matching (FACTS.md); these are
+MuJoCo's builtin checker textures repeat exactly, which starves feature matching (the action-following metric
+recovers camera motion from matched features); these are
 PNG-encoded images passed to MuJoCo as in-memory assets, made deterministically from a numpy Generator.
 """
 

@@ -29,7 +29,7 @@ from worldscape_ros.model.config import ModelConfig
 from worldscape_ros.model.world_model import WorldModel
 
 STATE_FILE = 'state.safetensors'
-OPTIMIZER_KEYS = 'name'  # optimiser state keyed by parameter name (saves before 2026-11-26 used indices)
+OPTIMIZER_KEYS = 'name'  # optimiser state keyed by parameter name: the same whichever way a run was sharded
 LATEST = 'latest'
 KEEP = 2  # complete saves kept
 

@@ -4,7 +4,7 @@ page-rate measurements (`worldscape play --browser`); no Node, no Selenium, no b
 `chromium-headless-shell` (or `chromium`), which `make setup` installs.
 
 WebGL runs in software (SwiftShader); the background-networking flags keep Chromium from calling out of a
-machine with no network (FACTS.md, .library machines/python.md).
+machine with no network.
 """
 
 from __future__ import annotations
