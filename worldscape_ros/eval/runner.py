@@ -30,6 +30,7 @@ from worldscape_ros.eval.revisit import return_pairs, revisit_scores
 from worldscape_ros.eval.structure import StructureBand, gmsd, gradient_energy_ratio
 from worldscape_ros.eval.suites import Scenario, Suite
 from worldscape_ros.fileio import atomic_write_bytes
+from worldscape_ros.model.protocol import RollingEngine, StreamingEngine, frames_per_step
 from worldscape_ros.synthetic.hand import BONE_RADIUS
 
 log = logging.getLogger(__name__)
@@ -63,16 +64,15 @@ def roll_out(system: WorldSystem, gt: GroundTruth, scenario: Scenario, rgb_only:
     T = gt.frames
     commands = [drive_command(gt, t, scenario.kind) for t in range(1, T)]
     hands = [None if gt.keypoints3d is None else gt.keypoints3d[t] for t in range(1, T)]
-    chunk = int(getattr(getattr(system, 'config', None), 'frames_per_chunk', 1) or 1)
+    chunk = frames_per_step(system)
     frames = []
     latency = []
-    if int(getattr(system, 'window', 1) or 1) > 1:  # the rolling window over the known trajectory
+    if isinstance(system, RollingEngine) and system.window > 1:  # the rolling window over the known trajectory
         pad = -(T - 1) % chunk  # whole chunks: hold the last command, keep only the frames asked for
         t0 = time.perf_counter()
-        rollout = getattr(system, 'rollout')  # noqa: B009 - the engine's, not part of the baseline protocol
-        frames = rollout(commands + commands[-1:] * pad, hands + hands[-1:] * pad)[: T - 1]
+        frames = system.rollout(commands + commands[-1:] * pad, hands + hands[-1:] * pad)[: T - 1]
         latency = [1e3 * (time.perf_counter() - t0) / (T - 1)] * (T - 1)
-    elif chunk > 1 and hasattr(system, 'step_chunk'):
+    elif chunk > 1 and isinstance(system, StreamingEngine):
         for k in range(0, T - 1, chunk):
             cmds, kps = commands[k:k + chunk], hands[k:k + chunk]
             pad = chunk - len(cmds)  # the last chunk: hold the last command, keep only the frames asked for

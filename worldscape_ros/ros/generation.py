@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from worldscape_ros.ros.sim_clock import SimClock
-from worldscape_ros.ros.supervision import GenerationFailed, StepSupervisor
+from worldscape_ros.ros.supervision import ErrorLog, GenerationFailed, StepSupervisor
 
 PAUSE_WAIT_S = 10.0  # pause() waits at most this long for the frame in flight
 MAX_CONSECUTIVE_FAILURES = 3  # frames in a row that fail outside the engine step before the loop gives up
@@ -54,7 +54,7 @@ class GenerationLoop:
     after MAX_CONSECUTIVE_FAILURES in a row.
     """
 
-    def __init__(self, generate: Callable[[], None], clock: SimClock, supervisor: StepSupervisor, logger: Any,
+    def __init__(self, generate: Callable[[], None], clock: SimClock, supervisor: StepSupervisor, logger: ErrorLog,
                  idle: Callable[[], None], fail: Callable[[str], None]) -> None:
         self._generate = generate
         self._clock = clock

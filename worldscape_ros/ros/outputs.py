@@ -4,7 +4,7 @@ Topics and frames: docs/ros_interface.md."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from nav_msgs.msg import Odometry
@@ -16,6 +16,9 @@ from worldscape_ros.model.kinematics import R_LINK_OPTICAL, BaseState, NavAction
 from worldscape_ros.ros import conversions as conv
 from worldscape_ros.ros.params import SimulatorParams
 from worldscape_ros.ros.qos import CLOCK_QOS, StaticTfBroadcaster, TfBroadcaster, sensor_qos
+
+if TYPE_CHECKING:
+    from worldscape_ros.model.engine import Frame
 
 
 class FrameOutputs:
@@ -37,7 +40,7 @@ class FrameOutputs:
         self._tf_static: StaticTfBroadcaster | None = StaticTfBroadcaster(node) if p.publish_tf else None
         self._static_mount: tuple[float, float] | None = None  # (pitch, height) last sent on /tf_static
 
-    def publish(self, frame: Any, state: BaseState, twist: NavAction, stamp: int, K: np.ndarray, width: int,
+    def publish(self, frame: Frame, state: BaseState, twist: NavAction, stamp: int, K: np.ndarray, width: int,
                 height: int) -> None:
         """One frame at sim time `stamp` (ns): the base at `state` moving with `twist`, seen through `K`."""
         p = self._params

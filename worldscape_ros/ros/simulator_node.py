@@ -39,6 +39,7 @@ from worldscape_msgs.srv import ResetFromImage, StepFrames
 from worldscape_ros.data.camera_adapt import fit_start, start_warnings
 from worldscape_ros.errors import CheckpointError, ConfigError
 from worldscape_ros.model.kinematics import BaseState, NavAction, state_from_camera_pose
+from worldscape_ros.model.protocol import LiveEngine
 from worldscape_ros.ros import conversions as conv
 from worldscape_ros.ros.diagnostics import FrameStats, diagnostic_array, health
 from worldscape_ros.ros.generation import GenerationLoop, StepRefused
@@ -69,7 +70,7 @@ class SimulatorNode(LifecycleNode):
         super().__init__(node_name, **kwargs)
         declare_parameters(self, parameter_overrides)
         self.params = SimulatorParams()
-        self.engine: Any = None
+        self.engine: LiveEngine | None = None
         self.device = 'cpu'
         self._engine_fps = 10.0
         self._engine_lock = threading.Lock()  # engine calls from the thread and from services
@@ -171,13 +172,14 @@ class SimulatorNode(LifecycleNode):
             self.get_logger().info(f'device auto -> {self.device}')
         check_checkpoint_path(p.checkpoint_arg)
         try:
-            self.engine = WorldEngine.from_pretrained(
+            engine: LiveEngine = WorldEngine.from_pretrained(
                 checkpoint=p.checkpoint_arg, config=p.model_config or None, device=self.device, dtype=p.dtype,
                 memory=p.memory, steps=p.denoising_steps or None, seed=p.start_seed,
                 pool_bytes=int(p.memory_budget_mb * 2**20) if p.memory_budget_mb else None)
         except CheckpointError as exc:
             raise CheckpointError(f'checkpoint {p.checkpoint!r} could not be loaded: {exc}') from None
-        cfg = self.engine.config
+        self.engine = engine
+        cfg = engine.config
         self._engine_fps = float(cfg.fps)
         self._sim_clock.set_fps(p.fps or self._engine_fps)  # a new fps continues from the current sim time
         if p.fps and p.fps != self._engine_fps:
@@ -186,10 +188,10 @@ class SimulatorNode(LifecycleNode):
                                       'the training distribution')
         self._inbox = CommandInbox(int(p.cmd_vel_timeout * 1e9), int(p.hand_keypoints_timeout * 1e9))
         self.get_logger().info(f'model {cfg.name} {cfg.width}x{cfg.height} at {self._sim_clock.fps:g} fps on '
-                               f'{self.device} ({p.dtype}), weights sha256 {str(self.engine.sha256)[:12]}')
+                               f'{self.device} ({p.dtype}), weights sha256 {engine.sha256[:12]}')
 
     def _set_up_start(self) -> None:
-        self._start, notes = start_view(self.params, self.engine.config)
+        self._start, notes = start_view(self.params, self._loaded().config)
         for note in notes:
             self.get_logger().warning(f'start_image: {note}')
         self._reset_engine()
@@ -197,11 +199,16 @@ class SimulatorNode(LifecycleNode):
     def _reset_engine(self) -> None:
         """Back to the configured start (the engine's state and memory are replaced, and its camera: intrinsics
         a reset_from_image brought do not outlive it)."""
-        start = self._start
+        engine, start = self._loaded(), self._start
         if start is not None:
-            self.engine.reset(start.rgb, start.pose, start.K, start.depth)
+            engine.reset(start.rgb, start.pose, start.K, start.depth)
         else:
-            self.engine.start_from_scene(self.params.start_seed, self.params.start_scene)
+            engine.start_from_scene(self.params.start_seed, self.params.start_scene)
+
+    def _loaded(self) -> LiveEngine:
+        if self.engine is None:
+            raise RuntimeError('no engine: the node is not configured')
+        return self.engine
 
     def _create_interfaces(self) -> None:
         self._destroy_interfaces()  # those an error left behind
@@ -319,10 +326,11 @@ class SimulatorNode(LifecycleNode):
 
     def _on_reset_from_image(self, request: ResetFromImage.Request,
                              response: ResetFromImage.Response) -> ResetFromImage.Response:
-        if self.engine is None:
+        engine = self.engine
+        if engine is None:
             response.success, response.message = False, 'not configured'
             return response
-        cfg = self.engine.config
+        cfg = engine.config
         try:
             rgb = conv.image_to_rgb(request.image)  # any size: fitted to the model's below
             h, w = rgb.shape[:2]
@@ -338,9 +346,9 @@ class SimulatorNode(LifecycleNode):
             # no camera_info: the model's own field of view, not whatever an earlier request brought
             start = fit_start(rgb, cfg.width, cfg.height, cfg.vfov_deg, K=K, depth=depth)
             with self._engine_lock:
-                frame = self.engine.reset(start.rgb, c2w, start.K, start.depth)
+                frame = engine.reset(start.rgb, c2w, start.K, start.depth)
                 self._inbox.clear()
-            notes = start.notes + start_warnings(start.fit, start.K, cfg.vfov_deg, getattr(frame, 'depth', None))
+            notes = start.notes + start_warnings(start.fit, start.K, cfg.vfov_deg, frame.depth)
             for note in notes:
                 self.get_logger().warning(f'reset_from_image: {note}')
         except ValueError as exc:
@@ -424,8 +432,8 @@ class SimulatorNode(LifecycleNode):
             hands = None
         fps = self._sim_clock.fps
         with self._engine_lock:
-            engine = self.engine
-            k = int(getattr(engine.config, 'frames_per_chunk', 1))
+            engine = self._loaded()
+            k = engine.config.frames_per_chunk
             prev = engine.state
             if isinstance(motion, NavAction):
                 motion = self._within_working_range(prev, motion)
@@ -439,8 +447,8 @@ class SimulatorNode(LifecycleNode):
                                                   drop_inputs=self._inbox.clear)
                 motion = NavAction()
             last_state = engine.state
-            self._cache_bytes = int(engine.cache_bytes)
-            self._pool_bytes = int(getattr(engine.memory, 'pool_nbytes', 0))
+            self._cache_bytes = engine.cache_bytes
+            self._pool_bytes = engine.memory.pool_nbytes
             K, width, height = engine.intrinsics, engine.config.width, engine.config.height
         outputs = self._outputs
         if outputs is None:
@@ -465,8 +473,9 @@ class SimulatorNode(LifecycleNode):
 
     # ---- outputs -----------------------------------------------------------------------------------------
     def _publish_mount(self) -> None:
-        if self._outputs is not None and self.engine is not None:
-            self._outputs.publish_mount(self.engine.state, self.sim_time_ns)
+        outputs, engine = self._outputs, self.engine
+        if outputs is not None and engine is not None:
+            outputs.publish_mount(engine.state, self.sim_time_ns)
 
     def diagnostics_snapshot(self) -> dict[str, float]:
         """Real-time factor, latencies (ms, p50 over the recent frames) and frames/s of wall time."""
@@ -477,7 +486,8 @@ class SimulatorNode(LifecycleNode):
         if not force and now - self._last_diag < self.params.diagnostics_period:
             return
         self._last_diag = now
-        if self._pub_diag is None or self.engine is None:
+        engine = self.engine
+        if self._pub_diag is None or engine is None:
             return
         snap = self.diagnostics_snapshot()
         paused, sup = self._loop.paused, self._supervisor
@@ -492,7 +502,7 @@ class SimulatorNode(LifecycleNode):
             'pool_bytes': str(self._pool_bytes),  # what memory_budget_mb bounds
             'device': self.device,
             'dtype': self.params.dtype,
-            'model': str(self.engine.config.name),
+            'model': engine.config.name,
             'fps': f'{self._sim_clock.fps:g}',
             'frames': str(self._sim_clock.frames),
             'sim_time': f'{self.sim_time_ns / 1e9:.3f}',

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from worldscape_ros.data.camera_adapt import fit_start, start_warnings
 from worldscape_ros.errors import CheckpointError, ConfigError
 from worldscape_ros.model.kinematics import BaseState, camera_pose
+from worldscape_ros.model.protocol import EngineConfig
 from worldscape_ros.ros.params import SimulatorParams
 
 
@@ -78,7 +78,7 @@ def load_start_depth(path: str, height: int, width: int) -> np.ndarray:
     return depth.astype(np.float32)
 
 
-def start_view(p: SimulatorParams, cfg: Any) -> tuple[StartView | None, list[str]]:
+def start_view(p: SimulatorParams, cfg: EngineConfig) -> tuple[StartView | None, list[str]]:
     """The start view the parameters name (None: start_scene's synthetic view) and what makes it unlike the
     model's training views, one sentence each. Raises ConfigError naming the parameter."""
     if not p.start_image:

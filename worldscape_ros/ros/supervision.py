@@ -7,10 +7,22 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
 
 from worldscape_ros.model.kinematics import BaseState, NavAction
+from worldscape_ros.model.protocol import Action, LiveEngine
 from worldscape_ros.ros.inbox import Throttle
+
+if TYPE_CHECKING:
+    from worldscape_ros.model.engine import Frame
+
+
+class ErrorLog(Protocol):
+    """A logger's error level (rclpy's or the logging module's)."""
+
+    def error(self, msg: str, /) -> object: ...
 
 
 class GenerationFailed(Exception):
@@ -20,7 +32,7 @@ class GenerationFailed(Exception):
 class StepSupervisor:
     """Runs engine steps and recovers from the ones that raise; counts what happened."""
 
-    def __init__(self, logger: Any, warn: Throttle) -> None:
+    def __init__(self, logger: ErrorLog, warn: Throttle) -> None:
         self._logger = logger
         self._warn = warn
         self.failed_steps = 0  # engine steps that raised
@@ -33,14 +45,14 @@ class StepSupervisor:
         self.last_failure = (time.monotonic(), message)
 
     @staticmethod
-    def step(engine: Any, motion: NavAction | Any, hands: Any, k: int) -> list[Any]:
+    def step(engine: LiveEngine, motion: Action, hands: np.ndarray | None, k: int) -> list[Frame]:
         """One chunk of `k` frames; a command holds over the chunk."""
         if k == 1:
             return [engine.step(motion, hands)]
         return list(engine.step_chunk([motion] * k, [hands] * k))
 
-    def recover(self, engine: Any, exc: Exception, prev: BaseState, k: int, reset: Callable[[], None],
-                drop_inputs: Callable[[], None]) -> list[Any]:
+    def recover(self, engine: LiveEngine, exc: Exception, prev: BaseState, k: int, reset: Callable[[], None],
+                drop_inputs: Callable[[], None]) -> list[Frame]:
         """A step raised: drop the inputs, undo its motion and stand still for this chunk; if even that fails,
         `reset` the session to its start. Logged once per warning period with the cause (a restart always)."""
         self.failed_steps += 1

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,10 +30,14 @@ from worldscape_ros.data.depth_io import load_depth
 from worldscape_ros.errors import WorldScapeError
 from worldscape_ros.fileio import atomic_write_json
 from worldscape_ros.model.kinematics import BaseState, camera_pose, state_from_camera_pose
+from worldscape_ros.model.protocol import LiveEngine, OfflineEngine, RollingEngine
 from worldscape_ros.tools import messages as M
 from worldscape_ros.tools.bag import SIM_TOPICS, BagWriter, stale_partials, stop_on_signals
 from worldscape_ros.tools.scripts import ActionScript
 from worldscape_ros.tools.video import auto_scale, contact_sheet, panel, write_mp4, write_png
+
+if TYPE_CHECKING:
+    from worldscape_ros.model.engine import Frame
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +122,7 @@ def parse_start(text: str) -> Start:
     raise ValueError(f'start {text!r} is neither {"|".join(SCENE_KINDS)}:SEED nor an existing image file')
 
 
-def start_session(engine: Any, start: Start) -> Any:
+def start_session(engine: LiveEngine, start: Start) -> Frame:
     """Reset the engine at the start and return frame 0 (an engine Frame)."""
     cfg = engine.config
     if start.image is None:
@@ -133,33 +137,24 @@ def start_session(engine: Any, start: Start) -> Any:
     rgb = np.ascontiguousarray(bgr[..., ::-1])
     pose = camera_pose(BaseState(height=cfg.camera_height))
     depth = None if start.depth is None else load_depth(start.depth, bgr.shape[:2])
-    vfov = float(getattr(cfg, 'vfov_deg', 60.0))
+    vfov = cfg.vfov_deg
     fitted = fit_start(rgb, cfg.width, cfg.height, vfov, vfov_deg=start.vfov_deg, hfov_deg=start.hfov_deg,
                        depth=depth)
     rgb = fitted.rgb
     frame = engine.reset(rgb, pose, fitted.K, depth=fitted.depth)
-    if frame is None:  # engines that return nothing from reset: frame 0 is the start image itself
-        from worldscape_ros.model.engine import Frame
-
-        frame = Frame(rgb=rgb, depth=np.full(rgb.shape[:2], np.nan, np.float32), pose=pose, index=0,
-                      latency_ms=0.0)
     for note in fitted.notes + start_warnings(fitted.fit, fitted.K, vfov, frame.depth):
         log.warning('start %s: %s', start.image, note)
     return frame
 
 
-def frames_per_step(engine: Any) -> int:
-    return int(getattr(engine.config, 'frames_per_chunk', 1))
-
-
-def drive(engine: Any, script: ActionScript, window: int | None = 1) -> Iterator[Any]:
+def drive(engine: RollingEngine, script: ActionScript, window: int | None = 1) -> Iterator[Frame]:
     """Roll the engine through the script; yields frames 1..T in order. The whole script is known, so it may go
     through a rolling denoising window of `window` chunks (None: the engine's); 1 makes the frames that stepping
     live makes.
 
     A last partial chunk is padded with standing still; the padding frames are not yielded.
     """
-    k = frames_per_step(engine)
+    k = engine.config.frames_per_chunk
     n = len(script)
     total = -(-n // k) * k
     acts = [script.actions[j] if j < n else np.zeros(5) for j in range(total)]
@@ -172,7 +167,7 @@ def drive(engine: Any, script: ActionScript, window: int | None = 1) -> Iterator
 class RolloutRecorder:
     """Writes each frame as the messages the simulator node publishes for it, stamped with sim time."""
 
-    def __init__(self, bag: BagWriter, engine: Any, handedness: str = 'right') -> None:
+    def __init__(self, bag: BagWriter, engine: LiveEngine, handedness: str = 'right') -> None:
         self.bag = bag
         self.fps = float(engine.config.fps)
         self.height = float(engine.config.camera_height)
@@ -183,7 +178,7 @@ class RolloutRecorder:
     def stamp_ns(self, index: int) -> int:
         return round(index * 1e9 / self.fps)
 
-    def start(self, frame: Any) -> None:
+    def start(self, frame: Frame) -> None:
         """The session's start: the camera mount on /tf_static, as the node sends it when it activates.
 
         The start image itself is not recorded: it is the engine's input (from the renderer or a file), and the
@@ -192,7 +187,7 @@ class RolloutRecorder:
         state = state_from_camera_pose(frame.pose, self.height)
         self.bag.write('/tf_static', self.stamp_ns(frame.index), M.static_camera_tfs(state, self.stamp_ns(frame.index)))
 
-    def record(self, frame: Any, action: np.ndarray, keypoints: np.ndarray | None) -> None:
+    def record(self, frame: Frame, action: np.ndarray, keypoints: np.ndarray | None) -> None:
         ns = self.stamp_ns(frame.index)
         state = state_from_camera_pose(frame.pose, self.height)
         act = np.asarray(action, dtype=np.float64)
@@ -224,17 +219,17 @@ class RolloutResult:
         return self.frames / self.seconds if self.seconds > 0 else math.nan
 
 
-def _pose_video(frame: Any, script: ActionScript) -> np.ndarray | None:
+def _pose_video(frame: Frame, script: ActionScript) -> np.ndarray | None:
     """The hand conditioning drawn, shown beside the frame when the script has hands."""
     if script.hands is None:
         return None
-    pv = getattr(frame, 'pose_video', None)
+    pv = frame.pose_video
     return np.zeros_like(frame.rgb) if pv is None else np.asarray(pv, np.uint8)
 
 
-def offline_rollout(engine: Any, start: Start, script: ActionScript, out: str | Path, bag: bool = True,
+def offline_rollout(engine: OfflineEngine, start: Start, script: ActionScript, out: str | Path, bag: bool = True,
                     mp4: bool = True, storage: str = 'mcap', window: int | None = 1,
-                    force: bool = False, on_frame: Callable[[Any, np.ndarray | None], None] | None = None
+                    force: bool = False, on_frame: Callable[[Frame, np.ndarray | None], None] | None = None
                     ) -> RolloutResult:
     """Run the script from the start; write the bag, the MP4 and the contact sheet (those asked for).
     window: the rolling denoising window (1, the default: the frames the simulator node makes live; None: the
@@ -295,7 +290,7 @@ def offline_rollout(engine: Any, start: Start, script: ActionScript, out: str | 
     lat = np.asarray(result.latencies_ms) if result.latencies_ms else np.zeros(1)
     atomic_write_json(out / 'summary.json', {
         'start': str(start), 'frames': result.frames, 'interrupted': result.interrupted,
-        'engine': {'config': engine.config.name, 'weights_sha256': getattr(engine, 'sha256', ''),
+        'engine': {'config': engine.config.name, 'weights_sha256': engine.sha256,
                    'height': engine.config.height, 'width': engine.config.width, 'fps': engine.config.fps},
         'frames_per_second': None if math.isnan(result.fps) else round(result.fps, 3),
         'latency_ms': {'p50': float(np.percentile(lat, 50)), 'p95': float(np.percentile(lat, 95))},

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from worldscape_ros.model.kinematics import NavAction
-from worldscape_ros.tools.rollout import Start, frames_per_step, start_session
+from worldscape_ros.model.protocol import frames_per_step
+from worldscape_ros.tools.rollout import Start, start_session
 from worldscape_ros.tools.scripts import ActionScript
 from worldscape_ros.viewer import ViewerError
 from worldscape_ros.viewer.viewer import FrameView, MemoryView, WorldViewer

@@ -1,0 +1,134 @@
+"""What the fronts of the world model call on an engine: the ROS simulator node, the gym envs, offline rollouts
+and the evaluation. They depend on these members, not on WorldEngine's internals, and mypy checks that
+WorldEngine has them. Part of the torch-only core: no ROS import.
+
+Layers, each adding to the one before:
+  StreamingEngine  reset, step one chunk at a time, and the config (size, rate, frames_per_chunk)
+  RollingEngine    rollout of a trajectory known ahead through a rolling denoising window (eval, rollouts)
+  LiveEngine       what a live front reads besides: the base state it drives, the camera, memory use,
+                   the weights' hash, and a start from a synthetic scene
+  OfflineEngine    both of the last two: what an offline rollout drives and records
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Protocol, TypeAlias, runtime_checkable
+
+import numpy as np
+
+from worldscape_ros.model.kinematics import BaseState, NavAction
+
+if TYPE_CHECKING:
+    from worldscape_ros.model.engine import Frame
+
+# A velocity command (or its 5 values), a (4, 4) target camera pose, or None: stand still.
+Action: TypeAlias = NavAction | np.ndarray | Sequence[float] | None
+
+
+class EngineConfig(Protocol):
+    """The stream an engine makes: its name, frame size and rate, camera, and frames per step."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def width(self) -> int: ...
+
+    @property
+    def height(self) -> int: ...
+
+    @property
+    def fps(self) -> float: ...
+
+    @property
+    def vfov_deg(self) -> float: ...
+
+    @property
+    def camera_height(self) -> float: ...
+
+    @property
+    def frames_per_chunk(self) -> int:
+        """Frames one step makes; a command holds over them."""
+        ...
+
+
+@runtime_checkable
+class StreamingEngine(Protocol):
+    """An engine stepped one chunk at a time from a start frame."""
+
+    @property
+    def config(self) -> EngineConfig: ...
+
+    def reset(self, first_frame: np.ndarray, pose: np.ndarray, intrinsics: np.ndarray | None = None,
+              depth: np.ndarray | None = None, hand_keypoints: np.ndarray | None = None) -> Frame:
+        """Start a session from an RGB frame (H, W, 3) uint8 seen from `pose` (camera-to-world, OpenCV axes)."""
+        ...
+
+    def step(self, action: Action = None, hand_keypoints: np.ndarray | None = None) -> Frame:
+        """The next frame, for an engine of one frame per chunk."""
+        ...
+
+    def step_chunk(self, actions: Sequence[Action],
+                   hand_keypoints: Sequence[np.ndarray | None] | None = None) -> list[Frame]:
+        """The next chunk: config.frames_per_chunk actions and hand keypoints in, as many frames out."""
+        ...
+
+
+@runtime_checkable
+class RollingEngine(StreamingEngine, Protocol):
+    """An engine that denoises a trajectory known ahead through a rolling window of `window` chunks."""
+
+    @property
+    def window(self) -> int: ...
+
+    def rollout(self, actions: Sequence[Action], hand_keypoints: Sequence[np.ndarray | None] | None = None,
+                window: int | None = None) -> list[Frame]: ...
+
+    def rollout_frames(self, actions: Sequence[Action], hand_keypoints: Sequence[np.ndarray | None] | None = None,
+                       window: int | None = None) -> Iterator[Frame]: ...
+
+
+class PooledMemory(Protocol):
+    @property
+    def pool_nbytes(self) -> int:
+        """Bytes in the global memory pool (what a memory budget bounds)."""
+        ...
+
+
+class LiveEngine(StreamingEngine, Protocol):
+    """What a live front (the ROS node, the gym envs) reads and sets besides stepping."""
+
+    state: BaseState  # the base the commands move; a front restores it to undo a failed step
+
+    @property
+    def intrinsics(self) -> np.ndarray:
+        """(3, 3) of the session's camera."""
+        ...
+
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes of the KV memory: sink, window and pool."""
+        ...
+
+    @property
+    def memory(self) -> PooledMemory: ...
+
+    @property
+    def sha256(self) -> str:
+        """The weights' hash ('random-init' for a random model)."""
+        ...
+
+    def start_from_scene(self, seed: int, scene_kind: str = 'room') -> Frame:
+        """Reset from the synthetic start view of a scene."""
+        ...
+
+
+class OfflineEngine(LiveEngine, RollingEngine, Protocol):
+    """An engine an offline rollout starts like the live node and drives through a known script."""
+
+
+def frames_per_step(engine: StreamingEngine | object) -> int:
+    """Frames one step of `engine` makes: its chunk for a streaming engine, one for any other system (the
+    evaluation's baselines step frame by frame)."""
+    return engine.config.frames_per_chunk if isinstance(engine, StreamingEngine) else 1
