@@ -10,8 +10,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from worldscape_ros.model.config import load_config
-from worldscape_ros.model.wan import WanImportError, write_reference
 from worldscape_ros.model.wan_codec import WanCodec, load_wan_vae, read_wan_vae
+from worldscape_ros.model.wan_import import WanImportError
+from worldscape_ros.model.wan_reference import write_reference
 
 TOLERANCE = 1e-5
 
@@ -116,7 +117,7 @@ def test_a_bad_vae_folder_is_refused_with_its_reason(vae_folder, tmp_path):
 
 
 def test_a_vae_of_other_latent_channels_than_the_transformer_is_refused(tmp_path):
-    from worldscape_ros.model.wan import import_wan
+    from worldscape_ros.model.wan_import import import_wan
 
     pipe = write_reference(tmp_path / 'pipe', 'tiny')
     config = json.loads((pipe / 'vae' / 'config.json').read_text())

@@ -25,7 +25,7 @@ from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from worldscape_ros.model.config import ModelConfig
-from worldscape_ros.model.wan import WanImportError
+from worldscape_ros.model.wan_import import WanImportError
 
 TEMPORAL_DOWN = 4  # Wan2.1's VAE: 4 video frames per latent frame after the first
 

@@ -42,7 +42,7 @@ def register(sub: Any) -> None:
 
 
 def _reference(args: argparse.Namespace) -> int:
-    from worldscape_ros.model.wan import write_reference
+    from worldscape_ros.model.wan_reference import write_reference
 
     out = write_reference(args.out, args.size, args.seed, args.max_shard_size)
     print(f'wrote a random {args.size} Wan2.1 reference to {out} (transformer/, vae/)')
@@ -50,7 +50,7 @@ def _reference(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from worldscape_ros.model.wan import import_wan
+    from worldscape_ros.model.wan_import import import_wan
 
     r = import_wan(args.path, args.config, args.out, vae=args.vae, text_embedding=args.text_embedding,
                    check=args.check)
@@ -71,7 +71,8 @@ def _import(args: argparse.Namespace) -> int:
 
 def _params(args: argparse.Namespace) -> int:
     from worldscape_ros.model.config import load_config
-    from worldscape_ros.model.wan import WAN21_T2V_1_3B, parameter_comparison, wan_architecture, wan_model_config
+    from worldscape_ros.model.wan_import import wan_architecture, wan_model_config
+    from worldscape_ros.model.wan_reference import WAN21_T2V_1_3B, parameter_comparison
 
     _, arch = wan_architecture("Wan2.1-T2V-1.3B", WAN21_T2V_1_3B)
     cfg = wan_model_config(load_config(args.config), arch)
