@@ -41,7 +41,7 @@ from worldscape_ros.model import hands
 from worldscape_ros.model.camera import check_intrinsics, check_rigid, intrinsics_from_fov, plucker_rays
 from worldscape_ros.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from worldscape_ros.model.config import ModelConfig, load_config
-from worldscape_ros.model.dit import Conditioning, LayerKV
+from worldscape_ros.model.dit import Conditioning, DiTOutput, LayerKV
 from worldscape_ros.model.kinematics import BaseState, NavAction, camera_pose, integrate, state_from_camera_pose
 from worldscape_ros.model.memory import HierarchicalMemory, MemoryConfig, MemoryEntry
 from worldscape_ros.model.refiner import refiner_inputs
@@ -66,9 +66,9 @@ class Frame:
 
 @dataclass
 class GeometricGuess:
-    """The scene memory rendered into the target cameras, the hand's region left out."""
+    """The scene memory rendered into the target cameras, the hand's region left out (its codec latent, which
+    conditions the DiT, is made with the chunk's other encodes: `Sight`)."""
 
-    latent: torch.Tensor  # (1, F, C, h, w) codec latent of the render
     coverage: torch.Tensor  # (1, F, 1, h, w) covered fraction of each latent pixel
     depth: torch.Tensor  # (Fv, H, W) rendered metric depth
     mask: torch.Tensor  # (Fv, H, W) bool, pixels the render covers
@@ -99,6 +99,59 @@ class InFlight:
     x: torch.Tensor  # (1, F, C, h, w)
     level: int
     t0: float  # perf_counter at entry (latency)
+
+
+@dataclass
+class Sight:
+    """A chunk about to enter, before any network runs: its cameras, the scene memory rendered into them and
+    the hand drawn. The codec encodes `videos` (one call for any number of sessions) for the conditioning."""
+
+    poses: list[np.ndarray]
+    guess: GeometricGuess | None
+    hand: torch.Tensor | None  # (Fv, 3, H, W) the pose video; None: no hand in the chunk
+    pose_video: np.ndarray | None  # (Fv, H, W, 3) uint8, the hand drawn
+    t0: float
+
+    @property
+    def videos(self) -> list[torch.Tensor]:
+        """What the codec encodes for this chunk, in order: the pose video, the render."""
+        return [v for v in (self.hand, None if self.guess is None else self.guess.rgb) if v is not None]
+
+
+@dataclass
+class DenoiseStep:
+    """One denoising pass of B sessions' windows whose contexts hold the same number of chunks (which places
+    the new chunks' positions after them)."""
+
+    x: torch.Tensor  # (B, W * F, C, h, w) at noise levels t
+    t: torch.Tensor  # (B, W * F)
+    cond: Conditioning
+    context_chunks: int
+    reuse: bool  # the pass keeps its keys and values for the cache (sampler.cache_from_last_step)
+
+
+@dataclass
+class Leaving:
+    """The oldest chunk of a window, clean: what the clean pass, decode, output and commit take."""
+
+    chunk: InFlight
+    x0: torch.Tensor  # (1, F, C, h, w)
+    entries: list[MemoryEntry]
+    context: list[LayerKV] | None
+    cached: tuple[torch.Tensor, list[LayerKV]] | None  # the last step's features and keys (reuse)
+
+
+def checked_action(action: NavAction | np.ndarray | Sequence[float] | None) -> NavAction | np.ndarray:
+    """One frame's action as the engine takes it: a NavAction (None: stand still) or a (4, 4) target pose;
+    bad values raise ValueError before anything moves."""
+    if action is None:
+        return NavAction()
+    if isinstance(action, np.ndarray) and action.shape == (4, 4):
+        check_rigid(action, name='action (target pose)')
+        return action.astype(np.float64)
+    if not isinstance(action, NavAction):
+        action = NavAction.from_array(np.asarray(action, dtype=np.float64))
+    return action
 
 
 def memory_config(config: ModelConfig, memory: bool, pool_bytes: int | None = None) -> MemoryConfig:
@@ -142,7 +195,6 @@ class WorldEngine:
         self._chunk_id = 0
         self._generator = torch.Generator().manual_seed(seed)
         self._empty_pose_latent: torch.Tensor | None = None
-        self._last_pose_video: np.ndarray | None = None
         self._guess: GeometricGuess | None = None
         self.carry_depth = carry_depth  # output depth from the geometric guess where it covers the frame
         # False: the ablation without the geometric guess (an empty render with zero coverage, which the model
@@ -214,7 +266,8 @@ class WorldEngine:
             video = video[None, None].expand(1, k, -1, -1, -1)  # (1, Fv, 3, H, W): the start frame held
             x0 = self.model.codec.encode(video).float()  # (1, F, C, h, w)
             poses = [self._reference] * k
-            cond = self._conditioning(poses, [None] * k, render=False)
+            sight = self._sight(poses, [None] * k, render=False, t0=t0)
+            cond = self._conditioning(sight, self._encode(sight.videos))
             features, kv = self._clean_pass(x0, cond, [])
             pred_depth = self.model.predict_depth(features).float()  # (1, F, H, W)
         d = torch.from_numpy(depth.astype(np.float32)).to(self.device) if depth is not None else pred_depth[0, -1]
@@ -303,64 +356,105 @@ class WorldEngine:
 
     def _enter(self, actions: Sequence[Any], kps: list[np.ndarray | None]) -> InFlight:
         """1. kinematics; 2. conditioning (the geometric guess from the memory as it is now); pure noise."""
-        cfg = self.config
+        sight = self._look(actions, kps)
+        with torch.no_grad(), self._autocast():
+            return self._entered(sight, self._encode(sight.videos))
+
+    def _look(self, actions: Sequence[Any], kps: list[np.ndarray | None]) -> Sight:
+        """1. kinematics; 2. the scene memory rendered into the new cameras, the hand drawn."""
         t0 = time.perf_counter()
         poses = [self._advance(a) for a in actions]
         with torch.no_grad(), self._autocast():
-            cond = self._conditioning(poses, kps, render=True)
+            return self._sight(poses, kps, render=True, t0=t0)
+
+    def _entered(self, sight: Sight, latents: list[torch.Tensor]) -> InFlight:
+        """2. the conditioning from the chunk's encoded videos (`sight.videos`, in order); the chunk starts as
+        pure noise."""
+        cfg = self.config
+        cond = self._conditioning(sight, latents)
         C, h, w = cfg.codec.latent_channels, cfg.latent_height, cfg.latent_width
         noise = torch.randn((1, cfg.chunk_frames, C, h, w), generator=self._generator).to(self.device)
-        return InFlight(poses, cond, self._guess, self._last_pose_video, noise, 0, t0)
+        return InFlight(sight.poses, cond, sight.guess, sight.pose_video, noise, 0, sight.t0)
 
     def _tick(self, window: list[InFlight]) -> list[Frame]:
         """3-4. one denoising step of every chunk in the window, jointly, after the context of the oldest (the
         sink, the pool retrieved for its camera unless memory.attend_pool is false, the local window); the oldest
         leaves when it is clean."""
+        with torch.no_grad(), self._autocast():
+            entries, step = self._denoise_inputs(window)
+            context = self._context_kv(entries, chunks=len(window))
+            leaving = self._denoised(window, step, self._denoise(step, context), entries, context)
+            return [] if leaving is None else self._leave(leaving)
+
+    def _denoise_inputs(self, window: list[InFlight]) -> tuple[list[MemoryEntry], DenoiseStep]:
+        """3. the memory entries the window attends to, and its latents, noise levels and conditioning."""
         cfg = self.config
         times = self._times
-        with torch.no_grad(), self._autocast():
-            entries = self.memory.context(window[0].poses[-1], self.intrinsics, retrieve=cfg.memory.attend_pool)
-            context = self._context_kv(entries, chunks=len(window))
-            x = torch.cat([c.x for c in window], dim=1)  # (1, W * F, C, h, w)
-            t = torch.cat([torch.full(c.x.shape[:2], times[c.level], device=self.device) for c in window], 1)
-            cond = Conditioning.cat([c.cond for c in window])
-            # the last step of a chunk stepped alone may write the cache itself (sampler.cache_from_last_step)
-            reuse = cfg.sampler.cache_from_last_step and len(window) == 1 and window[0].level == self.steps - 1
-            v = self.model.dit(x, t, cond, context=context, first_frame=len(entries) * cfg.chunk_frames,
-                               return_kv=reuse)
-            x0 = x0_from_velocity(x, v.velocity.float(), t)
-            F_ = cfg.chunk_frames
-            for j, c in enumerate(window):
-                c_next = times[c.level + 1]
-                if c_next > 0:
-                    fresh = torch.randn(c.x.shape, generator=self._generator, device='cpu').to(c.x)
-                    c.x = add_noise(x0[:, j * F_:(j + 1) * F_], fresh, torch.full(c.x.shape[:2], c_next,
-                                                                                   device=self.device))
-                c.level += 1
-            if window[0].level < self.steps:
-                return []
-            done = window.pop(0)
-            if reuse:
-                assert v.kv is not None
-                kv = [LayerKV(layer.k.to(self.dtype), layer.v.to(self.dtype)) for layer in v.kv]
-                return self._leave(done, x0[:, :F_], entries, context, cached=(v.features, kv))
-            if window:  # the clean pass attends to the context alone, with room for one chunk
-                context = self._context_kv(entries)
-            return self._leave(done, x0[:, :F_], entries, context)
+        entries = self.memory.context(window[0].poses[-1], self.intrinsics, retrieve=cfg.memory.attend_pool)
+        x = torch.cat([c.x for c in window], dim=1)  # (1, W * F, C, h, w)
+        t = torch.cat([torch.full(c.x.shape[:2], times[c.level], device=self.device) for c in window], 1)
+        cond = Conditioning.cat([c.cond for c in window])
+        # the last step of a chunk stepped alone may write the cache itself (sampler.cache_from_last_step)
+        reuse = cfg.sampler.cache_from_last_step and len(window) == 1 and window[0].level == self.steps - 1
+        return entries, DenoiseStep(x, t, cond, len(entries), reuse)
 
-    def _leave(self, chunk: InFlight, x0: torch.Tensor, entries: list[MemoryEntry], context: list[LayerKV] | None,
-               cached: tuple[torch.Tensor, list[LayerKV]] | None = None) -> list[Frame]:
+    def _denoise(self, step: DenoiseStep, context: list[LayerKV] | None) -> DiTOutput:
+        """4. the DiT's pass over the windows of step's B sessions."""
+        return self.model.dit(step.x, step.t, step.cond, context=context,
+                              first_frame=step.context_chunks * self.config.chunk_frames, return_kv=step.reuse)
+
+    def _denoised(self, window: list[InFlight], step: DenoiseStep, out: DiTOutput, entries: list[MemoryEntry],
+                  context: list[LayerKV] | None) -> Leaving | None:
+        """4. each chunk of the window to its next noise level; the oldest, once clean, leaves the window."""
+        times = self._times
+        x0 = x0_from_velocity(step.x, out.velocity.float(), step.t)
+        F_ = self.config.chunk_frames
+        for j, c in enumerate(window):
+            c_next = times[c.level + 1]
+            if c_next > 0:
+                fresh = torch.randn(c.x.shape, generator=self._generator, device='cpu').to(c.x)
+                c.x = add_noise(x0[:, j * F_:(j + 1) * F_], fresh, torch.full(c.x.shape[:2], c_next,
+                                                                               device=self.device))
+            c.level += 1
+        if window[0].level < self.steps:
+            return None
+        done = window.pop(0)
+        cached = None
+        if step.reuse:
+            assert out.kv is not None
+            cached = (out.features, [LayerKV(layer.k.to(self.dtype), layer.v.to(self.dtype)) for layer in out.kv])
+        elif window:  # the clean pass attends to the context alone, with room for one chunk
+            context = self._context_kv(entries)
+        return Leaving(done, x0[:, :F_], entries, context, cached)
+
+    def _leave(self, leaving: Leaving) -> list[Frame]:
         """5. the clean pass (or the last step's pass, `cached`): cache and depth; 6-8. decode, form the output,
         commit it to the scene and hand the chunk to memory."""
-        cfg = self.config
-        features, kv = cached if cached is not None else self._clean_pass(x0, chunk.cond, entries, context)
-        depth = self.model.predict_depth(features).float()[0]  # (F, H, W)
-        video = self.model.codec.decode(x0).float()[0]  # (Fv, 3, H, W): the DiT's imagination of the view
-        depth_v = depth.repeat_interleave(cfg.codec.temporal_down, dim=0)  # (Fv, H, W)
+        chunk, x0, cached = leaving.chunk, leaving.x0, leaving.cached
+        features, kv = cached if cached is not None else self._clean_pass(x0, chunk.cond, leaving.entries,
+                                                                          leaving.context)
+        video, depth_v = self._decode(x0, features)
+        video, depth_v = video[0], depth_v[0]
         guess = chunk.guess
         if guess is not None:
             # What the scene render covers is kept; the refiner (or, without one, the DiT) writes the rest.
             video = self._compose(guess, video, chunk.pose_video)
+        return self._emit(chunk, x0, kv, video, depth_v)
+
+    def _decode(self, x0: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """6. for B clean chunks: the DiT's imagination of the views (B, Fv, 3, H, W) and the depth head's
+        depth (B, Fv, H, W)."""
+        depth = self.model.predict_depth(features).float()  # (B, F, H, W)
+        video = self.model.codec.decode(x0).float()
+        return video, depth.repeat_interleave(self.config.codec.temporal_down, dim=1)
+
+    def _emit(self, chunk: InFlight, x0: torch.Tensor, kv: list[LayerKV], video: torch.Tensor,
+              depth_v: torch.Tensor) -> list[Frame]:
+        """7-8. the output's depth; what was imagined committed to the scene, the chunk handed to memory; the
+        frames. video (Fv, 3, H, W) as output, depth_v (Fv, H, W) the depth head's."""
+        cfg = self.config
+        guess = chunk.guess
+        if guess is not None:
             if self.carry_depth:  # the scene's depth where it is seen; the head fills the rest
                 depth_v = torch.where(guess.mask, guess.depth, depth_v)
             if self.commit_imagined:  # what was imagined joins the scene: the next look sees the same
@@ -398,14 +492,10 @@ class WorldEngine:
 
     def _advance(self, action: NavAction | np.ndarray | Sequence[float] | None) -> np.ndarray:
         """Integrate one frame of action (or jump to a given pose); return the new camera pose."""
-        if action is None:
-            action = NavAction()
-        if isinstance(action, np.ndarray) and action.shape == (4, 4):
-            check_rigid(action, name='action (target pose)')
+        action = checked_action(action)
+        if isinstance(action, np.ndarray):
             self.state = state_from_camera_pose(action, self.config.camera_height)
-            return action.astype(np.float64)
-        if not isinstance(action, NavAction):
-            action = NavAction.from_array(np.asarray(action, dtype=np.float64))
+            return action
         self.state = integrate(self.state, action, 1.0 / self.config.fps)
         return camera_pose(self.state)
 
@@ -420,19 +510,25 @@ class WorldEngine:
         with torch.autocast(self.device.type, enabled=False):  # ray geometry stays in float32
             return plucker_rays(c2w, K, cfg.height, cfg.width)[None]
 
-    def _pose_latent(self, kps: list[np.ndarray | None]) -> tuple[torch.Tensor, np.ndarray | None]:
+    def _pose_video(self, kps: list[np.ndarray | None]) -> tuple[torch.Tensor | None, np.ndarray | None]:
+        """The hand's pose video (Fv, 3, H, W) and its uint8 drawing; (None, None) without a hand."""
         cfg = self.config
         if all(kp is None for kp in kps):
-            if self._empty_pose_latent is None:
-                empty = torch.zeros(1, cfg.frames_per_chunk, 3, cfg.height, cfg.width, device=self.device)
-                self._empty_pose_latent = self.model.codec.encode(empty).float()
-            return self._empty_pose_latent, None
+            return None, None
         kp = np.stack([np.zeros((21, 3)) if k is None else k for k in kps])  # (Fv, 21, 3)
         visible = torch.from_numpy(kp[..., 2] > 1e-3)  # (Fv, 21): in front of the camera (absent: z = 0)
         uv = torch.as_tensor(hands.project_keypoints(kp, self.intrinsics)).float()
         video = hands.pose_video(uv, visible, cfg.height, cfg.width).to(self.device)  # (Fv, 3, H, W)
         drawn = (video.clamp(0, 1) * 255).byte().permute(0, 2, 3, 1).cpu().numpy()
-        return self.model.codec.encode(video[None]).float(), drawn
+        return video, drawn
+
+    def _no_hand_latent(self) -> torch.Tensor:
+        """The codec latent (1, F, C, h, w) of an empty pose video (made once)."""
+        if self._empty_pose_latent is None:
+            cfg = self.config
+            empty = torch.zeros(cfg.frames_per_chunk, 3, cfg.height, cfg.width, device=self.device)
+            self._empty_pose_latent = self._encode([empty])[0]
+        return self._empty_pose_latent
 
     def _hand_region(self, kp: np.ndarray) -> np.ndarray:
         cfg = self.config
@@ -440,7 +536,7 @@ class WorldEngine:
 
     def _geometry(self, poses: list[np.ndarray], kps: list[np.ndarray | None]) -> GeometricGuess | None:
         """Render the scene memory into each target camera, the hand's region left out: the pixels as seen, and
-        the codec latent and coverage per latent pixel the DiT is conditioned on."""
+        the coverage per latent pixel the DiT is conditioned on (beside the render's latent)."""
         cfg = self.config
         if not len(self.scene) or not cfg.conditioning.geometry or not self.geometry:
             return None
@@ -449,12 +545,11 @@ class WorldEngine:
                                else torch.from_numpy(self._hand_region(kp)) for kp in kps]).to(self.device)
         mask_v = torch.stack([r.mask for r in renders]) & ~dynamic  # (Fv, H, W)
         rgb = torch.stack([r.rgb for r in renders]) * mask_v[:, None]  # (Fv, 3, H, W)
-        latent = self.model.codec.encode(rgb[None]).float()  # (1, F, C, h, w)
         cov = F.avg_pool2d(mask_v.float()[:, None], cfg.codec.spatial_down)  # (Fv, 1, h, w)
         cov = cov.reshape(1, cfg.chunk_frames, cfg.codec.temporal_down, 1, *cov.shape[-2:]).mean(2)
         depth = torch.stack([r.depth for r in renders]) * mask_v
         trust = torch.stack([r.trust for r in renders]) * mask_v
-        return GeometricGuess(latent, cov, depth, mask_v, rgb, trust, dynamic)
+        return GeometricGuess(cov, depth, mask_v, rgb, trust, dynamic)
 
     def _compose(self, guess: GeometricGuess, imagined: torch.Tensor, pose_video: np.ndarray | None) -> torch.Tensor:
         """The output frames (Fv, 3, H, W) in [0, 1]: the render where it covers, the refiner's (or, without one,
@@ -473,29 +568,54 @@ class WorldEngine:
                 return refiner(inputs).float()
         return torch.where(guess.mask[:, None], guess.rgb, imagined.clamp(0, 1))
 
-    def _conditioning(self, poses: list[np.ndarray], kps: list[np.ndarray | None], render: bool) -> Conditioning:
-        pose_latent, drawn = self._pose_latent(kps) if self.config.conditioning.hands else (None, None)
-        self._last_pose_video = drawn
-        self._guess = self._geometry(poses, kps) if render else None
-        if self._guess is not None:
-            geo, cov = self._guess.latent, self._guess.coverage
+    def _sight(self, poses: list[np.ndarray], kps: list[np.ndarray | None], render: bool, t0: float) -> Sight:
+        hand, drawn = self._pose_video(kps) if self.config.conditioning.hands else (None, None)
+        return Sight(poses, self._geometry(poses, kps) if render else None, hand, drawn, t0)
+
+    def _encode(self, videos: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Codec latents (1, F_i, C, h, w) of videos (Fv_i, 3, H, W), in one call (frames encode independently:
+        temporal_down consecutive frames at most fold together, and every Fv_i is a whole number of those)."""
+        if not videos:
+            return []
+        latent = self.model.codec.encode(torch.cat(list(videos))[None]).float()  # (1, sum F_i, C, h, w)
+        k = self.config.codec.temporal_down
+        return [z[None] for z in latent[0].split([len(v) // k for v in videos])]
+
+    def _conditioning(self, sight: Sight, latents: list[torch.Tensor]) -> Conditioning:
+        """The DiT's conditioning of a chunk: its rays, and the latents of `sight.videos` (in that order)."""
+        cfg = self.config
+        self._guess = sight.guess
+        encoded = iter(latents)
+        pose = None
+        if cfg.conditioning.hands:
+            pose = next(encoded) if sight.hand is not None else self._no_hand_latent()
+        if sight.guess is not None:
+            geo, cov = next(encoded), sight.guess.coverage
         else:  # nothing to render yet (the first chunk): an empty guess with zero coverage, as in training
-            cfg = self.config
             geo = torch.zeros(1, cfg.chunk_frames, cfg.codec.latent_channels, cfg.latent_height, cfg.latent_width,
                               device=self.device)
             cov = torch.zeros_like(geo[:, :, :1])
-        return Conditioning(plucker=self._plucker(poses), pose=pose_latent, geometry=geo, coverage=cov)
+        return Conditioning(plucker=self._plucker(sight.poses), pose=pose, geometry=geo, coverage=cov)
 
     def _context_kv(self, entries: list[MemoryEntry], chunks: int = 1) -> list[LayerKV] | None:
         """Concatenate the context chunks' cached keys and give them consecutive positions, with free room for
         the keys of the `chunks` chunks that attend to them."""
-        if not entries:
+        return self._contexts_kv([entries], chunks)
+
+    def _contexts_kv(self, sessions: Sequence[list[MemoryEntry]], chunks: int = 1) -> list[LayerKV] | None:
+        """_context_kv of B sessions that attend together, each to as many chunks: (B, H, M + tail, d) per
+        block."""
+        if not sessions[0]:
             return None
         cfg = self.config
-        layers = len(self.model.dit.blocks)
-        merged = [LayerKV(torch.cat([e.payload.kv[i].k for e in entries], dim=2),
-                          torch.cat([e.payload.kv[i].v for e in entries], dim=2)) for i in range(layers)]
-        positions = self.model.dit.token_positions(len(entries) * cfg.chunk_frames, 0, self.device)
+
+        def joined(parts: list[torch.Tensor], dim: int) -> torch.Tensor:
+            return parts[0] if len(parts) == 1 else torch.cat(parts, dim)  # one part: no copy
+
+        merged = [LayerKV(joined([joined([e.payload.kv[i].k for e in entries], 2) for entries in sessions], 0),
+                          joined([joined([e.payload.kv[i].v for e in entries], 2) for entries in sessions], 0))
+                  for i in range(len(self.model.dit.blocks))]
+        positions = self.model.dit.token_positions(len(sessions[0]) * cfg.chunk_frames, 0, self.device)
         return self.model.dit.rotate_context(merged, positions, tail=chunks * cfg.tokens_per_chunk)
 
     def _clean_pass(self, x0: torch.Tensor, cond: Conditioning, entries: list[MemoryEntry],
