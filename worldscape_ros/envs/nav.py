@@ -9,14 +9,14 @@ coordinates only: the model does not draw it, the agent has to learn to drive to
 WorldScapeManip-v0 keeps the camera still over a table and takes 21 hand keypoints per step (a (21, 3) action
 in the camera optical frame, metres); its reward is zero (a world for imitation, data and evaluation).
 
-Several sessions share one model (`make_vector_env` / gym.make_vec): each env holds its own engine session
-(memory, state, sampling seed) over the same weights.
+Several sessions share one model (`make_vector_env` / gym.make_vec, in envs/vector.py): each env holds its own
+engine session (memory, state, sampling seed) over the same weights, and one batched forward steps them all.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium
@@ -37,14 +37,13 @@ def load_engine(checkpoint: str | None, config: str | None, device: str, memory:
                                        steps=steps, seed=seed)
 
 
-def sibling_engine(engine: Any, seed: int) -> Any:
-    """A new session over the same weights (no second copy of the model in memory)."""
-    return type(engine)(engine.model, device=str(engine.device), dtype=_dtype_name(engine),
-                        memory=engine.memory_enabled, steps=engine.steps, seed=seed, weights_sha256=engine.sha256)
+@dataclass
+class Command:
+    """A step's action as the engine takes it, checked and clipped, and the goal's distance before it."""
 
-
-def _dtype_name(engine: Any) -> str:
-    return str(engine.dtype).removeprefix('torch.')
+    action: NavAction
+    keypoints: np.ndarray | None  # (21, 3) hand keypoints (the manipulation variant), else None
+    distance: float
 
 
 class WorldScapeNavEnv(gymnasium.Env):
@@ -105,16 +104,24 @@ class WorldScapeNavEnv(gymnasium.Env):
         return self._observation(), {'scene_seed': scene_seed, 'frame_index': 0, **self._goal_info()}
 
     def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        command = self.command(action)
+        return self.outcome(command, self._advance(command.action, command.keypoints))
+
+    def command(self, action: np.ndarray) -> Command:
+        """The action checked (one clear error) and clipped: what a step sends the engine."""
         act = np.asarray(action, dtype=np.float64).reshape(-1)
         if act.shape != (NAV_ACTION_DIM,) or not np.all(np.isfinite(act)):
             raise ValueError(f'action must be {NAV_ACTION_DIM} finite values (vx, vy, vz, yaw_rate, pitch_rate), '
                              f'got {np.asarray(action)!r}')
         act = np.clip(act, self.action_space.low, self.action_space.high)
-        before = self._distance()
-        self._last = self._advance(NavAction.from_array(act), None)
+        return Command(NavAction.from_array(act), None, self._distance())
+
+    def outcome(self, command: Command, frame: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        """The step's observation, reward, ends and info once the engine made `frame` for `command`."""
+        self._last = frame
         after = self._distance()
         reached = after <= self.goal_radius
-        reward = float(before - after) + (1.0 if reached else 0.0)
+        reward = float(command.distance - after) + (1.0 if reached else 0.0)
         info = {'frame_index': int(self._last.index), **self._goal_info()}
         return self._observation(), reward, bool(reached), False, info
 
@@ -132,9 +139,11 @@ class WorldScapeNavEnv(gymnasium.Env):
         return float(self._last.latency_ms) if self._last is not None else 0.0
 
     def _advance(self, action: Any, keypoints: np.ndarray | None) -> Any:
-        if self._chunk > 1:  # one env step is one chunk: hold the action over it
-            return self.engine.step_chunk([action] * self._chunk, [keypoints] * self._chunk)[-1]
-        return self.engine.step(action, keypoints)
+        return self.engine.step_chunk(*self.held(Command(action, keypoints, 0.0)))[-1]
+
+    def held(self, command: Command) -> tuple[list[NavAction], list[np.ndarray | None]]:
+        """One env step is one chunk: the command held over it (actions and hand keypoints, one per frame)."""
+        return [command.action] * self._chunk, [command.keypoints] * self._chunk
 
     def _distance(self) -> float:
         s = self.engine.state
@@ -178,12 +187,14 @@ class WorldScapeManipEnv(WorldScapeNavEnv):
         obs, info = super().reset(seed=seed, options=options)
         return obs, {k: v for k, v in info.items() if k in ('scene_seed', 'frame_index')}
 
-    def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+    def command(self, action: np.ndarray) -> Command:
         kp = np.asarray(action, dtype=np.float64)
         if kp.shape != (21, 3) or not np.all(np.isfinite(kp)):
             raise ValueError(f'action must be (21, 3) finite hand keypoints, got shape {kp.shape}')
-        kp = np.clip(kp, self.action_space.low, self.action_space.high)
-        self._last = self._advance(NavAction(), kp)
+        return Command(NavAction(), np.clip(kp, self.action_space.low, self.action_space.high), 0.0)
+
+    def outcome(self, command: Command, frame: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        self._last = frame
         return self._observation(), 0.0, False, False, {'frame_index': int(self._last.index)}
 
     def _observation(self) -> dict[str, np.ndarray]:
@@ -193,18 +204,3 @@ class WorldScapeManipEnv(WorldScapeNavEnv):
         obs['pose_video'] = np.zeros_like(obs['rgb']) if pv is None else np.asarray(pv, np.uint8)
         return obs
 
-
-def make_vector_env(num_envs: int, env_cls: type[WorldScapeNavEnv] | None = None, id: str | None = None,
-                    checkpoint: str | None = None, config: str | None = None, device: str = 'cpu',
-                    memory: bool = True, steps: int | None = None, **kwargs: Any) -> gymnasium.vector.SyncVectorEnv:
-    """`num_envs` sessions over one loaded model, stepped together (gymnasium's SyncVectorEnv)."""
-    if num_envs < 1:
-        raise ValueError(f'num_envs must be >= 1, got {num_envs}')
-    cls = env_cls or (WorldScapeManipEnv if id is not None and 'Manip' in id else WorldScapeNavEnv)
-    kwargs.pop('max_episode_steps', None)  # gym.make_vec passes the registration's; episodes end on arrival
-    base = load_engine(checkpoint, config, device, memory, steps, seed=0)
-
-    def factory(i: int) -> Callable[[], gymnasium.Env]:
-        return lambda: cls(engine=base if i == 0 else sibling_engine(base, seed=i), **kwargs)
-
-    return gymnasium.vector.SyncVectorEnv([factory(i) for i in range(num_envs)])
