@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from worldscape_ros.model.bench import run_bench, summary_line
+from worldscape_ros.model.bench import run_bench, run_sessions_bench, sessions_lines, summary_line
 
 
 @pytest.mark.parametrize('window', [1, 2])
@@ -18,3 +18,19 @@ def test_bench_times_every_chunk_made_stepping_or_out_of_the_rolling_window(micr
 def test_bench_refuses_a_window_below_one(micro_config, tmp_path):
     with pytest.raises(ValueError, match='--window must be >= 1'):
         run_bench('ws-tiny', chunks=1, speedup=False, window=0)
+
+
+def test_sessions_bench_reports_aggregate_frames_and_per_session_latency_for_each_count(micro_config, tmp_path):
+    config = tmp_path / 'micro.yaml'
+    config.write_text(yaml.safe_dump(micro_config.to_dict()))
+    r = run_sessions_bench(str(config), [1, 3], chunks=2)
+    assert [run['sessions'] for run in r['runs']] == [1, 3]
+    one, three = r['runs']
+    assert one['fps_over_one_session'] == 1.0 and three['fps'] == pytest.approx(3 * three['fps_per_session'])
+    assert all(run['latency_ms_p50'] > 0 for run in r['runs'])
+    assert '3 sessions:' in sessions_lines(r)[1] and 'x one session' in sessions_lines(r)[1]
+
+
+def test_sessions_bench_refuses_a_count_below_one():
+    with pytest.raises(ValueError, match='--sessions must be one or more counts >= 1'):
+        run_sessions_bench('ws-tiny', [1, 0], chunks=1)

@@ -3,6 +3,8 @@ speedup of cached streaming over recomputing the whole context without a cache.
 
 Run: `worldscape bench --config ws-tiny --device cpu --chunks 1000 --json runs/bench/tiny.json`
 or, on a machine with only torch: `PYTHONPATH=. python -m worldscape_ros.model.bench ...`.
+With `--sessions 1 8 32`: N sessions over one model stepped together (BatchedEngine), their aggregate frames/s
+and each session's latency per step, for each N.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import math
 import platform
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ import torch
 
 from worldscape_ros.fileio import atomic_write_json
 from worldscape_ros.model.attention import block_causal_mask
+from worldscape_ros.model.batched import BatchedEngine
 from worldscape_ros.model.camera import plucker_rays
 from worldscape_ros.model.config import ModelConfig, load_config
 from worldscape_ros.model.dit import Conditioning
@@ -94,6 +97,25 @@ def made_chunks(engine: WorldEngine, n: int, window: int) -> Iterator[None]:
             yield
 
 
+def open_engine(config: str, device: str, dtype: str, size: str | None, checkpoint: str | None) -> WorldEngine:
+    """The benched engine: the checkpoint's weights, or a random init of the (resized) config."""
+    if checkpoint and checkpoint != 'random':
+        return WorldEngine.from_pretrained(checkpoint, device=device, dtype=dtype)
+    if device == 'cuda' and not torch.cuda.is_available():
+        raise ValueError('device cuda requested but no CUDA GPU is available')
+    torch.manual_seed(0)
+    return WorldEngine(WorldModel(sized(load_config(config), size)), device=device, dtype=dtype,
+                       weights_sha256='random-init')
+
+
+def start(engine: WorldEngine, seed: int = 0) -> None:
+    """Reset from a random first frame at 3 m."""
+    cfg = engine.config
+    first = np.random.default_rng(seed).integers(0, 256, (cfg.height, cfg.width, 3), dtype=np.uint8)
+    engine.reset(first, camera_pose(BaseState(height=cfg.camera_height)),
+                 depth=np.full((cfg.height, cfg.width), 3.0, np.float32))
+
+
 def run_bench(config: str, device: str = 'cpu', dtype: str = 'float32', chunks: int = 100, size: str | None = None,
               checkpoint: str | None = None, threads: int | None = None, speedup: bool = True,
               window: int = 1) -> dict[str, Any]:
@@ -103,20 +125,10 @@ def run_bench(config: str, device: str = 'cpu', dtype: str = 'float32', chunks: 
         raise ValueError(f'--window must be >= 1, got {window}')
     if threads:
         torch.set_num_threads(threads)
-    cfg = sized(load_config(config), size)
-    if checkpoint and checkpoint != 'random':
-        engine = WorldEngine.from_pretrained(checkpoint, device=device, dtype=dtype)
-    else:
-        if device == 'cuda' and not torch.cuda.is_available():
-            raise ValueError('device cuda requested but no CUDA GPU is available')
-        torch.manual_seed(0)
-        engine = WorldEngine(WorldModel(cfg), device=device, dtype=dtype, weights_sha256='random-init')
+    engine = open_engine(config, device, dtype, size, checkpoint)
     cfg = engine.config
     dev = engine.device
-    rng = np.random.default_rng(0)
-    first = rng.integers(0, 256, (cfg.height, cfg.width, 3), dtype=np.uint8)
-    engine.reset(first, camera_pose(BaseState(height=cfg.camera_height)),
-                 depth=np.full((cfg.height, cfg.width), 3.0, np.float32))
+    start(engine)
     latencies: list[float] = []
     at_chunk: dict[str, dict[str, float]] = {}
     k = cfg.frames_per_chunk
@@ -162,6 +174,65 @@ def run_bench(config: str, device: str = 'cpu', dtype: str = 'float32', chunks: 
     return result
 
 
+def run_sessions_bench(config: str, sessions: Sequence[int], device: str = 'cpu', dtype: str = 'float32',
+                       chunks: int = 30, size: str | None = None, checkpoint: str | None = None,
+                       threads: int | None = None) -> dict[str, Any]:
+    """For each N of `sessions`: N sessions over one model, each driving its own phase of the tour, stepped
+    together `chunks` times after 3 of warm-up. Aggregate frames/s (all sessions) and the per-session latency of
+    a step (every session's frame comes out when the batch's step ends)."""
+    if chunks < 1:
+        raise ValueError(f'--chunks must be positive, got {chunks}')
+    if not sessions or min(sessions) < 1:
+        raise ValueError(f'--sessions must be one or more counts >= 1, got {list(sessions)}')
+    if threads:
+        torch.set_num_threads(threads)
+    engine = open_engine(config, device, dtype, size, checkpoint)
+    cfg = engine.config
+    k = cfg.frames_per_chunk
+    runs = []
+    for n in sessions:
+        batch = BatchedEngine.over(engine.model, n, device=device, dtype=dtype, weights_sha256=engine.sha256)
+        for i, session in enumerate(batch.sessions):
+            start(session, seed=i)
+        latencies = []
+        for c in range(3 + chunks):
+            acts = [[tour_action(c * k + j + 37 * i) for j in range(k)] for i in range(n)]
+            _sync(engine.device)
+            t0 = time.perf_counter()
+            batch.step_chunk(acts)
+            _sync(engine.device)
+            if c >= 3:
+                latencies.append(1e3 * (time.perf_counter() - t0))
+        total = sum(latencies) / 1e3
+        runs.append({'sessions': n, 'fps': n * chunks * k / total, 'fps_per_session': chunks * k / total,
+                     'latency_ms_p50': float(np.percentile(latencies, 50)),
+                     'latency_ms_p95': float(np.percentile(latencies, 95))})
+        del batch
+    one = next((r['fps'] for r in runs if r['sessions'] == 1), None)
+    for r in runs:
+        if one:
+            r['fps_over_one_session'] = r['fps'] / one
+    return {'config': cfg.name, 'size': f'{cfg.width}x{cfg.height}', 'device': str(engine.device), 'dtype': dtype,
+            'device_name': (torch.cuda.get_device_name() if engine.device.type == 'cuda'
+                            else platform.processor() or 'cpu'),
+            'threads': torch.get_num_threads(), 'torch': torch.__version__, 'steps': engine.steps,
+            'chunks': chunks, 'frames_per_chunk': k, 'weights': engine.sha256, 'runs': runs,
+            'date': dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}
+
+
+def sessions_lines(r: dict[str, Any]) -> list[str]:
+    head = f"{r['config']} {r['size']} {r['device']} {r['dtype']} x{r['threads']}"
+    lines = []
+    for run in r['runs']:
+        line = (f"{head}, {run['sessions']} sessions: {run['fps']:.2f} frames/s aggregate "
+                f"({run['fps_per_session']:.2f} per session), per-session latency p50 {run['latency_ms_p50']:.1f} ms "
+                f"p95 {run['latency_ms_p95']:.1f} ms")
+        if 'fps_over_one_session' in run:
+            line += f", {run['fps_over_one_session']:.2f}x one session"
+        lines.append(line)
+    return lines
+
+
 def summary_line(r: dict[str, Any]) -> str:
     s = (f"{r['config']} {r['size']} {r['device']} {r['dtype']} x{r['threads']} window {r.get('window', 1)}: "
          f"{r['fps']:.2f} frames/s, "
@@ -177,19 +248,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--checkpoint', default=None, help="weights (default: random init; 'random' explicitly)")
     p.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
     p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16', 'float16'))
-    p.add_argument('--chunks', type=int, default=100, help='chunks to stream (marks at 1, 10, 100, 1000)')
+    p.add_argument('--chunks', type=int, default=None,
+                   help='chunks to stream (default 100; marks at 1, 10, 100, 1000), or steps of each --sessions run '
+                   '(default 30)')
     p.add_argument('--size', default=None, help='override the image size, e.g. 832x480')
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads')
     p.add_argument('--no-speedup', action='store_true', help='skip the recompute-the-context comparison')
     p.add_argument('--window', type=int, default=1,
                    help='1: step chunk by chunk (live control); W > 1: the tour through the rolling denoising '
                    'window of W chunks (known ahead), timed as each chunk leaves it')
+    p.add_argument('--sessions', type=int, nargs='+', default=None, metavar='N',
+                   help='bench N sessions over one model stepped together (batched), for each N given: aggregate '
+                   'frames/s and per-session latency (--chunks steps each, default 30)')
     p.add_argument('--json', type=Path, default=None, help='write every figure to this JSON file')
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    r = run_bench(args.config, args.device, args.dtype, args.chunks, args.size, args.checkpoint, args.threads,
-                  speedup=not args.no_speedup, window=args.window)
+    if args.sessions:
+        rs = run_sessions_bench(args.config, args.sessions, args.device, args.dtype,
+                                30 if args.chunks is None else args.chunks, args.size, args.checkpoint, args.threads)
+        print('\n'.join(sessions_lines(rs)))
+        if args.json:
+            atomic_write_json(args.json, rs)
+            print(f'wrote {args.json}')
+        return 0
+    r = run_bench(args.config, args.device, args.dtype, 100 if args.chunks is None else args.chunks, args.size,
+                  args.checkpoint, args.threads, speedup=not args.no_speedup, window=args.window)
     print(summary_line(r))
     for n, m in r['at_chunk'].items():
         print(f"  chunk {n:>5}: {m['latency_ms']:.1f} ms, cache {m['cache_bytes'] / 2**20:.2f} MiB")
