@@ -42,6 +42,24 @@ class SceneRender:
     born: torch.Tensor  # (H, W) long: the frame index that made the pixel's point, -1 where uncovered
 
 
+@dataclass
+class ScenePoints:
+    """Points taken out of a store (or to be put into one), each with its colour, trust and age."""
+
+    xyz: torch.Tensor  # (N, 3) metres
+    rgb: torch.Tensor  # (N, 3) uint8
+    trust: torch.Tensor  # (N,) uint8: trust * 255
+    born: torch.Tensor  # (N,) int32: the frame index that made the point
+
+    def __len__(self) -> int:
+        return int(self.xyz.shape[0])
+
+    def moved(self, transform: torch.Tensor) -> ScenePoints:
+        """The points carried by a rigid (4, 4) transform."""
+        T = transform.to(self.xyz)
+        return ScenePoints(self.xyz @ T[:3, :3].T + T[:3, 3], self.rgb, self.trust, self.born)
+
+
 class SceneMemory:
     """A voxel-deduplicated coloured point store of the session's scene, within a byte budget."""
 
@@ -112,14 +130,17 @@ class SceneMemory:
         xyz = (c2w_t[:3, :3] @ x_cam + c2w_t[:3, 3:]).T  # (P, 3) world
         colours = (rgb.float().clamp(0, 1) * 255).round().to(torch.uint8).to(dev)[:, v_idx, u_idx].T
         colours = colours.repeat_interleave(s * s, dim=0)  # (P, 3)
-        return self._insert(xyz, colours, trust, frame_index)
+        P = xyz.shape[0]
+        return self._insert(xyz, colours, torch.full((P,), round(trust * 255), dtype=torch.uint8, device=dev),
+                            torch.full((P,), frame_index, dtype=torch.int32, device=dev))
 
     def _voxel_keys(self, xyz: torch.Tensor) -> torch.Tensor:
         cell = torch.floor(xyz / self.config.voxel_m).long() + (1 << 20)  # +-10 km at 1 cm within 21 bits
         cell = cell.clamp(0, (1 << 21) - 1)
         return (cell[:, 0] << 42) | (cell[:, 1] << 21) | cell[:, 2]
 
-    def _insert(self, xyz: torch.Tensor, colours: torch.Tensor, trust: float, frame_index: int) -> int:
+    def _insert(self, xyz: torch.Tensor, colours: torch.Tensor, trust: torch.Tensor, born: torch.Tensor) -> int:
+        """xyz (P, 3), colours (P, 3) uint8, trust (P,) uint8 (trust * 255), born (P,) int32."""
         keys = self._voxel_keys(xyz)
         # one point per new voxel (the first sub-pixel sample), and none where the store already has one
         keys, first = _unique_first(keys)
@@ -145,8 +166,8 @@ class SceneMemory:
         self._keys = merged(self._keys, keys)
         self.xyz = merged(self.xyz, xyz[first])
         self.rgb = merged(self.rgb, colours[first])
-        self.trust = merged(self.trust, torch.full((n,), round(trust * 255), dtype=torch.uint8, device=dev))
-        self.born = merged(self.born, torch.full((n,), frame_index, dtype=torch.int32, device=dev))
+        self.trust = merged(self.trust, trust[first])
+        self.born = merged(self.born, born[first])
         self._prune()
         return n
 
@@ -169,6 +190,37 @@ class SceneMemory:
         self.xyz, self.rgb, self.trust, self.born = self.xyz[keep], self.rgb[keep], self.trust[keep], self.born[keep]
         self._keys = self._keys[keep]
         self.pruned += over
+
+    # ---- take out and put back -----------------------------------------------------------------------
+    def points(self) -> ScenePoints:
+        """Every point held (the store's own tensors: do not modify them)."""
+        return ScenePoints(self.xyz, self.rgb, self.trust, self.born)
+
+    def take(self, select: torch.Tensor) -> ScenePoints:
+        """Remove the points where `select` (N,) bool is true and return them (an object picked up)."""
+        if select.shape != (len(self),) or select.dtype != torch.bool:
+            raise ValueError(f'select must be a ({len(self)},) bool tensor, got {tuple(select.shape)} {select.dtype}')
+        select = select.to(self.device)
+        taken = ScenePoints(self.xyz[select], self.rgb[select], self.trust[select], self.born[select])
+        keep = ~select  # removing entries keeps the voxel keys sorted
+        self.xyz, self.rgb, self.trust, self.born = self.xyz[keep], self.rgb[keep], self.trust[keep], self.born[keep]
+        self._keys = self._keys[keep]
+        return taken
+
+    def put(self, points: ScenePoints) -> int:
+        """Add points with their own colour, trust and age (an object put down); voxels already held keep their
+        point. Returns the points added."""
+        n = len(points)
+        if points.xyz.shape != (n, 3) or points.rgb.shape != (n, 3) or points.trust.shape != (n,) \
+                or points.born.shape != (n,):
+            raise ValueError('scene points disagree in shape: xyz (N, 3), rgb (N, 3), trust (N,), born (N,)')
+        if not bool(torch.isfinite(points.xyz).all()):
+            raise ValueError('scene points must be finite')
+        if not n:
+            return 0
+        dev = self.device
+        return self._insert(points.xyz.float().to(dev), points.rgb.to(torch.uint8).to(dev),
+                            points.trust.to(torch.uint8).to(dev), points.born.to(torch.int32).to(dev))
 
     # ---- render ----------------------------------------------------------------------------------------
     def render(self, target_c2w: np.ndarray | torch.Tensor, K: np.ndarray, height: int, width: int,
