@@ -27,3 +27,7 @@ class EvalError(WorldScapeError):
 
 class TrainError(WorldScapeError):
     """A training or distillation run cannot proceed."""
+
+
+class BagImportError(WorldScapeError):
+    """A bag cannot be turned into episodes: a missing topic, a TF gap, a frame rate too low, bad messages."""

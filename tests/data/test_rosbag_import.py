@@ -16,19 +16,17 @@ import cv2
 import numpy as np
 import pytest
 
-from worldscape_ros.data.episode import read_episode
-from worldscape_ros.data.rosbag_import import (
-    BagImportError,
-    ImportOptions,
+from worldscape_ros.data.bag_transforms import (
     TransformBuffer,
-    actions_from_poses,
-    import_bag,
     matrix_to_quat,
     mount_transform,
     quat_wxyz_to_matrix,
     rpy_matrix,
     slerp,
 )
+from worldscape_ros.data.episode import read_episode
+from worldscape_ros.data.rosbag_import import ImportOptions, actions_from_poses, import_bag
+from worldscape_ros.errors import BagImportError
 from worldscape_ros.model.kinematics import R_LINK_OPTICAL, BaseState, base_to_camera_link, camera_pose, integrate
 from worldscape_ros.tools import messages as M
 from worldscape_ros.tools.bag import BagWriter

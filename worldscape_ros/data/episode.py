@@ -9,8 +9,6 @@ a temp file in the same folder, fsync, then os.replace, so an interrupted write 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field

@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 
 from worldscape_ros.data.episode import FORMAT_VERSION, Episode
-from worldscape_ros.fileio import atomic_write_bytes
 from worldscape_ros.errors import EpisodeFormatError
+from worldscape_ros.fileio import atomic_write_bytes
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
 _VALUES_PER_LINE = 19
