@@ -275,3 +275,33 @@ def test_the_scene_memory_gives_back_exactly_what_was_taken():
     with pytest.raises(ValueError, match='finite'):
         scene.put(ScenePoints(torch.full((1, 3), math.inf), torch.zeros(1, 3, dtype=torch.uint8),
                               torch.zeros(1), torch.zeros(1)))
+
+
+# ---- in the engine ---------------------------------------------------------------------------------------
+def engine_carry(grasp: GraspConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A random ws-tiny carrying the seed's object (the hand holds it from the start): its frames, the truth's,
+    and the truth's object and hand pixels."""
+    from worldscape_ros.eval.ground_truth import manip_masks
+    from worldscape_ros.model.engine import WorldEngine
+    from worldscape_ros.synthetic.episodes import manip_episode
+
+    frames = 6
+    ep = manip_episode(SEED, 'carry', frames, W, H)
+    hand, obj = manip_masks(SEED, 'carry', frames, W, H)
+    engine = WorldEngine.from_pretrained(checkpoint='random', steps=1)
+    engine.model.refiner = None  # the render where it covers, the DiT's (random) imagination elsewhere
+    engine.grasp = GraspTracker(grasp, engine.config.scene)
+    engine.reset(ep.rgb[0], ep.poses[0], ep.intrinsics, ep.depth[0], hand_keypoints=ep.keypoints3d[0])
+    out = [ep.rgb[0]] + [engine.step(ep.poses[t], ep.keypoints3d[t]).rgb for t in range(1, frames)]
+    return np.stack(out), ep.rgb, obj, hand
+
+
+def test_the_engine_draws_a_carried_object_where_the_hand_carries_it():
+    from worldscape_ros.eval.objects import object_position_error
+
+    carried, truth, obj, hand = engine_carry(GraspConfig())
+    left = engine_carry(GraspConfig(close_below=1e-3, open_above=2e-3))  # a hand that never closes
+    err = object_position_error(carried, truth[0], obj, hand)['object_error_px'][1:]
+    err_left = object_position_error(left[0], truth[0], obj, hand)['object_error_px'][1:]
+    # a random network draws nothing like the object: only the carried points can be found where the truth is
+    assert np.nanmax(err) < 3.0 and not np.nanmin(np.nan_to_num(err_left, nan=np.inf)) < 3.0

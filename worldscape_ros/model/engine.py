@@ -42,6 +42,7 @@ from worldscape_ros.model.camera import check_intrinsics, check_rigid, intrinsic
 from worldscape_ros.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from worldscape_ros.model.config import ModelConfig, load_config
 from worldscape_ros.model.dit import Conditioning, DiTOutput, LayerKV
+from worldscape_ros.model.grasp import GraspTracker
 from worldscape_ros.model.kinematics import BaseState, NavAction, camera_pose, integrate, state_from_camera_pose
 from worldscape_ros.model.memory import HierarchicalMemory, MemoryConfig, MemoryEntry
 from worldscape_ros.model.refiner import refiner_inputs
@@ -182,6 +183,7 @@ class WorldEngine:
         self.memory = HierarchicalMemory(memory_config(self.config, memory, pool_bytes))
         # Memory off (the ablation) keeps only what was observed in the scene, nothing imagined.
         self.scene = SceneMemory(self.config.scene, self.device)
+        self.grasp = GraspTracker(scene_config=self.config.scene, device=self.device)  # objects the hand moves
         self.commit_imagined = self.config.scene.commit_imagined and memory
         # Called with each chunk's refiner inputs (Fv, IN_CHANNELS, H, W) and its hand region (Fv, H, W): training
         # traces the engine.
@@ -273,10 +275,14 @@ class WorldEngine:
         d = torch.from_numpy(depth.astype(np.float32)).to(self.device) if depth is not None else pred_depth[0, -1]
         self._remember(kv, poses[-1], x0)
         self.scene.reset()
+        self.grasp.reset()
         static = None
         if hand_keypoints is not None:
             static = ~torch.from_numpy(self._hand_region(hands.validate_keypoints(hand_keypoints))).to(self.device)
         self.scene.commit(video[0, -1].float(), d, self._reference, self.intrinsics, mask=static, trust=OBSERVED)
+        if hand_keypoints is not None and static is not None:  # a hand closed at the start holds what is in it
+            self.grasp.start(self.scene, video[0, -1].float(), d, self._reference, self.intrinsics,
+                             hands.validate_keypoints(hand_keypoints), ~static)
         latency = 1e3 * (time.perf_counter() - t0)
         return Frame(rgb=rgb.copy(), depth=d.cpu().numpy().astype(np.float32), pose=self._reference.copy(),
                      index=0, latency_ms=latency)
@@ -535,15 +541,21 @@ class WorldEngine:
         return hands.hand_region(kp, self.intrinsics, cfg.height, cfg.width, cfg.refiner.hand_margin)
 
     def _geometry(self, poses: list[np.ndarray], kps: list[np.ndarray | None]) -> GeometricGuess | None:
-        """Render the scene memory into each target camera, the hand's region left out: the pixels as seen, and
-        the coverage per latent pixel the DiT is conditioned on (beside the render's latent)."""
+        """Render the scene memory into each target camera, the hand's region left out and what the hand holds
+        carried with it (model/grasp.py): the pixels as seen, and the coverage per latent pixel the DiT is
+        conditioned on (beside the render's latent)."""
         cfg = self.config
         if not len(self.scene) or not cfg.conditioning.geometry or not self.geometry:
             return None
-        renders = [self.scene.render(pose, self.intrinsics, cfg.height, cfg.width) for pose in poses]
-        dynamic = torch.stack([torch.zeros(cfg.height, cfg.width, dtype=torch.bool) if kp is None
-                               else torch.from_numpy(self._hand_region(kp)) for kp in kps]).to(self.device)
-        mask_v = torch.stack([r.mask for r in renders]) & ~dynamic  # (Fv, H, W)
+        # frame by frame: the hand may grasp or let go between two frames of a chunk
+        views = [self.grasp.look(self.scene, pose, kp, self.intrinsics, cfg.height, cfg.width)
+                 for pose, kp in zip(poses, kps)]
+        renders = [v.render for v in views]
+        hand = torch.stack([torch.zeros(cfg.height, cfg.width, dtype=torch.bool) if kp is None
+                            else torch.from_numpy(self._hand_region(kp)) for kp in kps]).to(self.device)
+        # the hand's region is left out, except where a held (or just placed) object shows in front of it
+        mask_v = (torch.stack([r.mask for r in renders]) & ~hand) | torch.stack([v.held for v in views])
+        dynamic = hand | torch.stack([v.moving for v in views])  # never static scene: the hand, a held object
         rgb = torch.stack([r.rgb for r in renders]) * mask_v[:, None]  # (Fv, 3, H, W)
         cov = F.avg_pool2d(mask_v.float()[:, None], cfg.codec.spatial_down)  # (Fv, 1, h, w)
         cov = cov.reshape(1, cfg.chunk_frames, cfg.codec.temporal_down, 1, *cov.shape[-2:]).mean(2)
@@ -645,3 +657,4 @@ class WorldEngine:
         from worldscape_ros.model.session import load_session
 
         load_session(self, Path(path))
+        self.grasp.reset()  # a loaded session starts with nothing in the hand
