@@ -16,20 +16,64 @@ from worldscape_ros.viewer import geometry as geo
 K = intrinsics_from_fov(16, 12, 60.0)
 
 
+WALL_X = 4.0  # the wall x = 4 m of the world (REP-103), seen at a slant by POSE
+POSE = camera_pose(BaseState(x=1.0, y=-2.0, yaw=0.4, pitch=0.2, height=1.2))
+
+
+def wall_view(K: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Colours, z-depth and the world point of every pixel of POSE looking at the wall, found by intersecting
+    each pixel centre's ray with the plane (not by scaling a unit-depth ray, as the back-projection does)."""
+    v, u = np.mgrid[0:height, 0:width]
+    pix = np.stack([u + 0.5, v + 0.5, np.ones_like(u, dtype=float)], -1)  # (H, W, 3)
+    ray = pix @ np.linalg.inv(K).T @ POSE[:3, :3].T  # world direction of the ray whose optical z grows by 1
+    t = (WALL_X - POSE[0, 3]) / ray[..., 0]  # along that ray, t is the z-depth
+    assert np.all(t > 0), 'the whole view must see the wall'
+    rgb = np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)
+    return rgb, t.astype(np.float32), POSE[:3, 3] + t[..., None] * ray
+
+
+@pytest.mark.parametrize('stride', [1, 2, 3])
+def test_backprojected_points_are_where_the_pixel_rays_meet_the_wall(stride):
+    rgb, depth, points = wall_view(K, 12, 16)
+    pts, cols = geo.backproject(rgb, depth, POSE, K, stride=stride)
+    np.testing.assert_allclose(pts, points[::stride, ::stride].reshape(-1, 3), atol=1e-5)
+    np.testing.assert_array_equal(cols, rgb[::stride, ::stride].reshape(-1, 3))
+
+
 def test_backprojected_points_project_back_to_their_pixel_centres_at_their_depth():
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 255, (12, 16, 3), dtype=np.uint8)
     depth = rng.uniform(0.5, 5.0, (12, 16)).astype(np.float32)
-    pose = camera_pose(BaseState(x=1.0, y=-2.0, yaw=0.7, pitch=0.2, height=1.2))
-    pts, cols = geo.backproject(rgb, depth, pose, K, stride=1)
-    assert pts.shape == (12 * 16, 3) and cols.shape == (12 * 16, 3)
-    cam = (pts - pose[:3, 3]) @ pose[:3, :3]  # world -> optical frame
+    pts, cols = geo.backproject(rgb, depth, POSE, K, stride=2)
+    assert pts.shape == (6 * 8, 3) and cols.shape == (6 * 8, 3)
+    cam = (pts - POSE[:3, 3]) @ POSE[:3, :3]  # world -> optical frame
     uv = cam @ K.T
     uv = uv[:, :2] / uv[:, 2:]
-    v, u = np.mgrid[0:12, 0:16]
+    v, u = np.mgrid[0:12:2, 0:16:2]
     np.testing.assert_allclose(uv, np.stack([u.ravel() + 0.5, v.ravel() + 0.5], 1), atol=1e-3)
-    np.testing.assert_allclose(cam[:, 2], depth.ravel(), rtol=1e-5)
-    np.testing.assert_array_equal(cols, rgb.reshape(-1, 3))
+    np.testing.assert_allclose(cam[:, 2], depth[::2, ::2].ravel(), rtol=1e-5)
+    np.testing.assert_array_equal(cols, rgb[::2, ::2].reshape(-1, 3))
+
+
+def test_the_viewers_cloud_of_a_wall_lies_on_the_wall_with_each_pixels_colour():
+    from worldscape_ros.viewer.viewer import FrameView, WorldViewer
+
+    K64 = intrinsics_from_fov(64, 48, 60.0)
+    rgb, depth, points = wall_view(K64, 48, 64)
+    viewer = WorldViewer(port=0, cloud_period=0.0, voxel=0.05)
+    try:
+        viewer.show(FrameView(rgb=rgb, depth=depth, pose=POSE, K=K64, index=0, sim_time=0.0))
+        viewer.cloud.merge()
+        cloud, colours = viewer.cloud.points, viewer.cloud.colors
+    finally:
+        viewer.close()
+    np.testing.assert_allclose(cloud[:, 0], WALL_X, atol=1e-4)  # on the wall
+    seen = points[::2, ::2].reshape(-1, 3)  # the viewer draws every second pixel
+    nearest = np.linalg.norm(cloud[:, None] - seen[None], axis=-1).argmin(1)
+    np.testing.assert_allclose(cloud, seen[nearest], atol=1e-4)  # each point is one pixel's ray on the wall
+    np.testing.assert_array_equal(colours, rgb[::2, ::2].reshape(-1, 3)[nearest])  # with that pixel's colour
+    voxels = np.unique(np.floor(seen / 0.05).astype(np.int64), axis=0)
+    assert len(cloud) == len(voxels)  # one point per voxel the wall's pixels fall in
 
 
 def test_backprojection_drops_unknown_and_too_far_depth():

@@ -2,7 +2,7 @@
 describe as a coloured point cloud, hand keypoints, and teleop buttons, served on localhost by viser.
 
 Layout, in the order data flows:
-  geometry.py  frames -> back-projected coloured points, a voxel-downsampled cloud, frustum poses (numpy only)
+  geometry.py  frames -> coloured points (the model's back-projection), a voxel-downsampled cloud, frustum poses
   teleop.py    what the page's buttons and sliders mean: commands, limits, the controller interface
   viewer.py    the web page (viser): one `WorldViewer` fed `FrameView`s, calling a `Controller` back
   play.py      `worldscape play`: an engine driven from the page (the controller beside the engine)
