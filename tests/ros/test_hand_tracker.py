@@ -9,7 +9,7 @@ import pytest
 
 from worldscape_ros.model.camera import intrinsics_from_fov
 from worldscape_ros.ros.hand_tracker import MEDIAPIPE_HINT, detections_from_mediapipe, place_hand
-from worldscape_ros.ros.scripted_hands import HandState, hand_keypoints
+from worldscape_ros.tools.hand_plans import HandState, hand_keypoints
 
 W, H = 640, 480
 K = intrinsics_from_fov(W, H, 60.0)

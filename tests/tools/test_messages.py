@@ -32,15 +32,6 @@ def test_tf_chain_reproduces_the_camera_pose_of_the_kinematics():
     np.testing.assert_allclose(chain, camera_pose(state), atol=1e-9)
 
 
-@pytest.mark.parametrize('angle', [0.0, math.pi, -math.pi / 2, 3.0])
-def test_quaternion_round_trip_for_every_branch(angle):
-    from worldscape_ros.model.kinematics import rot_y, rot_z
-    for R in (rot_z(angle), rot_y(angle), rot_z(angle) @ rot_y(0.7) @ M.R_LINK_OPTICAL):
-        q = M.quaternion_xyzw(R)
-        assert q[3] >= 0
-        np.testing.assert_allclose(_quat_to_matrix(*q), R, atol=1e-9)
-
-
 def test_images_round_trip_and_stamp_is_sim_time():
     rgb = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
     depth = np.array([[0.5, np.inf], [np.nan, 3.0]], np.float32)

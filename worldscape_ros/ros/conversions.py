@@ -1,4 +1,7 @@
-"""numpy <-> ROS messages for the simulator: images, camera info, odometry, transforms, hand keypoints.
+"""numpy <-> rclpy messages for the simulator: images, camera info, odometry, transforms, hand keypoints.
+
+The fields themselves (quaternions, stamps, camera info, twist, covariances, frame names) come from
+tools/msg_fields.py, which the rosbags messages of offline rollouts share.
 
 No cv_bridge (FACTS.md: none for ROS 2 off a ROS install); images go through `np.frombuffer` / `.tobytes()`.
 Conventions: REP-103 frames, REP-118 depth (32FC1 metres along the optical z axis, 16UC1 millimetres),
@@ -17,9 +20,18 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from worldscape_ros.model.kinematics import BaseState, NavAction, base_pose
+from worldscape_ros.tools.msg_fields import (
+    HANDEDNESS,
+    NUM_HAND_KEYPOINTS,
+    camera_info_fields,
+    matrix_from_quaternion,
+    ns_from_parts,
+    odometry_covariance,
+    quaternion_from_matrix,
+    stamp_parts,
+    twist_fields,
+)
 
-NUM_HAND_KEYPOINTS = 21
-HANDEDNESS = ('left', 'right')
 HAND_RANGE_M = 3.0  # hand keypoints farther than this from the camera (any axis) are not a hand in view
 MIN_FOV_DEG, MAX_FOV_DEG = 5.0, 170.0  # cameras a pinhole model of the image can stand for
 MAX_DEPTH_M = 1000.0  # start depth beyond this is not a scene the model renders
@@ -39,13 +51,12 @@ _ENCODINGS: dict[str, tuple[np.dtype, int]] = {
 
 # ---- time ----------------------------------------------------------------------------------------------------
 def stamp_from_ns(ns: int) -> Time:
-    if ns < 0:
-        raise ValueError(f'stamp must be non-negative, got {ns} ns')
-    return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+    sec, nanosec = stamp_parts(ns)
+    return Time(sec=sec, nanosec=nanosec)
 
 
 def ns_from_stamp(stamp: Time) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+    return ns_from_parts(stamp.sec, stamp.nanosec)
 
 
 def header(stamp_ns: int, frame_id: str) -> Header:
@@ -134,19 +145,12 @@ def image_to_depth(msg: Image, height: int | None = None, width: int | None = No
 # ---- cameras -------------------------------------------------------------------------------------------------
 def camera_info(K: np.ndarray, width: int, height: int, stamp_ns: int, frame_id: str) -> CameraInfo:
     """Pinhole CameraInfo with no distortion: P = [K | 0], R = I (a monocular, rectified camera)."""
-    k = np.asarray(K, dtype=np.float64)
-    if k.shape != (3, 3) or not np.all(np.isfinite(k)):
-        raise ValueError(f'intrinsics must be a finite 3x3 matrix, got shape {k.shape}')
+    f = camera_info_fields(K, width, height)
     msg = CameraInfo()
     msg.header = header(stamp_ns, frame_id)
-    msg.width, msg.height = int(width), int(height)
-    msg.distortion_model = 'plumb_bob'
-    msg.d = [0.0] * 5
-    msg.k = k.reshape(-1).tolist()
-    msg.r = np.eye(3).reshape(-1).tolist()
-    P = np.zeros((3, 4))  # (3, 4)
-    P[:, :3] = k
-    msg.p = P.reshape(-1).tolist()
+    msg.width, msg.height = f.width, f.height
+    msg.distortion_model = f.distortion_model
+    msg.d, msg.k, msg.r, msg.p = f.d.tolist(), f.k.tolist(), f.r.tolist(), f.p.tolist()
     return msg
 
 
@@ -199,40 +203,6 @@ def check_depth(depth: np.ndarray, name: str = 'depth') -> np.ndarray:
 
 
 # ---- rotations and poses -------------------------------------------------------------------------------------
-def quaternion_from_matrix(R: np.ndarray) -> np.ndarray:
-    """Rotation (3, 3) -> unit quaternion (x, y, z, w) with w >= 0 (Shepperd's method)."""
-    m = np.asarray(R, dtype=np.float64)
-    tr = m[0, 0] + m[1, 1] + m[2, 2]
-    if tr > 0:
-        s = 2.0 * math.sqrt(tr + 1.0)
-        q = np.array([(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s])
-    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2])
-        q = np.array([0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s])
-    elif m[1, 1] > m[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2])
-        q = np.array([(m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s])
-    else:
-        s = 2.0 * math.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1])
-        q = np.array([(m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s, (m[1, 0] - m[0, 1]) / s])
-    q /= np.linalg.norm(q)
-    return -q if q[3] < 0 else q
-
-
-def matrix_from_quaternion(q: np.ndarray | list[float], name: str = 'orientation') -> np.ndarray:
-    """Quaternion (x, y, z, w), unit within 1e-3 -> rotation (3, 3)."""
-    x, y, z, w = (float(v) for v in q)
-    n = math.sqrt(x * x + y * y + z * z + w * w)
-    if not math.isfinite(n) or abs(n - 1.0) > 1e-3:
-        raise ValueError(f'{name} must be a finite unit quaternion, got norm {n}')
-    x, y, z, w = x / n, y / n, z / n, w / n
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
-
-
 def pose_to_matrix(pose: Pose, name: str = 'pose') -> np.ndarray:
     """geometry_msgs/Pose -> 4x4; raises ValueError on a non-finite position or a non-unit quaternion."""
     p = np.array([pose.position.x, pose.position.y, pose.position.z], dtype=np.float64)
@@ -290,25 +260,20 @@ def twist_to_action(msg: Twist) -> NavAction:
 
 
 def action_to_twist(action: NavAction) -> Twist:
-    t = Twist()
-    t.linear.x, t.linear.y, t.linear.z = action.vx, action.vy, action.vz
-    t.angular.y, t.angular.z = action.pitch_rate, action.yaw_rate
-    return t
+    linear, angular = twist_fields(action)
+    return Twist(linear=Vector3(x=float(linear[0]), y=float(linear[1]), z=float(linear[2])),
+                 angular=Vector3(x=float(angular[0]), y=float(angular[1]), z=float(angular[2])))
 
 
 def odometry(state: BaseState, twist: NavAction, stamp_ns: int, odom_frame: str, base_frame: str) -> Odometry:
-    """Odometry of the base: pose in `odom_frame`, twist (the applied command) in `base_frame`.
-
-    The imagined world has no odometry noise, so the covariances are small and diagonal.
-    """
+    """Odometry of the base: pose in `odom_frame`, twist (the applied command) in `base_frame`."""
     msg = Odometry()
     msg.header = header(stamp_ns, odom_frame)
     msg.child_frame_id = base_frame
     msg.pose.pose = matrix_to_pose(base_pose(state))
     msg.twist.twist = action_to_twist(twist)
-    diag = [1e-6, 1e-6, 1e-6, 1e-6, 1e-6, 1e-6]
-    msg.pose.covariance = np.diag(diag).reshape(-1).tolist()
-    msg.twist.covariance = np.diag(diag).reshape(-1).tolist()
+    msg.pose.covariance = odometry_covariance().tolist()
+    msg.twist.covariance = odometry_covariance().tolist()
     return msg
 
 

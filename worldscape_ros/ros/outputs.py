@@ -12,10 +12,11 @@ from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image
 
-from worldscape_ros.model.kinematics import R_LINK_OPTICAL, BaseState, NavAction, base_pose, base_to_camera_link
+from worldscape_ros.model.kinematics import BaseState, NavAction, base_pose
 from worldscape_ros.ros import conversions as conv
 from worldscape_ros.ros.params import SimulatorParams
 from worldscape_ros.ros.qos import CLOCK_QOS, StaticTfBroadcaster, TfBroadcaster, sensor_qos
+from worldscape_ros.tools.msg_fields import camera_mount
 
 if TYPE_CHECKING:
     from worldscape_ros.model.engine import Frame
@@ -63,12 +64,8 @@ class FrameOutputs:
         if self._tf_static is None:
             return
         p = self._params
-        T_link_opt = np.eye(4)
-        T_link_opt[:3, :3] = R_LINK_OPTICAL
-        self._tf_static.send([
-            conv.matrix_to_transform(base_to_camera_link(state), stamp, p.base_frame, p.camera_link_frame),
-            conv.matrix_to_transform(T_link_opt, stamp, p.camera_link_frame, p.camera_frame),
-        ])
+        mount = camera_mount(state, p.base_frame, p.camera_link_frame, p.camera_frame)
+        self._tf_static.send([conv.matrix_to_transform(T, stamp, parent, child) for T, parent, child in mount])
         self._static_mount = (state.pitch, state.height)
 
     def destroy(self) -> None:

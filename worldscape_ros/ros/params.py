@@ -16,6 +16,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 
 from worldscape_ros.errors import ConfigError
+from worldscape_ros.tools.msg_fields import BASE_FRAME, CAMERA_LINK_FRAME, ODOM_FRAME, OPTICAL_FRAME
 
 DEVICES = ('auto', 'cpu', 'cuda')
 DTYPES = ('float32', 'bfloat16', 'float16')
@@ -54,10 +55,10 @@ class SimulatorParams:
     max_step_frames: int = 1000
     step_timeout: float = 300.0
     # frames
-    odom_frame: str = 'odom'
-    base_frame: str = 'base_link'
-    camera_link_frame: str = 'camera_link'
-    camera_frame: str = 'camera_optical_frame'
+    odom_frame: str = ODOM_FRAME
+    base_frame: str = BASE_FRAME
+    camera_link_frame: str = CAMERA_LINK_FRAME
+    camera_frame: str = OPTICAL_FRAME
     publish_tf: bool = True
     publish_clock: bool = True
     # topics (relative names follow the node's namespace; remapping works as well)

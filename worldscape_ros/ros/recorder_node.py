@@ -13,13 +13,13 @@ backwards; the messages keep their own header stamps (sim time from the simulato
 from __future__ import annotations
 
 import importlib
-import os
 import signal
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 
+from worldscape_ros.ros.fastdds import use_fastdds_profile
 from worldscape_ros.tools.bag import SIM_TOPICS, BagWriter, TopicSpec, qos
 
 IMAGE_TOPIC = '/camera/image_raw'
@@ -106,19 +106,8 @@ def resolve_topics(names: list[str]) -> list[TopicSpec]:
     return specs
 
 
-def fastdds_profile() -> Path | None:
-    """config/fastdds.xml (large shared-memory segments, FACTS.md) from the source tree or an install."""
-    for candidate in (Path(__file__).resolve().parents[2] / 'config' / 'fastdds.xml',
-                      Path(sys.prefix) / 'share' / 'worldscape_ros' / 'config' / 'fastdds.xml'):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def main(argv: list[str] | None = None) -> int:
-    profile = fastdds_profile()
-    if profile is not None:  # images across processes need the simulator's shared-memory segment size
-        os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE', str(profile))
+    use_fastdds_profile()  # images across processes need the simulator's shared-memory segment size
     import rclpy
     from rcl_interfaces.msg import ParameterDescriptor
     from rclpy.executors import SingleThreadedExecutor

@@ -17,6 +17,7 @@ import sys
 import time
 from typing import Any
 
+from worldscape_ros.tools.msg_fields import NUM_HAND_KEYPOINTS, OPTICAL_FRAME
 from worldscape_ros.tools.scripts import ActionScript, load_script, nav_script
 
 
@@ -30,7 +31,7 @@ def script_from_params(actions: str, script: str, frames: int, fps: float, hands
             raise ValueError(f'frames must be >= 1 for a named script, got {frames}')
         loaded = ActionScript(nav_script(script, frames, fps))
     if hands and loaded.hands is None:
-        from worldscape_ros.ros.scripted_hands import hand_plan
+        from worldscape_ros.tools.hand_plans import hand_plan
 
         points, handedness = hand_plan(hands, len(loaded), scene_seed)
         loaded = ActionScript(loaded.actions, points, handedness)
@@ -68,11 +69,11 @@ class ScriptPlayer:
         if self.script.hands is not None:
             kp = self._HandKeypoints()
             kp.header.stamp = self.node.get_clock().now().to_msg()
-            kp.header.frame_id = 'camera_optical_frame'
+            kp.header.frame_id = OPTICAL_FRAME
             kp.handedness = self.script.handedness
             for point, xyz in zip(kp.points, self.script.hands[i]):
                 point.x, point.y, point.z = (float(v) for v in xyz)
-            kp.scores = [1.0] * 21
+            kp.scores = [1.0] * NUM_HAND_KEYPOINTS
             self.hands_pub.publish(kp)
 
     def stop(self) -> None:

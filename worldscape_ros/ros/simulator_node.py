@@ -19,11 +19,9 @@ time (sim_clock), the inference thread with pause and step (generation), recover
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,6 +40,7 @@ from worldscape_ros.model.kinematics import BaseState, NavAction, state_from_cam
 from worldscape_ros.model.protocol import LiveEngine
 from worldscape_ros.ros import conversions as conv
 from worldscape_ros.ros.diagnostics import FrameStats, diagnostic_array, health
+from worldscape_ros.ros.fastdds import use_fastdds_profile
 from worldscape_ros.ros.generation import GenerationLoop, StepRefused
 from worldscape_ros.ros.inbox import CommandInbox, Throttle
 from worldscape_ros.ros.motion import (
@@ -524,8 +523,7 @@ def main(args: list[str] | None = None) -> int:
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
-    # large images across processes need the bigger shared-memory segments of this profile (FACTS.md)
-    os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE', str(default_fastdds_profile()))
+    use_fastdds_profile()  # large images across processes
     # our own handlers: rclpy's would shut the context down under the inference thread's feet
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
@@ -550,20 +548,6 @@ def main(args: list[str] | None = None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
     return code
-
-
-def default_fastdds_profile() -> Path:
-    """config/fastdds.xml from a source checkout, or share/worldscape_ros/config/ of an install."""
-    here = Path(__file__).resolve()
-    source = here.parents[2] / 'config' / 'fastdds.xml'
-    if source.is_file():
-        return source
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        return Path(get_package_share_directory('worldscape_ros')) / 'config' / 'fastdds.xml'
-    except (ImportError, LookupError):
-        return source
 
 
 if __name__ == '__main__':

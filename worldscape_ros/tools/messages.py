@@ -2,13 +2,13 @@
 
 Frames and stamps follow the simulator node (docs/ros_interface.md): odom -> base_link per frame on /tf,
 base_link -> camera_link -> camera_optical_frame on /tf_static, images rgb8 and 32FC1 metres (REP-118),
-all stamps sim time (frame index / fps).
+all stamps sim time (frame index / fps). The fields themselves come from tools/msg_fields.py, which the rclpy
+messages of the node (ros/conversions.py) share.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +16,21 @@ import numpy as np
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
-from worldscape_ros.model.kinematics import R_LINK_OPTICAL, BaseState, base_pose, base_to_camera_link
-
-ODOM_FRAME = 'odom'
-BASE_FRAME = 'base_link'
-CAMERA_LINK_FRAME = 'camera_link'
-OPTICAL_FRAME = 'camera_optical_frame'
+from worldscape_ros.model.kinematics import BaseState, base_pose
+from worldscape_ros.tools.msg_fields import (
+    BASE_FRAME,
+    NUM_HAND_KEYPOINTS,
+    ODOM_FRAME,
+    OPTICAL_FRAME,
+    camera_info_fields,
+    camera_mount,
+    ns_from_parts,
+    odometry_covariance,
+    quaternion_from_matrix,
+    stamp_parts,
+    twist_fields,
+)
+from worldscape_ros.tools.msg_fields import CAMERA_LINK_FRAME as CAMERA_LINK_FRAME  # re-exported beside the rest
 
 HAND_KEYPOINTS = 'worldscape_msgs/msg/HandKeypoints'
 
@@ -56,7 +65,8 @@ def _t(name: str) -> Any:
 
 
 def stamp(ns: int) -> Any:
-    return _t('builtin_interfaces/msg/Time')(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+    sec, nanosec = stamp_parts(ns)
+    return _t('builtin_interfaces/msg/Time')(sec=sec, nanosec=nanosec)
 
 
 def header(ns: int, frame_id: str) -> Any:
@@ -83,14 +93,11 @@ def image_depth32(depth: np.ndarray, ns: int, frame_id: str = OPTICAL_FRAME) -> 
 
 
 def camera_info(K: np.ndarray, width: int, height: int, ns: int, frame_id: str = OPTICAL_FRAME) -> Any:
-    K = np.asarray(K, dtype=np.float64)
-    P = np.zeros((3, 4))
-    P[:, :3] = K
+    f = camera_info_fields(K, width, height)
     roi = _t('sensor_msgs/msg/RegionOfInterest')(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
     return _t('sensor_msgs/msg/CameraInfo')(
-        header=header(ns, frame_id), height=height, width=width, distortion_model='plumb_bob',
-        d=np.zeros(5), k=K.reshape(9).copy(), r=np.eye(3).reshape(9), p=P.reshape(12), binning_x=0,
-        binning_y=0, roi=roi)
+        header=header(ns, frame_id), height=f.height, width=f.width, distortion_model=f.distortion_model,
+        d=f.d, k=f.k, r=f.r, p=f.p, binning_x=0, binning_y=0, roi=roi)
 
 
 def _vector3(v: np.ndarray | tuple[float, float, float]) -> Any:
@@ -98,31 +105,8 @@ def _vector3(v: np.ndarray | tuple[float, float, float]) -> Any:
 
 
 def _quaternion(R: np.ndarray) -> Any:
-    x, y, z, w = quaternion_xyzw(R)
+    x, y, z, w = (float(v) for v in quaternion_from_matrix(R))
     return _t('geometry_msgs/msg/Quaternion')(x=x, y=y, z=z, w=w)
-
-
-def quaternion_xyzw(R: np.ndarray) -> tuple[float, float, float, float]:
-    """Rotation matrix -> unit quaternion (x, y, z, w) with w >= 0 (Shepperd's method)."""
-    R = np.asarray(R, dtype=np.float64)
-    tr = R[0, 0] + R[1, 1] + R[2, 2]
-    if tr > 0:
-        s = 2.0 * math.sqrt(tr + 1.0)
-        q = (0.25 * s, (R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s)
-    elif R[0, 0] > R[1, 1] and R[0, 0] > R[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + R[0, 0] - R[1, 1] - R[2, 2])
-        q = ((R[2, 1] - R[1, 2]) / s, 0.25 * s, (R[0, 1] + R[1, 0]) / s, (R[0, 2] + R[2, 0]) / s)
-    elif R[1, 1] > R[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + R[1, 1] - R[0, 0] - R[2, 2])
-        q = ((R[0, 2] - R[2, 0]) / s, (R[0, 1] + R[1, 0]) / s, 0.25 * s, (R[1, 2] + R[2, 1]) / s)
-    else:
-        s = 2.0 * math.sqrt(1.0 + R[2, 2] - R[0, 0] - R[1, 1])
-        q = ((R[1, 0] - R[0, 1]) / s, (R[0, 2] + R[2, 0]) / s, (R[1, 2] + R[2, 1]) / s, 0.25 * s)
-    w, x, y, z = q
-    if w < 0:
-        w, x, y, z = -w, -x, -y, -z
-    n = math.sqrt(w * w + x * x + y * y + z * z)
-    return x / n, y / n, z / n, w / n
 
 
 def transform(T: np.ndarray, ns: int, parent: str, child: str) -> Any:
@@ -136,10 +120,7 @@ def tf_message(transforms: list[Any]) -> Any:
 
 def static_camera_tfs(state: BaseState, ns: int) -> Any:
     """base_link -> camera_link -> camera_optical_frame (the camera mount, REP-103 link and optical axes)."""
-    T_opt = np.eye(4)
-    T_opt[:3, :3] = R_LINK_OPTICAL
-    return tf_message([transform(base_to_camera_link(state), ns, BASE_FRAME, CAMERA_LINK_FRAME),
-                       transform(T_opt, ns, CAMERA_LINK_FRAME, OPTICAL_FRAME)])
+    return tf_message([transform(T, ns, parent, child) for T, parent, child in camera_mount(state)])
 
 
 def odom_tf(state: BaseState, ns: int) -> Any:
@@ -148,15 +129,15 @@ def odom_tf(state: BaseState, ns: int) -> Any:
 
 def twist(action: np.ndarray) -> Any:
     """(vx, vy, vz, yaw_rate, pitch_rate) -> geometry_msgs/Twist (angular.z yaw, angular.y pitch)."""
-    a = np.asarray(action, dtype=np.float64).reshape(5)
-    return _t('geometry_msgs/msg/Twist')(linear=_vector3(a[:3]), angular=_vector3((0.0, a[4], a[3])))
+    linear, angular = twist_fields(action)
+    return _t('geometry_msgs/msg/Twist')(linear=_vector3(linear), angular=_vector3(angular))
 
 
 def odometry(state: BaseState, action: np.ndarray, ns: int) -> Any:
     T = base_pose(state)
     point = _t('geometry_msgs/msg/Point')(x=float(T[0, 3]), y=float(T[1, 3]), z=float(T[2, 3]))
     pose = _t('geometry_msgs/msg/Pose')(position=point, orientation=_quaternion(T[:3, :3]))
-    cov = np.zeros(36)
+    cov = odometry_covariance()
     return _t('nav_msgs/msg/Odometry')(
         header=header(ns, ODOM_FRAME), child_frame_id=BASE_FRAME,
         pose=_t('geometry_msgs/msg/PoseWithCovariance')(pose=pose, covariance=cov),
@@ -169,10 +150,11 @@ def clock(ns: int) -> Any:
 
 def hand_keypoints(points: np.ndarray, ns: int, handedness: str = 'right', scores: np.ndarray | None = None,
                    frame_id: str = OPTICAL_FRAME) -> Any:
+    n = NUM_HAND_KEYPOINTS
     pts = np.asarray(points, dtype=np.float64)
-    if pts.shape != (21, 3):
-        raise ValueError(f'hand keypoints must be (21, 3), got {pts.shape}')
-    sc = np.ones(21, np.float32) if scores is None else np.asarray(scores, dtype=np.float32).reshape(21)
+    if pts.shape != (n, 3):
+        raise ValueError(f'hand keypoints must be ({n}, 3), got {pts.shape}')
+    sc = np.ones(n, np.float32) if scores is None else np.asarray(scores, dtype=np.float32).reshape(n)
     Point = _t('geometry_msgs/msg/Point')
     return _t(HAND_KEYPOINTS)(header=header(ns, frame_id), handedness=handedness,
                               points=[Point(x=float(p[0]), y=float(p[1]), z=float(p[2])) for p in pts], scores=sc)
@@ -192,4 +174,4 @@ def image_to_numpy(msg: Any) -> np.ndarray:
 
 
 def stamp_ns(msg_stamp: Any) -> int:
-    return int(msg_stamp.sec) * 1_000_000_000 + int(msg_stamp.nanosec)
+    return ns_from_parts(msg_stamp.sec, msg_stamp.nanosec)

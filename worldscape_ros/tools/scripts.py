@@ -14,7 +14,7 @@ An actions FILE is one of:
         hands: {script: pick_and_place}                       # reach, grasp, carry, place (optional)
 
     A tour's hands are planned on the table scene of `scene_seed` (default: the rollout's start seed), so with a
-    `table:SEED` start the hand goes for the objects of that first view (ros.scripted_hands).
+    `table:SEED` start the hand goes for the objects of that first view (tools.hand_plans).
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def _tour(doc: Any, fps: float, scene_seed: int) -> ActionScript:
         spec = doc['hands']
         if not isinstance(spec, dict) or 'script' not in spec:
             raise ValueError('hands must be a mapping with `script` (e.g. {script: pick_and_place})')
-        from worldscape_ros.ros.scripted_hands import hand_plan
+        from worldscape_ros.tools.hand_plans import hand_plan
 
         hands, handedness = hand_plan(str(spec['script']), len(actions), int(spec.get('scene_seed', scene_seed)),
                                       spec.get('handedness'))

@@ -7,7 +7,6 @@ imports rclpy. Topic and service names: docs/ros_interface.md.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -326,9 +325,9 @@ def spin(node: ViewerNode) -> int:
 def _init(args: list[str] | None) -> None:
     from rclpy.signals import SignalHandlerOptions
 
-    from worldscape_ros.ros.simulator_node import default_fastdds_profile
+    from worldscape_ros.ros.fastdds import use_fastdds_profile
 
-    os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE', str(default_fastdds_profile()))
+    use_fastdds_profile()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
 
 
