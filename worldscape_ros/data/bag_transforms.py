@@ -80,22 +80,21 @@ def mount_transform(mount: tuple[float, ...]) -> np.ndarray:
     return T
 
 
+def _rigid(xyz: Any, q: Any) -> np.ndarray:
+    T = np.eye(4)
+    T[:3, :3] = quat_to_matrix(q.x, q.y, q.z, q.w)
+    T[:3, 3] = (xyz.x, xyz.y, xyz.z)
+    return T
+
+
 def transform_matrix(msg_transform: Any) -> np.ndarray:
     """A geometry_msgs/Transform as a 4x4 matrix."""
-    t, r = msg_transform.translation, msg_transform.rotation
-    T = np.eye(4)
-    T[:3, :3] = quat_to_matrix(r.x, r.y, r.z, r.w)
-    T[:3, 3] = (t.x, t.y, t.z)
-    return T
+    return _rigid(msg_transform.translation, msg_transform.rotation)
 
 
 def pose_matrix(msg_pose: Any) -> np.ndarray:
     """A geometry_msgs/Pose as a 4x4 matrix."""
-    p, r = msg_pose.position, msg_pose.orientation
-    T = np.eye(4)
-    T[:3, :3] = quat_to_matrix(r.x, r.y, r.z, r.w)
-    T[:3, 3] = (p.x, p.y, p.z)
-    return T
+    return _rigid(msg_pose.position, msg_pose.orientation)
 
 
 def stamp_ns(stamp: Any) -> int:
