@@ -1,8 +1,9 @@
 """Launch files and their config, checked by structure: `launch`/`launch_ros` are on neither PyPI nor Debian.
 
 Parsed with ast: declared arguments (each described, each used one declared), node executables (console scripts
-of setup.py), params files (present in config/, every key a declared parameter with a valid value) and the
-Fast DDS profile exported through FASTDDS_DEFAULT_PROFILES_FILE.
+of setup.py), params files (present in config/, every key a declared parameter with a valid value), the
+Fast DDS profile exported through FASTDDS_DEFAULT_PROFILES_FILE, and includes (a launch file with the
+same simulator includes sim.launch.py and gives only what differs).
 """
 
 from __future__ import annotations
@@ -47,6 +48,33 @@ def parse(name: str) -> ast.Module:
     return ast.parse((REPO / 'launch' / name).read_text(), filename=name)
 
 
+def includes(tree: ast.AST) -> list[ast.Call]:
+    return calls(tree, 'IncludeLaunchDescription')
+
+
+def included_file(include: ast.Call) -> str:
+    """The name of this package's launch file an IncludeLaunchDescription names: a Python source of
+    PathJoinSubstitution([share, 'launch', NAME])."""
+    source = include.args[0]
+    assert isinstance(source, ast.Call) and getattr(source.func, 'id', None) == 'PythonLaunchDescriptionSource'
+    path = source.args[0]
+    assert isinstance(path, ast.Call) and getattr(path.func, 'id', None) == 'PathJoinSubstitution'
+    assert isinstance(path.args[0], ast.List)
+    parts = [const(a) for a in path.args[0].elts[1:]]
+    assert parts[0] == 'launch' and len(parts) == 2, ast.unparse(path)
+    return str(parts[1])
+
+
+def with_includes(name: str) -> list[ast.Module]:
+    """The launch file and, after it, every file it includes (recursively)."""
+    tree = parse(name)
+    return [tree] + [t for inc in includes(tree) for t in with_includes(included_file(inc))]
+
+
+def declarations(tree: ast.AST) -> dict[str, ast.Call]:
+    return {str(const(c.args[0])): c for c in calls(tree, 'DeclareLaunchArgument')}
+
+
 @pytest.mark.parametrize('name', LAUNCH_FILES)
 def test_launch_file_defines_generate_launch_description_and_imports_only_launch(name):
     tree = parse(name)
@@ -67,16 +95,16 @@ def test_every_argument_is_declared_with_a_description_and_every_use_is_declared
         declared[arg] = call
     used = {const(c.args[0]) for c in calls(tree, 'LaunchConfiguration')}
     assert used <= set(declared), f'used but not declared: {used - set(declared)}'
-    assert {'params_file', 'fastdds_profile', 'use_sim_time', 'record'} <= set(declared)
+    everywhere = {arg for t in with_includes(name) for arg in declarations(t)}
+    assert {'params_file', 'fastdds_profile', 'use_sim_time', 'record'} <= everywhere
 
 
 @pytest.mark.parametrize('name', LAUNCH_FILES)
 def test_nodes_run_console_scripts_of_this_package(name):
-    tree = parse(name)
     scripts = console_scripts()
-    nodes = calls(tree, 'Node')
+    nodes = [n for tree in with_includes(name) for n in calls(tree, 'Node')]
     executables = [const(kwarg(n, 'executable')) for n in nodes]
-    assert 'simulator' in executables
+    assert executables.count('simulator') == 1
     assert set(executables) <= scripts, f'unknown executables: {set(executables) - scripts}'
     for node in nodes:
         assert isinstance(kwarg(node, 'package'), ast.Name | ast.Constant)
@@ -91,16 +119,39 @@ def test_nodes_run_console_scripts_of_this_package(name):
 
 @pytest.mark.parametrize('name, params_file', LAUNCH_FILES.items())
 def test_default_params_file_and_fastdds_profile_are_shipped_files(name, params_file):
-    tree = parse(name)
-    joins = [[const(a) for a in c.args[0].elts] for c in calls(tree, 'PathJoinSubstitution')
-             if isinstance(c.args[0], ast.List)]
-    shipped = {'/'.join(str(p) for p in parts[1:]) for parts in joins}
-    assert f'config/{params_file}' in shipped and 'config/fastdds.xml' in shipped
-    for rel in shipped:
+    def shipped(tree: ast.AST) -> set[str]:
+        joins = [[const(a) for a in c.args[0].elts] for c in calls(tree, 'PathJoinSubstitution')
+                 if isinstance(c.args[0], ast.List)]
+        return {'/'.join(str(p) for p in parts[1:]) for parts in joins}
+
+    trees = with_includes(name)
+    default = kwarg(declarations(trees[0])['params_file'], 'default_value')
+    assert default is not None and f"'config', '{params_file}'" in ast.unparse(default)
+    files = set().union(*(shipped(t) for t in trees))
+    assert 'config/fastdds.xml' in files
+    for rel in files:
         assert (REPO / rel).is_file(), rel
-    env = calls(tree, 'SetEnvironmentVariable')
+    env = [c for t in trees for c in calls(t, 'SetEnvironmentVariable')]
     assert [const(c.args[0]) for c in env] == ['FASTDDS_DEFAULT_PROFILES_FILE']
     assert 'fastdds_profile' in ast.unparse(env[0].args[1])
+
+
+def test_manipulation_includes_sim_launch_with_its_own_params_file_instead_of_copying_it():
+    manip, sim = parse('manipulation.launch.py'), parse('sim.launch.py')
+    (include,) = includes(manip)
+    assert included_file(include) == 'sim.launch.py'
+    passed = kwarg(include, 'launch_arguments')
+    assert isinstance(passed, ast.Call) and isinstance(passed.func, ast.Attribute)  # {...}.items()
+    assert isinstance(passed.func.value, ast.Dict)
+    keys = {const(k) for k in passed.func.value.keys if k is not None}
+    assert 'params_file' in keys and keys <= set(declarations(sim))
+    # nothing of sim.launch.py copied: no simulator node, no environment, and the arguments both declare
+    # differ only where manipulation overrides (its params file)
+    assert 'simulator' not in [const(kwarg(n, 'executable')) for n in calls(manip, 'Node')]
+    assert not calls(manip, 'SetEnvironmentVariable')
+    ours, theirs = declarations(manip), declarations(sim)
+    for arg in (set(ours) & set(theirs)) - {'params_file'}:
+        assert ast.unparse(ours[arg]) == ast.unparse(theirs[arg]), f'{arg} differs from sim.launch.py'
 
 
 def test_setup_installs_launch_and_config_files():
