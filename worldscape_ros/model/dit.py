@@ -49,6 +49,16 @@ class LayerKV:
     v: torch.Tensor  # (B, H, M, d)
     tail: int = 0  # free slots at the end, filled in place by the attending chunk's own keys (no copy)
 
+    def followed_by(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """These cached keys and values with a chunk's own (B, H, L, d) after them: written into the free tail
+        when it holds exactly L (no copy), else concatenated."""
+        L = k.shape[2]
+        if self.tail == L:
+            self.k[:, :, -L:] = k
+            self.v[:, :, -L:] = v
+            return self.k, self.v
+        return torch.cat([self.k, k], dim=2), torch.cat([self.v, v], dim=2)
+
 
 @dataclass
 class DiTOutput:
@@ -87,7 +97,7 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, temb: torch.Tensor, token_mod: torch.Tensor,
                 rope: tuple[torch.Tensor, torch.Tensor], context: LayerKV | None,
                 mask: torch.Tensor | None) -> tuple[torch.Tensor, LayerKV]:
-        B, L, D = x.shape
+        """x (B, L, D) tokens of the chunk; context: the cached keys and values it attends to before its own."""
         mod = self.ada(F.silu(temb))[:, token_mod]  # (B, L, 6D): per-frame modulation spread to its tokens
         shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=-1)
         h = modulate(self.norm1(x), shift1, scale1)
@@ -95,13 +105,8 @@ class Block(nn.Module):
         q, k = self.q_norm(q), self.k_norm(k)
         own = LayerKV(k, v)  # cached un-rotated: positions are chosen at attention time
         q, k = apply_rope(q, rope), apply_rope(k, rope)
-        if context is not None and context.tail == L:
-            context.k[:, :, -L:] = k
-            context.v[:, :, -L:] = v
-            k, v = context.k, context.v
-        elif context is not None:
-            k = torch.cat([context.k, k], dim=2)
-            v = torch.cat([context.v, v], dim=2)
+        if context is not None:
+            k, v = context.followed_by(k, v)
         a = attention(q, k, v, mask)  # (B, H, L, d)
         x = x + gate1 * self.proj(rearrange(a, 'b h l d -> b l (h d)'))
         x = x + gate2 * self.mlp(modulate(self.norm2(x), shift2, scale2))

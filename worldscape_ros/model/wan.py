@@ -114,13 +114,8 @@ class WanBlock(nn.Module):
         q, k, v = a.split(a.norm_q(a.to_q(h))), a.split(a.norm_k(a.to_k(h))), a.split(a.to_v(h))
         own = LayerKV(k, v)  # cached un-rotated: positions are chosen at attention time
         q, k = apply_rope(q, rope), apply_rope(k, rope)
-        if context is not None and context.tail == L:
-            context.k[:, :, -L:] = k
-            context.v[:, :, -L:] = v
-            k, v = context.k, context.v
-        elif context is not None:
-            k = torch.cat([context.k, k], dim=2)
-            v = torch.cat([context.v, v], dim=2)
+        if context is not None:
+            k, v = context.followed_by(k, v)
         out = a.to_out[0](rearrange(attention(q, k, v, mask), 'b h l d -> b l (h d)'))
         x = (frames(x.float()) + frames(out) * gate1).flatten(1, 2).type_as(x)
 
