@@ -58,3 +58,39 @@ def test_unreadable_start_images_and_depths_are_refused_naming_the_parameter(tmp
     junk.write_bytes(b'not numpy')
     with pytest.raises(ConfigError, match='start_depth .* could not be read'):
         load_start_depth(str(junk), 96, 128)
+
+
+def _request(width=160, height=120, info_size=None, x=0.0):
+    from worldscape_msgs.srv import ResetFromImage
+
+    from worldscape_ros.model.camera import intrinsics_from_fov
+    from worldscape_ros.ros import conversions as conv
+
+    request = ResetFromImage.Request()
+    request.image = conv.rgb_to_image(np.full((height, width, 3), 90, np.uint8), 0, 'camera_optical_frame')
+    pose = np.eye(4)
+    pose[0, 3] = x
+    request.pose = conv.matrix_to_pose(pose)
+    if info_size is not None:
+        w, h = info_size
+        request.camera_info = conv.camera_info(intrinsics_from_fov(w, h, 60.0), w, h, 0, 'camera_optical_frame')
+    return request
+
+
+def test_a_reset_request_is_fitted_to_the_model_with_its_pose():
+    from worldscape_ros.ros.start import start_from_request
+
+    start, c2w = start_from_request(_request(info_size=(160, 120), x=2.0), CFG, max_position=10.0)
+    assert start.rgb.shape == (CFG.height, CFG.width, 3) and start.depth is None
+    assert c2w[0, 3] == 2.0
+
+
+@pytest.mark.parametrize(('request_args', 'match'), [
+    ({'info_size': (64, 48)}, 'camera_info is 64x48, the image 160x120'),
+    ({'x': 20.0}, r'pose.position \[20, 0, 0\] is outside the working range'),
+])
+def test_a_reset_request_that_does_not_fit_is_refused_naming_the_field(request_args, match):
+    from worldscape_ros.ros.start import start_from_request
+
+    with pytest.raises(ValueError, match=match):
+        start_from_request(_request(**request_args), CFG, max_position=10.0)

@@ -34,7 +34,7 @@ from std_srvs.srv import Trigger
 from worldscape_msgs.msg import HandKeypoints
 from worldscape_msgs.srv import ResetFromImage, StepFrames
 
-from worldscape_ros.data.camera_adapt import fit_start, start_warnings
+from worldscape_ros.data.camera_adapt import start_warnings
 from worldscape_ros.errors import CheckpointError, ConfigError
 from worldscape_ros.model.kinematics import BaseState, NavAction, state_from_camera_pose
 from worldscape_ros.model.protocol import LiveEngine
@@ -54,7 +54,13 @@ from worldscape_ros.ros.outputs import FrameOutputs
 from worldscape_ros.ros.params import SimulatorParams, declare_parameters, read_parameters
 from worldscape_ros.ros.qos import DIAGNOSTICS_QOS
 from worldscape_ros.ros.sim_clock import SimClock
-from worldscape_ros.ros.start import StartView, check_checkpoint_path, resolve_device, start_view
+from worldscape_ros.ros.start import (
+    StartView,
+    check_checkpoint_path,
+    resolve_device,
+    start_from_request,
+    start_view,
+)
 from worldscape_ros.ros.supervision import StepSupervisor
 
 NODE_NAME = 'simulator'
@@ -331,19 +337,7 @@ class SimulatorNode(LifecycleNode):
             return response
         cfg = engine.config
         try:
-            rgb = conv.image_to_rgb(request.image)  # any size: fitted to the model's below
-            h, w = rgb.shape[:2]
-            depth = None
-            if request.depth.width or request.depth.height or request.depth.encoding:
-                depth = conv.check_depth(conv.image_to_depth(request.depth, h, w))
-            c2w = conv.pose_to_matrix(request.pose, 'pose')
-            check_working_range(c2w, self.params.max_position, 'pose')
-            K = conv.camera_info_to_intrinsics(request.camera_info, w, h)
-            info = request.camera_info
-            if K is not None and (info.width, info.height) != (w, h):
-                raise ValueError(f'camera_info is {info.width}x{info.height}, the image {w}x{h}')
-            # no camera_info: the model's own field of view, not whatever an earlier request brought
-            start = fit_start(rgb, cfg.width, cfg.height, cfg.vfov_deg, K=K, depth=depth)
+            start, c2w = start_from_request(request, cfg, self.params.max_position)
             with self._engine_lock:
                 frame = engine.reset(start.rgb, c2w, start.K, start.depth)
                 self._inbox.clear()

@@ -1,17 +1,21 @@
-"""What the simulator starts from, read at configure: the device, the checkpoint's path, and the start view
-(an image of any size with its optional depth, fitted to the model's camera) or a synthetic scene."""
+"""What the simulator starts from: at configure the device, the checkpoint's path, and the start view (an image
+of any size with its optional depth, fitted to the model's camera) or a synthetic scene; later, the start a
+~/reset_from_image request brings."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from worldscape_ros.data.camera_adapt import fit_start, start_warnings
+from worldscape_ros.data.camera_adapt import FittedStart, fit_start, start_warnings
 from worldscape_ros.errors import CheckpointError, ConfigError
 from worldscape_ros.model.kinematics import BaseState, camera_pose
 from worldscape_ros.model.protocol import EngineConfig
+from worldscape_ros.ros import conversions as conv
+from worldscape_ros.ros.motion import check_working_range
 from worldscape_ros.ros.params import SimulatorParams
 
 
@@ -93,3 +97,21 @@ def start_view(p: SimulatorParams, cfg: EngineConfig) -> tuple[StartView | None,
     pose = camera_pose(BaseState(pitch=p.camera_pitch, height=height))
     notes = start.notes + start_warnings(start.fit, start.K, cfg.vfov_deg)
     return StartView(rgb=start.rgb, depth=start.depth, pose=pose, K=start.K), notes
+
+
+def start_from_request(request: Any, cfg: EngineConfig, max_position: float) -> tuple[FittedStart, np.ndarray]:
+    """A worldscape_msgs/ResetFromImage request checked field by field and fitted to the model: the fitted start
+    and its camera pose (camera-to-world). Raises ValueError naming the field."""
+    rgb = conv.image_to_rgb(request.image)  # any size: fitted to the model's below
+    h, w = rgb.shape[:2]
+    depth = None
+    if request.depth.width or request.depth.height or request.depth.encoding:
+        depth = conv.check_depth(conv.image_to_depth(request.depth, h, w))
+    c2w = conv.pose_to_matrix(request.pose, 'pose')
+    check_working_range(c2w, max_position, 'pose')
+    K = conv.camera_info_to_intrinsics(request.camera_info, w, h)
+    info = request.camera_info
+    if K is not None and (info.width, info.height) != (w, h):
+        raise ValueError(f'camera_info is {info.width}x{info.height}, the image {w}x{h}')
+    # no camera_info: the model's own field of view, not whatever an earlier request brought
+    return fit_start(rgb, cfg.width, cfg.height, cfg.vfov_deg, K=K, depth=depth), c2w
