@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-NUM_LANDMARKS = 21
+from worldscape_ros.tools.msg_fields import NUM_HAND_KEYPOINTS as NUM_LANDMARKS  # MediaPipe's, HandKeypoints'
 
 
 @dataclass
