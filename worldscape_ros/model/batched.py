@@ -146,12 +146,17 @@ class BatchedEngine:
                 latents = latents[n:]
             leaving: list[Leaving | None] = [None] * len(lanes)
             clean: list[tuple[torch.Tensor, list[LayerKV]] | None] = [None] * len(lanes)
+            # a group's context serves all its steps: the memory holds still until the chunks leave, and each
+            # pass writes its own keys over the free room at the end
+            contexts: dict[tuple[int, ...], list[LayerKV] | None] = {}
             for _ in range(lead.steps):  # 3-5: every chunk is at the same level, and leaves after the last
                 inputs = [s._denoise_inputs(w) for (s, _, _), w in zip(lanes, windows, strict=True)]
                 for group in _groups([step for _, step in inputs]):
                     entries = [inputs[j][0] for j in group]
                     step = _joined([inputs[j][1] for j in group])
-                    context = lead._contexts_kv(entries, chunks=1)
+                    if tuple(group) not in contexts:
+                        contexts[tuple(group)] = lead._contexts_kv(entries, chunks=1)
+                    context = contexts[tuple(group)]
                     out = lead._denoise(step, context)
                     for r, j in enumerate(group):
                         leaving[j] = lanes[j][0]._denoised(windows[j], inputs[j][1], _row(out, r), entries[r], None)
