@@ -1,7 +1,11 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
+from worldscape_ros.errors import ConfigError
+from worldscape_ros.model.config import IMAGINED_MODES
 from worldscape_ros.model.engine import WorldEngine
 from worldscape_ros.model.kinematics import BaseState, NavAction, camera_pose, integrate
 from worldscape_ros.model.scene_memory import IMAGINED
@@ -234,7 +238,9 @@ def test_standing_still_returns_the_start_frame_exactly(engine):
         assert np.array_equal(f.rgb, f0.rgb)  # the scene render covers the view: nothing to imagine, no shimmer
 
 
-def test_an_imagined_place_looks_the_same_when_seen_again(engine):
+def test_an_imagined_place_looks_the_same_when_seen_again(micro_config, randomize):
+    cfg = micro_config.replace(refiner=dataclasses.replace(micro_config.refiner, imagined='keep'))
+    engine = WorldEngine(randomize(WorldModel(cfg), seed=3), seed=7)
     start(engine)
     turn, back = [NavAction(yaw_rate=1.5)] * 4, [NavAction(yaw_rate=-1.5)] * 4
     first = [engine.step(a).rgb for a in turn]  # into the unseen: imagined, then committed to the scene
@@ -253,6 +259,31 @@ def test_an_imagined_place_looks_the_same_when_seen_again(engine):
     # the first look wrote these pixels; only the refiner's one-pixel band around that look's holes can differ
     same = (first[-1] == second[-1].rgb).all(-1)[imagined]
     assert same.mean() > 0.8
+
+
+@pytest.mark.parametrize('mode', IMAGINED_MODES)
+def test_the_refiner_is_shown_imagined_points_as_its_mode_says(micro_config, randomize, mode):
+    cfg = micro_config.replace(refiner=dataclasses.replace(micro_config.refiner, imagined=mode))
+    e = WorldEngine(randomize(WorldModel(cfg), seed=3), seed=7)
+    start(e)
+    for a in [NavAction(yaw_rate=1.5)] * 4:  # into the unseen: imagined, then committed to the scene
+        e.step(a)
+    shown: list[torch.Tensor] = []
+    e.trace = lambda inputs, dynamic: shown.append(inputs)
+    for a in [NavAction(yaw_rate=-1.5)] * 2:  # back across what was imagined
+        e.step(a)
+    x = torch.cat(shown)
+    kept, imagined = x[:, 3] > 0.5, torch.isclose(x[:, 4], torch.tensor(IMAGINED), atol=0.01)
+    if mode == 'hide':
+        assert not imagined.any()  # only observed points reach the refiner
+    else:
+        assert imagined.any()
+        assert bool(kept[imagined].all()) == (mode == 'keep')  # 'propose': each is the refiner's to rewrite
+
+
+def test_an_unknown_imagined_mode_is_one_config_error(micro_config):
+    with pytest.raises(ConfigError, match='refiner.imagined'):
+        micro_config.replace(refiner=dataclasses.replace(micro_config.refiner, imagined='blend'))
 
 
 def test_memory_off_commits_nothing_imagined(micro_config, randomize):

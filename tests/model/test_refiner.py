@@ -69,5 +69,5 @@ def test_an_imagined_pixel_the_refiner_may_rewrite_starts_from_its_rendered_colo
     assert torch.equal(x[3][imagined], torch.zeros(int(imagined.sum())))  # not covered: the refiner writes it
     hole_fill = x[5:8][:, trust <= 0]
     assert float(hole_fill.abs().sum()) > 0  # the hole starts from the smooth fill, not black
-    out = Refiner(RefinerConfig(enabled=True, rewrite_imagined=True))(x[None])[0]
+    out = Refiner(RefinerConfig(enabled=True, imagined='propose'))(x[None])[0]
     assert torch.equal(out[:, observed & ~edit_region(~observed, 1)], render[:, observed & ~edit_region(~observed, 1)])

@@ -125,6 +125,9 @@ class SceneConfig:
     commit_imagined: bool = True  # what the model imagines joins the scene (revisits see it again)
 
 
+IMAGINED_MODES = ('keep', 'propose', 'hide')
+
+
 @dataclass(frozen=True)
 class RefinerConfig:
     """The output refiner (refiner.py): writes what the scene render does not cover."""
@@ -135,9 +138,10 @@ class RefinerConfig:
     inpaint_radius: float = 3.0  # the smooth fill's (Telea) neighbourhood, pixels
     edge_band: int = 1  # pixels around holes the refiner may rewrite
     hand_margin: float = 1.5  # the hand's dynamic region: its keypoints' hull grown by this many finger widths
-    # true: only observed points count as covered for the refiner, which rewrites imagined ones (they still
-    # condition the DiT); false: every covered pixel is kept as rendered
-    rewrite_imagined: bool = False
+    # What the refiner does with the scene memory's imagined points: 'keep' them as rendered (a second look is
+    # the first); 'propose': rewrite them, starting from them; 'hide': see observed points only and fill the
+    # rest afresh each frame (imagined points then condition the DiT alone)
+    imagined: str = 'keep'
 
 
 @dataclass(frozen=True)
@@ -211,6 +215,8 @@ class ModelConfig:
             if not ok:
                 raise ConfigError(f'model config {self.name!r}: {what}')
 
+        need(self.refiner.imagined in IMAGINED_MODES,
+             f'refiner.imagined must be one of {", ".join(IMAGINED_MODES)}, got {self.refiner.imagined!r}')
         need(self.height > 0 and self.width > 0, f'image size must be positive, got {self.width}x{self.height}')
         down = self.codec.spatial_down
         need(down > 0 and down & (down - 1) == 0, f'codec.spatial_down must be a power of two, got {down}')

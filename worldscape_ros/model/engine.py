@@ -570,8 +570,12 @@ class WorldEngine:
         if refiner is not None or self.trace is not None:
             pv = None if pose_video is None else torch.from_numpy(pose_video).to(self.device).permute(0, 3, 1, 2) / 255
             radius = self.config.refiner.inpaint_radius
-            kept = guess.mask & (guess.trust >= OBSERVED) if self.config.refiner.rewrite_imagined else guess.mask
-            inputs = torch.stack([refiner_inputs(guess.rgb[i], kept[i], guess.trust[i], imagined[i],
+            mode = self.config.refiner.imagined
+            observed = guess.mask & (guess.trust >= OBSERVED)
+            kept = guess.mask if mode == 'keep' else observed  # (Fv, H, W): written as rendered
+            shown = observed if mode == 'hide' else guess.mask  # what of the render the refiner sees
+            rgb, trust = guess.rgb * shown[:, None], guess.trust * shown
+            inputs = torch.stack([refiner_inputs(rgb[i], kept[i], trust[i], imagined[i],
                                                  None if pv is None else pv[i], radius)
                                   for i in range(imagined.shape[0])])  # (Fv, IN_CHANNELS, H, W)
             if self.trace is not None:

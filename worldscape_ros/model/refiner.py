@@ -1,9 +1,10 @@
 """The output refiner: forms each frame in pixel space from the scene memory's render and the DiT's imagination.
 
 What the render covers is kept as rendered (it is the scene as seen); the refiner writes only the pixels the
-render does not cover, plus a one-pixel band around them (edges, cracks). With `rewrite_imagined`, only observed
-points count as covered: imagined ones are a proposal the refiner keeps or corrects. It predicts a residual over
-a start: the imagined render where it has one, else a smooth fill of the hole (OpenCV's Telea inpainting), from:
+render does not cover, plus a one-pixel band around them (edges, cracks). The scene memory's imagined points are
+kept like observed ones, or (`refiner.imagined`) proposed for the refiner to correct, or hidden from it. It
+predicts a residual over a start: a proposed imagined pixel as rendered, else a smooth fill of the hole (OpenCV's
+Telea inpainting), from:
   the render and its coverage and trust, the smooth fill, the DiT's decoded frame (its imagination of the
   whole view), and the hand's pose video (where the hand is now).
 A small U-Net with a dilated bottleneck, so one pass sees across a revealed strip.

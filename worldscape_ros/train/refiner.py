@@ -2,9 +2,8 @@
 
 1. trace: the streaming engine (the same code as live, its scene memory committing what it imagines when its
    config does) is reset on each episode's true start frame and depth (and the start hand), stepped through the
-   episode's true cameras and hand keypoints, and its refiner inputs are recorded beside the true frames. With
-   `refiner.rewrite_imagined`, what the engine imagined earlier reaches the refiner as a proposal to keep or
-   correct, as it does live.
+   episode's true cameras and hand keypoints, and its refiner inputs are recorded beside the true frames, made
+   as `refiner.imagined` makes them live.
 2. fit: the refiner learns to turn those inputs into the true frame. The loss weighs the holes and the hand's
    region, where everything the refiner adds is decided, and matches image gradients there, so the fill
    carries structure instead of the blur an L1 alone rewards.
