@@ -39,7 +39,7 @@ class EngineAlone:
         from worldscape_ros.model.kinematics import NavAction
 
         self.NavAction = NavAction
-        self.engine = WorldEngine.from_pretrained('random', 'ws-tiny', device='cpu')
+        self.engine = WorldEngine.from_pretrained('random', 'ws-tiny')
         self.engine.start_from_scene(0)
         self.i = 0
         self.run(warmup)

@@ -115,6 +115,7 @@ def test_a_rollout_starts_from_an_image_of_another_size_and_fov_with_the_fitted_
     import cv2
 
     from worldscape_ros.model.engine import WorldEngine
+    from worldscape_ros.model.options import EngineOptions
     from worldscape_ros.tools.bag import read_bag
     from worldscape_ros.tools.rollout import Start, offline_rollout
     from worldscape_ros.tools.scripts import ActionScript
@@ -122,7 +123,7 @@ def test_a_rollout_starts_from_an_image_of_another_size_and_fov_with_the_fitted_
     rng = np.random.default_rng(1)
     image = tmp_path / 'phone.png'
     cv2.imwrite(str(image), rng.integers(0, 255, (180, 320, 3), dtype=np.uint8))
-    engine = WorldEngine.from_pretrained(checkpoint='random', seed=0)
+    engine = WorldEngine.from_pretrained('random', options=EngineOptions(seed=0))
     with caplog.at_level('WARNING'):
         offline_rollout(engine, Start(image=image, vfov_deg=45.0), ActionScript(np.zeros((2, 5))), tmp_path / 'out',
                         mp4=False)

@@ -28,6 +28,7 @@ from worldscape_ros.data.episode import read_episode
 from worldscape_ros.data.rosbag_import import ImportOptions, actions_from_poses, import_bag
 from worldscape_ros.errors import BagImportError
 from worldscape_ros.model.kinematics import R_LINK_OPTICAL, BaseState, base_to_camera_link, camera_pose, integrate
+from worldscape_ros.model.options import EngineOptions
 from worldscape_ros.tools import messages as M
 from worldscape_ros.tools.bag import BagWriter
 
@@ -373,13 +374,13 @@ def test_a_worldscape_rollout_bag_imports_with_the_engines_poses_and_intrinsics(
     actions = tmp_path / 'script.csv'
     rows = [(0.5, 0.0, 0.0, 0.3, 0.0)] * 6 + [(0.3, 0.2, 0.0, -0.4, 0.0)] * 6
     actions.write_text(''.join(' '.join(map(str, r)) + '\n' for r in rows))
-    engine = WorldEngine.from_pretrained(checkpoint='random', seed=2)
+    engine = WorldEngine.from_pretrained('random', options=EngineOptions(seed=2))
     script = load_script(actions, engine.config.fps)
     offline_rollout(engine, Start('room', 2), script, tmp_path / 'roll', mp4=False)
     result = import_bag(tmp_path / 'roll' / 'bag', tmp_path / 'out', options())
     got = read_episode(result.episodes[0])
     # the engine's camera: the start view's pose integrated by its kinematics, frames 1..12
-    start = WorldEngine.from_pretrained(checkpoint='random', seed=2).start_from_scene(2, 'room')
+    start = WorldEngine.from_pretrained('random', options=EngineOptions(seed=2)).start_from_scene(2, 'room')
     from worldscape_ros.model.kinematics import state_from_camera_pose
 
     state = state_from_camera_pose(start.pose, engine.config.camera_height)
@@ -433,7 +434,7 @@ def test_a_recorder_bag_of_the_running_simulator_imports_with_its_poses_and_intr
                     proc.wait()
     result = import_bag(live, tmp_path / 'out', options())
     got = read_episode(result.episodes[0])
-    engine = WorldEngine.from_pretrained(checkpoint='random', seed=2)
+    engine = WorldEngine.from_pretrained('random', options=EngineOptions(seed=2))
     start = engine.start_from_scene(2, 'room')
     state = state_from_camera_pose(start.pose, engine.config.camera_height)
     want = []

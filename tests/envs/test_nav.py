@@ -7,13 +7,14 @@ from gymnasium.utils.env_checker import check_env
 
 import worldscape_ros.envs  # noqa: F401  (registers the ids)
 from worldscape_ros.envs import WorldScapeManipEnv, WorldScapeNavEnv, make_vector_env
+from worldscape_ros.model.options import EngineOptions
 
 
 @pytest.fixture(scope='module')
 def engine():
     from worldscape_ros.model.engine import WorldEngine
 
-    return WorldEngine.from_pretrained(checkpoint='random', config='ws-tiny', seed=0)
+    return WorldEngine.from_pretrained('random', 'ws-tiny', EngineOptions(seed=0))
 
 
 def test_registered_ids_make_the_env(engine):

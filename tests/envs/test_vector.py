@@ -9,13 +9,14 @@ import worldscape_ros.envs  # noqa: F401  (registers the ids)
 from worldscape_ros.envs import WorldScapeManipEnv, WorldScapeNavEnv, WorldScapeVectorEnv
 from worldscape_ros.model.batched import BatchedEngine
 from worldscape_ros.model.engine import WorldEngine
+from worldscape_ros.model.options import EngineOptions
 
 N = 3
 
 
 @pytest.fixture(scope='module')
 def model():
-    return WorldEngine.from_pretrained(checkpoint='random', config='ws-tiny', seed=0).model
+    return WorldEngine.from_pretrained('random', 'ws-tiny', EngineOptions(seed=0)).model
 
 
 def vector(model, **kwargs) -> WorldScapeVectorEnv:
@@ -46,7 +47,7 @@ def test_every_session_steps_in_one_batched_forward_as_the_env_alone_would(model
     assert calls == [N] * (2 * (steps + 1))  # per step: the denoising passes and the clean pass, all N at once
     assert obs['rgb'].shape == (N, 96, 128, 3) and reward.shape == (N,) and list(info['frame_index']) == [2] * N
     for i, seed in enumerate((11, 12, 13)):
-        alone = WorldScapeNavEnv(engine=WorldEngine(model, seed=i))
+        alone = WorldScapeNavEnv(engine=WorldEngine(model, EngineOptions(seed=i)))
         alone.reset(seed=seed)
         for t in range(2):
             o, r, term, _, _ = alone.step(actions(t)[i])

@@ -7,6 +7,7 @@ import torch
 from worldscape_ros.model.batched import BatchedEngine
 from worldscape_ros.model.engine import Frame, WorldEngine
 from worldscape_ros.model.kinematics import BaseState, NavAction, camera_pose
+from worldscape_ros.model.options import EngineOptions
 from worldscape_ros.model.world_model import WorldModel
 
 SEEDS = (7, 8, 9)
@@ -48,12 +49,12 @@ def assert_same_frames(batched: list[Frame], alone: list[Frame]) -> None:
         assert (a.pose_video is None) == (b.pose_video is None)
 
 
-def run_alone(net: WorldModel, schedule: list[list[tuple[int, NavAction, np.ndarray | None]]], **engine):
+def run_alone(net: WorldModel, schedule: list[list[tuple[int, NavAction, np.ndarray | None]]]):
     """Each session by itself: the frames it makes for its own actions of the schedule."""
     frames: dict[int, list[Frame]] = {i: [] for i in range(len(SEEDS))}
     engines = {}
     for i, seed in enumerate(SEEDS):
-        engines[i] = WorldEngine(net, seed=seed, **engine)
+        engines[i] = WorldEngine(net, EngineOptions(seed=seed))
         start(engines[i], i)
     for tick in schedule:
         for i, a, kp in tick:
@@ -61,8 +62,8 @@ def run_alone(net: WorldModel, schedule: list[list[tuple[int, NavAction, np.ndar
     return frames
 
 
-def run_batched(net: WorldModel, schedule: list[list[tuple[int, NavAction, np.ndarray | None]]], **engine):
-    batch = BatchedEngine.over(net, len(SEEDS), seeds=SEEDS, **engine)
+def run_batched(net: WorldModel, schedule: list[list[tuple[int, NavAction, np.ndarray | None]]]):
+    batch = BatchedEngine.over(net, len(SEEDS), seeds=SEEDS)
     for i, s in enumerate(batch.sessions):
         start(s, i)
     frames: dict[int, list[Frame]] = {i: [] for i in range(len(SEEDS))}
@@ -198,7 +199,7 @@ def test_a_batch_is_of_distinct_sessions_over_one_model_and_settings(micro_confi
     with pytest.raises(ValueError, match='session 1 runs another model'):
         BatchedEngine([a, WorldEngine(WorldModel(micro_config))])
     with pytest.raises(ValueError, match='session 1 runs on .* with 3 steps'):
-        BatchedEngine([a, WorldEngine(net, steps=3)])
+        BatchedEngine([a, WorldEngine(net, EngineOptions(steps=3))])
     with pytest.raises(ValueError, match='sessions must be >= 1'):
         BatchedEngine.over(net, 0)
     with pytest.raises(ValueError, match=r'seeds must hold one seed per session \(2\), got 1'):

@@ -8,6 +8,7 @@ from worldscape_ros.errors import ConfigError
 from worldscape_ros.model.config import IMAGINED_MODES
 from worldscape_ros.model.engine import WorldEngine
 from worldscape_ros.model.kinematics import BaseState, NavAction, camera_pose, integrate
+from worldscape_ros.model.options import EngineOptions
 from worldscape_ros.model.scene_memory import IMAGINED
 from worldscape_ros.model.world_model import WorldModel
 
@@ -15,7 +16,7 @@ from worldscape_ros.model.world_model import WorldModel
 @pytest.fixture
 def engine(micro_config, randomize):
     torch.manual_seed(0)
-    return WorldEngine(randomize(WorldModel(micro_config), seed=3), seed=7)
+    return WorldEngine(randomize(WorldModel(micro_config), seed=3), EngineOptions(seed=7))
 
 
 def start(engine: WorldEngine, seed: int = 0):
@@ -56,7 +57,7 @@ def test_same_seed_same_start_same_actions_give_identical_frames(micro_config, r
     runs = []
     for _ in range(2):
         torch.manual_seed(0)
-        e = WorldEngine(randomize(WorldModel(micro_config), seed=3), seed=11)
+        e = WorldEngine(randomize(WorldModel(micro_config), seed=3), EngineOptions(seed=11))
         start(e)
         runs.append([e.step(NavAction(vx=0.4, yaw_rate=0.2)).rgb for _ in range(3)])
     for a, b in zip(*runs, strict=True):
@@ -77,7 +78,7 @@ def test_memory_stays_within_budget_and_keeps_the_sink(engine):
 
 
 def test_memory_off_holds_no_pool(micro_config):
-    e = WorldEngine(WorldModel(micro_config), memory=False)
+    e = WorldEngine(WorldModel(micro_config), EngineOptions(memory=False))
     start(e)
     for _ in range(micro_config.memory.window_chunks + 3):
         e.step(NavAction(vx=0.5))
@@ -122,7 +123,7 @@ def test_saved_session_resumes_with_identical_frames(engine, micro_config, rando
     expected = [engine.step(NavAction(vx=0.5, yaw_rate=-0.4)).rgb for _ in range(3)]
 
     torch.manual_seed(0)
-    other = WorldEngine(randomize(WorldModel(micro_config), seed=3), seed=7)
+    other = WorldEngine(randomize(WorldModel(micro_config), seed=3), EngineOptions(seed=7))
     other.load_session(tmp_path / 'session.safetensors')
     got = [other.step(NavAction(vx=0.5, yaw_rate=-0.4)).rgb for _ in range(3)]
     for a, b in zip(expected, got, strict=True):
@@ -144,7 +145,7 @@ def test_geometry_ablation_leaves_the_guess_empty_and_changes_the_frames(micro_c
     frames = {}
     for geometry in (True, False):
         torch.manual_seed(0)
-        e = WorldEngine(randomize(WorldModel(micro_config), seed=3), seed=7, geometry=geometry)
+        e = WorldEngine(randomize(WorldModel(micro_config), seed=3), EngineOptions(seed=7, geometry=geometry))
         start(e)
         frames[geometry] = [e.step(NavAction(vx=0.5)).rgb for _ in range(2)]
         assert (e._guess is not None) == geometry
@@ -153,7 +154,7 @@ def test_geometry_ablation_leaves_the_guess_empty_and_changes_the_frames(micro_c
 
 def test_without_a_window_the_next_chunk_attends_to_the_sink_and_the_gated_pool_only(micro_config, randomize):
     cfg = micro_config.replace(memory=micro_config.memory.__class__(sink_chunks=1, window_chunks=0))
-    e = WorldEngine(randomize(WorldModel(cfg), seed=3), seed=7)
+    e = WorldEngine(randomize(WorldModel(cfg), seed=3), EngineOptions(seed=7))
     f0 = start(e)
     for _ in range(4):
         e.step(NavAction())
@@ -164,7 +165,7 @@ def test_without_a_window_the_next_chunk_attends_to_the_sink_and_the_gated_pool_
 
 
 def test_bfloat16_engine_streams_with_the_geometric_guess(micro_config, randomize):
-    e = WorldEngine(randomize(WorldModel(micro_config), seed=3), seed=7, dtype='bfloat16')
+    e = WorldEngine(randomize(WorldModel(micro_config), seed=3), EngineOptions(seed=7, dtype='bfloat16'))
     start(e)
     frames = [e.step(NavAction(vx=0.5, yaw_rate=0.3)) for _ in range(3)]
     assert e._guess is not None
@@ -178,7 +179,7 @@ def _tour(n: int) -> list[NavAction]:
 def test_a_rolling_window_of_one_is_stepping_frame_by_frame(micro_config, randomize):
     frames = {}
     for how in ('step', 'rollout'):
-        e = WorldEngine(randomize(WorldModel(micro_config), seed=3), seed=7)
+        e = WorldEngine(randomize(WorldModel(micro_config), seed=3), EngineOptions(seed=7))
         start(e)
         frames[how] = [e.step(a) for a in _tour(5)] if how == 'step' else e.rollout(_tour(5), window=1)
     for a, b in zip(frames['step'], frames['rollout'], strict=True):
@@ -191,7 +192,7 @@ def test_a_rolling_window_refines_chunks_together_and_the_cache_advances_in_orde
     cfg = micro_config.replace(sampler=micro_config.sampler.__class__(steps=2, shift=2.0, rolling_window=2))
     runs = {}
     for window in (1, 2):
-        e = WorldEngine(randomize(WorldModel(cfg), seed=3), seed=7)
+        e = WorldEngine(randomize(WorldModel(cfg), seed=3), EngineOptions(seed=7))
         start(e)
         appended: list[int] = []
         append = e.memory.append
@@ -203,7 +204,7 @@ def test_a_rolling_window_refines_chunks_together_and_the_cache_advances_in_orde
     assert not np.array_equal(one[0].rgb, two[0].rgb)
     assert appended == [1, 2, 3, 4, 5]
     # the config's window is the default
-    e2 = WorldEngine(randomize(WorldModel(cfg), seed=3), seed=7)
+    e2 = WorldEngine(randomize(WorldModel(cfg), seed=3), EngineOptions(seed=7))
     start(e2)
     assert all(np.array_equal(a.rgb, b.rgb) for a, b in zip(e2.rollout(_tour(5)), two, strict=True))
 
@@ -218,7 +219,7 @@ def test_rollout_refuses_mismatched_hand_keypoints_with_one_clear_error(engine):
 def test_retrieved_pool_chunks_join_attention_only_when_attend_pool(micro_config, randomize, attend_pool):
     memory = micro_config.memory.__class__(sink_chunks=1, window_chunks=0, retrieve_chunks=2,
                                            attend_pool=attend_pool)
-    e = WorldEngine(randomize(WorldModel(micro_config.replace(memory=memory)), seed=3), seed=7)
+    e = WorldEngine(randomize(WorldModel(micro_config.replace(memory=memory)), seed=3), EngineOptions(seed=7))
     start(e)
     seen: list[set[int]] = []
     context_kv = e._context_kv
@@ -240,7 +241,7 @@ def test_standing_still_returns_the_start_frame_exactly(engine):
 
 def test_an_imagined_place_looks_the_same_when_seen_again(micro_config, randomize):
     cfg = micro_config.replace(refiner=dataclasses.replace(micro_config.refiner, imagined='keep'))
-    engine = WorldEngine(randomize(WorldModel(cfg), seed=3), seed=7)
+    engine = WorldEngine(randomize(WorldModel(cfg), seed=3), EngineOptions(seed=7))
     start(engine)
     turn, back = [NavAction(yaw_rate=1.5)] * 4, [NavAction(yaw_rate=-1.5)] * 4
     first = [engine.step(a).rgb for a in turn]  # into the unseen: imagined, then committed to the scene
@@ -264,7 +265,7 @@ def test_an_imagined_place_looks_the_same_when_seen_again(micro_config, randomiz
 @pytest.mark.parametrize('mode', IMAGINED_MODES)
 def test_the_refiner_is_shown_imagined_points_as_its_mode_says(micro_config, randomize, mode):
     cfg = micro_config.replace(refiner=dataclasses.replace(micro_config.refiner, imagined=mode))
-    e = WorldEngine(randomize(WorldModel(cfg), seed=3), seed=7)
+    e = WorldEngine(randomize(WorldModel(cfg), seed=3), EngineOptions(seed=7))
     start(e)
     for a in [NavAction(yaw_rate=1.5)] * 4:  # into the unseen: imagined, then committed to the scene
         e.step(a)
@@ -287,7 +288,7 @@ def test_an_unknown_imagined_mode_is_one_config_error(micro_config):
 
 
 def test_memory_off_commits_nothing_imagined(micro_config, randomize):
-    e = WorldEngine(randomize(WorldModel(micro_config), seed=3), seed=7, memory=False)
+    e = WorldEngine(randomize(WorldModel(micro_config), seed=3), EngineOptions(seed=7, memory=False))
     start(e)
     held = len(e.scene)
     for a in [NavAction(yaw_rate=1.5)] * 3:
@@ -315,7 +316,8 @@ def test_the_start_hand_stays_out_of_the_scene_memory(engine):
 @pytest.mark.parametrize('reuse, passes', [(False, 3), (True, 2)])
 def test_caching_from_the_last_step_saves_the_clean_pass(micro_config, randomize, reuse, passes):
     sampler = micro_config.sampler.__class__(steps=2, cache_from_last_step=reuse)
-    e = WorldEngine(randomize(WorldModel(micro_config.replace(sampler=sampler)), seed=3), seed=7, window=1)
+    net = randomize(WorldModel(micro_config.replace(sampler=sampler)), seed=3)
+    e = WorldEngine(net, EngineOptions(seed=7, window=1))
     start(e)
     calls = []
     forward = e.model.dit.forward

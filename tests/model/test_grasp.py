@@ -8,6 +8,7 @@ from worldscape_ros.errors import ConfigError
 from worldscape_ros.model.camera import intrinsics_from_fov
 from worldscape_ros.model.grasp import GraspConfig, GraspTracker, closure, grasp_point, hand_depth, hand_volume, kabsch
 from worldscape_ros.model.kinematics import rot_y, rot_z
+from worldscape_ros.model.options import EngineOptions
 from worldscape_ros.model.scene_memory import OBSERVED, SceneMemory, ScenePoints
 from worldscape_ros.synthetic.hand import HandPose
 from worldscape_ros.synthetic.hand_scripts import CLOSED, OPEN, egocentric_camera, hand_script
@@ -288,7 +289,7 @@ def engine_carry(grasp: GraspConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray
     frames = 6
     ep = manip_episode(SEED, 'carry', frames, W, H)
     hand, obj = manip_masks(SEED, 'carry', frames, W, H)
-    engine = WorldEngine.from_pretrained(checkpoint='random', steps=1)
+    engine = WorldEngine.from_pretrained('random', options=EngineOptions(steps=1))
     engine.model.refiner = None  # the render where it covers, the DiT's (random) imagination elsewhere
     engine.grasp = GraspTracker(grasp, engine.config.scene)
     engine.reset(ep.rgb[0], ep.poses[0], ep.intrinsics, ep.depth[0], hand_keypoints=ep.keypoints3d[0])

@@ -10,13 +10,14 @@ import pytest
 from worldscape_ros.eval.baselines import RepeatFirstFrame, Reprojection
 from worldscape_ros.eval.protocol import WorldSystem
 from worldscape_ros.model.engine import WorldEngine
+from worldscape_ros.model.options import EngineOptions
 from worldscape_ros.model.protocol import RollingEngine, StreamingEngine, frames_per_step
 from worldscape_ros.model.world_model import WorldModel
 
 
 @pytest.fixture
 def engine(micro_config):
-    return WorldEngine(WorldModel(micro_config), seed=0)
+    return WorldEngine(WorldModel(micro_config), EngineOptions(seed=0))
 
 
 def test_the_world_engine_is_a_streaming_and_a_rolling_engine(engine):

@@ -9,13 +9,14 @@ import torch
 from worldscape_ros.errors import CheckpointError
 from worldscape_ros.model.engine import WorldEngine
 from worldscape_ros.model.kinematics import BaseState, NavAction, camera_pose
+from worldscape_ros.model.options import EngineOptions
 from worldscape_ros.model.session import load_session
 from worldscape_ros.model.world_model import WorldModel
 
 
 def _engine(config, randomize, weights_seed: int, seed: int, sha: str) -> WorldEngine:
     torch.manual_seed(0)
-    return WorldEngine(randomize(WorldModel(config), seed=weights_seed), seed=seed, weights_sha256=sha)
+    return WorldEngine(randomize(WorldModel(config), seed=weights_seed), EngineOptions(seed=seed), weights_sha256=sha)
 
 
 def _start(engine: WorldEngine) -> None:

@@ -22,6 +22,7 @@ from worldscape_msgs.msg import HandKeypoints
 from worldscape_ros.errors import ConfigError
 from worldscape_ros.model.camera import check_intrinsics, check_rigid
 from worldscape_ros.model.kinematics import NavAction
+from worldscape_ros.model.options import EngineOptions
 from worldscape_ros.ros import conversions as conv
 from worldscape_ros.ros.motion import check_working_range, clamp_action
 from worldscape_ros.ros.params import VALIDATORS, SimulatorParams, declare_parameters, read_parameters
@@ -206,7 +207,7 @@ def engine():
     torch.set_num_threads(1)
     from worldscape_ros.model.engine import WorldEngine
 
-    e = WorldEngine.from_pretrained(checkpoint='random', config='ws-tiny', steps=1)
+    e = WorldEngine.from_pretrained('random', 'ws-tiny', EngineOptions(steps=1))
     e.start_from_scene(0)
     return e
 

@@ -15,6 +15,7 @@ from rclpy.serialization import deserialize_message
 from rosbags.highlevel import AnyReader
 from rosbags.interfaces import QosDurability
 
+from worldscape_ros.model.options import EngineOptions
 from worldscape_ros.tools import messages as M
 from worldscape_ros.tools.bag import bag_topics, read_bag
 
@@ -179,7 +180,7 @@ def test_live_recording_holds_the_same_frames_as_the_offline_rollout(tmp_path):
             if proc.poll() is None:
                 sim_log = _stop(proc)[1]
     # offline: the same start (room:2, sampling seed 2) and the same actions, no ROS
-    engine = WorldEngine.from_pretrained(checkpoint='random', seed=2)
+    engine = WorldEngine.from_pretrained('random', options=EngineOptions(seed=2))
     offline_rollout(engine, Start('room', 2), load_script(actions, engine.config.fps), tmp_path / 'off', mp4=False)
 
     def frames(bag, topic):

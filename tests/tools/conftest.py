@@ -6,5 +6,6 @@ import pytest
 @pytest.fixture(scope='session')
 def engine():
     from worldscape_ros.model.engine import WorldEngine
+    from worldscape_ros.model.options import EngineOptions
 
-    return WorldEngine.from_pretrained(checkpoint='random', config='ws-tiny', seed=0)
+    return WorldEngine.from_pretrained('random', 'ws-tiny', EngineOptions(seed=0))

@@ -10,6 +10,7 @@ from worldscape_ros.errors import TrainError
 from worldscape_ros.model.checkpoint import load_checkpoint
 from worldscape_ros.model.config import RefinerConfig
 from worldscape_ros.model.engine import WorldEngine
+from worldscape_ros.model.options import EngineOptions
 from worldscape_ros.model.refiner import IN_CHANNELS
 from worldscape_ros.model.world_model import WorldModel
 from worldscape_ros.train.refiner import FitConfig, Traces, fit_refiner, trace_episodes
@@ -23,7 +24,7 @@ def traced(tmp_path, micro_config):
         ep.poses = forward_poses(6, step=0.0, yaw=0.12)  # turning in place: every step reveals a strip
         eps.append(write_episode(tmp_path / 'eps' / f'ep{seed}.episode.npz', ep))
     torch.manual_seed(0)
-    engine = WorldEngine(WorldModel(micro_config.replace(refiner=RefinerConfig())), seed=0)
+    engine = WorldEngine(WorldModel(micro_config.replace(refiner=RefinerConfig())), EngineOptions(seed=0))
     n = trace_episodes(engine, eps, tmp_path / 'traces', frames=6)
     return engine, tmp_path / 'traces', n
 
@@ -60,7 +61,7 @@ def test_the_fit_lowers_the_loss_resumes_and_ships_a_checkpoint_the_engine_runs(
     assert losses[-1] < losses[0]
     model, _ = load_checkpoint(final)
     assert model.refiner is not None and model.config.refiner.enabled
-    e = WorldEngine(model, seed=0)
+    e = WorldEngine(model, EngineOptions(seed=0))
     ep_rgb = (traces.target[0].permute(1, 2, 0).numpy()).astype(np.uint8)
     e.reset(ep_rgb, forward_poses(1)[0], depth=np.full(ep_rgb.shape[:2], 3.0, np.float32))
     assert e.step(forward_poses(2, step=0.0, yaw=0.12)[1]).rgb.shape == ep_rgb.shape

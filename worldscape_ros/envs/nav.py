@@ -32,9 +32,10 @@ MAX_RANGE = 1e5  # m: the bound of positions in observations (sessions never dri
 def load_engine(checkpoint: str | None, config: str | None, device: str, memory: bool, steps: int | None,
                 seed: int) -> Any:
     from worldscape_ros.model.engine import WorldEngine
+    from worldscape_ros.model.options import EngineOptions
 
-    return WorldEngine.from_pretrained(checkpoint=checkpoint, config=config, device=device, memory=memory,
-                                       steps=steps, seed=seed)
+    return WorldEngine.from_pretrained(checkpoint, config,
+                                       EngineOptions(device=device, memory=memory, steps=steps, seed=seed))
 
 
 @dataclass

@@ -20,6 +20,7 @@ from gymnasium.vector.utils import batch_space, concatenate, create_empty_array,
 
 from worldscape_ros.envs.nav import WorldScapeManipEnv, WorldScapeNavEnv
 from worldscape_ros.model.batched import BatchedEngine
+from worldscape_ros.model.options import EngineOptions
 
 
 class WorldScapeVectorEnv(gymnasium.vector.VectorEnv):
@@ -33,8 +34,8 @@ class WorldScapeVectorEnv(gymnasium.vector.VectorEnv):
             raise ValueError(f'num_envs must be >= 1, got {num_envs}')
         if batch is not None and len(batch) != num_envs:
             raise ValueError(f'batch holds {len(batch)} sessions, num_envs is {num_envs}')
-        self.batch = batch or BatchedEngine.from_pretrained(num_envs, checkpoint, config, device=device,
-                                                            memory=memory, steps=steps)
+        self.batch = batch or BatchedEngine.from_pretrained(
+            num_envs, checkpoint, config, EngineOptions(device=device, memory=memory, steps=steps))
         self.envs = [env_cls(engine=session, **env_kwargs) for session in self.batch.sessions]
         first = self.envs[0]
         self.num_envs = num_envs

@@ -241,8 +241,10 @@ def model_system(checkpoint: str | None = None, config: str | None = None, devic
     """The world engine (memory on: 'model'; memory off: the 'memory_off' baseline; geometry False: the
     ablation without the geometric guess; window: chunks denoised together when the trajectory is known ahead,
     default the config's)."""
-    from worldscape_ros.model.engine import WorldEngine  # heavy and optional: only when a model is evaluated
+    # heavy and optional: only when a model is evaluated
+    from worldscape_ros.model.engine import WorldEngine
+    from worldscape_ros.model.options import EngineOptions
 
-    engine = WorldEngine.from_pretrained(checkpoint=checkpoint, config=config, device=device, dtype=dtype,
-                                         memory=memory, geometry=geometry, window=window)
+    options = EngineOptions(device=device, dtype=dtype, memory=memory, geometry=geometry, window=window)
+    engine = WorldEngine.from_pretrained(checkpoint, config, options)
     return cast(WorldSystem, engine)  # reset() also returns frame 0, which the protocol ignores

@@ -17,7 +17,7 @@ stepped together make the frames each makes stepped alone, to float rounding.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,7 @@ from worldscape_ros.model.engine import (
     checked_action,
 )
 from worldscape_ros.model.kinematics import NavAction
+from worldscape_ros.model.options import EngineOptions
 from worldscape_ros.model.world_model import WorldModel
 
 Action = NavAction | np.ndarray | Sequence[float] | None
@@ -57,28 +58,25 @@ class BatchedEngine:
         self._sessions = list(sessions)
 
     @classmethod
-    def over(cls, model: WorldModel, sessions: int, seeds: Sequence[int] | None = None, **engine: Any
-             ) -> BatchedEngine:
-        """`sessions` new sessions over `model`; seeds: each session's sampling seed (default 0, 1, ...);
-        engine: WorldEngine's other arguments (device, dtype, memory, steps, ...)."""
+    def over(cls, model: WorldModel, sessions: int, options: EngineOptions | None = None,
+             seeds: Sequence[int] | None = None, weights_sha256: str = '') -> BatchedEngine:
+        """`sessions` new sessions over `model`, each with `options` but its own sampling seed: `seeds`
+        (default options.seed, options.seed + 1, ...)."""
+        options = options or EngineOptions()
         if sessions < 1:
             raise ValueError(f'sessions must be >= 1, got {sessions}')
-        seeds = list(range(sessions)) if seeds is None else [int(s) for s in seeds]
+        seeds = [options.seed + i for i in range(sessions)] if seeds is None else [int(s) for s in seeds]
         if len(seeds) != sessions:
             raise ValueError(f'seeds must hold one seed per session ({sessions}), got {len(seeds)}')
-        return cls([WorldEngine(model, seed=seed, **engine) for seed in seeds])
+        return cls([WorldEngine(model, replace(options, seed=seed), weights_sha256) for seed in seeds])
 
     @classmethod
     def from_pretrained(cls, sessions: int, checkpoint: str | None = None, config: str | None = None,
-                        seeds: Sequence[int] | None = None, device: str = 'cpu', dtype: str = 'float32',
-                        memory: bool = True, steps: int | None = None, pool_bytes: int | None = None,
-                        geometry: bool = True) -> BatchedEngine:
-        """Load the model once (checkpoint and config as WorldEngine.from_pretrained takes them) and open
-        `sessions` sessions over it."""
-        first = WorldEngine.from_pretrained(checkpoint, config, device, dtype, memory, steps, pool_bytes=pool_bytes,
-                                            geometry=geometry)
-        return cls.over(first.model, sessions, seeds, device=device, dtype=dtype, memory=memory, steps=steps,
-                        weights_sha256=first.sha256, pool_bytes=pool_bytes, geometry=geometry)
+                        options: EngineOptions | None = None, seeds: Sequence[int] | None = None) -> BatchedEngine:
+        """Load the model once (checkpoint, config and options as WorldEngine.from_pretrained takes them) and
+        open `sessions` sessions over it (seeds as `over` takes them)."""
+        first = WorldEngine.from_pretrained(checkpoint, config, options)
+        return cls.over(first.model, sessions, first.options, seeds, first.sha256)
 
     @property
     def sessions(self) -> tuple[WorldEngine, ...]:

@@ -31,6 +31,7 @@ from worldscape_ros.model.config import ModelConfig, load_config
 from worldscape_ros.model.dit import Conditioning
 from worldscape_ros.model.engine import WorldEngine
 from worldscape_ros.model.kinematics import BaseState, NavAction, camera_pose
+from worldscape_ros.model.options import EngineOptions
 from worldscape_ros.model.world_model import WorldModel
 
 log = logging.getLogger(__name__)
@@ -99,13 +100,12 @@ def made_chunks(engine: WorldEngine, n: int, window: int) -> Iterator[None]:
 
 def open_engine(config: str, device: str, dtype: str, size: str | None, checkpoint: str | None) -> WorldEngine:
     """The benched engine: the checkpoint's weights, or a random init of the (resized) config."""
+    options = EngineOptions(device=device, dtype=dtype)
     if checkpoint and checkpoint != 'random':
-        return WorldEngine.from_pretrained(checkpoint, device=device, dtype=dtype)
-    if device == 'cuda' and not torch.cuda.is_available():
-        raise ValueError('device cuda requested but no CUDA GPU is available')
+        return WorldEngine.from_pretrained(checkpoint, options=options)
+    options.torch_device()  # an absent GPU is refused before the model is made
     torch.manual_seed(0)
-    return WorldEngine(WorldModel(sized(load_config(config), size)), device=device, dtype=dtype,
-                       weights_sha256='random-init')
+    return WorldEngine(WorldModel(sized(load_config(config), size)), options, weights_sha256='random-init')
 
 
 def start(engine: WorldEngine, seed: int = 0) -> None:
@@ -191,7 +191,7 @@ def run_sessions_bench(config: str, sessions: Sequence[int], device: str = 'cpu'
     k = cfg.frames_per_chunk
     runs = []
     for n in sessions:
-        batch = BatchedEngine.over(engine.model, n, device=device, dtype=dtype, weights_sha256=engine.sha256)
+        batch = BatchedEngine.over(engine.model, n, engine.options, weights_sha256=engine.sha256)
         for i, session in enumerate(batch.sessions):
             start(session, seed=i)
         latencies, cpu = [], 0.0

@@ -45,15 +45,13 @@ from worldscape_ros.model.dit import Conditioning, DiTOutput, LayerKV
 from worldscape_ros.model.grasp import GraspTracker
 from worldscape_ros.model.kinematics import BaseState, NavAction, camera_pose, integrate, state_from_camera_pose
 from worldscape_ros.model.memory import HierarchicalMemory, MemoryConfig, MemoryEntry
+from worldscape_ros.model.options import EngineOptions
 from worldscape_ros.model.refiner import refiner_inputs
 from worldscape_ros.model.sampler import add_noise, schedule, x0_from_velocity
 from worldscape_ros.model.scene_memory import IMAGINED, OBSERVED, SceneMemory
 from worldscape_ros.model.world_model import WorldModel
 
 log = logging.getLogger(__name__)
-
-DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
-
 
 @dataclass
 class Frame:
@@ -164,72 +162,60 @@ def memory_config(config: ModelConfig, memory: bool, pool_bytes: int | None = No
 
 
 class WorldEngine:
-    def __init__(self, model: WorldModel, device: str = 'cpu', dtype: str = 'float32', memory: bool = True,
-                 steps: int | None = None, seed: int = 0, weights_sha256: str = '', carry_depth: bool = True,
-                 pool_bytes: int | None = None, geometry: bool = True, window: int | None = None) -> None:
-        if dtype not in DTYPES:
-            raise ValueError(f'dtype must be one of {sorted(DTYPES)}, got {dtype!r}')
-        if steps is not None and steps < 1:
-            raise ValueError(f'steps must be >= 1, got {steps}')
-        if window is not None and window < 1:
-            raise ValueError(f'window must be >= 1 (1: one chunk at a time), got {window}')
-        self.device = torch.device(device)
-        self.dtype = DTYPES[dtype]
+    def __init__(self, model: WorldModel, options: EngineOptions | None = None, weights_sha256: str = '') -> None:
+        """model: the network, moved to options.device; weights_sha256: its weights' hash, which sessions carry
+        (their cached keys mean something only to these weights)."""
+        options = options or EngineOptions()
+        self.options = options
+        self.device = options.torch_device()
+        self.dtype = options.torch_dtype
         self.model = model.to(self.device).eval()
         self.config: ModelConfig = model.config
-        self.steps = steps or self.config.sampler.steps
+        self.steps = options.steps or self.config.sampler.steps
         self._times = schedule(self.steps, self.config.sampler.shift)  # noise level after each step
-        self.memory_enabled = memory
-        self.memory = HierarchicalMemory(memory_config(self.config, memory, pool_bytes))
+        self.memory = HierarchicalMemory(memory_config(self.config, options.memory, options.pool_bytes))
         # Memory off (the ablation) keeps only what was observed in the scene, nothing imagined.
         self.scene = SceneMemory(self.config.scene, self.device)
         self.grasp = GraspTracker(scene_config=self.config.scene, device=self.device)  # objects the hand moves
-        self.commit_imagined = self.config.scene.commit_imagined and memory
+        self.commit_imagined = self.config.scene.commit_imagined and options.memory
         # Called with each chunk's refiner inputs (Fv, IN_CHANNELS, H, W) and its hand region (Fv, H, W): training
         # traces the engine.
         self.trace: Callable[[torch.Tensor, torch.Tensor], None] | None = None
-        self.seed = seed
         self.sha256 = weights_sha256
         self.intrinsics = intrinsics_from_fov(self.config.width, self.config.height, self.config.vfov_deg)
         self.state = BaseState(height=self.config.camera_height)
         self._reference: np.ndarray | None = None
         self._frame_index = 0
         self._chunk_id = 0
-        self._generator = torch.Generator().manual_seed(seed)
+        self._generator = torch.Generator().manual_seed(options.seed)
         self._empty_pose_latent: torch.Tensor | None = None
         self._guess: GeometricGuess | None = None
-        self.carry_depth = carry_depth  # output depth from the geometric guess where it covers the frame
-        # False: the ablation without the geometric guess (an empty render with zero coverage, which the model
-        # saw in training through conditioning dropout); only meaningful for a config that has the stream.
-        self.geometry = geometry
         # chunks rollout() denoises together (the rolling window); step() always takes one chunk at a time
-        self.window = window or max(1, self.config.sampler.rolling_window)
+        self.window = options.window or max(1, self.config.sampler.rolling_window)
 
     # ---- construction ----------------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, checkpoint: str | None = None, config: str | None = None, device: str = 'cpu',
-                        dtype: str = 'float32', memory: bool = True, steps: int | None = None,
-                        seed: int = 0, pool_bytes: int | None = None, geometry: bool = True,
-                        window: int | None = None) -> WorldEngine:
-        """checkpoint: None for the shipped default, 'random' for a random init of `config`, or a path.
-        pool_bytes: an optional byte budget of the global memory pool (besides its chunk budget).
-        geometry: False ablates the geometric conditioning (the rendered guess is left empty).
-        window: the rolling window of rollout() (default: the config's sampler.rolling_window)."""
-        if device == 'cuda' and not torch.cuda.is_available():
-            raise ValueError('device cuda requested but no CUDA GPU is available')
+    def from_pretrained(cls, checkpoint: str | None = None, config: str | None = None,
+                        options: EngineOptions | None = None) -> WorldEngine:
+        """checkpoint: None for the shipped default, 'random' for a random init of `config` (seeded with
+        options.seed), or a path; config: a registered name or YAML path (default: the checkpoint's)."""
+        options = options or EngineOptions()
+        options.torch_device()  # an absent GPU is refused before the weights load
         if checkpoint == 'random':
-            torch.manual_seed(seed)
-            model = WorldModel(load_config(config or 'ws-tiny'))
-            return cls(model, device, dtype, memory, steps, seed, weights_sha256='random-init', pool_bytes=pool_bytes,
-                       geometry=geometry, window=window)
+            torch.manual_seed(options.seed)
+            return cls(WorldModel(load_config(config or 'ws-tiny')), options, weights_sha256='random-init')
         path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
         if not checkpoint and not path.is_file():
             raise CheckpointError(f'no shipped default checkpoint at {path}; train one (worldscape train) '
                                   "or pass checkpoint='random'")
         cfg = load_config(config) if config else None
         model, info = load_checkpoint(path, device='cpu', config=cfg)
-        return cls(model, device, dtype, memory, steps, seed, weights_sha256=info['weights_sha256'],
-                   pool_bytes=pool_bytes, geometry=geometry, window=window)
+        return cls(model, options, weights_sha256=info['weights_sha256'])
+
+    @property
+    def seed(self) -> int:
+        """The sampling seed every reset starts the noise generator from (a loaded session brings its own)."""
+        return self.options.seed
 
     # ---- public API ------------------------------------------------------------------------------------
     @property
@@ -461,7 +447,7 @@ class WorldEngine:
         cfg = self.config
         guess = chunk.guess
         if guess is not None:
-            if self.carry_depth:  # the scene's depth where it is seen; the head fills the rest
+            if self.options.carry_depth:  # the scene's depth where it is seen; the head fills the rest
                 depth_v = torch.where(guess.mask, guess.depth, depth_v)
             if self.commit_imagined:  # what was imagined joins the scene: the next look sees the same
                 for i, pose in enumerate(chunk.poses):
@@ -545,7 +531,7 @@ class WorldEngine:
         carried with it (model/grasp.py): the pixels as seen, and the coverage per latent pixel the DiT is
         conditioned on (beside the render's latent)."""
         cfg = self.config
-        if not len(self.scene) or not cfg.conditioning.geometry or not self.geometry:
+        if not len(self.scene) or not cfg.conditioning.geometry or not self.options.geometry:
             return None
         # frame by frame: the hand may grasp or let go between two frames of a chunk
         views = [self.grasp.look(self.scene, pose, kp, self.intrinsics, cfg.height, cfg.width)

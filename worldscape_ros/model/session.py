@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -115,5 +116,6 @@ def load_session(engine: WorldEngine, path: Path, allow_other_weights: bool = Fa
     engine.state = BaseState(**eng['state'])
     engine._reference = np.array(eng['reference'])
     engine.intrinsics = np.array(eng['intrinsics'])
-    engine.seed = int(eng.get('seed', engine.seed))  # a later reset() reseeds as the original engine would
+    # a later reset() reseeds as the original engine would
+    engine.options = replace(engine.options, seed=int(eng.get('seed', engine.seed)))
     engine._generator.set_state(rng)

@@ -170,6 +170,7 @@ class SimulatorNode(LifecycleNode):
     # ---- configure helpers -------------------------------------------------------------------------------
     def _load_engine(self) -> None:
         from worldscape_ros.model.engine import WorldEngine
+        from worldscape_ros.model.options import EngineOptions
 
         p = self.params
         self.device = resolve_device(p.device)
@@ -177,10 +178,10 @@ class SimulatorNode(LifecycleNode):
             self.get_logger().info(f'device auto -> {self.device}')
         check_checkpoint_path(p.checkpoint_arg)
         try:
-            engine: LiveEngine = WorldEngine.from_pretrained(
-                checkpoint=p.checkpoint_arg, config=p.model_config or None, device=self.device, dtype=p.dtype,
-                memory=p.memory, steps=p.denoising_steps or None, seed=p.start_seed,
-                pool_bytes=int(p.memory_budget_mb * 2**20) if p.memory_budget_mb else None)
+            options = EngineOptions(device=self.device, dtype=p.dtype, memory=p.memory,
+                                    steps=p.denoising_steps or None, seed=p.start_seed,
+                                    pool_bytes=int(p.memory_budget_mb * 2**20) if p.memory_budget_mb else None)
+            engine: LiveEngine = WorldEngine.from_pretrained(p.checkpoint_arg, p.model_config or None, options)
         except CheckpointError as exc:
             raise CheckpointError(f'checkpoint {p.checkpoint!r} could not be loaded: {exc}') from None
         self.engine = engine

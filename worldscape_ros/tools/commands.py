@@ -69,6 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from worldscape_ros.model.engine import WorldEngine
+    from worldscape_ros.model.options import EngineOptions
     from worldscape_ros.tools.rollout import check_out, offline_rollout, parse_start
     from worldscape_ros.tools.scripts import load_script
 
@@ -81,9 +82,9 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    engine = WorldEngine.from_pretrained(checkpoint=args.checkpoint, config=args.config, device=args.device,
-                                         dtype=args.dtype, memory=not args.no_memory, steps=args.steps,
-                                         seed=args.seed if args.seed is not None else start.seed)
+    options = EngineOptions(device=args.device, dtype=args.dtype, memory=not args.no_memory, steps=args.steps,
+                            seed=args.seed if args.seed is not None else start.seed)
+    engine = WorldEngine.from_pretrained(args.checkpoint, args.config, options)
     script = load_script(args.actions, float(engine.config.fps), scene_seed=start.seed)
     both = not (args.bag or args.mp4)
     if len(script) == 0:

@@ -30,10 +30,11 @@ def _episodes(folders: list[Path], limit: int | None) -> list[Path]:
 
 def _trace(args: argparse.Namespace) -> int:
     from worldscape_ros.model.engine import WorldEngine
+    from worldscape_ros.model.options import EngineOptions
     from worldscape_ros.train.refiner import trace_episodes
 
     torch.set_num_threads(args.threads)
-    engine = WorldEngine.from_pretrained(checkpoint=args.checkpoint, config=args.config, window=1, seed=args.seed)
+    engine = WorldEngine.from_pretrained(args.checkpoint, args.config, EngineOptions(window=1, seed=args.seed))
     n = trace_episodes(engine, _episodes(args.data, args.episodes), args.out, args.frames)
     log.info('traced %d new samples into %s', n, args.out)
     return 0

@@ -91,6 +91,7 @@ def _limits(args: argparse.Namespace) -> Any:
 
 def run_play(args: argparse.Namespace) -> int:
     from worldscape_ros.model.engine import WorldEngine
+    from worldscape_ros.model.options import EngineOptions
     from worldscape_ros.tools.rollout import parse_start
     from worldscape_ros.tools.scripts import load_script
     from worldscape_ros.viewer import ViewerError
@@ -111,9 +112,9 @@ def run_play(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    engine = WorldEngine.from_pretrained(checkpoint=args.checkpoint, config=args.config, device=args.device,
-                                         dtype=args.dtype, memory=not args.no_memory, steps=args.steps,
-                                         seed=args.seed if args.seed is not None else start.seed)
+    options = EngineOptions(device=args.device, dtype=args.dtype, memory=not args.no_memory, steps=args.steps,
+                            seed=args.seed if args.seed is not None else start.seed)
+    engine = WorldEngine.from_pretrained(args.checkpoint, args.config, options)
     script = load_script(args.actions, float(engine.config.fps), scene_seed=start.seed) if args.actions else None
     viewer = None if args.no_viewer else WorldViewer(args.host, args.port, limits=limits)
     session = PlaySession(engine, start, viewer, script=script, paused=args.paused, realtime=args.realtime)
