@@ -80,7 +80,7 @@ class BatchedEngine:
 
     @property
     def sessions(self) -> tuple[WorldEngine, ...]:
-        """The sessions, each reset (reset, start_from_scene, load_session) and read on its own."""
+        """The sessions, each reset (reset, a scene start, load_session_state) and read on its own."""
         return tuple(self._sessions)
 
     def __len__(self) -> int:

@@ -28,7 +28,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ from worldscape_ros.model.options import EngineOptions
 from worldscape_ros.model.refiner import refiner_inputs
 from worldscape_ros.model.sampler import add_noise, schedule, x0_from_velocity
 from worldscape_ros.model.scene_memory import IMAGINED, OBSERVED, SceneMemory
+from worldscape_ros.model.session_state import SessionState
 from worldscape_ros.model.world_model import WorldModel
 
 log = logging.getLogger(__name__)
@@ -636,15 +637,47 @@ class WorldEngine:
                                        payload=payload, nbytes=payload.nbytes, summary=summary))
         self._chunk_id += 1
 
-    # ---- sessions --------------------------------------------------------------------------------------
-    def save_session(self, path: str | Path) -> None:
-        """Write the session (memory with its cached keys, robot state, reference camera) as safetensors."""
-        from worldscape_ros.model.session import save_session
+    # ---- sessions (model/session.py writes them to files) -----------------------------------------------
+    def session_state(self) -> SessionState:
+        """The session as it stands, a snapshot that later steps leave alone (model/session.py saves it)."""
+        if self._reference is None:
+            raise ValueError('reset() the engine with a first frame before taking its session state')
+        return SessionState(
+            config=self.config.name, weights_sha256=self.sha256, seed=self.seed,
+            generator=self._generator.get_state(), frame_index=self._frame_index, chunk_id=self._chunk_id,
+            base=replace(self.state), reference=self._reference.copy(), intrinsics=self.intrinsics.copy(),
+            memory=self.memory.state(), scene={k: v.clone() for k, v in self.scene.state().items()})
 
-        save_session(self, Path(path))
-
-    def load_session(self, path: str | Path) -> None:
-        from worldscape_ros.model.session import load_session
-
-        load_session(self, Path(path))
+    def load_session_state(self, state: SessionState, allow_other_weights: bool = False) -> None:
+        """Continue `state`'s session: the next frames are the ones its engine would have made next, and a later
+        reset reseeds with its seed. Refused (CheckpointError, the engine unchanged) when another config made it
+        or, unless `allow_other_weights`, other weights: its cached keys mean nothing to these."""
+        if state.config != self.config.name:
+            raise CheckpointError(f'the session was made by config {state.config!r}, this engine runs '
+                                  f'{self.config.name!r}')
+        if state.weights_sha256 != self.sha256:
+            what = (f'the session was made with weights sha256 {state.weights_sha256[:12] or "(unknown)"}, this '
+                    f'engine runs {self.sha256[:12] or "(unknown)"}')
+            if not allow_other_weights:
+                raise CheckpointError(f'{what}: its cached keys belong to those weights; load the same checkpoint '
+                                      '(or pass allow_other_weights=True)')
+            log.warning('%s: loading anyway, the cached keys will not match', what)
+        # everything is checked and built beside the engine first: a refused state changes nothing
+        memory = HierarchicalMemory(self.memory.config)
+        scene = SceneMemory(self.config.scene, self.device)
+        generator = torch.Generator()
+        try:
+            check_rigid(state.reference, name='session reference camera')
+            check_intrinsics(state.intrinsics, name='session intrinsics')
+            memory.load_state(state.memory)
+            scene.load_state({k: v.clone() for k, v in state.scene.items()})
+            generator.set_state(state.generator)
+        except (ValueError, RuntimeError, TypeError) as exc:
+            raise CheckpointError(f'the session state is malformed: {exc}') from None
+        self.memory, self.scene, self._generator = memory, scene, generator
+        self.options = replace(self.options, seed=int(state.seed))
+        self._frame_index, self._chunk_id = int(state.frame_index), int(state.chunk_id)
+        self.state = replace(state.base)
+        self._reference = np.asarray(state.reference, dtype=np.float64).copy()
+        self.intrinsics = np.asarray(state.intrinsics, dtype=np.float64).copy()
         self.grasp.reset()  # a loaded session starts with nothing in the hand
