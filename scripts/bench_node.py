@@ -37,10 +37,11 @@ class EngineAlone:
     def __init__(self, warmup: int = 5) -> None:
         from worldscape_ros.model.engine import WorldEngine
         from worldscape_ros.model.kinematics import NavAction
+        from worldscape_ros.synthetic.starts import start_from_scene
 
         self.NavAction = NavAction
         self.engine = WorldEngine.from_pretrained('random', 'ws-tiny')
-        self.engine.start_from_scene(0)
+        start_from_scene(self.engine, 0)
         self.i = 0
         self.run(warmup)
 

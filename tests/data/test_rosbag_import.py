@@ -29,6 +29,7 @@ from worldscape_ros.data.rosbag_import import ImportOptions, actions_from_poses,
 from worldscape_ros.errors import BagImportError
 from worldscape_ros.model.kinematics import R_LINK_OPTICAL, BaseState, base_to_camera_link, camera_pose, integrate
 from worldscape_ros.model.options import EngineOptions
+from worldscape_ros.synthetic.starts import start_from_scene
 from worldscape_ros.tools import messages as M
 from worldscape_ros.tools.bag import BagWriter
 
@@ -380,7 +381,7 @@ def test_a_worldscape_rollout_bag_imports_with_the_engines_poses_and_intrinsics(
     result = import_bag(tmp_path / 'roll' / 'bag', tmp_path / 'out', options())
     got = read_episode(result.episodes[0])
     # the engine's camera: the start view's pose integrated by its kinematics, frames 1..12
-    start = WorldEngine.from_pretrained('random', options=EngineOptions(seed=2)).start_from_scene(2, 'room')
+    start = start_from_scene(WorldEngine.from_pretrained('random', options=EngineOptions(seed=2)), 2, 'room')
     from worldscape_ros.model.kinematics import state_from_camera_pose
 
     state = state_from_camera_pose(start.pose, engine.config.camera_height)
@@ -435,7 +436,7 @@ def test_a_recorder_bag_of_the_running_simulator_imports_with_its_poses_and_intr
     result = import_bag(live, tmp_path / 'out', options())
     got = read_episode(result.episodes[0])
     engine = WorldEngine.from_pretrained('random', options=EngineOptions(seed=2))
-    start = engine.start_from_scene(2, 'room')
+    start = start_from_scene(engine, 2, 'room')
     state = state_from_camera_pose(start.pose, engine.config.camera_height)
     want = []
     for row in load_script(actions, engine.config.fps).actions:

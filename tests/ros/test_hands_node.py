@@ -17,6 +17,7 @@ from worldscape_ros.model.engine import WorldEngine
 from worldscape_ros.model.grasp import GraspConfig, closure, grasp_point
 from worldscape_ros.model.options import EngineOptions
 from worldscape_ros.ros import conversions as conv
+from worldscape_ros.synthetic.starts import start_from_scene
 from worldscape_ros.tools.hand_plans import hand_plan
 
 pytestmark = pytest.mark.ros
@@ -57,7 +58,7 @@ def through_the_node(keypoints: np.ndarray, scores: np.ndarray, handedness: str)
 def offline(keypoints: np.ndarray) -> tuple[list[np.ndarray], list]:
     """The node's engine (random ws-tiny, one denoising step, sampling seed = start_seed) stepped directly."""
     engine = WorldEngine.from_pretrained('random', 'ws-tiny', EngineOptions(steps=1, seed=SEED))
-    engine.start_from_scene(SEED, 'table')
+    start_from_scene(engine, SEED, 'table')
     frames, states = [], []
     for kp in keypoints:
         frames.append(engine.step(None, kp).rgb)

@@ -26,6 +26,7 @@ from worldscape_ros.model.options import EngineOptions
 from worldscape_ros.ros import conversions as conv
 from worldscape_ros.ros.motion import check_working_range, clamp_action
 from worldscape_ros.ros.params import VALIDATORS, SimulatorParams, declare_parameters, read_parameters
+from worldscape_ros.synthetic.starts import start_from_scene
 
 PROPERTIES = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 any_float = st.floats(allow_nan=True, allow_infinity=True)
@@ -208,7 +209,7 @@ def engine():
     from worldscape_ros.model.engine import WorldEngine
 
     e = WorldEngine.from_pretrained('random', 'ws-tiny', EngineOptions(steps=1))
-    e.start_from_scene(0)
+    start_from_scene(e, 0)
     return e
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from worldscape_ros.model.kinematics import NavAction, integrate, state_from_camera_pose
+from worldscape_ros.synthetic.starts import start_from_scene
 from worldscape_ros.tools import messages as M
 from worldscape_ros.tools.bag import bag_topics, read_bag
 from worldscape_ros.tools.rollout import RolloutError, Start, offline_rollout, parse_start
@@ -41,7 +42,7 @@ def test_rollout_is_deterministic_and_recorded_like_the_simulator(engine, tmp_pa
     assert topics['/hand_keypoints'][1] == 0
     # odometry follows the kinematics from the start pose
     odoms = [m.msg for m in read_bag(tmp_path / 'a' / 'bag', ['/odom'])]
-    s0 = state_from_camera_pose(engine.start_from_scene(2, 'room').pose, engine.config.camera_height)
+    s0 = state_from_camera_pose(start_from_scene(engine, 2, 'room').pose, engine.config.camera_height)
     xs = [s0]
     for act in ACTIONS:
         xs.append(integrate(xs[-1], NavAction.from_array(act), 1 / fps))
@@ -59,7 +60,7 @@ def test_rollout_is_deterministic_and_recorded_like_the_simulator(engine, tmp_pa
 
 
 def test_rollout_from_an_image_starts_from_that_image(engine, tmp_path):
-    start_rgb = engine.start_from_scene(5, 'room').rgb
+    start_rgb = start_from_scene(engine, 5, 'room').rgb
     write_png(tmp_path / 'start.png', start_rgb)
     result = offline_rollout(engine, parse_start(str(tmp_path / 'start.png')), ActionScript(ACTIONS[:1]),
                              tmp_path / 'out', bag=False)

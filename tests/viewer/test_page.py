@@ -11,6 +11,7 @@ import pytest
 import viser
 
 from worldscape_ros.model.kinematics import NavAction
+from worldscape_ros.synthetic.starts import start_from_scene
 from worldscape_ros.tools.rollout import Start
 from worldscape_ros.viewer.play import PlaySession
 from worldscape_ros.viewer.viewer import RGB_LABEL, WorldViewer
@@ -44,7 +45,7 @@ def crop(shot, rect, width, height):
 def test_the_page_connects_and_shows_the_imagined_frame_pixel_for_pixel(engine, viewer, browser, tmp_path):
     session = PlaySession(engine, START, viewer)
     session.begin()
-    start_rgb = engine.start_from_scene(3).rgb  # frame 0: the renderer's view, not imagined
+    start_rgb = start_from_scene(engine, 3).rgb  # frame 0: the renderer's view, not imagined
     session.begin()
     session.set_command(NavAction(yaw_rate=1.0))  # turned away: frame 2 shows another view than the start
     session.run(frames=2)

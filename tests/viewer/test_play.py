@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from worldscape_ros.model.kinematics import NavAction
+from worldscape_ros.synthetic.starts import start_from_scene
 from worldscape_ros.tools.rollout import Start
 from worldscape_ros.viewer import ViewerError
 from worldscape_ros.viewer.play import PlaySession, frame_view, memory_view
@@ -76,7 +77,7 @@ def test_a_script_drives_before_the_page_commands(engine):
 
 
 def test_frame_views_carry_the_engine_memory_and_sim_time(engine):
-    frame = engine.start_from_scene(3)
+    frame = start_from_scene(engine, 3)
     view = frame_view(engine, frame)
     assert view.sim_time == 0.0 and view.index == 0
     mem = memory_view(engine)

@@ -93,11 +93,13 @@ class WorldScapeNavEnv(gymnasium.Env):
     # -- gymnasium API ---------------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        from worldscape_ros.synthetic.starts import start_from_scene  # MuJoCo when a first episode starts
+
         super().reset(seed=seed)
         scene_seed = int(self.np_random.integers(0, 2**31 - 1))
         if options and 'scene_seed' in options:
             scene_seed = int(options['scene_seed'])
-        self._last = self.engine.start_from_scene(scene_seed, self.scene_kind)
+        self._last = start_from_scene(self.engine, scene_seed, self.scene_kind)
         state = self.engine.state
         r = self.np_random.uniform(*self.goal_distance)
         theta = self.np_random.uniform(-math.pi, math.pi)

@@ -274,18 +274,6 @@ class WorldEngine:
         return Frame(rgb=rgb.copy(), depth=d.cpu().numpy().astype(np.float32), pose=self._reference.copy(),
                      index=0, latency_ms=latency)
 
-    def start_from_scene(self, seed: int, scene_kind: str = 'room') -> Frame:
-        """Reset from a synthetic start view (the renderer gives only this first frame and its depth)."""
-        from worldscape_ros.synthetic.episodes import manip_episode, nav_episode
-
-        cfg = self.config
-        if scene_kind == 'table':
-            ep = manip_episode(seed, 'reach', 1, cfg.width, cfg.height, cfg.fps)
-        else:
-            ep = nav_episode(seed, 'idle', 1, cfg.width, cfg.height, cfg.fps, scene_kind=scene_kind)
-        hand = None if ep.keypoints3d is None else ep.keypoints3d[0]  # the start hand is not static scene
-        return self.reset(ep.rgb[0], ep.poses[0], ep.intrinsics, ep.depth[0], hand_keypoints=hand)
-
     def step(self, action: NavAction | np.ndarray | Sequence[float] | None = None,
              hand_keypoints: np.ndarray | None = None) -> Frame:
         """Generate the next frame. action: a NavAction (or its 5 values), a (4, 4) target camera pose, or None

@@ -5,8 +5,8 @@ WorldEngine has them. Part of the torch-only core: no ROS import.
 Layers, each adding to the one before:
   StreamingEngine  reset, step one chunk at a time, and the config (size, rate, frames_per_chunk)
   RollingEngine    rollout of a trajectory known ahead through a rolling denoising window (eval, rollouts)
-  LiveEngine       what a live front reads besides: the base state it drives, the camera, memory use,
-                   the weights' hash, and a start from a synthetic scene
+  LiveEngine       what a live front reads besides: the base state it drives, the camera, memory use and
+                   the weights' hash (a start from a synthetic scene is synthetic/starts.py, given any engine)
   OfflineEngine    both of the last two: what an offline rollout drives and records
 """
 
@@ -117,10 +117,6 @@ class LiveEngine(StreamingEngine, Protocol):
     @property
     def sha256(self) -> str:
         """The weights' hash ('random-init' for a random model)."""
-        ...
-
-    def start_from_scene(self, seed: int, scene_kind: str = 'room') -> Frame:
-        """Reset from the synthetic start view of a scene."""
         ...
 
 

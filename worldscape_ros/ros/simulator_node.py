@@ -209,7 +209,9 @@ class SimulatorNode(LifecycleNode):
         if start is not None:
             engine.reset(start.rgb, start.pose, start.K, start.depth)
         else:
-            engine.start_from_scene(self.params.start_seed, self.params.start_scene)
+            from worldscape_ros.synthetic.starts import start_from_scene  # MuJoCo only for a synthetic start
+
+            start_from_scene(engine, self.params.start_seed, self.params.start_scene)
 
     def _loaded(self) -> LiveEngine:
         if self.engine is None:

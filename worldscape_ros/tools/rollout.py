@@ -128,7 +128,9 @@ def start_session(engine: LiveEngine, start: Start) -> Frame:
     if start.image is None:
         if start.depth is not None:
             raise ValueError(f'--start-depth {start.depth} goes with an image start; {start} brings its own depth')
-        return engine.start_from_scene(start.seed, start.kind or 'room')
+        from worldscape_ros.synthetic.starts import start_from_scene  # MuJoCo only for a synthetic start
+
+        return start_from_scene(engine, start.seed, start.kind or 'room')
     import cv2
 
     bgr = cv2.imread(str(start.image), cv2.IMREAD_COLOR)
