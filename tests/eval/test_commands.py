@@ -116,3 +116,24 @@ def test_rgb_only_eval_warps_by_the_model_predicted_start_depth_and_scores_it(tm
     assert report['rgb_only'] is True and figures['start_depth_absrel'] > 0
     assert report['reference']['ground_truth']['start_depth_absrel'] == 0.0
     assert 'start depth AbsRel' in (out / 'report.md').read_text()
+
+
+def test_the_model_systems_identify_the_run_and_an_rgb_only_start_reuses_the_models_engine(monkeypatch):
+    import argparse
+
+    from worldscape_ros.eval import baselines, commands
+
+    loaded = []
+
+    def counted(*args, **kwargs):
+        loaded.append(kwargs)
+        return baselines.model_system(*args, **kwargs)
+
+    monkeypatch.setattr(commands, 'model_system', counted)
+    args = argparse.Namespace(checkpoint='random', config='ws-tiny', device='cpu', dtype='float32', ablate=None,
+                              window=2, rgb_only=True)
+    systems, info = commands.build_systems(['model', 'memory_off', 'reprojection'], args)
+    assert list(systems) == ['model', 'memory_off', 'reprojection']
+    assert [k['memory'] for k in loaded] == [True, False]  # the start depth comes from the 'model' engine
+    assert info['checkpoint_sha256'] == 'random-init' and info['config'] == 'ws-tiny' and info['window'] == 2
+    assert info['model_size'] == [128, 96, 10.0]

@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-from worldscape_ros.eval.protocol import Frame, WorldSystem
+from worldscape_ros.eval.protocol import Frame
 from worldscape_ros.model.camera import check_intrinsics, check_rigid
 from worldscape_ros.model.kinematics import BaseState, NavAction, camera_pose, integrate, state_from_camera_pose
+
+if TYPE_CHECKING:
+    from worldscape_ros.model.protocol import OfflineEngine, StreamingEngine
 
 CAMERA_HEIGHT = 1.0  # any fixed height round-trips camera_pose <-> state_from_camera_pose
 INPAINT_RADIUS = 3  # px: Telea's neighbourhood; small, as the holes are filled from their rims inwards anyway
@@ -224,7 +227,7 @@ def inpaint_holes(rgb: np.ndarray, depth: np.ndarray, radius: int = INPAINT_RADI
     return rgb_f, depth_f.astype(np.float32)
 
 
-def model_start_depth(engine: Any) -> StartDepth:
+def model_start_depth(engine: StreamingEngine) -> StartDepth:
     """The start depth the model predicts from an RGB frame alone: its reset without depth returns it as frame
     0's depth. The engine's session is reset by each call: give it an engine that is not mid-rollout."""
 
@@ -237,7 +240,7 @@ def model_start_depth(engine: Any) -> StartDepth:
 
 def model_system(checkpoint: str | None = None, config: str | None = None, device: str = 'cpu',
                  dtype: str = 'float32', memory: bool = True, geometry: bool = True,
-                 window: int | None = None) -> WorldSystem:
+                 window: int | None = None) -> OfflineEngine:
     """The world engine (memory on: 'model'; memory off: the 'memory_off' baseline; geometry False: the
     ablation without the geometric guess; window: chunks denoised together when the trajectory is known ahead,
     default the config's)."""
@@ -246,5 +249,4 @@ def model_system(checkpoint: str | None = None, config: str | None = None, devic
     from worldscape_ros.model.options import EngineOptions
 
     options = EngineOptions(device=device, dtype=dtype, memory=memory, geometry=geometry, window=window)
-    engine = WorldEngine.from_pretrained(checkpoint, config, options)
-    return cast(WorldSystem, engine)  # reset() also returns frame 0, which the protocol ignores
+    return WorldEngine.from_pretrained(checkpoint, config, options)

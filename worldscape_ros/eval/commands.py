@@ -35,6 +35,7 @@ from worldscape_ros.eval.runner import (
     write_text,
 )
 from worldscape_ros.eval.suites import SUITE_NAMES, Scenario, Suite, load_suites
+from worldscape_ros.model.protocol import OfflineEngine
 
 log = logging.getLogger(__name__)
 
@@ -85,34 +86,31 @@ def build_systems(names: list[str], args: argparse.Namespace) -> tuple[dict[str,
         raise EvalError(f'unknown systems {", ".join(unknown) or "(none)"}; choose from {", ".join(SYSTEM_ORDER)}')
     systems: dict[str, WorldSystem] = {}
     info: dict[str, Any] = {'checkpoint': args.checkpoint or 'shipped default', 'checkpoint_sha256': None,
-                            'config': args.config, 'ablate': getattr(args, 'ablate', None), 'window': None}
+                            'config': args.config, 'ablate': args.ablate, 'window': None}
     fps = 10.0
+    model: OfflineEngine | None = None  # the memory-on engine, whose start depth an RGB-only start reprojects
+
+    def identify(engine: OfflineEngine) -> float:
+        cfg = engine.config
+        info.update(checkpoint_sha256=engine.sha256, config=cfg.name, model_size=[cfg.width, cfg.height, cfg.fps])
+        return cfg.fps
+
     for name in SYSTEM_ORDER:
         if name not in names:
             continue
         if name in ('model', 'memory_off'):
             engine = model_system(args.checkpoint, args.config, args.device, args.dtype, memory=name == 'model',
-                                  geometry=getattr(args, 'ablate', None) != 'geometry',
-                                  window=getattr(args, 'window', None))
-            cfg = getattr(engine, 'config', None)
-            info['window'] = getattr(engine, 'window', None)
-            info['checkpoint_sha256'] = getattr(engine, 'sha256', None)
-            if cfg is not None:
-                info['config'] = cfg.name
-                info['model_size'] = [cfg.width, cfg.height, cfg.fps]
-                fps = cfg.fps
+                                  geometry=args.ablate != 'geometry', window=args.window)
+            fps = identify(engine)
+            info['window'] = engine.window
             systems[name] = engine
+            model = engine if name == 'model' else model
     start_depth = None
-    rgb_only = getattr(args, 'rgb_only', False)
-    if rgb_only and {'reprojection', 'reprojection_inpaint'} & set(names):
-        depth_engine = systems.get('model')
-        if depth_engine is None:
-            depth_engine = model_system(args.checkpoint, args.config, args.device, args.dtype, window=1)
-            info['checkpoint_sha256'] = getattr(depth_engine, 'sha256', None)
-            cfg = getattr(depth_engine, 'config', None)
-            if cfg is not None:
-                info['config'], info['model_size'], fps = cfg.name, [cfg.width, cfg.height, cfg.fps], cfg.fps
-        start_depth = model_start_depth(depth_engine)  # runs between the model's rollouts, never inside one
+    if args.rgb_only and {'reprojection', 'reprojection_inpaint'} & set(names):
+        if model is None:
+            model = model_system(args.checkpoint, args.config, args.device, args.dtype, window=1)
+            fps = identify(model)
+        start_depth = model_start_depth(model)  # runs between the model's rollouts, never inside one
     for name in SYSTEM_ORDER:  # baselines integrate actions at the model's frame rate
         if name == 'repeat_first_frame' and name in names:
             systems[name] = RepeatFirstFrame(fps)

@@ -8,6 +8,7 @@ Layers, each adding to the one before:
   LiveEngine       what a live front reads besides: the base state it drives, the camera, memory use and
                    the weights' hash (a start from a synthetic scene is synthetic/starts.py, given any engine)
   OfflineEngine    both of the last two: what an offline rollout drives and records
+  ViewedEngine     a live engine whose memories the web viewer draws: the KV memory's chunks, the scene's points
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from worldscape_ros.model.kinematics import BaseState, NavAction
 
 if TYPE_CHECKING:
     from worldscape_ros.model.engine import Frame
+    from worldscape_ros.model.scene_memory import SceneMemory
 
 # A velocity command (or its 5 values), a (4, 4) target camera pose, or None: stand still.
 Action: TypeAlias = NavAction | np.ndarray | Sequence[float] | None
@@ -122,6 +124,43 @@ class LiveEngine(StreamingEngine, Protocol):
 
 class OfflineEngine(LiveEngine, RollingEngine, Protocol):
     """An engine an offline rollout starts like the live node and drives through a known script."""
+
+
+class HeldChunk(Protocol):
+    @property
+    def pose(self) -> np.ndarray:
+        """(4, 4) camera-to-world of the chunk's last frame."""
+        ...
+
+
+class LevelledMemory(PooledMemory, Protocol):
+    """The KV memory's three levels, as the viewer draws them."""
+
+    @property
+    def sink(self) -> Sequence[HeldChunk]: ...
+
+    @property
+    def window(self) -> Sequence[HeldChunk]: ...
+
+    @property
+    def pool(self) -> Sequence[HeldChunk]: ...
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of every held chunk: sink, window and pool."""
+        ...
+
+
+class ViewedEngine(LiveEngine, Protocol):
+    """A live engine whose memories the web viewer draws beside its frames."""
+
+    @property
+    def memory(self) -> LevelledMemory: ...
+
+    @property
+    def scene(self) -> SceneMemory:
+        """The scene memory: every point seen or imagined."""
+        ...
 
 
 def frames_per_step(engine: StreamingEngine | object) -> int:

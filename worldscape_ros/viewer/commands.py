@@ -12,7 +12,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from worldscape_ros.model.engine import Frame
+    from worldscape_ros.model.protocol import ViewedEngine
 
 log = logging.getLogger(__name__)
 
@@ -221,14 +227,14 @@ class RolloutView:
     """The page beside an offline rollout (no teleop: the script drives): offline_rollout calls it with each
     frame (and its hand keypoints); hold() keeps the page up after the rollout until Ctrl-C."""
 
-    def __init__(self, engine: Any, host: str = '127.0.0.1', port: int = 8080) -> None:
+    def __init__(self, engine: ViewedEngine, host: str = '127.0.0.1', port: int = 8080) -> None:
         from worldscape_ros.viewer.viewer import WorldViewer
 
         self.engine = engine
         self.viewer = WorldViewer(host, port, title='WorldScape rollout')
         print(f'viewer: {self.viewer.url}', flush=True)
 
-    def __call__(self, frame: Any, keypoints: Any = None) -> None:
+    def __call__(self, frame: Frame, keypoints: np.ndarray | None = None) -> None:
         from worldscape_ros.viewer.play import frame_view
 
         self.viewer.show(frame_view(self.engine, frame, keypoints))

@@ -12,37 +12,37 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from worldscape_ros.model.kinematics import NavAction
-from worldscape_ros.model.protocol import frames_per_step
+from worldscape_ros.model.protocol import Action, ViewedEngine, frames_per_step
 from worldscape_ros.tools.rollout import Start, start_session
 from worldscape_ros.tools.scripts import ActionScript
 from worldscape_ros.viewer import ViewerError
 from worldscape_ros.viewer.viewer import FrameView, MemoryView, WorldViewer
 
+if TYPE_CHECKING:
+    from worldscape_ros.model.engine import Frame
+
 log = logging.getLogger(__name__)
 
 
-def memory_view(engine: Any) -> MemoryView | None:
+def memory_view(engine: ViewedEngine) -> MemoryView:
     """The engine's memory as the viewer draws it (read only: poses, counts and bytes of the held chunks)."""
-    memory = getattr(engine, 'memory', None)
-    if memory is None:
-        return None
+    memory = engine.memory
     entries = [*memory.sink, *memory.pool, *memory.window]
     return MemoryView(poses=[np.asarray(e.pose) for e in entries], sink=len(memory.sink), pool=len(memory.pool),
-                      window=len(memory.window), nbytes=int(memory.nbytes), scene=getattr(engine, 'scene', None))
+                      window=len(memory.window), nbytes=int(memory.nbytes), scene=engine.scene)
 
 
-def frame_view(engine: Any, frame: Any, keypoints: np.ndarray | None = None) -> FrameView:
+def frame_view(engine: ViewedEngine, frame: Frame, keypoints: np.ndarray | None = None) -> FrameView:
     """An engine Frame as the viewer draws it."""
     fps = float(engine.config.fps)
     return FrameView(rgb=frame.rgb, depth=frame.depth, pose=frame.pose, K=np.asarray(engine.intrinsics),
-                     index=int(frame.index), sim_time=frame.index / fps,
-                     pose_video=getattr(frame, 'pose_video', None), hand_keypoints=keypoints,
-                     memory=memory_view(engine))
+                     index=int(frame.index), sim_time=frame.index / fps, pose_video=frame.pose_video,
+                     hand_keypoints=keypoints, memory=memory_view(engine))
 
 
 @dataclass
@@ -62,7 +62,7 @@ class PlaySession:
     by frame, until it ends; then the page's command holds. `viewer` None runs the same loop unseen (the
     baseline of the viewer's cost)."""
 
-    def __init__(self, engine: Any, start: Start, viewer: WorldViewer | None = None,
+    def __init__(self, engine: ViewedEngine, start: Start, viewer: WorldViewer | None = None,
                  script: ActionScript | None = None, paused: bool = False, realtime: bool = False) -> None:
         self.engine = engine
         self.start = start
@@ -167,11 +167,11 @@ class PlaySession:
                 time.sleep(max(0.0, k / float(self.engine.config.fps) - (time.perf_counter() - t0)))
         return self.stats
 
-    def _next_actions(self, command: NavAction, k: int) -> tuple[list[Any], list[np.ndarray | None]]:
+    def _next_actions(self, command: NavAction, k: int) -> tuple[list[Action], list[np.ndarray | None]]:
         script = self.script
         if script is None or self._cursor >= len(script):
             return [command] * k, [None] * k
-        actions: list[Any] = []
+        actions: list[Action] = []
         keypoints: list[np.ndarray | None] = []
         for _ in range(k):
             j = min(self._cursor, len(script) - 1)
@@ -180,7 +180,7 @@ class PlaySession:
             self._cursor += 1
         return actions, keypoints
 
-    def _shown(self, frame: Any, keypoints: np.ndarray | None) -> None:
+    def _shown(self, frame: Frame, keypoints: np.ndarray | None) -> None:
         self.pose = np.asarray(frame.pose).copy()
         if self.viewer is not None:
             self.viewer.show(frame_view(self.engine, frame, keypoints))
