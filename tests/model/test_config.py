@@ -45,7 +45,20 @@ def test_config_round_trips_through_a_dict():
 def test_memory_may_have_no_window_but_needs_a_sink():
     cfg = load_config('ws-tiny')
     assert cfg.replace(memory=cfg.memory.__class__(window_chunks=0)).memory.window_chunks == 0
-    with pytest.raises(ConfigError, match='window_chunks must be >= 0'):
+    with pytest.raises(ConfigError, match='memory.window_chunks must be a non-negative int, got -1'):
         cfg.replace(memory=cfg.memory.__class__(window_chunks=-1))
     with pytest.raises(ConfigError, match='at least one sink'):
         cfg.replace(memory=cfg.memory.__class__(sink_chunks=0))
+
+
+def test_the_memory_section_is_the_memory_config_and_its_new_fields_stay_out_of_saved_configs():
+    from worldscape_ros.model.memory import HierarchicalMemory
+
+    cfg = load_config('ws-tiny')
+    assert HierarchicalMemory(cfg.memory).config is cfg.memory  # one type: the memory runs the section as loaded
+    assert set(cfg.to_dict()['memory']) == {'sink_chunks', 'window_chunks', 'pool_chunks', 'retrieve_chunks',
+                                            'geometry_views', 'attend_pool'}  # fingerprints and checkpoints as before
+    gated = cfg.replace(memory=cfg.memory.__class__(gate_distance_m=0.5, pool_bytes=2**20))
+    assert ModelConfig.from_dict(gated.to_dict()) == gated
+    with pytest.raises(ConfigError, match='memory.gate_content must be a cosine'):
+        ModelConfig.from_dict({**cfg.to_dict(), 'memory': {'gate_content': 2.0}})

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from worldscape_ros.model.camera import intrinsics_from_fov
+from worldscape_ros.model.config import MemoryConfig
 from worldscape_ros.model.memory import (
     HierarchicalMemory,
-    MemoryConfig,
     MemoryEntry,
     farthest_point_indices,
     frustum_overlap,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -95,22 +96,47 @@ class SamplerConfig:
 
 
 @dataclass(frozen=True)
-class MemorySettings:
-    sink_chunks: int = 1
-    window_chunks: int = 2
-    pool_chunks: int = 16
-    retrieve_chunks: int = 2
-    geometry_views: int = 6  # cached frames rendered into the target camera for geometric conditioning
+class MemoryConfig:
+    """The KV memory (memory.py): its three levels' budgets, the pool's gate and thinning, and what the model
+    attends to and renders from it."""
+
+    sink_chunks: int = 1  # the first chunks of the session, never evicted
+    window_chunks: int = 2  # the most recent chunks (local sliding window)
+    pool_chunks: int = 16  # global pool budget in chunks
+    pool_bytes: int | None = None  # optional pool budget in bytes (payload nbytes summed)
+    retrieve_chunks: int = 2  # at most this many pooled chunks join the context of the next chunk
+    gate_distance_m: float = 0.25  # information-gain gate: a chunk is "explained" by a held one
+    gate_angle_deg: float = 15.0  # whose camera is this near in position and view direction ...
+    gate_content: float = 0.9  # ... and whose content summary has cosine similarity above this
+    fps_angle_weight_m: float = 1.0  # metres per radian of view-direction difference in the FPS distance
+    geometry_views: int = 6  # cached frames rendered into the target camera for geometric conditioning (training)
     # Retrieved pool chunks always feed the geometric guess; true: their cached keys also join the attention
     # context (the paper's memory). A model distilled on clips whose context held only the sink and the window
     # has never attended to retrieved chunks: false keeps its attention as trained.
     attend_pool: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ('sink_chunks', 'window_chunks', 'pool_chunks', 'retrieve_chunks', 'geometry_views'):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f'memory.{name} must be a non-negative int, got {value!r}')
+        if self.pool_bytes is not None and (not isinstance(self.pool_bytes, int) or self.pool_bytes < 0):
+            raise ConfigError(f'memory.pool_bytes must be None or a non-negative int, got {self.pool_bytes!r}')
+        for name in ('gate_distance_m', 'gate_angle_deg', 'fps_angle_weight_m'):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f'memory.{name} must be finite and >= 0, got {value!r}')
+        if not -1.0 <= self.gate_content <= 1.0:
+            raise ConfigError(f'memory.gate_content must be a cosine in [-1, 1], got {self.gate_content!r}')
 
 
 _OPTIONAL_AT_DEFAULT: dict[str, dict[str, Any]] = {
     'codec': {'kind': 'conv', 'dim_mult': (1, 2, 4, 4), 'res_blocks': 2},
     'dit': {'layout': 'worldscape', 'freq_dim': 256, 'text_dim': 4096, 'text_len': 512},
     'conditioning': {'pose_tokens': True},
+    # the memory's gate, thinning and byte budget, once MemoryConfig's own defaults, joined the model config
+    'memory': {'pool_bytes': None, 'gate_distance_m': 0.25, 'gate_angle_deg': 15.0, 'gate_content': 0.9,
+               'fps_angle_weight_m': 1.0},
 }
 
 
@@ -158,7 +184,7 @@ class ModelConfig:
     conditioning: ConditioningConfig = field(default_factory=ConditioningConfig)
     heads: HeadsConfig = field(default_factory=HeadsConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
-    memory: MemorySettings = field(default_factory=MemorySettings)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
     scene: SceneConfig = field(default_factory=SceneConfig)
     refiner: RefinerConfig = field(default_factory=RefinerConfig)
 
@@ -231,7 +257,6 @@ class ModelConfig:
         need(self.chunk_frames >= 1, f'chunk_frames must be >= 1, got {self.chunk_frames}')
         need(self.sampler.steps >= 1, f'sampler.steps must be >= 1, got {self.sampler.steps}')
         need(self.memory.sink_chunks >= 1, 'memory needs at least one sink chunk (the given start)')
-        need(self.memory.window_chunks >= 0, f'memory.window_chunks must be >= 0, got {self.memory.window_chunks}')
         need(self.dit.layout in ('worldscape', 'wan'), f"dit.layout must be 'worldscape' or 'wan', got "
              f'{self.dit.layout!r}')
         need(self.conditioning.pose_tokens or self.dit.layout == 'wan',
@@ -262,7 +287,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         sections = {'codec': CodecConfig, 'dit': DiTConfig, 'conditioning': ConditioningConfig,
-                    'heads': HeadsConfig, 'sampler': SamplerConfig, 'memory': MemorySettings,
+                    'heads': HeadsConfig, 'sampler': SamplerConfig, 'memory': MemoryConfig,
                     'scene': SceneConfig, 'refiner': RefinerConfig}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known

@@ -40,11 +40,11 @@ from worldscape_ros.errors import CheckpointError
 from worldscape_ros.model import hands
 from worldscape_ros.model.camera import check_intrinsics, check_rigid, intrinsics_from_fov, plucker_rays
 from worldscape_ros.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-from worldscape_ros.model.config import ModelConfig, load_config
+from worldscape_ros.model.config import MemoryConfig, ModelConfig, load_config
 from worldscape_ros.model.dit import Conditioning, DiTOutput, LayerKV
 from worldscape_ros.model.grasp import GraspTracker
 from worldscape_ros.model.kinematics import BaseState, NavAction, camera_pose, integrate, state_from_camera_pose
-from worldscape_ros.model.memory import HierarchicalMemory, MemoryConfig, MemoryEntry
+from worldscape_ros.model.memory import HierarchicalMemory, MemoryEntry
 from worldscape_ros.model.options import EngineOptions
 from worldscape_ros.model.refiner import refiner_inputs
 from worldscape_ros.model.sampler import add_noise, schedule, x0_from_velocity
@@ -155,11 +155,12 @@ def checked_action(action: NavAction | np.ndarray | Sequence[float] | None) -> N
 
 
 def memory_config(config: ModelConfig, memory: bool, pool_bytes: int | None = None) -> MemoryConfig:
+    """The model's memory config as an engine runs it: memory off (the ablation) keeps the sink and the local
+    window only, no global pool; pool_bytes (when given) bounds the pool instead of the config's budget."""
     m = config.memory
-    # Memory off (the ablation): sink and local window only, no global pool.
-    return MemoryConfig(sink_chunks=m.sink_chunks, window_chunks=m.window_chunks,
-                        pool_chunks=m.pool_chunks if memory else 0, pool_bytes=pool_bytes,
-                        retrieve_chunks=m.retrieve_chunks if memory else 0)
+    if not memory:
+        m = replace(m, pool_chunks=0, retrieve_chunks=0)
+    return m if pool_bytes is None else replace(m, pool_bytes=pool_bytes)
 
 
 class WorldEngine:

@@ -29,36 +29,10 @@ from typing import Any
 import numpy as np
 
 from worldscape_ros.model.camera import check_intrinsics
+from worldscape_ros.model.config import MemoryConfig
 
 FRUSTUM_DEPTHS_M = (0.5, 1.0, 2.0, 4.0)  # where the target frustum is sampled for the overlap score
 FRUSTUM_GRID = 5  # samples per image axis at each depth
-
-
-@dataclass(frozen=True)
-class MemoryConfig:
-    sink_chunks: int = 1  # the first chunks of the session, never evicted
-    window_chunks: int = 4  # the most recent chunks (local sliding window)
-    pool_chunks: int = 16  # global pool budget in chunks
-    pool_bytes: int | None = None  # optional pool budget in bytes (payload nbytes summed)
-    retrieve_chunks: int = 4  # at most this many pooled chunks join the context of the next chunk
-    gate_distance_m: float = 0.25  # information-gain gate: a chunk is "explained" by a held one
-    gate_angle_deg: float = 15.0  # whose camera is this near in position and view direction ...
-    gate_content: float = 0.9  # ... and whose content summary has cosine similarity above this
-    fps_angle_weight_m: float = 1.0  # metres per radian of view-direction difference in the FPS distance
-
-    def __post_init__(self) -> None:
-        for name in ('sink_chunks', 'window_chunks', 'pool_chunks', 'retrieve_chunks'):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f'MemoryConfig.{name} must be a non-negative int, got {value!r}')
-        if self.pool_bytes is not None and (not isinstance(self.pool_bytes, int) or self.pool_bytes < 0):
-            raise ValueError(f'MemoryConfig.pool_bytes must be None or a non-negative int, got {self.pool_bytes!r}')
-        for name in ('gate_distance_m', 'gate_angle_deg', 'fps_angle_weight_m'):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f'MemoryConfig.{name} must be finite and >= 0, got {value!r}')
-        if not -1.0 <= self.gate_content <= 1.0:
-            raise ValueError(f'MemoryConfig.gate_content must be a cosine in [-1, 1], got {self.gate_content!r}')
 
 
 @dataclass
