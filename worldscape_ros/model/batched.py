@@ -24,15 +24,8 @@ import numpy as np
 import torch
 
 from worldscape_ros.model.dit import Conditioning, DiTOutput, LayerKV
-from worldscape_ros.model.engine import (
-    DenoiseStep,
-    Frame,
-    GeometricGuess,
-    InFlight,
-    Leaving,
-    WorldEngine,
-    checked_action,
-)
+from worldscape_ros.model.engine import WorldEngine, checked_action
+from worldscape_ros.model.frames import DenoiseStep, Frame, GeometricGuess, InFlight, Leaving
 from worldscape_ros.model.kinematics import NavAction
 from worldscape_ros.model.options import EngineOptions
 from worldscape_ros.model.world_model import WorldModel

@@ -20,6 +20,9 @@ known ahead (evaluation, offline rollouts), `rollout` runs the rolling denoising
 at staggered noise levels take each step together after the clean context (W = sampler.rolling_window), the
 oldest leaves clean each tick and only then enters the cache and memory, so the cache advances monotonically.
 A window of 1 is `step_chunk` exactly.
+
+Beside it: what flows between the steps (frames.py), the rays and pose video (conditioning.py), what an engine
+runs with (options.py: EngineOptions) and a session as a value (session_state.py; session.py writes it).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +41,20 @@ import torch.nn.functional as F
 
 from worldscape_ros.errors import CheckpointError
 from worldscape_ros.model import hands
-from worldscape_ros.model.camera import check_intrinsics, check_rigid, intrinsics_from_fov, plucker_rays
+from worldscape_ros.model.camera import check_intrinsics, check_rigid, intrinsics_from_fov
 from worldscape_ros.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from worldscape_ros.model.conditioning import chunk_plucker, hand_pose_video
 from worldscape_ros.model.config import MemoryConfig, ModelConfig, load_config
 from worldscape_ros.model.dit import Conditioning, DiTOutput, LayerKV
+from worldscape_ros.model.frames import (
+    ChunkPayload,
+    DenoiseStep,
+    Frame,
+    GeometricGuess,
+    InFlight,
+    Leaving,
+    Sight,
+)
 from worldscape_ros.model.grasp import GraspTracker
 from worldscape_ros.model.kinematics import BaseState, NavAction, camera_pose, integrate, state_from_camera_pose
 from worldscape_ros.model.memory import HierarchicalMemory, MemoryEntry
@@ -53,93 +66,6 @@ from worldscape_ros.model.session_state import SessionState
 from worldscape_ros.model.world_model import WorldModel
 
 log = logging.getLogger(__name__)
-
-@dataclass
-class Frame:
-    rgb: np.ndarray  # (H, W, 3) uint8
-    depth: np.ndarray  # (H, W) float32, metres along the optical axis
-    pose: np.ndarray  # (4, 4) float64 camera-to-world, OpenCV axes
-    index: int  # frames since reset; the reset frame is 0
-    latency_ms: float
-    pose_video: np.ndarray | None = None  # (H, W, 3) uint8, the hand conditioning drawn
-
-
-@dataclass
-class GeometricGuess:
-    """The scene memory rendered into the target cameras, the hand's region left out (its codec latent, which
-    conditions the DiT, is made with the chunk's other encodes: `Sight`)."""
-
-    coverage: torch.Tensor  # (1, F, 1, h, w) covered fraction of each latent pixel
-    depth: torch.Tensor  # (Fv, H, W) rendered metric depth
-    mask: torch.Tensor  # (Fv, H, W) bool, pixels the render covers
-    rgb: torch.Tensor  # (Fv, 3, H, W) the render, 0 where uncovered
-    trust: torch.Tensor  # (Fv, H, W) scene_memory.OBSERVED / IMAGINED, 0 where uncovered
-    dynamic: torch.Tensor  # (Fv, H, W) bool, the hand's region: never static scene
-
-
-@dataclass
-class ChunkPayload:
-    """What the KV memory holds for one chunk: its keys and values (its pixels live in the scene memory)."""
-
-    kv: list[LayerKV]  # per block, (1, H, L, d) un-rotated
-
-    @property
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for layer in self.kv for t in (layer.k, layer.v))
-
-
-@dataclass
-class InFlight:
-    """A chunk in the denoising window: its cameras, conditioning and latent at noise level times[level]."""
-
-    poses: list[np.ndarray]
-    cond: Conditioning
-    guess: GeometricGuess | None
-    pose_video: np.ndarray | None
-    x: torch.Tensor  # (1, F, C, h, w)
-    level: int
-    t0: float  # perf_counter at entry (latency)
-
-
-@dataclass
-class Sight:
-    """A chunk about to enter, before any network runs: its cameras, the scene memory rendered into them and
-    the hand drawn. The codec encodes `videos` (one call for any number of sessions) for the conditioning."""
-
-    poses: list[np.ndarray]
-    guess: GeometricGuess | None
-    hand: torch.Tensor | None  # (Fv, 3, H, W) the pose video; None: no hand in the chunk
-    pose_video: np.ndarray | None  # (Fv, H, W, 3) uint8, the hand drawn
-    t0: float
-
-    @property
-    def videos(self) -> list[torch.Tensor]:
-        """What the codec encodes for this chunk, in order: the pose video, the render."""
-        return [v for v in (self.hand, None if self.guess is None else self.guess.rgb) if v is not None]
-
-
-@dataclass
-class DenoiseStep:
-    """One denoising pass of B sessions' windows whose contexts hold the same number of chunks (which places
-    the new chunks' positions after them)."""
-
-    x: torch.Tensor  # (B, W * F, C, h, w) at noise levels t
-    t: torch.Tensor  # (B, W * F)
-    cond: Conditioning
-    context_chunks: int
-    reuse: bool  # the pass keeps its keys and values for the cache (sampler.cache_from_last_step)
-
-
-@dataclass
-class Leaving:
-    """The oldest chunk of a window, clean: what the clean pass, decode, output and commit take."""
-
-    chunk: InFlight
-    x0: torch.Tensor  # (1, F, C, h, w)
-    entries: list[MemoryEntry]
-    context: list[LayerKV] | None
-    cached: tuple[torch.Tensor, list[LayerKV]] | None  # the last step's features and keys (reuse)
-
 
 def checked_action(action: NavAction | np.ndarray | Sequence[float] | None) -> NavAction | np.ndarray:
     """One frame's action as the engine takes it: a NavAction (None: stand still) or a (4, 4) target pose;
@@ -481,29 +407,6 @@ class WorldEngine:
         self.state = integrate(self.state, action, 1.0 / self.config.fps)
         return camera_pose(self.state)
 
-    def _plucker(self, poses: list[np.ndarray]) -> torch.Tensor:
-        """(1, F, 6, H, W) for the last video frame of each latent frame, relative to the reference camera."""
-        cfg = self.config
-        per_latent = poses[cfg.codec.temporal_down - 1::cfg.codec.temporal_down]
-        assert self._reference is not None
-        rel = np.linalg.inv(self._reference) @ np.stack(per_latent)  # (F, 4, 4)
-        c2w = torch.from_numpy(rel).float().to(self.device)
-        K = torch.from_numpy(self.intrinsics).float().to(self.device).expand(len(per_latent), 3, 3)
-        with torch.autocast(self.device.type, enabled=False):  # ray geometry stays in float32
-            return plucker_rays(c2w, K, cfg.height, cfg.width)[None]
-
-    def _pose_video(self, kps: list[np.ndarray | None]) -> tuple[torch.Tensor | None, np.ndarray | None]:
-        """The hand's pose video (Fv, 3, H, W) and its uint8 drawing; (None, None) without a hand."""
-        cfg = self.config
-        if all(kp is None for kp in kps):
-            return None, None
-        kp = np.stack([np.zeros((21, 3)) if k is None else k for k in kps])  # (Fv, 21, 3)
-        visible = torch.from_numpy(kp[..., 2] > 1e-3)  # (Fv, 21): in front of the camera (absent: z = 0)
-        uv = torch.as_tensor(hands.project_keypoints(kp, self.intrinsics)).float()
-        video = hands.pose_video(uv, visible, cfg.height, cfg.width).to(self.device)  # (Fv, 3, H, W)
-        drawn = (video.clamp(0, 1) * 255).byte().permute(0, 2, 3, 1).cpu().numpy()
-        return video, drawn
-
     def _no_hand_latent(self) -> torch.Tensor:
         """The codec latent (1, F, C, h, w) of an empty pose video (made once)."""
         if self._empty_pose_latent is None:
@@ -561,7 +464,9 @@ class WorldEngine:
         return torch.where(guess.mask[:, None], guess.rgb, imagined.clamp(0, 1))
 
     def _sight(self, poses: list[np.ndarray], kps: list[np.ndarray | None], render: bool, t0: float) -> Sight:
-        hand, drawn = self._pose_video(kps) if self.config.conditioning.hands else (None, None)
+        hand, drawn = None, None
+        if self.config.conditioning.hands:
+            hand, drawn = hand_pose_video(self.config, kps, self.intrinsics, self.device)
         return Sight(poses, self._geometry(poses, kps) if render else None, hand, drawn, t0)
 
     def _encode(self, videos: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -587,7 +492,9 @@ class WorldEngine:
             geo = torch.zeros(1, cfg.chunk_frames, cfg.codec.latent_channels, cfg.latent_height, cfg.latent_width,
                               device=self.device)
             cov = torch.zeros_like(geo[:, :, :1])
-        return Conditioning(plucker=self._plucker(sight.poses), pose=pose, geometry=geo, coverage=cov)
+        assert self._reference is not None  # reset() made it
+        plucker = chunk_plucker(cfg, self._reference, sight.poses, self.intrinsics, self.device)
+        return Conditioning(plucker=plucker, pose=pose, geometry=geo, coverage=cov)
 
     def _context_kv(self, entries: list[MemoryEntry], chunks: int = 1) -> list[LayerKV] | None:
         """Concatenate the context chunks' cached keys and give them consecutive positions, with free room for

@@ -21,7 +21,7 @@ import numpy as np
 from worldscape_ros.model.kinematics import BaseState, NavAction
 
 if TYPE_CHECKING:
-    from worldscape_ros.model.engine import Frame
+    from worldscape_ros.model.frames import Frame
     from worldscape_ros.model.scene_memory import SceneMemory
 
 # A velocity command (or its 5 values), a (4, 4) target camera pose, or None: stand still.

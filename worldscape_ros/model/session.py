@@ -20,7 +20,8 @@ from safetensors.torch import save_file
 from worldscape_ros.errors import CheckpointError
 from worldscape_ros.fileio import atomic_path
 from worldscape_ros.model.dit import LayerKV
-from worldscape_ros.model.engine import ChunkPayload, WorldEngine
+from worldscape_ros.model.engine import WorldEngine
+from worldscape_ros.model.frames import ChunkPayload
 from worldscape_ros.model.kinematics import BaseState
 from worldscape_ros.model.session_state import SessionState
 
