@@ -3,7 +3,7 @@
 The fields themselves (quaternions, stamps, camera info, twist, covariances, frame names) come from
 tools/msg_fields.py, which the rosbags messages of offline rollouts share.
 
-No cv_bridge (FACTS.md: none for ROS 2 off a ROS install); images go through `np.frombuffer` / `.tobytes()`.
+No cv_bridge (PyPI's cv-bridge is a ROS 1 port that fails on NumPy 2); images go through `np.frombuffer` / `.tobytes()`.
 Conventions: REP-103 frames, REP-118 depth (32FC1 metres along the optical z axis, 16UC1 millimetres),
 camera-to-world poses with OpenCV axes (the `*_optical` frame). Bad input raises ValueError naming the field.
 """

@@ -1,6 +1,6 @@
 """Hand tracker: a camera image topic -> worldscape_msgs/HandKeypoints with MediaPipe Hands.
 
-MediaPipe is an optional extra (FACTS.md: only `mediapipe==0.10.21` ships the hand model in its wheel, and it
+MediaPipe is an optional extra (only `mediapipe==0.10.21` ships the hand model in its wheel, and it
 needs numpy<2): it is imported when the node starts, with a clear error if it is missing. The conversion from
 MediaPipe's results to keypoints is plain numpy (`detections_from_mediapipe`), tested without MediaPipe.
 

@@ -1,6 +1,6 @@
 """QoS of the simulator's topics, and TF broadcasting (whose contract is a QoS: /tf_static is transient-local).
 
-TF goes through tf2_ros when it is importable (a real ROS install); otherwise (pip wheels, FACTS.md: no tf2_ros)
+TF goes through tf2_ros when it is importable (a real ROS install); otherwise (the PyPI wheels have no tf2_ros)
 through plain TFMessage publishers with the QoS tf2_ros uses, so listeners cannot tell the difference.
 """
 
