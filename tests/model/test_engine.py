@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from worldscape_ros.errors import ConfigError
+from worldscape_ros.model import hands
 from worldscape_ros.model.config import IMAGINED_MODES
 from worldscape_ros.model.engine import WorldEngine
 from worldscape_ros.model.kinematics import BaseState, NavAction, camera_pose, integrate
@@ -310,3 +311,23 @@ def test_caching_from_the_last_step_saves_the_clean_pass(micro_config, randomize
     frames = [e.step(NavAction(vx=0.3, yaw_rate=0.5)) for _ in range(3)]
     assert len(calls) == 3 * passes
     assert len(e.memory) >= 2 and all(f.rgb.shape == (micro_config.height, micro_config.width, 3) for f in frames)
+
+
+def test_the_refiner_reads_the_start_hands_colour_over_where_the_hand_is_now(micro_config, randomize):
+    cfg = micro_config.replace(refiner=dataclasses.replace(micro_config.refiner, hand_colour=True))
+    e = WorldEngine(randomize(WorldModel(cfg), seed=3), EngineOptions(seed=7))
+    kp = np.zeros((21, 3))
+    kp[:, 0] = np.linspace(-0.08, 0.08, 21)
+    kp[:, 1] = np.tile([-0.06, 0.0, 0.06], 7)
+    kp[:, 2] = 0.5  # a flat hand half a metre in front of the camera
+    img = np.full((cfg.height, cfg.width, 3), 30, np.uint8)
+    img[hands.hand_region(kp, e.intrinsics, cfg.height, cfg.width, margin=0.0)] = (200, 150, 120)
+    e.reset(img, camera_pose(BaseState(height=cfg.camera_height)), e.intrinsics,
+            np.full((cfg.height, cfg.width), 2.0, np.float32), hand_keypoints=kp)
+    shown: list[tuple[torch.Tensor, torch.Tensor]] = []
+    e.trace = lambda inputs, dynamic: shown.append((inputs, dynamic))
+    e.step(None, kp + np.array([0.03, 0.0, 0.0]))  # the hand moved right
+    x, dynamic = shown[0]
+    plane = x[0, -3:]
+    assert torch.allclose(plane[:, dynamic[0]], torch.tensor([200, 150, 120.0])[:, None] / 255)
+    assert float(plane[:, ~dynamic[0]].abs().sum()) == 0

@@ -7,6 +7,8 @@ from worldscape_ros.model.hands import (
     HAND_BONES,
     NUM_KEYPOINTS,
     default_thickness,
+    hand_colour,
+    hand_region,
     keypoint_visibility,
     pose_video,
     project_keypoints,
@@ -160,3 +162,13 @@ def test_project_keypoints_rejects_wrong_shapes():
         project_keypoints(np.zeros((21, 2)), np.eye(3))
     with pytest.raises(ValueError, match=r'K must have shape \(3, 3\)'):
         project_keypoints(np.zeros((21, 3)), np.eye(4))
+
+
+def test_the_hand_colour_is_what_the_frame_shows_inside_the_keypoints_and_unknown_off_screen():
+    K = intrinsics_from_fov(W, H, 60.0)
+    kp = open_hand_cam()
+    rgb = np.full((H, W, 3), 40, np.uint8)  # a dark table
+    rgb[hand_region(kp, K, H, W, margin=0.0)] = (230, 180, 150)  # a skin-coloured hand
+    assert np.allclose(hand_colour(rgb, kp, K), np.array([230, 180, 150]) / 255)
+    away = kp + np.array([5.0, 0.0, 0.0])  # far to the right of the view
+    assert hand_colour(rgb, away, K) is None

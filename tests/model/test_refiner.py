@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from worldscape_ros.model.config import RefinerConfig
@@ -71,3 +72,15 @@ def test_an_imagined_pixel_the_refiner_may_rewrite_starts_from_its_rendered_colo
     assert float(hole_fill.abs().sum()) > 0  # the hole starts from the smooth fill, not black
     out = Refiner(RefinerConfig(enabled=True, imagined='propose'))(x[None])[0]
     assert torch.equal(out[:, observed & ~edit_region(~observed, 1)], render[:, observed & ~edit_region(~observed, 1)])
+
+
+def test_a_refiner_reading_the_hand_colour_takes_three_channels_more_and_refuses_fewer():
+    x, cover = inputs()
+    colour = torch.zeros(3, H, W)
+    colour[:, :8, :8] = torch.tensor([0.9, 0.7, 0.6])[:, None, None]
+    with_colour = refiner_inputs(x[0:3], cover, cover.float(), x[8:11], None, 3.0, colour)
+    assert torch.equal(with_colour[:IN_CHANNELS], x) and torch.equal(with_colour[IN_CHANNELS:], colour)
+    r = Refiner(RefinerConfig(enabled=True, hand_colour=True))
+    assert r(with_colour[None]).shape == (1, 3, H, W)
+    with pytest.raises(ValueError, match='input channels'):
+        r(x[None])

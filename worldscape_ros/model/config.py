@@ -168,6 +168,9 @@ class RefinerConfig:
     # the first); 'propose': rewrite them, starting from them; 'hide': see observed points only and fill the
     # rest afresh each frame (imagined points then condition the DiT alone)
     imagined: str = 'keep'
+    # true: the refiner also reads the start hand's colour painted over the hand's region (hands.hand_colour);
+    # the keypoints alone say where the hand is, never what it looks like
+    hand_colour: bool = False
 
 
 @dataclass(frozen=True)

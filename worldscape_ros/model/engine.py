@@ -105,6 +105,7 @@ class WorldEngine:
         # Memory off (the ablation) keeps only what was observed in the scene, nothing imagined.
         self.scene = SceneMemory(self.config.scene, self.device)
         self.grasp = GraspTracker(scene_config=self.config.scene, device=self.device)  # objects the hand moves
+        self._hand_colour: np.ndarray | None = None  # (3,) the start hand's colour (hands.hand_colour)
         self.commit_imagined = self.config.scene.commit_imagined and options.memory
         # Called with each chunk's refiner inputs (Fv, IN_CHANNELS, H, W) and its hand region (Fv, H, W): training
         # traces the engine.
@@ -190,6 +191,8 @@ class WorldEngine:
         self._remember(kv, poses[-1], x0)
         self.scene.reset()
         self.grasp.reset()
+        self._hand_colour = None if hand_keypoints is None else hands.hand_colour(
+            rgb, hands.validate_keypoints(hand_keypoints), self.intrinsics)
         static = None
         if hand_keypoints is not None:
             static = ~torch.from_numpy(self._hand_region(hands.validate_keypoints(hand_keypoints))).to(self.device)
@@ -440,7 +443,9 @@ class WorldEngine:
         cov = cov.reshape(1, cfg.chunk_frames, cfg.codec.temporal_down, 1, *cov.shape[-2:]).mean(2)
         depth = torch.stack([r.depth for r in renders]) * mask_v
         trust = torch.stack([r.trust for r in renders]) * mask_v
-        return GeometricGuess(cov, depth, mask_v, rgb, trust, dynamic)
+        colour = torch.zeros(3) if self._hand_colour is None else torch.from_numpy(self._hand_colour).float()
+        hand_colour = hand[:, None].float() * colour[None, :, None, None].to(self.device)  # (Fv, 3, H, W)
+        return GeometricGuess(cov, depth, mask_v, rgb, trust, dynamic, hand_colour)
 
     def _compose(self, guess: GeometricGuess, imagined: torch.Tensor, pose_video: np.ndarray | None) -> torch.Tensor:
         """The output frames (Fv, 3, H, W) in [0, 1]: the render where it covers, the refiner's (or, without one,
@@ -454,8 +459,10 @@ class WorldEngine:
             kept = guess.mask if mode == 'keep' else observed  # (Fv, H, W): written as rendered
             shown = observed if mode == 'hide' else guess.mask  # what of the render the refiner sees
             rgb, trust = guess.rgb * shown[:, None], guess.trust * shown
+            colour = guess.hand_colour if self.config.refiner.hand_colour else None
             inputs = torch.stack([refiner_inputs(rgb[i], kept[i], trust[i], imagined[i],
-                                                 None if pv is None else pv[i], radius)
+                                                 None if pv is None else pv[i], radius,
+                                                 None if colour is None else colour[i])
                                   for i in range(imagined.shape[0])])  # (Fv, IN_CHANNELS, H, W)
             if self.trace is not None:
                 self.trace(inputs, guess.dynamic)

@@ -162,6 +162,18 @@ def pose_video(keypoints2d: torch.Tensor, visible: torch.Tensor, height: int, wi
 
 
 FINGER_WIDTH_M = 0.02  # a finger's width, for the hand's image footprint
+MIN_HAND_PIXELS = 8  # fewer pixels of the hand in view: its colour is unknown
+
+
+def hand_colour(rgb: np.ndarray, kp_cam: np.ndarray, K: np.ndarray) -> np.ndarray | None:
+    """The hand's colour in a frame that shows it: the median RGB in [0, 1] over the convex hull of its projected
+    keypoints (no margin: mostly the hand itself) -> (3,), or None when too little of it is in view.
+    rgb (H, W, 3) uint8."""
+    H, W = rgb.shape[:2]
+    inside = hand_region(kp_cam, K, H, W, margin=0.0)
+    if inside.sum() < MIN_HAND_PIXELS:
+        return None
+    return np.median(rgb[inside].astype(np.float32), axis=0) / 255
 
 
 def hand_region(kp_cam: np.ndarray, K: np.ndarray, height: int, width: int, margin: float = 1.5) -> np.ndarray:

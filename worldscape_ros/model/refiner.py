@@ -24,6 +24,11 @@ from torch import nn
 from worldscape_ros.model.config import RefinerConfig
 
 IN_CHANNELS = 3 + 1 + 1 + 3 + 3 + 3  # render, coverage, trust, smooth fill, DiT frame, pose video
+HAND_COLOUR_CHANNELS = 3  # with refiner.hand_colour: the start hand's colour over the hand's region
+
+
+def in_channels(config: RefinerConfig) -> int:
+    return IN_CHANNELS + (HAND_COLOUR_CHANNELS if config.hand_colour else 0)
 
 
 def smooth_fill(render: torch.Tensor, hole: torch.Tensor, radius: float) -> torch.Tensor:
@@ -47,15 +52,18 @@ def edit_region(hole: torch.Tensor, band: int) -> torch.Tensor:
 
 
 def refiner_inputs(render: torch.Tensor, coverage: torch.Tensor, trust: torch.Tensor, dit_frame: torch.Tensor,
-                   pose_video: torch.Tensor | None, radius: float) -> torch.Tensor:
+                   pose_video: torch.Tensor | None, radius: float,
+                   hand_colour: torch.Tensor | None = None) -> torch.Tensor:
     """One frame's refiner input (IN_CHANNELS, H, W). render (3, H, W) in [0, 1]; coverage (H, W) bool: the
     pixels kept as rendered; trust (H, W): > 0 where the render holds a point, so a rendered pixel outside
     `coverage` (an imagined one the refiner may rewrite) starts from its rendered colour, and only pixels with
-    no point start from the smooth fill; dit_frame (3, H, W); pose_video (3, H, W) or None (no hand)."""
+    no point start from the smooth fill; dit_frame (3, H, W); pose_video (3, H, W) or None (no hand);
+    hand_colour (3, H, W) given only to a refiner that reads it (refiner.hand_colour)."""
     fill = smooth_fill(render, ~coverage & (trust <= 0), radius)
     pv = torch.zeros_like(render) if pose_video is None else pose_video.float()
+    extra = [] if hand_colour is None else [hand_colour.float()]
     return torch.cat([render.float(), coverage[None].float(), trust[None].float(), fill,
-                      dit_frame.float().clamp(0, 1), pv])
+                      dit_frame.float().clamp(0, 1), pv, *extra])
 
 
 def _block(cin: int, cout: int, dilation: int = 1) -> nn.Sequential:
@@ -71,7 +79,9 @@ class Refiner(nn.Module):
         super().__init__()
         self.config = config
         c = config.width
-        self.enc1 = nn.Sequential(nn.PixelUnshuffle(2), _block(4 * IN_CHANNELS, c), _block(c, c))  # (B, c, H/2, W/2)
+        self.in_channels = in_channels(config)
+        unshuffled = 4 * self.in_channels  # space-to-depth: each input channel as 4 sub-pixel channels
+        self.enc1 = nn.Sequential(nn.PixelUnshuffle(2), _block(unshuffled, c), _block(c, c))  # (B, c, H/2, W/2)
         self.enc2 = nn.Sequential(nn.Conv2d(c, 2 * c, 4, stride=2, padding=1), _block(2 * c, 2 * c))  # H/4
         self.enc3 = nn.Sequential(nn.Conv2d(2 * c, 3 * c, 4, stride=2, padding=1),
                                   *[_block(3 * c, 3 * c, d) for d in config.dilations])  # H/8
@@ -84,7 +94,9 @@ class Refiner(nn.Module):
         self.out = nn.Sequential(last, nn.PixelShuffle(2))  # (B, 3, H, W)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        """(B, IN_CHANNELS, H, W) -> (B, 3, H, W) in [0, 1]: the render where covered, refined elsewhere."""
+        """(B, in_channels, H, W) -> (B, 3, H, W) in [0, 1]: the render where covered, refined elsewhere."""
+        if inputs.shape[1] != self.in_channels:
+            raise ValueError(f'the refiner takes {self.in_channels} input channels, got {inputs.shape[1]}')
         render, coverage, fill = inputs[:, 0:3], inputs[:, 3:4] > 0.5, inputs[:, 5:8]
         e1 = self.enc1(inputs)
         e2 = self.enc2(e1)

@@ -33,7 +33,7 @@ from worldscape_ros.fileio import atomic_path
 from worldscape_ros.model.checkpoint import save_checkpoint
 from worldscape_ros.model.config import RefinerConfig
 from worldscape_ros.model.engine import WorldEngine
-from worldscape_ros.model.refiner import IN_CHANNELS, Refiner
+from worldscape_ros.model.refiner import HAND_COLOUR_CHANNELS, IN_CHANNELS, Refiner
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +98,9 @@ class Traces:
         self.inputs, self.target, self.hand = self.inputs[keep], self.target[keep], self.hand[keep]
         if not len(self.inputs):
             raise TrainError(f'no trace sample covers at least {min_coverage:.0%} of its view')
-        if self.inputs.shape[1] != IN_CHANNELS:
-            raise TrainError(f'traces have {self.inputs.shape[1]} input channels, the refiner takes {IN_CHANNELS}')
+        if self.inputs.shape[1] not in (IN_CHANNELS, IN_CHANNELS + HAND_COLOUR_CHANNELS):
+            raise TrainError(f'traces have {self.inputs.shape[1]} input channels; a refiner takes {IN_CHANNELS} '
+                             f'or, reading the hand colour, {IN_CHANNELS + HAND_COLOUR_CHANNELS}')
         self.shards = len(shards)
 
     def __len__(self) -> int:
@@ -189,6 +190,9 @@ def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, ou
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     refiner = Refiner(refiner_cfg)
+    if traces.inputs.shape[1] != refiner.in_channels:
+        raise TrainError(f'traces have {traces.inputs.shape[1]} input channels, this refiner takes '
+                         f'{refiner.in_channels} (refiner.hand_colour {refiner_cfg.hand_colour})')
     opt = torch.optim.AdamW(refiner.parameters(), lr=cfg.lr, weight_decay=1e-4)
     step = _load(out, refiner, opt)
     if step:
