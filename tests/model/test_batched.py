@@ -141,6 +141,23 @@ def test_one_dit_pass_per_context_length_per_step(micro_config, randomize):
     assert calls == [3] * (batch.sessions[0].steps + 1)  # the denoising steps and the clean pass, batched
 
 
+def test_more_sessions_than_max_batch_run_as_several_batches_with_the_same_frames(micro_config, randomize):
+    net = model(micro_config, randomize)
+    schedule = [[(i, action(i, t), None) for i in range(len(SEEDS))] for t in range(3)]
+    batch = BatchedEngine.over(net, len(SEEDS), seeds=SEEDS, max_batch=2)
+    for i, s in enumerate(batch.sessions):
+        start(s, i)
+    calls = []
+    forward = net.dit.forward
+    net.dit.forward = lambda x, *a, **k: (calls.append(x.shape[0]), forward(x, *a, **k))[1]  # type: ignore
+    got = [batch.step([a for _, a, _ in tick]) for tick in schedule]
+    del net.dit.forward
+    assert calls == ([2] * (batch.sessions[0].steps + 1) + [1] * (batch.sessions[0].steps + 1)) * 3
+    alone = run_alone(net, schedule)
+    for i in range(len(SEEDS)):
+        assert_same_frames([frames[i] for frames in got], alone[i])
+
+
 def test_resetting_one_session_leaves_the_others_untouched(micro_config, randomize):
     net = model(micro_config, randomize)
     batch = BatchedEngine.over(net, 3, seeds=SEEDS)
@@ -202,6 +219,8 @@ def test_a_batch_is_of_distinct_sessions_over_one_model_and_settings(micro_confi
         BatchedEngine([a, WorldEngine(net, EngineOptions(steps=3))])
     with pytest.raises(ValueError, match='sessions must be >= 1'):
         BatchedEngine.over(net, 0)
+    with pytest.raises(ValueError, match='max_batch must be >= 1, got 0'):
+        BatchedEngine.over(net, 2, max_batch=0)
     with pytest.raises(ValueError, match=r'seeds must hold one seed per session \(2\), got 1'):
         BatchedEngine.over(net, 2, seeds=[1])
     traced = BatchedEngine.over(net, 2)

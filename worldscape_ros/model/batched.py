@@ -9,6 +9,9 @@ frame of N sessions:
   5-6. one clean pass per group; one depth head and one codec decode for all;
   7.   one refiner pass over every frame that has a render;
   8.   per session: the output's depth, the commit to its scene memory, the chunk to its KV memory.
+A call takes at most `max_batch` sessions (more run as several batches, one after another): on a CPU, batching
+amortises each call's overhead while the activations stay in cache, and ws-tiny's decode at 32 sessions runs
+about twice as slow per session as at 8.
 The per-session steps are the engine's own (`_look`, `_entered`, `_denoise_inputs`, `_denoised`, `_emit`), the
 network calls its `_encode`, `_denoise`, `_clean_pass`, `_decode` and `_compose` given a batch, so N sessions
 stepped together make the frames each makes stepped alone, to float rounding.
@@ -33,12 +36,18 @@ from worldscape_ros.model.world_model import WorldModel
 Action = NavAction | np.ndarray | Sequence[float] | None
 
 
+CPU_MAX_BATCH = 8  # sessions per network call on a CPU (measured on ws-tiny: see the module docstring)
+
+
 class BatchedEngine:
     """N sessions over one model, stepped together (one chunk each, as live control steps: window 1)."""
 
-    def __init__(self, sessions: Sequence[WorldEngine]) -> None:
+    def __init__(self, sessions: Sequence[WorldEngine], max_batch: int | None = None) -> None:
+        """max_batch: sessions per network call (default: CPU_MAX_BATCH on a CPU, all of them on a GPU)."""
         if not sessions:
             raise ValueError('a batch needs at least one session')
+        if max_batch is not None and max_batch < 1:
+            raise ValueError(f'max_batch must be >= 1, got {max_batch}')
         lead = sessions[0]
         if len({id(s) for s in sessions}) != len(sessions):
             raise ValueError('each session of a batch must be its own WorldEngine (one was given twice)')
@@ -49,10 +58,12 @@ class BatchedEngine:
                 raise ValueError(f'session {i} runs on {s.device} {s.dtype} with {s.steps} steps, session 0 on '
                                  f'{lead.device} {lead.dtype} with {lead.steps}: a batch shares all three')
         self._sessions = list(sessions)
+        self.max_batch = max_batch or (CPU_MAX_BATCH if lead.device.type == 'cpu' else len(sessions))
 
     @classmethod
     def over(cls, model: WorldModel, sessions: int, options: EngineOptions | None = None,
-             seeds: Sequence[int] | None = None, weights_sha256: str = '') -> BatchedEngine:
+             seeds: Sequence[int] | None = None, weights_sha256: str = '', max_batch: int | None = None
+             ) -> BatchedEngine:
         """`sessions` new sessions over `model`, each with `options` but its own sampling seed: `seeds`
         (default options.seed, options.seed + 1, ...)."""
         options = options or EngineOptions()
@@ -61,15 +72,16 @@ class BatchedEngine:
         seeds = [options.seed + i for i in range(sessions)] if seeds is None else [int(s) for s in seeds]
         if len(seeds) != sessions:
             raise ValueError(f'seeds must hold one seed per session ({sessions}), got {len(seeds)}')
-        return cls([WorldEngine(model, replace(options, seed=seed), weights_sha256) for seed in seeds])
+        return cls([WorldEngine(model, replace(options, seed=seed), weights_sha256) for seed in seeds], max_batch)
 
     @classmethod
     def from_pretrained(cls, sessions: int, checkpoint: str | None = None, config: str | None = None,
-                        options: EngineOptions | None = None, seeds: Sequence[int] | None = None) -> BatchedEngine:
+                        options: EngineOptions | None = None, seeds: Sequence[int] | None = None,
+                        max_batch: int | None = None) -> BatchedEngine:
         """Load the model once (checkpoint, config and options as WorldEngine.from_pretrained takes them) and
-        open `sessions` sessions over it (seeds as `over` takes them)."""
+        open `sessions` sessions over it (seeds and max_batch as `over` takes them)."""
         first = WorldEngine.from_pretrained(checkpoint, config, options)
-        return cls.over(first.model, sessions, first.options, seeds, first.sha256)
+        return cls.over(first.model, sessions, first.options, seeds, first.sha256, max_batch)
 
     @property
     def sessions(self) -> tuple[WorldEngine, ...]:
@@ -112,7 +124,8 @@ class BatchedEngine:
                 lanes.append((s, [checked_action(a) for a in chunk], kps))
             except ValueError as exc:
                 raise ValueError(f'session {i}: {exc}') from None
-        return self._step(lanes)
+        m = self.max_batch
+        return [frames for start in range(0, len(lanes), m) for frames in self._step(lanes[start:start + m])]
 
     def _picked(self, sessions: Sequence[int] | None) -> list[int]:
         n = len(self._sessions)
