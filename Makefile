@@ -15,9 +15,7 @@ lint: setup
 	$(PY) -m ruff check .
 
 typecheck: setup
-	$(PY) -m mypy worldscape_ros/model worldscape_ros/synthetic worldscape_ros/data \
-		worldscape_ros/train worldscape_ros/eval worldscape_ros/ros worldscape_ros/tools worldscape_ros/envs \
-		worldscape_ros/cli.py
+	$(PY) -m mypy worldscape_ros
 
 pytest: setup
 	$(PY) -m pytest -n 2 -q tests
