@@ -62,6 +62,15 @@ def run_alone(net: WorldModel, schedule: list[list[tuple[int, NavAction, np.ndar
     return frames
 
 
+def assert_batched_equals_alone(net: WorldModel, schedule: list[list[tuple[int, NavAction, np.ndarray | None]]]):
+    """Each session's frames stepped together equal that session stepped alone; returns the batched frames."""
+    _, batched = run_batched(net, schedule)
+    alone = run_alone(net, schedule)
+    for i in range(len(SEEDS)):
+        assert_same_frames(batched[i], alone[i])
+    return batched
+
+
 def run_batched(net: WorldModel, schedule: list[list[tuple[int, NavAction, np.ndarray | None]]]):
     batch = BatchedEngine.over(net, len(SEEDS), seeds=SEEDS)
     for i, s in enumerate(batch.sessions):
@@ -87,20 +96,14 @@ def staggered(frames: int, hands: bool = False) -> list[list[tuple[int, NavActio
 def test_batched_sessions_make_the_frames_each_makes_alone(micro_config, randomize):
     net = model(micro_config, randomize)
     schedule = staggered(6)
-    _, batched = run_batched(net, schedule)
-    alone = run_alone(net, schedule)
-    for i in range(len(SEEDS)):
-        assert_same_frames(batched[i], alone[i])
+    batched = assert_batched_equals_alone(net, schedule)
     assert not np.array_equal(batched[0][-1].rgb, batched[1][-1].rgb)  # separate sessions, separate worlds
 
 
 def test_sessions_with_and_without_a_hand_share_the_encode_and_the_refiner(micro_config, randomize):
     net = model(micro_config, randomize)
     schedule = staggered(4, hands=True)
-    _, batched = run_batched(net, schedule)
-    alone = run_alone(net, schedule)
-    for i in range(len(SEEDS)):
-        assert_same_frames(batched[i], alone[i])
+    batched = assert_batched_equals_alone(net, schedule)
     assert any(f.pose_video is not None for f in batched[1])
 
 
@@ -112,20 +115,14 @@ def test_batched_equals_alone_whatever_the_context(micro_config, randomize, memo
     cfg = micro_config.replace(memory=micro_config.memory.__class__(**memory))
     net = model(cfg, randomize)
     schedule = staggered(6)
-    _, batched = run_batched(net, schedule)
-    alone = run_alone(net, schedule)
-    for i in range(len(SEEDS)):
-        assert_same_frames(batched[i], alone[i])
+    assert_batched_equals_alone(net, schedule)
 
 
 def test_batched_equals_alone_when_the_last_step_writes_the_cache(micro_config, randomize):
     cfg = micro_config.replace(sampler=micro_config.sampler.__class__(steps=2, cache_from_last_step=True))
     net = model(cfg, randomize)
     schedule = staggered(4)
-    _, batched = run_batched(net, schedule)
-    alone = run_alone(net, schedule)
-    for i in range(len(SEEDS)):
-        assert_same_frames(batched[i], alone[i])
+    assert_batched_equals_alone(net, schedule)
 
 
 def test_one_dit_pass_per_context_length_per_step(micro_config, randomize):

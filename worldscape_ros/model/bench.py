@@ -98,8 +98,14 @@ def made_chunks(engine: WorldEngine, n: int, window: int) -> Iterator[None]:
             yield
 
 
-def open_engine(config: str, device: str, dtype: str, size: str | None, checkpoint: str | None) -> WorldEngine:
-    """The benched engine: the checkpoint's weights, or a random init of the (resized) config."""
+def open_engine(config: str, device: str, dtype: str, size: str | None, checkpoint: str | None, chunks: int,
+                threads: int | None) -> WorldEngine:
+    """The benched engine: the checkpoint's weights, or a random init of the (resized) config; `chunks` checked
+    and torch's threads set first, as every bench needs."""
+    if chunks < 1:
+        raise ValueError(f'--chunks must be positive, got {chunks}')
+    if threads:
+        torch.set_num_threads(threads)
     options = EngineOptions(device=device, dtype=dtype)
     if checkpoint and checkpoint != 'random':
         return WorldEngine.from_pretrained(checkpoint, options=options)
@@ -119,13 +125,9 @@ def start(engine: WorldEngine, seed: int = 0) -> None:
 def run_bench(config: str, device: str = 'cpu', dtype: str = 'float32', chunks: int = 100, size: str | None = None,
               checkpoint: str | None = None, threads: int | None = None, speedup: bool = True,
               window: int = 1) -> dict[str, Any]:
-    if chunks < 1:
-        raise ValueError(f'--chunks must be positive, got {chunks}')
     if window < 1:
         raise ValueError(f'--window must be >= 1, got {window}')
-    if threads:
-        torch.set_num_threads(threads)
-    engine = open_engine(config, device, dtype, size, checkpoint)
+    engine = open_engine(config, device, dtype, size, checkpoint, chunks, threads)
     cfg = engine.config
     dev = engine.device
     start(engine)
@@ -180,13 +182,9 @@ def run_sessions_bench(config: str, sessions: Sequence[int], device: str = 'cpu'
     """For each N of `sessions`: N sessions over one model, each driving its own phase of the tour, stepped
     together `chunks` times after 3 of warm-up. Aggregate frames/s (all sessions) and the per-session latency of
     a step (every session's frame comes out when the batch's step ends)."""
-    if chunks < 1:
-        raise ValueError(f'--chunks must be positive, got {chunks}')
     if not sessions or min(sessions) < 1:
         raise ValueError(f'--sessions must be one or more counts >= 1, got {list(sessions)}')
-    if threads:
-        torch.set_num_threads(threads)
-    engine = open_engine(config, device, dtype, size, checkpoint)
+    engine = open_engine(config, device, dtype, size, checkpoint, chunks, threads)
     cfg = engine.config
     k = cfg.frames_per_chunk
     runs = []
