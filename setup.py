@@ -37,7 +37,7 @@ setup(
             'scripted_hands = worldscape_ros.ros.scripted_hands:main',
             'scripted_teleop = worldscape_ros.ros.scripted_teleop:main',
             'recorder = worldscape_ros.ros.recorder_node:main',
-            'viewer = worldscape_ros.viewer.ros_node:main',
+            'viewer = worldscape_ros.ros.viewer_node:main',
         ],
     },
 )

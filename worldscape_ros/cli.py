@@ -25,7 +25,8 @@ COMMAND_MODULES = (
     'worldscape_ros.train.refiner_commands',  # refiner-trace, refiner-fit
     'worldscape_ros.tools.commands',  # rollout
     'worldscape_ros.data.commands',  # import-bag
-    'worldscape_ros.viewer.commands',  # play, view
+    'worldscape_ros.viewer.commands',  # play
+    'worldscape_ros.ros.commands',  # view
 )
 
 

@@ -13,6 +13,11 @@ class CheckpointError(WorldScapeError):
     """A checkpoint is missing, truncated, corrupt or does not match its config."""
 
 
+class WanImportError(CheckpointError):
+    """A Wan2.1 folder cannot be imported: wrong architecture, missing shard, or a tensor missing, extra or of the
+    wrong shape."""
+
+
 class EpisodeFormatError(WorldScapeError):
     """An episode on disk is corrupt, truncated, or of an unsupported format version."""
 

@@ -18,9 +18,9 @@ from worldscape_ros.model.checkpoint import load_checkpoint
 from worldscape_ros.model.config import ModelConfig, load_config
 from worldscape_ros.model.dit import Conditioning, LayerKV
 from worldscape_ros.model.wan import WORLD_MODEL_PARTS, WanDiT
+from worldscape_ros.model.wan_checkpoint import import_wan
 from worldscape_ros.model.wan_import import (
     WanImportError,
-    import_wan,
     original_to_diffusers,
     wan_architecture,
     wan_model_config,
@@ -294,7 +294,7 @@ def test_import_check_runs_diffusers_on_the_same_tensors_and_refuses_a_differenc
                  '--check']) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if 'checked against' in x)
     assert float(line.split('max abs difference ')[1].split()[0]) < TOLERANCE
-    monkeypatch.setattr('worldscape_ros.model.wan_reference.compare_with_diffusers', lambda dit, source: (0.5, 2.0))
+    monkeypatch.setattr('worldscape_ros.model.wan_checkpoint.compare_with_diffusers', lambda dit, source: (0.5, 2.0))
     with pytest.raises(WanImportError, match='differs from diffusers.* by 0.5.*nothing written'):
         import_wan(reference, 'ws-wan-tiny', tmp_path / 'b.safetensors', check=True)
     assert not (tmp_path / 'b.safetensors').exists()

@@ -117,7 +117,7 @@ def test_a_bad_vae_folder_is_refused_with_its_reason(vae_folder, tmp_path):
 
 
 def test_a_vae_of_other_latent_channels_than_the_transformer_is_refused(tmp_path):
-    from worldscape_ros.model.wan_import import import_wan
+    from worldscape_ros.model.wan_checkpoint import import_wan
 
     pipe = write_reference(tmp_path / 'pipe', 'tiny')
     config = json.loads((pipe / 'vae' / 'config.json').read_text())

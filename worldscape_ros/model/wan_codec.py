@@ -24,8 +24,8 @@ from einops import rearrange
 from safetensors import SafetensorError, safe_open
 from torch import nn
 
+from worldscape_ros.errors import WanImportError
 from worldscape_ros.model.config import ModelConfig
-from worldscape_ros.model.wan_import import WanImportError
 
 TEMPORAL_DOWN = 4  # Wan2.1's VAE: 4 video frames per latent frame after the first
 

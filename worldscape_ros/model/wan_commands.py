@@ -50,7 +50,7 @@ def _reference(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from worldscape_ros.model.wan_import import import_wan
+    from worldscape_ros.model.wan_checkpoint import import_wan
 
     r = import_wan(args.path, args.config, args.out, vae=args.vae, text_embedding=args.text_embedding,
                    check=args.check)

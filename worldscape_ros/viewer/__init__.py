@@ -7,8 +7,8 @@ Layout, in the order data flows:
   viewer.py    the web page (viser): one `WorldViewer` fed `FrameView`s, calling a `Controller` back
   play.py      `worldscape play`: an engine driven from the page (the controller beside the engine)
   browser.py   a headless Chromium driven through the DevTools protocol (screenshots, clicks; tests)
-  ros_node.py  the ROS 2 adapter: a node feeding the viewer from the simulator's topics (the only rclpy import)
-  commands.py  `worldscape play` and `worldscape view`
+  commands.py  `worldscape play`
+The ROS 2 adapter (`worldscape view`, a node feeding the page from a simulator's topics) is ros/viewer_node.py.
 """
 
 from worldscape_ros.errors import WorldScapeError

@@ -1,5 +1,5 @@
-"""`worldscape play` (an engine driven from a web page) and `worldscape view` (the page beside a running ROS 2
-simulator, like rviz)."""
+"""`worldscape play`: an engine driven from a web page (the page beside a running ROS 2 simulator, `worldscape
+view`, is in ros/commands.py)."""
 
 from __future__ import annotations
 
@@ -78,18 +78,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument('--seed', type=int, default=None, help="sampling seed (default: the start's scene seed)")
     p.set_defaults(func=run_play)
 
-    v = subparsers.add_parser(
-        'view', help='the web viewer beside a running ROS 2 simulator (subscribes to its topics, drives cmd_vel)',
-        description='A ROS 2 node that subscribes to the simulator\'s camera, depth, camera_info, odom and TF '
-        'topics and serves the page (http://HOST:PORT/); its buttons publish cmd_vel and call the simulator\'s '
-        'pause/resume/step/reset services. Same as `ros2 run worldscape_ros viewer`.')
-    add_server_arguments(v)
-    v.add_argument('--namespace', default='', help='namespace of the simulator\'s topics')
-    v.add_argument('--simulator', default='simulator', help='the simulator node\'s name (its services: NAME/...)')
-    v.set_defaults(func=run_view)
 
-
-def _limits(args: argparse.Namespace) -> Any:
+def page_limits(args: argparse.Namespace) -> Any:
     from worldscape_ros.viewer.teleop import Limits
 
     return Limits(max_linear=args.max_linear, max_angular=args.max_angular)
@@ -113,7 +103,7 @@ def run_play(args: argparse.Namespace) -> int:
         raise ViewerError('--browser and --screenshot need the viewer: drop --no-viewer')
     if args.screenshot and not args.browser:
         raise ViewerError('--screenshot takes the page from the headless browser: add --browser')
-    limits = _limits(args)
+    limits = page_limits(args)
     if args.threads:
         import torch
 
@@ -213,13 +203,6 @@ def _save_screenshot(browser: Any, path: str) -> None:
     browser.dismiss_notifications()
     time.sleep(0.5)
     write_png(Path(path), browser.screenshot())
-
-
-def run_view(args: argparse.Namespace) -> int:
-    from worldscape_ros.viewer.ros_node import run_viewer_node
-
-    return run_viewer_node(host=args.host, port=args.port, limits=_limits(args), namespace=args.namespace,
-                           simulator=args.simulator)
 
 
 # ---- `worldscape rollout --view` -------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The viewer as a ROS 2 node, like rviz beside any running simulator: it subscribes to the simulator's camera,
 depth, camera_info, odom, TF and (manipulation) hand topics, draws each frame, and its page publishes cmd_vel
-and calls the simulator's services (~/pause, ~/resume, ~/step, ~/reset). The only module of the viewer that
-imports rclpy. Topic and service names: docs/ros_interface.md.
+and calls the simulator's services (~/pause, ~/resume, ~/step, ~/reset). The page itself is `viewer/`, which
+imports no ROS. Topic and service names: docs/ros_interface.md.
 """
 
 from __future__ import annotations

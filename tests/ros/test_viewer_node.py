@@ -4,19 +4,14 @@ its Step button calls the simulator's ~/step service."""
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'ros'))
-
 from sim_harness import Harness
 
 from worldscape_ros.model.kinematics import camera_pose
-from worldscape_ros.viewer.ros_node import ViewerNode, ViewerParams
+from worldscape_ros.ros.viewer_node import ViewerNode, ViewerParams
 
 
 @pytest.fixture
