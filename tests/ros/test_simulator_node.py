@@ -290,10 +290,10 @@ def _still_publishing(sim) -> Odometry:
 def test_non_finite_cmd_vel_is_ignored_and_the_previous_command_kept(fresh):
     sim = fresh
     sim.publish(Twist, 'cmd_vel', twist(vx=0.5), 'cmd_vel')
-    rejected = sim.node._rejected_inputs
+    rejected = sim.node.rejected_inputs
     sim.publish(Twist, 'cmd_vel', twist(vx=float('nan')), 'cmd_vel')
     sim.publish(Twist, 'cmd_vel', twist(wz=float('inf')), 'cmd_vel')
-    assert sim.node._rejected_inputs == rejected + 2
+    assert sim.node.rejected_inputs == rejected + 2
     odom = _still_publishing(sim)
     assert odom.twist.twist.linear.x == pytest.approx(0.5)
 
@@ -322,10 +322,10 @@ def test_bad_camera_poses_are_ignored(fresh):
     not_unit = PoseStamped()
     not_unit.header.frame_id = 'odom'
     not_unit.pose.orientation.w = 3.0
-    rejected = sim.node._rejected_inputs
+    rejected = sim.node.rejected_inputs
     for msg in (wrong_frame, not_unit):
         sim.publish(PoseStamped, 'camera_pose', msg, 'camera_pose')
-    assert sim.node._rejected_inputs == rejected + 2
+    assert sim.node.rejected_inputs == rejected + 2
     after = _still_publishing(sim)
     np.testing.assert_allclose(xy_of(after), xy_of(before), atol=1e-12)
 
@@ -373,10 +373,10 @@ def test_manipulation_mode_draws_hands_and_rejects_bad_keypoints():
         video = pose_video.wait_for(1)[-1]
         assert video.encoding == 'rgb8' and video.header.frame_id == 'camera_optical_frame'
         assert conv.image_to_numpy(video).any()  # the skeleton is drawn
-        rejected = h.node._rejected_inputs
+        rejected = h.node.rejected_inputs
         h.publish(HandKeypoints, 'hand_keypoints', _keypoints(frame_id='world'), 'hand_keypoints')
         h.publish(HandKeypoints, 'hand_keypoints', _keypoints(z=float('nan')), 'hand_keypoints')
-        assert h.node._rejected_inputs == rejected + 2
+        assert h.node.rejected_inputs == rejected + 2
         h.step(2)
         assert len(odom.wait_for(3)) == 3
     finally:

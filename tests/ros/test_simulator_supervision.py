@@ -124,10 +124,10 @@ def sim():
 
 # ---- finding 1: a finite but absurd pose ----------------------------------------------------------------------
 def test_a_camera_pose_at_1e30_is_refused_where_it_enters_and_the_node_keeps_publishing(sim):
-    rejected = sim.node._rejected_inputs
+    rejected = sim.node.rejected_inputs
     for _ in range(3):
         sim.publish(PoseStamped, 'camera_pose', pose_msg(far_pose()), 'camera_pose')
-    assert sim.node._rejected_inputs == rejected + 3
+    assert sim.node.rejected_inputs == rejected + 3
     assert sim.logged.matching('outside the working range (|x|, |y|, |z| <= max_position=1000 m)')
     count = len(sim.odom.msgs)
     sim.step(2)
@@ -341,7 +341,7 @@ def test_cmd_vel_of_1e308_is_clamped_to_finite_limits_without_an_overflow_warnin
     with warnings.catch_warnings():
         warnings.simplefilter('error')  # an overflow RuntimeWarning fails the test
         sim.node._warn.forget('clamp cmd_vel')
-        sim.node._on_cmd_vel(msg)
+        sim.node._inputs.on_cmd_vel(msg)
     line = sim.logged.matching('cmd_vel [1e+308')[-1]
     assert 'inf' not in line and 'clamped to [2, 0, 0, -2, 0]' in line
     count = len(sim.odom.msgs)
@@ -365,16 +365,16 @@ def test_hand_keypoints_with_garbage_handedness_far_points_or_points_behind_the_
     try:
         h.start()
         logged = Logged(h.node)
-        rejected = h.node._rejected_inputs
+        rejected = h.node.rejected_inputs
         for msg, reason in [(_hands(handedness='\x00garbage☃'), "handedness must be 'left' or 'right'"),
                             (_hands(x=1e30), 'farther than 3 m from the camera'),
                             (_hands(z=-0.3), 'at or behind the camera plane')]:
             h.node._warn.forget()
             h.publish(HandKeypoints, 'hand_keypoints', msg, 'hand_keypoints')
             assert logged.matching(reason), reason
-        assert h.node._rejected_inputs == rejected + 3
+        assert h.node.rejected_inputs == rejected + 3
         h.publish(HandKeypoints, 'hand_keypoints', _hands(handedness='left'), 'hand_keypoints')
-        assert h.node._rejected_inputs == rejected + 3
+        assert h.node.rejected_inputs == rejected + 3
         assert h.step(1).frames_generated == 1
     finally:
         h.close()

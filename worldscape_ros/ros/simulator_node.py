@@ -8,13 +8,13 @@ and every stamp are sim time. Topics, frames and services: docs/ros_interface.md
 The inference thread is supervised: a step that raises is logged with its cause, its inputs are dropped and the
 session stands still for that frame (or, when even that fails, restarts from its start); the counts are on
 /diagnostics. Only when a reset to the start fails too does the node leave the active state, through
-ErrorProcessing, saying why. Every input is checked where it enters (a working range for poses, ranges for
-hands, depth and intrinsics); ~/step waits in its own callback group, so the other services and the lifecycle
-transitions are answered while steps run.
+ErrorProcessing, saying why.
 
-The parts, each in its own module: the command inbox and warning throttle (inbox), motion limits (motion), sim
-time (sim_clock), the inference thread with pause and step (generation), recovery from failed steps
-(supervision), the start view (start), the per-frame publishers (outputs) and /diagnostics (diagnostics).
+The parts, each in its own module: the input topics, each checked where it enters (inputs), the command inbox
+and warning throttle (inbox), motion limits (motion), the services (services), sim time (sim_clock), the
+inference thread with pause and step (generation), recovery from failed steps (supervision), the engine and its
+start view (start), the per-frame publishers (outputs) and /diagnostics (diagnostics). This module makes them at
+configure, destroys them at cleanup, and runs one engine step for the inference thread.
 """
 
 from __future__ import annotations
@@ -27,40 +27,23 @@ from typing import Any
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import PoseStamped, Twist
-from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from std_srvs.srv import Trigger
-from worldscape_msgs.msg import HandKeypoints
-from worldscape_msgs.srv import ResetFromImage, StepFrames
 
-from worldscape_ros.data.camera_adapt import start_warnings
 from worldscape_ros.errors import CheckpointError, ConfigError
 from worldscape_ros.model.kinematics import BaseState, NavAction, state_from_camera_pose
 from worldscape_ros.model.protocol import LiveEngine
-from worldscape_ros.ros import conversions as conv
 from worldscape_ros.ros.diagnostics import FrameStats, diagnostic_array, health
 from worldscape_ros.ros.fastdds import use_fastdds_profile
-from worldscape_ros.ros.generation import GenerationLoop, StepRefused
+from worldscape_ros.ros.generation import GenerationLoop
 from worldscape_ros.ros.inbox import CommandInbox, Throttle
-from worldscape_ros.ros.motion import (
-    check_working_range,
-    clamp_action,
-    scale_action,
-    stays_in_working_range,
-    twist_between,
-)
+from worldscape_ros.ros.inputs import CommandInputs, InputCounts
+from worldscape_ros.ros.motion import scale_action, stays_in_working_range, twist_between
 from worldscape_ros.ros.outputs import FrameOutputs
 from worldscape_ros.ros.params import SimulatorParams, declare_parameters, read_parameters
 from worldscape_ros.ros.qos import DIAGNOSTICS_QOS
+from worldscape_ros.ros.services import SimulatorServices
 from worldscape_ros.ros.sim_clock import SimClock
-from worldscape_ros.ros.start import (
-    StartView,
-    check_checkpoint_path,
-    resolve_device,
-    start_from_request,
-    start_view,
-)
+from worldscape_ros.ros.start import StartView, load_engine, resolve_device, start_view
 from worldscape_ros.ros.supervision import StepSupervisor
 
 NODE_NAME = 'simulator'
@@ -85,17 +68,15 @@ class SimulatorNode(LifecycleNode):
         self._supervisor = StepSupervisor(self.get_logger(), self._warn)
         self._loop = GenerationLoop(self._generate_one, self._sim_clock, self._supervisor, self.get_logger(),
                                     idle=self._publish_diagnostics, fail=self._fail)
-        self._step_group = ReentrantCallbackGroup()  # ~/step awaits here without holding the other services
         self._fatal_signal: Any = None  # guard condition: the executor takes the node through ErrorProcessing
         self._fault = ''
         self._stats = FrameStats()
         self._last_diag = 0.0
-        self._rejected_inputs = 0
-        self.inputs_received: Counter[str] = Counter()  # per input topic, accepted or not (tests sync on it)
+        self._input_counts = InputCounts()
+        self._inputs: CommandInputs | None = None
+        self._control: SimulatorServices | None = None
         self._outputs: FrameOutputs | None = None
         self._pub_diag: Any = None
-        self._subscriptions_: list[Any] = []
-        self._services_: list[Any] = []
         self._cache_bytes = 0
         self._pool_bytes = 0
         self._start: StartView | None = None
@@ -112,6 +93,16 @@ class SimulatorNode(LifecycleNode):
     @property
     def paused(self) -> bool:
         return self._loop.paused
+
+    @property
+    def inputs_received(self) -> Counter[str]:
+        """Messages per input topic, accepted or not (tests sync on them)."""
+        return self._input_counts.received
+
+    @property
+    def rejected_inputs(self) -> int:
+        """Inputs refused where they enter (messages and ~/reset_from_image requests)."""
+        return self._input_counts.rejected
 
     # ---- lifecycle ---------------------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -169,22 +160,11 @@ class SimulatorNode(LifecycleNode):
 
     # ---- configure helpers -------------------------------------------------------------------------------
     def _load_engine(self) -> None:
-        from worldscape_ros.model.engine import WorldEngine
-        from worldscape_ros.model.options import EngineOptions
-
         p = self.params
         self.device = resolve_device(p.device)
         if p.device == 'auto':
             self.get_logger().info(f'device auto -> {self.device}')
-        check_checkpoint_path(p.checkpoint_arg)
-        try:
-            options = EngineOptions(device=self.device, dtype=p.dtype, memory=p.memory,
-                                    steps=p.denoising_steps or None, seed=p.start_seed,
-                                    pool_bytes=int(p.memory_budget_mb * 2**20) if p.memory_budget_mb else None)
-            engine: LiveEngine = WorldEngine.from_pretrained(p.checkpoint_arg, p.model_config or None, options)
-        except CheckpointError as exc:
-            raise CheckpointError(f'checkpoint {p.checkpoint!r} could not be loaded: {exc}') from None
-        self.engine = engine
+        engine = self.engine = load_engine(p, self.device)
         cfg = engine.config
         self._engine_fps = float(cfg.fps)
         self._sim_clock.set_fps(p.fps or self._engine_fps)  # a new fps continues from the current sim time
@@ -223,26 +203,20 @@ class SimulatorNode(LifecycleNode):
         p = self.params
         self._outputs = FrameOutputs(self, p)
         self._pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', DIAGNOSTICS_QOS)
-        self._subscriptions_ = [
-            self.create_subscription(Twist, p.cmd_vel_topic, self._on_cmd_vel, 10),
-            self.create_subscription(PoseStamped, p.camera_pose_topic, self._on_camera_pose, 10),
-            self.create_subscription(HandKeypoints, p.hand_keypoints_topic, self._on_hand_keypoints, 10),
-        ]
-        self._services_ = [
-            self.create_service(Trigger, '~/reset', self._on_reset),
-            self.create_service(ResetFromImage, '~/reset_from_image', self._on_reset_from_image),
-            self.create_service(Trigger, '~/pause', self._on_pause),
-            self.create_service(Trigger, '~/resume', self._on_resume),
-            self.create_service(StepFrames, '~/step', self._on_step, callback_group=self._step_group),
-        ]
+        self._inputs = CommandInputs(self, p, self._inbox, self._sim_clock, self._warn, self._input_counts)
+        self._control = SimulatorServices(
+            self, p, self._loop, self._sim_clock, engine=lambda: self.engine, engine_lock=self._engine_lock,
+            inbox=self._inbox, reset_engine=self._reset_engine, restart_if_stopped=self._restart_if_stopped,
+            counts=self._input_counts)
         self._fatal_signal = self.create_guard_condition(self._on_fatal)
 
     def _destroy_interfaces(self) -> None:
-        for sub in self._subscriptions_:
-            self.destroy_subscription(sub)
-        for srv in self._services_:
-            self.destroy_service(srv)
-        self._subscriptions_, self._services_ = [], []
+        if self._inputs is not None:
+            self._inputs.destroy()
+            self._inputs = None
+        if self._control is not None:
+            self._control.destroy()
+            self._control = None
         if self._pub_diag is not None:
             self.destroy_publisher(self._pub_diag)
             self._pub_diag = None
@@ -253,77 +227,6 @@ class SimulatorNode(LifecycleNode):
             self._outputs.destroy()
             self._outputs = None
 
-    # ---- inputs ------------------------------------------------------------------------------------------
-    def _reject(self, what: str, reason: str) -> None:
-        self._rejected_inputs += 1
-        if self._warn(f'reject {what}'):
-            self.get_logger().warning(f'ignored {what}: {reason} (keeping the previous command)')
-
-    def _on_cmd_vel(self, msg: Twist) -> None:
-        self.inputs_received['cmd_vel'] += 1
-        try:
-            action = conv.twist_to_action(msg)
-        except ValueError as exc:
-            self._reject('cmd_vel', str(exc))
-            return
-        p = self.params
-        applied, clamped = clamp_action(action, p.max_linear_velocity, p.max_angular_velocity)
-        if clamped and self._warn('clamp cmd_vel'):
-            self.get_logger().warning(f'cmd_vel {conv.format_action(action)} clamped to '
-                                      f'{conv.format_action(applied)} (max_linear_velocity='
-                                      f'{p.max_linear_velocity:g} m/s, max_angular_velocity='
-                                      f'{p.max_angular_velocity:g} rad/s)')
-        self._inbox.set_twist(applied, self.sim_time_ns)
-
-    def _on_camera_pose(self, msg: PoseStamped) -> None:
-        self.inputs_received['camera_pose'] += 1
-        if msg.header.frame_id not in ('', self.params.odom_frame):
-            self._reject('camera_pose', f'header.frame_id must be {self.params.odom_frame!r}, '
-                                        f'got {msg.header.frame_id!r}')
-            return
-        try:
-            c2w = conv.pose_to_matrix(msg.pose, 'camera_pose.pose')
-            check_working_range(c2w, self.params.max_position, 'camera_pose.pose')
-        except ValueError as exc:
-            self._reject('camera_pose', str(exc))
-            return
-        self._inbox.set_pose(c2w, self.sim_time_ns)
-
-    def _on_hand_keypoints(self, msg: HandKeypoints) -> None:
-        self.inputs_received['hand_keypoints'] += 1
-        if self.params.mode != 'manipulation':
-            if self._warn('hands in navigation'):
-                self.get_logger().warning('hand keypoints ignored: mode is navigation (set mode: manipulation)')
-            return
-        try:
-            points, _scores = conv.hand_keypoints_to_numpy(msg, self.params.camera_frame)
-        except ValueError as exc:
-            self._reject('hand keypoints', str(exc))
-            return
-        self._inbox.set_hands(points, self.sim_time_ns)
-
-    # ---- services ----------------------------------------------------------------------------------------
-    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        """Back to the start; cancels ~/step requests in flight and restarts generation if it had stopped."""
-        if self.engine is None:
-            response.success, response.message = False, 'not configured'
-            return response
-        try:
-            with self._engine_lock:
-                self._inbox.clear()
-                self._reset_engine()
-        except (ValueError, RuntimeError) as exc:
-            response.success, response.message = False, f'reset failed: {exc}'
-            self.get_logger().error(response.message)
-            return response
-        self._loop.finish_steps(cancel='cancelled by ~/reset')
-        restarted = self._restart_if_stopped()
-        response.success = True
-        response.message = (f'reset to the start at sim time {self.sim_time_ns / 1e9:.3f} s'
-                            + ('; generation restarted' if restarted else ''))
-        self.get_logger().info(response.message)
-        return response
-
     def _restart_if_stopped(self) -> bool:
         """Start the inference thread again when the node is active but the thread is gone."""
         if self._state_machine.current_state[1] != 'active' or self._loop.running:
@@ -331,77 +234,6 @@ class SimulatorNode(LifecycleNode):
         self._fault = ''
         self._loop.start()
         return True
-
-    def _on_reset_from_image(self, request: ResetFromImage.Request,
-                             response: ResetFromImage.Response) -> ResetFromImage.Response:
-        engine = self.engine
-        if engine is None:
-            response.success, response.message = False, 'not configured'
-            return response
-        cfg = engine.config
-        try:
-            start, c2w = start_from_request(request, cfg, self.params.max_position)
-            with self._engine_lock:
-                frame = engine.reset(start.rgb, c2w, start.K, start.depth)
-                self._inbox.clear()
-            notes = start.notes + start_warnings(start.fit, start.K, cfg.vfov_deg, frame.depth)
-            for note in notes:
-                self.get_logger().warning(f'reset_from_image: {note}')
-        except ValueError as exc:
-            self._rejected_inputs += 1
-            response.success, response.message = False, f'reset_from_image rejected: {exc}'
-            self.get_logger().warning(response.message)
-            return response
-        self._loop.finish_steps(cancel='cancelled by ~/reset_from_image')
-        restarted = self._restart_if_stopped()
-        response.success = True
-        response.message = ('reset from the given image' + ('; generation restarted' if restarted else '')
-                            + ''.join(f'; {note}' for note in notes))
-        return response
-
-    def _on_pause(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        """Stop generating; ~/step requests in flight end with the frames made so far."""
-        idle = self._loop.pause()  # answered once the frame in flight is out: no frame follows the answer
-        self._loop.finish_steps(cancel='cancelled by ~/pause')
-        response.success = True
-        response.message = (f'paused at frame {self._sim_clock.frames}'
-                            + ('' if idle else ' (a frame is still in flight)'))
-        return response
-
-    def _on_resume(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        self._loop.resume()
-        response.success, response.message = True, f'resumed at frame {self._sim_clock.frames}'
-        return response
-
-    async def _on_step(self, request: StepFrames.Request, response: StepFrames.Response) -> StepFrames.Response:
-        """Generate `frames` frames while paused. Awaits them in its own callback group, so pause, resume, reset,
-        the lifecycle services and other steps are answered meanwhile; ~/pause, ~/reset, deactivation or
-        step_timeout end it early with the frames made so far."""
-        n = int(request.frames)
-        future = self.executor.create_future() if self.executor is not None else None
-        if future is not None:
-            future.add_done_callback(lambda _f: None)  # its scheduling wakes the executor
-        try:
-            waiter = self._loop.request(n, self.params.max_step_frames, future)
-        except StepRefused as exc:
-            response.success, response.message = False, str(exc)
-            return response
-        timeout = self.params.step_timeout
-        if future is not None:
-            timer = self.create_timer(timeout, lambda: self._loop.finish_steps(
-                cancel=f'timed out after step_timeout={timeout:g} s'), callback_group=self._step_group)
-            try:
-                await future
-            finally:
-                self.destroy_timer(timer)
-        elif not waiter.done.wait(timeout):
-            self._loop.finish_steps(cancel=f'timed out after step_timeout={timeout:g} s')
-        response.frames_generated = waiter.generated
-        response.success = response.frames_generated == n and not waiter.cancelled
-        response.message = f'generated {response.frames_generated} of {n} frames'
-        if waiter.cancelled:
-            response.message += f' ({waiter.cancelled})'
-        return response
 
     # ---- generation (in the inference thread) ------------------------------------------------------------
     def _fail(self, cause: str) -> None:
@@ -503,7 +335,7 @@ class SimulatorNode(LifecycleNode):
             'frames': str(self._sim_clock.frames),
             'sim_time': f'{self.sim_time_ns / 1e9:.3f}',
             'paused': str(paused).lower(),
-            'rejected_inputs': str(self._rejected_inputs),
+            'rejected_inputs': str(self._input_counts.rejected),
             'failed_steps': str(sup.failed_steps),
             'recovered_steps': str(sup.recovered_steps),
             'resets_after_failure': str(sup.resets_after_failure),

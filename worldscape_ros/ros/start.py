@@ -1,6 +1,6 @@
-"""What the simulator starts from: at configure the device, the checkpoint's path, and the start view (an image
-of any size with its optional depth, fitted to the model's camera) or a synthetic scene; later, the start a
-~/reset_from_image request brings."""
+"""What the simulator starts from: at configure the device, the checkpoint's path, the engine loaded from it, and
+the start view (an image of any size with its optional depth, fitted to the model's camera) or a synthetic scene;
+later, the start a ~/reset_from_image request brings."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 from worldscape_ros.data.camera_adapt import FittedStart, fit_start, start_warnings
 from worldscape_ros.errors import CheckpointError, ConfigError
 from worldscape_ros.model.kinematics import BaseState, camera_pose
-from worldscape_ros.model.protocol import EngineConfig
+from worldscape_ros.model.protocol import EngineConfig, LiveEngine
 from worldscape_ros.ros import conversions as conv
 from worldscape_ros.ros.motion import check_working_range
 from worldscape_ros.ros.params import SimulatorParams
@@ -49,6 +49,21 @@ def check_checkpoint_path(checkpoint: str | None) -> None:
         raise CheckpointError(f'checkpoint {checkpoint!r} is a directory: give the path of its .safetensors file')
     if not Path(checkpoint).is_file():
         raise CheckpointError(f'checkpoint {checkpoint!r} does not exist')
+
+
+def load_engine(p: SimulatorParams, device: str) -> LiveEngine:
+    """The world model the parameters name, on `device`; raises CheckpointError naming the checkpoint."""
+    from worldscape_ros.model.engine import WorldEngine
+    from worldscape_ros.model.options import EngineOptions
+
+    check_checkpoint_path(p.checkpoint_arg)
+    options = EngineOptions(device=device, dtype=p.dtype, memory=p.memory, steps=p.denoising_steps or None,
+                            seed=p.start_seed,
+                            pool_bytes=int(p.memory_budget_mb * 2**20) if p.memory_budget_mb else None)
+    try:
+        return WorldEngine.from_pretrained(p.checkpoint_arg, p.model_config or None, options)
+    except CheckpointError as exc:
+        raise CheckpointError(f'checkpoint {p.checkpoint!r} could not be loaded: {exc}') from None
 
 
 def load_start_image(path: str, height: int, width: int) -> np.ndarray:
