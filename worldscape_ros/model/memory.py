@@ -24,7 +24,7 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Generic, Literal, NotRequired, TypedDict, TypeVar
 
 import numpy as np
 
@@ -42,6 +42,31 @@ class MemoryEntry:
     payload: Any  # opaque to memory (the engine stores per-layer K/V tensors and geometry)
     nbytes: int  # bytes the payload holds
     summary: np.ndarray | None = None  # (D,) content descriptor for the gate (e.g. pooled latent)
+
+
+Payload = TypeVar('Payload')
+Level = Literal['sink', 'window', 'pool']
+LEVELS: tuple[Level, ...] = ('sink', 'window', 'pool')
+
+
+class SavedChunk(TypedDict, Generic[Payload]):
+    """One held chunk as HierarchicalMemory.state() gives it and load_state() takes it: a MemoryEntry's fields."""
+
+    chunk_id: int
+    pose: np.ndarray  # (4, 4) camera-to-world
+    payload: Payload  # what the engine handed memory (a session's: the chunk's ChunkPayload)
+    nbytes: int
+    summary: np.ndarray | None  # (D,) content descriptor
+
+
+class MemoryState(TypedDict, Generic[Payload]):
+    """Everything a HierarchicalMemory holds: each level's chunks, oldest first, and the last chunk id it took."""
+
+    last_chunk_id: int | None
+    sink: list[SavedChunk[Payload]]
+    window: list[SavedChunk[Payload]]
+    pool: list[SavedChunk[Payload]]
+    config: NotRequired[dict[str, Any]]  # the config it ran with: state() gives it, load_state() ignores it
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -332,19 +357,19 @@ class HierarchicalMemory:
         return [entries[c] for c in sorted(entries)]
 
     # -- save / restore -----------------------------------------------------------------------------------------
-    def state(self) -> dict[str, Any]:
+    def state(self) -> MemoryState[Any]:
         """Everything needed to restore this memory; payloads are returned as-is (the caller serialises them)."""
 
-        def rows(entries: Sequence[MemoryEntry]) -> list[dict[str, Any]]:
+        def rows(entries: Sequence[MemoryEntry]) -> list[SavedChunk[Any]]:
             return [{'chunk_id': int(e.chunk_id), 'pose': e.pose.copy(), 'payload': e.payload, 'nbytes': int(e.nbytes),
                      'summary': None if e.summary is None else e.summary.copy()} for e in entries]
 
         return {'config': asdict(self.config), 'last_chunk_id': self._last_chunk_id,
                 'sink': rows(self._sink), 'window': rows(self._window), 'pool': rows(self._pool)}
 
-    def load_state(self, state: dict[str, Any]) -> None:
+    def load_state(self, state: MemoryState[Any]) -> None:
         """Restore from state(); a pool over this config's budget is thinned by farthest-point sampling."""
-        for key in ('sink', 'window', 'pool'):
+        for key in LEVELS:
             if not isinstance(state.get(key), list):
                 raise ValueError(f'memory state lacks the list {key!r}')
         cfg = self.config
@@ -352,7 +377,7 @@ class HierarchicalMemory:
             raise ValueError(f'memory state holds {len(state["sink"])} sink and {len(state["window"])} window chunks, '
                              f'more than this config allows ({cfg.sink_chunks}, {cfg.window_chunks})')
         try:
-            levels = {key: [MemoryEntry(**row) for row in state[key]] for key in ('sink', 'window', 'pool')}
+            levels = {key: [MemoryEntry(**row) for row in state[key]] for key in LEVELS}
         except TypeError as exc:
             raise ValueError(f'memory state has a malformed entry: {exc}') from None
         self.reset()

@@ -23,10 +23,10 @@ from worldscape_ros.model.dit import LayerKV
 from worldscape_ros.model.engine import WorldEngine
 from worldscape_ros.model.frames import ChunkPayload
 from worldscape_ros.model.kinematics import BaseState
+from worldscape_ros.model.memory import LEVELS, MemoryState, SavedChunk
 from worldscape_ros.model.session_state import SessionState
 
 SESSION_VERSION = 3  # 2: the scene memory's points; 3: chunks hold their keys and values only
-LEVELS = ('sink', 'window', 'pool')
 
 
 def save_session(engine: WorldEngine, path: str | Path) -> None:
@@ -53,7 +53,7 @@ def write_session(state: SessionState, path: Path) -> None:
         rows[level] = []
         for row in state.memory[level]:
             cid = row['chunk_id']
-            payload: ChunkPayload = row['payload']
+            payload = row['payload']
             for i, layer in enumerate(payload.kv):
                 tensors[f'{cid}.k{i}'] = layer.k.contiguous().cpu()
                 tensors[f'{cid}.v{i}'] = layer.v.contiguous().cpu()
@@ -87,15 +87,16 @@ def read_session(path: Path, device: torch.device | str = 'cpu') -> SessionState
                 raise CheckpointError(f'session {path} has version {meta.get("session_version")!r}, '
                                       f'expected {SESSION_VERSION}')
             rows = json.loads(meta['rows'])
-            memory: dict[str, Any] = {'last_chunk_id': json.loads(meta['last_chunk_id'])}
+            memory: MemoryState[ChunkPayload] = {'last_chunk_id': json.loads(meta['last_chunk_id']),
+                                                 'sink': [], 'window': [], 'pool': []}
             for level in LEVELS:
-                memory[level] = []
                 for r in rows[level]:
                     cid = r['chunk_id']
                     kv = [LayerKV(f.get_tensor(f'{cid}.k{i}'), f.get_tensor(f'{cid}.v{i}')) for i in range(r['layers'])]
-                    memory[level].append({'chunk_id': cid, 'pose': np.array(r['pose']), 'payload': ChunkPayload(kv=kv),
-                                          'nbytes': r['nbytes'],
-                                          'summary': None if r['summary'] is None else np.array(r['summary'])})
+                    chunk: SavedChunk[ChunkPayload] = {
+                        'chunk_id': cid, 'pose': np.array(r['pose']), 'payload': ChunkPayload(kv=kv),
+                        'nbytes': r['nbytes'], 'summary': None if r['summary'] is None else np.array(r['summary'])}
+                    memory[level].append(chunk)
             eng = json.loads(meta['engine'])
             return SessionState(
                 config=str(meta.get('config')), weights_sha256=str(meta.get('weights_sha256', '')),

@@ -5,12 +5,13 @@ cached keys, the scene memory, the base and camera, the frame count and the samp
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 
+from worldscape_ros.model.frames import ChunkPayload
 from worldscape_ros.model.kinematics import BaseState
+from worldscape_ros.model.memory import MemoryState
 
 
 @dataclass
@@ -24,5 +25,5 @@ class SessionState:
     base: BaseState  # what the commands move
     reference: np.ndarray  # (4, 4) the reset camera, which the Plücker rays are relative to
     intrinsics: np.ndarray  # (3, 3) the session's camera
-    memory: dict[str, Any]  # HierarchicalMemory.state(): sink, window and pool, each chunk's ChunkPayload
+    memory: MemoryState[ChunkPayload]  # HierarchicalMemory.state(): sink, window and pool, each chunk's keys
     scene: dict[str, torch.Tensor]  # SceneMemory.state(): its points
