@@ -29,3 +29,12 @@ def test_no_function_of_the_engine_imports_them_later():
     imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert 'worldscape_ros.model.engine' not in imported
     assert [m for m in imported if forbidden(m)] == []
+
+
+def test_the_evaluation_protocol_takes_the_engines_frame_without_loading_the_engine_mujoco_or_ros():
+    code = ('import sys, worldscape_ros.eval.protocol as p, worldscape_ros.model.frames as f; '
+            'print(p.Frame is f.Frame); print("\\n".join(sys.modules))')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
+    same, *loaded = out.stdout.split()
+    assert same == 'True'
+    assert [m for m in loaded if forbidden(m) or m == 'worldscape_ros.model.engine'] == []

@@ -22,15 +22,18 @@ from typing import Any
 import gymnasium
 import numpy as np
 from gymnasium import spaces
+from gymnasium.error import ResetNeeded
 
+from worldscape_ros.model.frames import Frame
 from worldscape_ros.model.kinematics import NAV_ACTION_DIM, NavAction
+from worldscape_ros.model.protocol import LiveEngine
 
 MAX_DEPTH = 1000.0  # m: the bound of the depth observation
 MAX_RANGE = 1e5  # m: the bound of positions in observations (sessions never drive that far)
 
 
 def load_engine(checkpoint: str | None, config: str | None, device: str, memory: bool, steps: int | None,
-                seed: int) -> Any:
+                seed: int) -> LiveEngine:
     from worldscape_ros.model.engine import WorldEngine
     from worldscape_ros.model.options import EngineOptions
 
@@ -54,7 +57,7 @@ class WorldScapeNavEnv(gymnasium.Env):
                  memory: bool = True, steps: int | None = None, scene_kind: str = 'room',
                  goal_distance: tuple[float, float] = (1.0, 3.0), goal_radius: float = 0.4,
                  max_linear: float = 1.0, max_angular: float = 1.0, render_mode: str | None = None,
-                 engine: Any = None, engine_seed: int = 0) -> None:
+                 engine: LiveEngine | None = None, engine_seed: int = 0) -> None:
         if render_mode not in (None, 'rgb_array'):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         if scene_kind not in ('room', 'yard', 'table'):
@@ -83,7 +86,7 @@ class WorldScapeNavEnv(gymnasium.Env):
         lin, ang = float(max_linear), float(max_angular)
         self.action_space: spaces.Box = self._make_action_space(lin, ang)
         self._goal = np.zeros(2)
-        self._last: Any = None
+        self._last: Frame | None = None  # the last frame made: the start frame after reset
 
     def _make_action_space(self, lin: float, ang: float) -> spaces.Box:
         # vx, vy, vz, yaw_rate, pitch_rate (Twist convention of model.kinematics)
@@ -119,13 +122,14 @@ class WorldScapeNavEnv(gymnasium.Env):
         act = np.clip(act, self.action_space.low, self.action_space.high)
         return Command(NavAction.from_array(act), None, self._distance())
 
-    def outcome(self, command: Command, frame: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+    def outcome(self, command: Command, frame: Frame
+                ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         """The step's observation, reward, ends and info once the engine made `frame` for `command`."""
         self._last = frame
         after = self._distance()
         reached = after <= self.goal_radius
         reward = float(command.distance - after) + (1.0 if reached else 0.0)
-        info = {'frame_index': int(self._last.index), **self._goal_info()}
+        info = {'frame_index': int(frame.index), **self._goal_info()}
         return self._observation(), reward, bool(reached), False, info
 
     def render(self) -> np.ndarray | None:
@@ -141,7 +145,7 @@ class WorldScapeNavEnv(gymnasium.Env):
         """The engine's time for the last frame (kept out of `info`, which must be deterministic)."""
         return float(self._last.latency_ms) if self._last is not None else 0.0
 
-    def _advance(self, action: Any, keypoints: np.ndarray | None) -> Any:
+    def _advance(self, action: NavAction, keypoints: np.ndarray | None) -> Frame:
         return self.engine.step_chunk(*self.held(Command(action, keypoints, 0.0)))[-1]
 
     def held(self, command: Command) -> tuple[list[NavAction], list[np.ndarray | None]]:
@@ -161,8 +165,13 @@ class WorldScapeNavEnv(gymnasium.Env):
     def _goal_info(self) -> dict[str, Any]:
         return {'goal_odom': self._goal.copy(), 'distance': self._distance()}
 
+    def _frame(self) -> Frame:
+        if self._last is None:
+            raise ResetNeeded('the env has no frame yet: call reset() first')
+        return self._last
+
     def _observation(self) -> dict[str, np.ndarray]:
-        f = self._last
+        f = self._frame()
         # unknown depth (NaN) reads 0, too far (+inf) reads MAX_DEPTH, as a depth camera driver reports them
         depth = np.nan_to_num(np.asarray(f.depth, np.float32), nan=0.0, posinf=MAX_DEPTH, neginf=0.0)
         return {'rgb': np.asarray(f.rgb, np.uint8), 'depth': np.clip(depth, 0.0, MAX_DEPTH),
@@ -196,14 +205,15 @@ class WorldScapeManipEnv(WorldScapeNavEnv):
             raise ValueError(f'action must be (21, 3) finite hand keypoints, got shape {kp.shape}')
         return Command(NavAction(), np.clip(kp, self.action_space.low, self.action_space.high), 0.0)
 
-    def outcome(self, command: Command, frame: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+    def outcome(self, command: Command, frame: Frame
+                ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         self._last = frame
-        return self._observation(), 0.0, False, False, {'frame_index': int(self._last.index)}
+        return self._observation(), 0.0, False, False, {'frame_index': int(frame.index)}
 
     def _observation(self) -> dict[str, np.ndarray]:
         obs = super()._observation()
         del obs['goal']
-        pv = getattr(self._last, 'pose_video', None)
+        pv = self._frame().pose_video
         obs['pose_video'] = np.zeros_like(obs['rgb']) if pv is None else np.asarray(pv, np.uint8)
         return obs
 

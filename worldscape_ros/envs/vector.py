@@ -11,7 +11,7 @@ mask picks and leaves the others where they are.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import gymnasium
 import numpy as np
@@ -23,7 +23,7 @@ from worldscape_ros.model.batched import BatchedEngine
 from worldscape_ros.model.options import EngineOptions
 
 
-class WorldScapeVectorEnv(gymnasium.vector.VectorEnv):
+class WorldScapeVectorEnv(gymnasium.vector.VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndarray]):
     def __init__(self, num_envs: int, env_cls: type[WorldScapeNavEnv] = WorldScapeNavEnv,
                  checkpoint: str | None = None, config: str | None = None, device: str = 'cpu',
                  memory: bool = True, steps: int | None = None, batch: BatchedEngine | None = None,
@@ -46,10 +46,10 @@ class WorldScapeVectorEnv(gymnasium.vector.VectorEnv):
         self.metadata = {**first.metadata, 'autoreset_mode': AutoresetMode.NEXT_STEP}
         self.render_mode = first.render_mode
         self._ended = np.zeros(num_envs, dtype=bool)  # episodes that ended on the last step: reset on the next
-        self._obs: Any = create_empty_array(self.single_observation_space, num_envs)
+        self._obs = dict_batch(create_empty_array(self.single_observation_space, num_envs))
 
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
-              ) -> tuple[Any, dict[str, Any]]:
+              ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """seed: one int (session i gets seed + i) or one per session; options['reset_mask']: (num_envs,) bool,
         the sessions to reset (default all); other options go to each sub-env's reset."""
         super().reset(seed=seed if isinstance(seed, int) else None)
@@ -71,10 +71,11 @@ class WorldScapeVectorEnv(gymnasium.vector.VectorEnv):
             else:
                 obs = env._observation()  # the session as it stands
             observations.append(obs)
-        self._obs = concatenate(self.single_observation_space, observations, self._obs)
+        self._obs = dict_batch(concatenate(self.single_observation_space, observations, self._obs))
         return self._obs, infos
 
-    def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    def step(self, actions: np.ndarray
+             ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Every session one step (those whose episode ended last step are reset instead), in one batched
         forward. Every action is checked before any session moves."""
         n = self.num_envs
@@ -87,7 +88,7 @@ class WorldScapeVectorEnv(gymnasium.vector.VectorEnv):
         terminated = np.zeros(n, dtype=bool)
         truncated = np.zeros(n, dtype=bool)
         infos: dict[str, Any] = {}
-        observations: list[Any] = [None] * n
+        observations: list[dict[str, np.ndarray] | None] = [None] * n
         for r in (i for i in range(n) if self._ended[i]):
             observations[r], info = self.envs[r].reset()
             infos = self._add_info(infos, info, r)
@@ -99,13 +100,19 @@ class WorldScapeVectorEnv(gymnasium.vector.VectorEnv):
                 observations[i], rewards[i], terminated[i], truncated[i] = obs, reward, term, trunc
                 infos = self._add_info(infos, info, i)
         self._ended = terminated | truncated
-        self._obs = concatenate(self.single_observation_space, observations, self._obs)
+        self._obs = dict_batch(concatenate(self.single_observation_space, observations, self._obs))
         return self._obs, rewards, terminated, truncated, infos
 
     def render(self) -> tuple[Any, ...] | None:
         if self.render_mode is None:
             return None
         return tuple(env.render() for env in self.envs)
+
+
+def dict_batch(observations: tuple[Any, ...] | dict[str, Any] | np.ndarray | None) -> dict[str, np.ndarray]:
+    """The sessions' observations as gymnasium batches a Dict space: a dict of arrays, one row per session
+    (gymnasium's own return type covers every kind of space)."""
+    return cast(dict[str, np.ndarray], observations)
 
 
 def make_vector_env(num_envs: int, env_cls: type[WorldScapeNavEnv] | None = None, id: str | None = None,

@@ -59,8 +59,8 @@ def roll_out(system: WorldSystem, gt: GroundTruth, scenario: Scenario, rgb_only:
     start = system.reset(gt.rgb[0], gt.poses[0], gt.intrinsics, None if rgb_only else depth0, hand_keypoints=hand0)
     start_depth = None
     if rgb_only:
-        d = getattr(start, 'depth', None)
-        start_depth = np.full(gt.rgb.shape[1:3], np.nan, np.float32) if d is None else np.asarray(d, np.float32)
+        start_depth = (np.full(gt.rgb.shape[1:3], np.nan, np.float32) if start is None
+                       else np.asarray(start.depth, np.float32))
     T = gt.frames
     commands = [drive_command(gt, t, scenario.kind) for t in range(1, T)]
     hands = [None if gt.keypoints3d is None else gt.keypoints3d[t] for t in range(1, T)]

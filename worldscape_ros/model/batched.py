@@ -31,10 +31,8 @@ from worldscape_ros.model.engine import WorldEngine, checked_action
 from worldscape_ros.model.frames import DenoiseStep, Frame, GeometricGuess, InFlight, Leaving
 from worldscape_ros.model.kinematics import NavAction
 from worldscape_ros.model.options import EngineOptions
+from worldscape_ros.model.protocol import Action
 from worldscape_ros.model.world_model import WorldModel
-
-Action = NavAction | np.ndarray | Sequence[float] | None
-
 
 CPU_MAX_BATCH = 8  # sessions per network call on a CPU (measured on ws-tiny: see the module docstring)
 
@@ -138,7 +136,8 @@ class BatchedEngine:
             raise ValueError(f'sessions must be distinct indices in [0, {n}), got {list(sessions)}')
         return picked
 
-    def _step(self, lanes: list[tuple[WorldEngine, list[Any], list[np.ndarray | None]]]) -> list[list[Frame]]:
+    def _step(self, lanes: list[tuple[WorldEngine, list[NavAction | np.ndarray], list[np.ndarray | None]]]
+              ) -> list[list[Frame]]:
         lead = lanes[0][0]
         sights = [s._look(chunk, kps) for s, chunk, kps in lanes]  # 1-2, per session
         with torch.no_grad(), lead._autocast():

@@ -21,7 +21,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from worldscape_ros.tools.video import colorize_depth
 from worldscape_ros.viewer import ViewerError
 from worldscape_ros.viewer import geometry as geo
 from worldscape_ros.viewer.teleop import MAX_STEP_FRAMES, Controller, Drive, Limits, checked_frames
+
+if TYPE_CHECKING:
+    from worldscape_ros.model.scene_memory import SceneMemory
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +57,7 @@ class MemoryView:
     pool: int
     window: int
     nbytes: int
-    scene: Any = None  # the engine's persistent scene memory (model.scene_memory.SceneMemory), read when drawn
+    scene: SceneMemory | None = None  # the engine's persistent scene memory, read when drawn
 
 
 @dataclass
