@@ -111,6 +111,23 @@ def test_bad_input_is_one_clear_value_error(engine, call, match):
         call(engine)
 
 
+@pytest.mark.parametrize('bad,match', [
+    ({'depth': np.ones((3, 3), np.float32)}, 'depth must have shape'),
+    ({'hand_keypoints': np.zeros((20, 3))}, 'hand_keypoints'),
+])
+def test_a_refused_start_leaves_the_session_as_it_was(engine, bad, match):
+    start(engine)
+    engine.step(NavAction(vx=0.5))
+    before = (engine.intrinsics.copy(), engine.frame_index, len(engine.memory), len(engine.scene))
+    cfg = engine.config
+    K = engine.intrinsics * np.array([[2.0], [2.0], [1.0]])  # valid, other than the engine's
+    img = np.zeros((cfg.height, cfg.width, 3), np.uint8)
+    with pytest.raises(ValueError, match=match):
+        engine.reset(img, camera_pose(BaseState(height=cfg.camera_height)), K, **bad)
+    after = (engine.intrinsics, engine.frame_index, len(engine.memory), len(engine.scene))
+    assert np.array_equal(after[0], before[0]) and after[1:] == before[1:]
+
+
 def test_step_before_reset_is_refused(engine):
     with pytest.raises(ValueError, match='reset'):
         engine.step(NavAction())

@@ -107,6 +107,21 @@ def load_checkpoint(path: str | Path, device: str | torch.device = 'cpu', config
     return model.to(device), info
 
 
+def open_model(checkpoint: str | None = None, config: str | None = None, seed: int = 0) -> tuple[WorldModel, str]:
+    """The network an engine runs, on the CPU, and its weights' sha256. checkpoint: None for the shipped default,
+    'random' for a random init of `config` seeded with `seed` (hash 'random-init'), or a path; config: a
+    registered name or YAML path (default: the checkpoint's)."""
+    if checkpoint == 'random':
+        torch.manual_seed(seed)
+        return WorldModel(load_config(config or 'ws-tiny')), 'random-init'
+    path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
+    if not checkpoint and not path.is_file():
+        raise CheckpointError(f'no shipped default checkpoint at {path}; train one (worldscape train) '
+                              "or pass checkpoint='random'")
+    model, info = load_checkpoint(path, device='cpu', config=load_config(config) if config else None)
+    return model, info['weights_sha256']
+
+
 def export_checkpoint(path: str | Path, out: str | Path, config: str | None = None,
                       codec_from: str | Path | None = None) -> str:
     """Re-save `path` under `config` (a name or YAML; default its own), its codec replaced by `codec_from`'s when

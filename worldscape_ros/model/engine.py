@@ -21,72 +21,43 @@ at staggered noise levels take each step together after the clean context (W = s
 oldest leaves clean each tick and only then enters the cache and memory, so the cache advances monotonically.
 A window of 1 is `step_chunk` exactly.
 
-Beside it: what flows between the steps (frames.py), the rays and pose video (conditioning.py), what an engine
-runs with (options.py: EngineOptions) and a session as a value (session_state.py; session.py writes it).
+Beside it: what flows between the steps (frames.py), the rays and pose video (conditioning.py), the scene
+memory's start, render and output (guess.py), the KV memory's entries and context (context.py), the caller's
+input checked (inputs.py), what an engine runs with (options.py: EngineOptions) and a session as a value
+(session_state.py; resume.py checks one for this engine, session.py writes it).
 """
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from worldscape_ros.errors import CheckpointError
 from worldscape_ros.model import hands
-from worldscape_ros.model.camera import check_intrinsics, check_rigid, intrinsics_from_fov
-from worldscape_ros.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from worldscape_ros.model.camera import intrinsics_from_fov
+from worldscape_ros.model.checkpoint import open_model
 from worldscape_ros.model.conditioning import chunk_plucker, hand_pose_video
-from worldscape_ros.model.config import MemoryConfig, ModelConfig, load_config
+from worldscape_ros.model.config import ModelConfig
+from worldscape_ros.model.context import context_kv, memory_config, memory_entry
 from worldscape_ros.model.dit import Conditioning, DiTOutput, LayerKV
-from worldscape_ros.model.frames import (
-    ChunkPayload,
-    DenoiseStep,
-    Frame,
-    GeometricGuess,
-    InFlight,
-    Leaving,
-    Sight,
-)
+from worldscape_ros.model.frames import DenoiseStep, Frame, GeometricGuess, InFlight, Leaving, Sight
 from worldscape_ros.model.grasp import GraspTracker
-from worldscape_ros.model.kinematics import BaseState, NavAction, camera_pose, integrate, state_from_camera_pose
+from worldscape_ros.model.guess import Trace, compose, render_guess, start_scene
+from worldscape_ros.model.inputs import checked_action, checked_start, chunk_keypoints, trajectory_keypoints
+from worldscape_ros.model.kinematics import BaseState, camera_pose, integrate, state_from_camera_pose
 from worldscape_ros.model.memory import HierarchicalMemory, MemoryEntry
 from worldscape_ros.model.options import EngineOptions
-from worldscape_ros.model.refiner import refiner_inputs
+from worldscape_ros.model.protocol import Action
+from worldscape_ros.model.resume import check_owner, rebuilt
 from worldscape_ros.model.sampler import add_noise, schedule, x0_from_velocity
-from worldscape_ros.model.scene_memory import IMAGINED, OBSERVED, SceneMemory
+from worldscape_ros.model.scene_memory import IMAGINED, SceneMemory
 from worldscape_ros.model.session_state import SessionState
 from worldscape_ros.model.world_model import WorldModel
-
-log = logging.getLogger(__name__)
-
-def checked_action(action: NavAction | np.ndarray | Sequence[float] | None) -> NavAction | np.ndarray:
-    """One frame's action as the engine takes it: a NavAction (None: stand still) or a (4, 4) target pose;
-    bad values raise ValueError before anything moves."""
-    if action is None:
-        return NavAction()
-    if isinstance(action, np.ndarray) and action.shape == (4, 4):
-        check_rigid(action, name='action (target pose)')
-        return action.astype(np.float64)
-    if not isinstance(action, NavAction):
-        action = NavAction.from_array(np.asarray(action, dtype=np.float64))
-    return action
-
-
-def memory_config(config: ModelConfig, memory: bool, pool_bytes: int | None = None) -> MemoryConfig:
-    """The model's memory config as an engine runs it: memory off (the ablation) keeps the sink and the local
-    window only, no global pool; pool_bytes (when given) bounds the pool instead of the config's budget."""
-    m = config.memory
-    if not memory:
-        m = replace(m, pool_chunks=0, retrieve_chunks=0)
-    return m if pool_bytes is None else replace(m, pool_bytes=pool_bytes)
 
 
 class WorldEngine:
@@ -107,9 +78,7 @@ class WorldEngine:
         self.grasp = GraspTracker(scene_config=self.config.scene, device=self.device)  # objects the hand moves
         self._hand_colour: np.ndarray | None = None  # (3,) the start hand's colour (hands.hand_colour)
         self.commit_imagined = self.config.scene.commit_imagined and options.memory
-        # Called with each chunk's refiner inputs (Fv, IN_CHANNELS, H, W) and its hand region (Fv, H, W): training
-        # traces the engine.
-        self.trace: Callable[[torch.Tensor, torch.Tensor], None] | None = None
+        self.trace: Trace | None = None  # training traces what the refiner is shown (guess.py)
         self.sha256 = weights_sha256
         self.intrinsics = intrinsics_from_fov(self.config.width, self.config.height, self.config.vfov_deg)
         self.state = BaseState(height=self.config.camera_height)
@@ -130,16 +99,8 @@ class WorldEngine:
         options.seed), or a path; config: a registered name or YAML path (default: the checkpoint's)."""
         options = options or EngineOptions()
         options.torch_device()  # an absent GPU is refused before the weights load
-        if checkpoint == 'random':
-            torch.manual_seed(options.seed)
-            return cls(WorldModel(load_config(config or 'ws-tiny')), options, weights_sha256='random-init')
-        path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
-        if not checkpoint and not path.is_file():
-            raise CheckpointError(f'no shipped default checkpoint at {path}; train one (worldscape train) '
-                                  "or pass checkpoint='random'")
-        cfg = load_config(config) if config else None
-        model, info = load_checkpoint(path, device='cpu', config=cfg)
-        return cls(model, options, weights_sha256=info['weights_sha256'])
+        model, weights_sha256 = open_model(checkpoint, config, options.seed)
+        return cls(model, options, weights_sha256)
 
     @property
     def seed(self) -> int:
@@ -162,15 +123,9 @@ class WorldEngine:
         whose region stays out of the scene memory (the hand moves on)."""
         cfg = self.config
         t0 = time.perf_counter()
-        rgb = self._check_image(first_frame)
-        check_rigid(np.asarray(pose, dtype=np.float64), name='pose')
+        rgb, intrinsics, depth, kp = checked_start(cfg, first_frame, pose, intrinsics, depth, hand_keypoints)
         if intrinsics is not None:
-            check_intrinsics(intrinsics)
-            self.intrinsics = np.asarray(intrinsics, dtype=np.float64)
-        if depth is not None:
-            depth = np.asarray(depth)
-            if depth.shape != (cfg.height, cfg.width):
-                raise ValueError(f'depth must have shape ({cfg.height}, {cfg.width}), got {depth.shape}')
+            self.intrinsics = intrinsics
         self.memory.reset()
         self._generator = torch.Generator().manual_seed(self.seed)
         self._reference = np.asarray(pose, dtype=np.float64)
@@ -189,23 +144,13 @@ class WorldEngine:
             pred_depth = self.model.predict_depth(features).float()  # (1, F, H, W)
         d = torch.from_numpy(depth.astype(np.float32)).to(self.device) if depth is not None else pred_depth[0, -1]
         self._remember(kv, poses[-1], x0)
-        self.scene.reset()
-        self.grasp.reset()
-        self._hand_colour = None if hand_keypoints is None else hands.hand_colour(
-            rgb, hands.validate_keypoints(hand_keypoints), self.intrinsics)
-        static = None
-        if hand_keypoints is not None:
-            static = ~torch.from_numpy(self._hand_region(hands.validate_keypoints(hand_keypoints))).to(self.device)
-        self.scene.commit(video[0, -1].float(), d, self._reference, self.intrinsics, mask=static, trust=OBSERVED)
-        if hand_keypoints is not None and static is not None:  # a hand closed at the start holds what is in it
-            self.grasp.start(self.scene, video[0, -1].float(), d, self._reference, self.intrinsics,
-                             hands.validate_keypoints(hand_keypoints), ~static)
+        start_scene(cfg, self.scene, self.grasp, video[0, -1].float(), d, self._reference, self.intrinsics, kp)
+        self._hand_colour = None if kp is None else hands.hand_colour(rgb, kp, self.intrinsics)
         latency = 1e3 * (time.perf_counter() - t0)
         return Frame(rgb=rgb.copy(), depth=d.cpu().numpy().astype(np.float32), pose=self._reference.copy(),
                      index=0, latency_ms=latency)
 
-    def step(self, action: NavAction | np.ndarray | Sequence[float] | None = None,
-             hand_keypoints: np.ndarray | None = None) -> Frame:
+    def step(self, action: Action = None, hand_keypoints: np.ndarray | None = None) -> Frame:
         """Generate the next frame. action: a NavAction (or its 5 values), a (4, 4) target camera pose, or None
         (stand still). hand_keypoints: (21, 3) in the camera optical frame, metres, or None (no hand)."""
         if self.config.frames_per_chunk != 1:
@@ -213,8 +158,8 @@ class WorldEngine:
                              'use step_chunk with that many actions')
         return self.step_chunk([action], [hand_keypoints])[0]
 
-    def step_chunk(self, actions: Sequence[NavAction | np.ndarray | Sequence[float] | None],
-                   hand_keypoints: Sequence[np.ndarray | None] | None = None) -> list[Frame]:
+    def step_chunk(self, actions: Sequence[Action], hand_keypoints: Sequence[np.ndarray | None] | None = None
+                   ) -> list[Frame]:
         """Generate the next chunk (frames_per_chunk actions and hand keypoints, one per frame)."""
         kps = self._check_chunk(actions, hand_keypoints)
         window = [self._enter(actions, kps)]
@@ -223,24 +168,18 @@ class WorldEngine:
             if frames:
                 return frames
 
-    def rollout(self, actions: Sequence[NavAction | np.ndarray | Sequence[float] | None],
-                hand_keypoints: Sequence[np.ndarray | None] | None = None,
+    def rollout(self, actions: Sequence[Action], hand_keypoints: Sequence[np.ndarray | None] | None = None,
                 window: int | None = None) -> list[Frame]:
         """Frames for a trajectory known ahead (one action per frame, a whole number of chunks), generated
         through the rolling denoising window of `window` chunks (default: the engine's window)."""
         return list(self.rollout_frames(actions, hand_keypoints, window))
 
-    def rollout_frames(self, actions: Sequence[NavAction | np.ndarray | Sequence[float] | None],
-                       hand_keypoints: Sequence[np.ndarray | None] | None = None,
+    def rollout_frames(self, actions: Sequence[Action], hand_keypoints: Sequence[np.ndarray | None] | None = None,
                        window: int | None = None) -> Iterator[Frame]:
         """rollout(), yielding each chunk's frames as the chunk leaves the window (for writers that stream).
         The arguments are checked before the first frame is made."""
         k = self.config.frames_per_chunk
-        if len(actions) % k:
-            raise ValueError(f'actions must hold a multiple of {k} entries (whole chunks), got {len(actions)}')
-        given: list[np.ndarray | None] = list(hand_keypoints) if hand_keypoints is not None else [None] * len(actions)
-        if len(given) != len(actions):
-            raise ValueError(f'hand_keypoints must hold one entry per action ({len(actions)}), got {len(given)}')
+        given = trajectory_keypoints(k, actions, hand_keypoints)
         chunks = [(actions[i:i + k], self._check_chunk(actions[i:i + k], given[i:i + k]))
                   for i in range(0, len(actions), k)]
         return self._roll(chunks, window or self.window)
@@ -257,13 +196,7 @@ class WorldEngine:
                      ) -> list[np.ndarray | None]:
         if self._reference is None:
             raise ValueError('reset() the engine with a first frame before step()')
-        k = self.config.frames_per_chunk
-        if len(actions) != k:
-            raise ValueError(f'actions must hold {k} entries (one per frame of a chunk), got {len(actions)}')
-        given = list(hand_keypoints) if hand_keypoints is not None else [None] * k
-        if len(given) != k:
-            raise ValueError(f'hand_keypoints must hold {k} entries, got {len(given)}')
-        return [None if kp is None else hands.validate_keypoints(kp) for kp in given]
+        return chunk_keypoints(self.config.frames_per_chunk, actions, hand_keypoints)
 
     def _enter(self, actions: Sequence[Any], kps: list[np.ndarray | None]) -> InFlight:
         """1. kinematics; 2. conditioning (the geometric guess from the memory as it is now); pure noise."""
@@ -392,16 +325,7 @@ class WorldEngine:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
-    def _check_image(self, image: np.ndarray) -> np.ndarray:
-        cfg = self.config
-        arr = np.asarray(image)
-        if arr.dtype != np.uint8:
-            raise ValueError(f'first_frame must be uint8 RGB, got dtype {arr.dtype}')
-        if arr.shape != (cfg.height, cfg.width, 3):
-            raise ValueError(f'first_frame must have shape ({cfg.height}, {cfg.width}, 3), got {arr.shape}')
-        return arr
-
-    def _advance(self, action: NavAction | np.ndarray | Sequence[float] | None) -> np.ndarray:
+    def _advance(self, action: Action) -> np.ndarray:
         """Integrate one frame of action (or jump to a given pose); return the new camera pose."""
         action = checked_action(action)
         if isinstance(action, np.ndarray):
@@ -418,57 +342,17 @@ class WorldEngine:
             self._empty_pose_latent = self._encode([empty])[0]
         return self._empty_pose_latent
 
-    def _hand_region(self, kp: np.ndarray) -> np.ndarray:
-        cfg = self.config
-        return hands.hand_region(kp, self.intrinsics, cfg.height, cfg.width, cfg.refiner.hand_margin)
-
     def _geometry(self, poses: list[np.ndarray], kps: list[np.ndarray | None]) -> GeometricGuess | None:
-        """Render the scene memory into each target camera, the hand's region left out and what the hand holds
-        carried with it (model/grasp.py): the pixels as seen, and the coverage per latent pixel the DiT is
-        conditioned on (beside the render's latent)."""
-        cfg = self.config
-        if not len(self.scene) or not cfg.conditioning.geometry or not self.options.geometry:
+        """The scene memory rendered into the chunk's cameras (guess.py); None before there is anything to
+        render, or without the guess (the config's or the options' ablation)."""
+        if not len(self.scene) or not self.config.conditioning.geometry or not self.options.geometry:
             return None
-        # frame by frame: the hand may grasp or let go between two frames of a chunk
-        views = [self.grasp.look(self.scene, pose, kp, self.intrinsics, cfg.height, cfg.width)
-                 for pose, kp in zip(poses, kps)]
-        renders = [v.render for v in views]
-        hand = torch.stack([torch.zeros(cfg.height, cfg.width, dtype=torch.bool) if kp is None
-                            else torch.from_numpy(self._hand_region(kp)) for kp in kps]).to(self.device)
-        # the hand's region is left out, except where a held (or just placed) object shows in front of it
-        mask_v = (torch.stack([r.mask for r in renders]) & ~hand) | torch.stack([v.held for v in views])
-        dynamic = hand | torch.stack([v.moving for v in views])  # never static scene: the hand, a held object
-        rgb = torch.stack([r.rgb for r in renders]) * mask_v[:, None]  # (Fv, 3, H, W)
-        cov = F.avg_pool2d(mask_v.float()[:, None], cfg.codec.spatial_down)  # (Fv, 1, h, w)
-        cov = cov.reshape(1, cfg.chunk_frames, cfg.codec.temporal_down, 1, *cov.shape[-2:]).mean(2)
-        depth = torch.stack([r.depth for r in renders]) * mask_v
-        trust = torch.stack([r.trust for r in renders]) * mask_v
-        colour = torch.zeros(3) if self._hand_colour is None else torch.from_numpy(self._hand_colour).float()
-        hand_colour = hand[:, None].float() * colour[None, :, None, None].to(self.device)  # (Fv, 3, H, W)
-        return GeometricGuess(cov, depth, mask_v, rgb, trust, dynamic, hand_colour)
+        return render_guess(self.config, self.scene, self.grasp, poses, kps, self.intrinsics, self._hand_colour,
+                            self.device)
 
     def _compose(self, guess: GeometricGuess, imagined: torch.Tensor, pose_video: np.ndarray | None) -> torch.Tensor:
-        """The output frames (Fv, 3, H, W) in [0, 1]: the render where it covers, the refiner's (or, without one,
-        the DiT's) imagination elsewhere."""
-        refiner = self.model.refiner
-        if refiner is not None or self.trace is not None:
-            pv = None if pose_video is None else torch.from_numpy(pose_video).to(self.device).permute(0, 3, 1, 2) / 255
-            radius = self.config.refiner.inpaint_radius
-            mode = self.config.refiner.imagined
-            observed = guess.mask & (guess.trust >= OBSERVED)
-            kept = guess.mask if mode == 'keep' else observed  # (Fv, H, W): written as rendered
-            shown = observed if mode == 'hide' else guess.mask  # what of the render the refiner sees
-            rgb, trust = guess.rgb * shown[:, None], guess.trust * shown
-            colour = guess.hand_colour if self.config.refiner.hand_colour else None
-            inputs = torch.stack([refiner_inputs(rgb[i], kept[i], trust[i], imagined[i],
-                                                 None if pv is None else pv[i], radius,
-                                                 None if colour is None else colour[i])
-                                  for i in range(imagined.shape[0])])  # (Fv, IN_CHANNELS, H, W)
-            if self.trace is not None:
-                self.trace(inputs, guess.dynamic)
-            if refiner is not None:
-                return refiner(inputs).float()
-        return torch.where(guess.mask[:, None], guess.rgb, imagined.clamp(0, 1))
+        """7. the output frames (Fv, 3, H, W) of a chunk (or of a batch's frames, joined) (guess.py)."""
+        return compose(self.config, guess, imagined, pose_video, self.model.refiner, self.trace, self.device)
 
     def _sight(self, poses: list[np.ndarray], kps: list[np.ndarray | None], render: bool, t0: float) -> Sight:
         hand, drawn = None, None
@@ -510,19 +394,8 @@ class WorldEngine:
 
     def _contexts_kv(self, sessions: Sequence[list[MemoryEntry]], chunks: int = 1) -> list[LayerKV] | None:
         """_context_kv of B sessions that attend together, each to as many chunks: (B, H, M + tail, d) per
-        block."""
-        if not sessions[0]:
-            return None
-        cfg = self.config
-
-        def joined(parts: list[torch.Tensor], dim: int) -> torch.Tensor:
-            return parts[0] if len(parts) == 1 else torch.cat(parts, dim)  # one part: no copy
-
-        merged = [LayerKV(joined([joined([e.payload.kv[i].k for e in entries], 2) for entries in sessions], 0),
-                          joined([joined([e.payload.kv[i].v for e in entries], 2) for entries in sessions], 0))
-                  for i in range(len(self.model.dit.blocks))]
-        positions = self.model.dit.token_positions(len(sessions[0]) * cfg.chunk_frames, 0, self.device)
-        return self.model.dit.rotate_context(merged, positions, tail=chunks * cfg.tokens_per_chunk)
+        block (context.py)."""
+        return context_kv(self.model.dit, sessions, chunks, self.device)
 
     def _clean_pass(self, x0: torch.Tensor, cond: Conditioning, entries: list[MemoryEntry],
                     context: list[LayerKV] | None = None) -> tuple[torch.Tensor, list[LayerKV]]:
@@ -534,10 +407,7 @@ class WorldEngine:
         return out.features, kv
 
     def _remember(self, kv: list[LayerKV], pose: np.ndarray, x0: torch.Tensor) -> None:
-        payload = ChunkPayload(kv=kv)
-        summary = F.adaptive_avg_pool2d(x0[0, -1].float(), (3, 4)).flatten().cpu().numpy()
-        self.memory.append(MemoryEntry(chunk_id=self._chunk_id, pose=np.asarray(pose, dtype=np.float64),
-                                       payload=payload, nbytes=payload.nbytes, summary=summary))
+        self.memory.append(memory_entry(self._chunk_id, pose, kv, x0))
         self._chunk_id += 1
 
     # ---- sessions (model/session.py writes them to files) -----------------------------------------------
@@ -555,29 +425,9 @@ class WorldEngine:
         """Continue `state`'s session: the next frames are the ones its engine would have made next, and a later
         reset reseeds with its seed. Refused (CheckpointError, the engine unchanged) when another config made it
         or, unless `allow_other_weights`, other weights: its cached keys mean nothing to these."""
-        if state.config != self.config.name:
-            raise CheckpointError(f'the session was made by config {state.config!r}, this engine runs '
-                                  f'{self.config.name!r}')
-        if state.weights_sha256 != self.sha256:
-            what = (f'the session was made with weights sha256 {state.weights_sha256[:12] or "(unknown)"}, this '
-                    f'engine runs {self.sha256[:12] or "(unknown)"}')
-            if not allow_other_weights:
-                raise CheckpointError(f'{what}: its cached keys belong to those weights; load the same checkpoint '
-                                      '(or pass allow_other_weights=True)')
-            log.warning('%s: loading anyway, the cached keys will not match', what)
-        # everything is checked and built beside the engine first: a refused state changes nothing
-        memory = HierarchicalMemory(self.memory.config)
-        scene = SceneMemory(self.config.scene, self.device)
-        generator = torch.Generator()
-        try:
-            check_rigid(state.reference, name='session reference camera')
-            check_intrinsics(state.intrinsics, name='session intrinsics')
-            memory.load_state(state.memory)
-            scene.load_state({k: v.clone() for k, v in state.scene.items()})
-            generator.set_state(state.generator)
-        except (ValueError, RuntimeError, TypeError) as exc:
-            raise CheckpointError(f'the session state is malformed: {exc}') from None
-        self.memory, self.scene, self._generator = memory, scene, generator
+        check_owner(state, self.config.name, self.sha256, allow_other_weights)
+        # built beside the engine first (resume.py): a malformed state changes nothing
+        self.memory, self.scene, self._generator = rebuilt(state, self.config, self.memory.config, self.device)
         self.options = replace(self.options, seed=int(state.seed))
         self._frame_index, self._chunk_id = int(state.frame_index), int(state.chunk_id)
         self.state = replace(state.base)

@@ -1,0 +1,93 @@
+"""The geometric guess: the scene memory started from a session's first frame, rendered into a chunk's cameras
+(step 2 of engine.py), and the output formed from it (step 7).
+
+The scene memory holds everything seen or imagined, the hand's region always left out (the hand moves on). The
+guess renders it into each of the chunk's cameras, frame by frame, with what the hand holds carried along
+(grasp.py); the DiT is conditioned on the render's latent and its coverage per latent pixel. The output keeps
+the render where it covers; the refiner (or, without one, the DiT) writes the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from worldscape_ros.model import hands
+from worldscape_ros.model.config import ModelConfig
+from worldscape_ros.model.frames import GeometricGuess
+from worldscape_ros.model.grasp import GraspTracker
+from worldscape_ros.model.refiner import Refiner, refiner_inputs
+from worldscape_ros.model.scene_memory import OBSERVED, SceneMemory
+
+# Called with a chunk's refiner inputs (Fv, in_channels, H, W) and its hand region (Fv, H, W): training traces
+# what the engine shows the refiner.
+Trace = Callable[[torch.Tensor, torch.Tensor], None]
+
+
+def hand_region(cfg: ModelConfig, kp: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the hand's region as the scene memory leaves it out (refiner.hand_margin finger widths)."""
+    return hands.hand_region(kp, intrinsics, cfg.height, cfg.width, cfg.refiner.hand_margin)
+
+
+def start_scene(cfg: ModelConfig, scene: SceneMemory, grasp: GraspTracker, frame: torch.Tensor, depth: torch.Tensor,
+                pose: np.ndarray, intrinsics: np.ndarray, kp: np.ndarray | None) -> None:
+    """Start the scene memory afresh from a session's first frame (3, H, W) in [0, 1] and its metric depth
+    (H, W), seen from `pose`: all of it OBSERVED but the region of the hand (kp (21, 3), or None: no hand); a
+    hand closed at the start holds what is in it."""
+    scene.reset()
+    grasp.reset()
+    static = None if kp is None else ~torch.from_numpy(hand_region(cfg, kp, intrinsics)).to(frame.device)
+    scene.commit(frame, depth, pose, intrinsics, mask=static, trust=OBSERVED)
+    if kp is not None and static is not None:
+        grasp.start(scene, frame, depth, pose, intrinsics, kp, ~static)
+
+
+def render_guess(cfg: ModelConfig, scene: SceneMemory, grasp: GraspTracker, poses: list[np.ndarray],
+                 kps: list[np.ndarray | None], intrinsics: np.ndarray, hand_colour: np.ndarray | None,
+                 device: torch.device) -> GeometricGuess:
+    """The scene memory rendered into each camera of `poses` (hand keypoints `kps` per frame, None: no hand);
+    hand_colour (3,): the start hand's colour painted over the hand's region for the refiner (None: unknown)."""
+    # frame by frame: the hand may grasp or let go between two frames of a chunk
+    views = [grasp.look(scene, pose, kp, intrinsics, cfg.height, cfg.width) for pose, kp in zip(poses, kps)]
+    renders = [v.render for v in views]
+    hand = torch.stack([torch.zeros(cfg.height, cfg.width, dtype=torch.bool) if kp is None
+                        else torch.from_numpy(hand_region(cfg, kp, intrinsics)) for kp in kps]).to(device)
+    # the hand's region is left out, except where a held (or just placed) object shows in front of it
+    mask_v = (torch.stack([r.mask for r in renders]) & ~hand) | torch.stack([v.held for v in views])
+    dynamic = hand | torch.stack([v.moving for v in views])  # never static scene: the hand, a held object
+    rgb = torch.stack([r.rgb for r in renders]) * mask_v[:, None]  # (Fv, 3, H, W)
+    cov = F.avg_pool2d(mask_v.float()[:, None], cfg.codec.spatial_down)  # (Fv, 1, h, w)
+    cov = cov.reshape(1, cfg.chunk_frames, cfg.codec.temporal_down, 1, *cov.shape[-2:]).mean(2)
+    depth = torch.stack([r.depth for r in renders]) * mask_v
+    trust = torch.stack([r.trust for r in renders]) * mask_v
+    colour = torch.zeros(3) if hand_colour is None else torch.from_numpy(hand_colour).float()
+    painted = hand[:, None].float() * colour[None, :, None, None].to(device)  # (Fv, 3, H, W)
+    return GeometricGuess(cov, depth, mask_v, rgb, trust, dynamic, painted)
+
+
+def compose(cfg: ModelConfig, guess: GeometricGuess, imagined: torch.Tensor, pose_video: np.ndarray | None,
+            refiner: Refiner | None, trace: Trace | None, device: torch.device) -> torch.Tensor:
+    """The output frames (Fv, 3, H, W) in [0, 1]: the render where it covers, the refiner's (or, without one,
+    the DiT's) imagination elsewhere. imagined (Fv, 3, H, W): the DiT's decoded frames; pose_video (Fv, H, W, 3)
+    uint8, the hand drawn."""
+    if refiner is not None or trace is not None:
+        pv = None if pose_video is None else torch.from_numpy(pose_video).to(device).permute(0, 3, 1, 2) / 255
+        radius = cfg.refiner.inpaint_radius
+        mode = cfg.refiner.imagined
+        observed = guess.mask & (guess.trust >= OBSERVED)
+        kept = guess.mask if mode == 'keep' else observed  # (Fv, H, W): written as rendered
+        shown = observed if mode == 'hide' else guess.mask  # what of the render the refiner sees
+        rgb, trust = guess.rgb * shown[:, None], guess.trust * shown
+        colour = guess.hand_colour if cfg.refiner.hand_colour else None
+        inputs = torch.stack([refiner_inputs(rgb[i], kept[i], trust[i], imagined[i],
+                                             None if pv is None else pv[i], radius,
+                                             None if colour is None else colour[i])
+                              for i in range(imagined.shape[0])])  # (Fv, in_channels, H, W)
+        if trace is not None:
+            trace(inputs, guess.dynamic)
+        if refiner is not None:
+            return refiner(inputs).float()
+    return torch.where(guess.mask[:, None], guess.rgb, imagined.clamp(0, 1))
