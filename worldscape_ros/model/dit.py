@@ -201,13 +201,7 @@ class CausalDiT(nn.Module):
         N, Np = cfg.tokens_per_frame, cfg.pose_tokens_per_frame
         patch = 'b f c (h p) (w q) -> b f (h w) (c p q)'
         tok = self.x_embed(rearrange(x, patch, p=self.ph, q=self.pw)) + self.type_embed[0]  # (B, F, N, D)
-        if cfg.conditioning.plucker and cond.plucker is not None:
-            tok = tok + self.camera(cond.plucker)
-        if cfg.conditioning.geometry and cond.geometry is not None:
-            cov = cond.coverage if cond.coverage is not None else torch.ones_like(cond.geometry[:, :, :1])
-            geo = torch.cat([cond.geometry * cov, cov], dim=2)
-            tok = tok + self.geo_embed(rearrange(geo, patch, p=self.ph, q=self.pw))
-        parts = [tok]
+        parts = [self.conditioned(tok, cond, patch)]
         if Np:
             pose = cond.pose if cond.pose is not None else torch.zeros_like(x)
             pool = cfg.conditioning.pose_pool
@@ -222,19 +216,41 @@ class CausalDiT(nn.Module):
         kind = torch.cat([torch.zeros(N, dtype=torch.long), torch.ones(Np, dtype=torch.long)])
         token_mod = (torch.arange(Fr)[:, None] * 2 + kind[None, :]).flatten().to(x.device)  # (L,)
 
-        positions = self.token_positions(Fr, first_frame, x.device, frame_index)
-        rope = rope_cos_sin(rope_angles(positions, cfg.head_dim), h.dtype)
-        kvs: list[LayerKV] = []
-        for i, block in enumerate(self.blocks):
-            h, own = block(h, temb, token_mod, rope, context[i] if context is not None else None, mask)
-            if return_kv:
-                kvs.append(own)
+        h, kvs = self.run_blocks(h, (temb, token_mod), Fr, first_frame, frame_index, context, mask, return_kv)
         shift, scale = self.ada_out(F.silu(temb))[:, token_mod].chunk(2, dim=-1)
         h = modulate(self.norm_out(h), shift, scale)
         video = rearrange(h, 'b (f l) d -> b f l d', f=Fr)[:, :, :N]  # (B, F, N, D)
         gh, gw = cfg.grid
         vel = rearrange(self.out(video), 'b f (h w) (c p q) -> b f c (h p) (w q)', h=gh, w=gw, p=self.ph, q=self.pw)
         return DiTOutput(velocity=vel, features=video, kv=kvs if return_kv else None)
+
+    # ---- shared by the layouts (model/wan.py) -----------------------------------------------------------------
+    def conditioned(self, tok: torch.Tensor, cond: Conditioning, patch: str) -> torch.Tensor:
+        """Video tokens (B, F, N, D) with the cameras' Plücker rays and the geometric guess (its latent weighted by
+        its coverage, and the coverage) added; `patch`: the einops pattern that cuts a latent into patches."""
+        cfg = self.config
+        if cfg.conditioning.plucker and cond.plucker is not None:
+            tok = tok + self.camera(cond.plucker)
+        if cfg.conditioning.geometry and cond.geometry is not None:
+            cov = cond.coverage if cond.coverage is not None else torch.ones_like(cond.geometry[:, :, :1])
+            geo = torch.cat([cond.geometry * cov, cov], dim=2)
+            tok = tok + self.geo_embed(rearrange(geo, patch, p=self.ph, q=self.pw))
+        return tok
+
+    def run_blocks(self, h: torch.Tensor, modulation: tuple[torch.Tensor, ...], frames: int, first_frame: int,
+                   frame_index: torch.Tensor | None, context: list[LayerKV] | None, mask: torch.Tensor | None,
+                   return_kv: bool) -> tuple[torch.Tensor, list[LayerKV]]:
+        """The blocks over the tokens h (B, L, D) of `frames` latent frames, placed from first_frame (or at
+        frame_index), each block given `modulation` (its layout's inputs before the rotary angles) and block i
+        context[i]; -> the tokens and, with return_kv, each block's own un-rotated keys and values."""
+        positions = self.token_positions(frames, first_frame, h.device, frame_index)
+        rope = rope_cos_sin(rope_angles(positions, self.config.head_dim), h.dtype)
+        kvs: list[LayerKV] = []
+        for i, block in enumerate(self.blocks):
+            h, own = block(h, *modulation, rope, context[i] if context is not None else None, mask)
+            if return_kv:
+                kvs.append(own)
+        return h, kvs
 
     def teacher_forcing_mask(self, frames: int, device: torch.device | None = None) -> torch.Tensor:
         """Mask over [clean frames; noisy frames] (2F frames): clean chunk c sees clean chunks <= c (what the

@@ -27,7 +27,7 @@ from torch import nn
 from worldscape_ros.model.attention import attention
 from worldscape_ros.model.config import ModelConfig
 from worldscape_ros.model.dit import CameraEncoder, CausalDiT, Conditioning, DiTOutput, LayerKV
-from worldscape_ros.model.rope import apply_rope, rope_angles, rope_cos_sin
+from worldscape_ros.model.rope import apply_rope
 
 
 def wan_timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -214,13 +214,7 @@ class WanDiT(CausalDiT):
         cfg = self.config
         B, Fr = x.shape[:2]
         patch = 'b f c (h p) (w q) -> b f (h w) (c p q)'
-        tok = self.patch_embedding(rearrange(x, patch, p=self.ph, q=self.pw))  # (B, F, N, D)
-        if cfg.conditioning.plucker and cond.plucker is not None:
-            tok = tok + self.camera(cond.plucker)
-        if cfg.conditioning.geometry and cond.geometry is not None:
-            cov = cond.coverage if cond.coverage is not None else torch.ones_like(cond.geometry[:, :, :1])
-            geo = torch.cat([cond.geometry * cov, cov], dim=2)
-            tok = tok + self.geo_embed(rearrange(geo, patch, p=self.ph, q=self.pw))
+        tok = self.conditioned(self.patch_embedding(rearrange(x, patch, p=self.ph, q=self.pw)), cond, patch)
         if cfg.conditioning.hands and cond.pose is not None:
             tok = tok + self.pose_embed(rearrange(cond.pose, patch, p=self.ph, q=self.pw))
         h = tok.flatten(1, 2)  # (B, L = F * N, D)
@@ -231,13 +225,7 @@ class WanDiT(CausalDiT):
         tproj = emb.time_proj(F.silu(temb)).unflatten(-1, (6, -1))  # (B, F, 6, D)
         text = emb.text_embedder(self.text_embedding.to(h.dtype))[None].expand(B, -1, -1)  # (B, Lt, D)
 
-        positions = self.token_positions(Fr, first_frame, x.device, frame_index)
-        rope = rope_cos_sin(rope_angles(positions, cfg.head_dim), h.dtype)
-        kvs: list[LayerKV] = []
-        for i, block in enumerate(self.blocks):
-            h, own = block(h, tproj, text, rope, context[i] if context is not None else None, mask)
-            if return_kv:
-                kvs.append(own)
+        h, kvs = self.run_blocks(h, (tproj, text), Fr, first_frame, frame_index, context, mask, return_kv)
         shift, scale = (self.scale_shift_table[None] + temb[:, :, None]).unbind(2)  # (B, F, D) each
         video = rearrange(self.norm_out(h), 'b (f l) d -> b f l d', f=Fr)
         video = (video * (1 + scale[:, :, None]) + shift[:, :, None]).type_as(h)  # (B, F, N, D)
