@@ -112,3 +112,35 @@ def test_export_under_a_config_of_another_architecture_is_refused(tmp_path, micr
     with pytest.raises(CheckpointError, match='shape|lacks|unexpected'):
         export_checkpoint(tmp_path / 'base.safetensors', tmp_path / 'out.safetensors', config='ws-tiny')
     assert not (tmp_path / 'out.safetensors').exists()
+
+
+def test_export_in_half_precision_halves_the_file_and_loads_back_the_rounded_weights(tmp_path, micro_config,
+                                                                                    randomize):
+    from worldscape_ros.model.checkpoint import export_checkpoint
+
+    base = randomize(WorldModel(micro_config))
+    save_checkpoint(tmp_path / 'base.safetensors', base)
+    digest = export_checkpoint(tmp_path / 'base.safetensors', tmp_path / 'half.safetensors', dtype=torch.float16)
+    ratio = (tmp_path / 'half.safetensors').stat().st_size / (tmp_path / 'base.safetensors').stat().st_size
+    assert 0.4 < ratio < 0.6
+    with safe_open(str(tmp_path / 'half.safetensors'), framework='pt') as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} <= {torch.float16, torch.int64, torch.bool}
+    loaded, info = load_checkpoint(tmp_path / 'half.safetensors')  # verified against the recorded hashes
+    assert info['weights_sha256'] == digest and info['extra']['exported_from']['dtype'] == 'float16'
+    for name, t in loaded.state_dict().items():
+        ref = base.state_dict()[name]
+        assert t.dtype == ref.dtype, name
+        if t.is_floating_point():
+            assert torch.equal(t, ref.half().to(ref.dtype)), name
+
+
+def test_a_weight_beyond_half_precision_is_refused_not_stored_as_inf(tmp_path, micro_config):
+    from worldscape_ros.model.checkpoint import export_checkpoint
+
+    model = WorldModel(micro_config)
+    with torch.no_grad():
+        next(model.dit.parameters()).view(-1)[0] = 1e6
+    save_checkpoint(tmp_path / 'base.safetensors', model)
+    with pytest.raises(CheckpointError, match=r'up to 1e\+06, beyond torch.float16'):
+        export_checkpoint(tmp_path / 'base.safetensors', tmp_path / 'half.safetensors', dtype=torch.float16)
+    assert not (tmp_path / 'half.safetensors').exists()

@@ -35,10 +35,14 @@ def weights_sha256(hashes: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()
 
 
-def save_checkpoint(path: str | Path, model: WorldModel, extra: dict[str, Any] | None = None) -> str:
-    """Write atomically; return the weights' sha256."""
+def save_checkpoint(path: str | Path, model: WorldModel, extra: dict[str, Any] | None = None,
+                    dtype: torch.dtype | None = None) -> str:
+    """Write atomically; return the weights' sha256. dtype: store the floating-point tensors in this precision
+    (half the file in float16); a model loads them back in its own."""
     path = Path(path)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if dtype is not None:
+        state = {k: stored(k, v, dtype) for k, v in state.items()}
     hashes = {k: tensor_sha256(v) for k, v in state.items()}
     digest = weights_sha256(hashes)
     meta = {
@@ -51,6 +55,16 @@ def save_checkpoint(path: str | Path, model: WorldModel, extra: dict[str, Any] |
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=meta)
     return digest
+
+
+def stored(name: str, t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """`t` in `dtype` if it is floating point; a value the precision cannot hold is refused, never made inf."""
+    if not t.is_floating_point():
+        return t
+    out = t.to(dtype)
+    if bool(torch.isfinite(t).all()) and not bool(torch.isfinite(out).all()):
+        raise CheckpointError(f'tensor {name!r} holds values up to {t.abs().max().item():.3g}, beyond {dtype}')
+    return out
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
@@ -123,17 +137,19 @@ def open_model(checkpoint: str | None = None, config: str | None = None, seed: i
 
 
 def export_checkpoint(path: str | Path, out: str | Path, config: str | None = None,
-                      codec_from: str | Path | None = None) -> str:
+                      codec_from: str | Path | None = None, dtype: torch.dtype | None = None) -> str:
     """Re-save `path` under `config` (a name or YAML; default its own), its codec replaced by `codec_from`'s when
-    given. Tensors are copied unchanged; the extra metadata keeps the source's and records the parts' origins.
-    Returns the new weights' sha256."""
+    given, its floating-point tensors stored in `dtype` when given (else unchanged). The extra metadata keeps the
+    source's and records the parts' origins. Returns the new weights' sha256."""
     model, info = load_checkpoint(path, config=load_config(config) if config else None)
     extra = dict(info['extra'])
     extra['exported_from'] = {'checkpoint': str(path), 'weights_sha256': info['weights_sha256']}
     if codec_from:
         donor = load_codec(model, codec_from)
         extra['exported_from'].update(codec_from=str(codec_from), codec_weights_sha256=donor['weights_sha256'])
-    return save_checkpoint(out, model, extra)
+    if dtype is not None:
+        extra['exported_from']['dtype'] = str(dtype).removeprefix('torch.')
+    return save_checkpoint(out, model, extra, dtype=dtype)
 
 
 def load_codec(model: WorldModel, path: str | Path) -> dict[str, Any]:

@@ -22,11 +22,14 @@ def register(sub: Any) -> None:
                        description='Write CHECKPOINT again under --config (a change of sampler or memory settings, '
                        'which no tensor depends on) and, with --codec-from, with the codec of another checkpoint of '
                        'the same architecture (a decoder fine-tuned on the same latents). The tensors are copied '
-                       'unchanged; the file records where each part came from.')
+                       'unchanged (or rounded to --dtype); the file records where each part came from.')
     e.add_argument('checkpoint', help='the weights to export (.safetensors)')
     e.add_argument('--out', required=True, help='file to write (atomically)')
     e.add_argument('--config', help="model config name or YAML (default: the checkpoint's)")
     e.add_argument('--codec-from', help='checkpoint whose codec replaces the exported one')
+    e.add_argument('--dtype', choices=('float32', 'float16', 'bfloat16'), default=None,
+                   help='store the weights in this precision (float16: half the file; the engine computes in its '
+                   'own dtype either way; default: float32 as loaded)')
     e.set_defaults(func=_export)
 
 
@@ -53,8 +56,12 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    import torch
+
     from worldscape_ros.model.checkpoint import export_checkpoint
 
-    digest = export_checkpoint(args.checkpoint, args.out, config=args.config, codec_from=args.codec_from)
+    dtype = getattr(torch, args.dtype) if args.dtype else None
+    digest = export_checkpoint(args.checkpoint, args.out, config=args.config, codec_from=args.codec_from,
+                               dtype=dtype)
     print(f'wrote {args.out} (weights sha256 {digest})')
     return 0
