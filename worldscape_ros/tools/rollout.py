@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -245,18 +245,38 @@ def offline_rollout(engine: OfflineEngine, start: Start, script: ActionScript, o
     out = Path(out)
     if len(script) == 0:
         raise RolloutError('the actions script holds no frames: nothing to roll out')
+    frame = _start_in(out, force, engine, start)
+    result = RolloutResult(out=out)
+    writer = BagWriter(out / 'bag', storage) if bag else None
+    scale = auto_scale(int(engine.config.height))
+    views = _roll(engine, script, frame, window, writer, scale, result, on_frame)
+    if mp4 and views:
+        result.files.update(_write_video(out, views, scale, float(engine.config.fps)))
+    atomic_write_json(out / 'summary.json', _summary(start, engine, result))
+    result.files['summary'] = str(out / 'summary.json')
+    return result
+
+
+def _start_in(out: Path, force: bool, engine: OfflineEngine, start: Start) -> Frame:
+    """Prepare the output folder and reset the engine at the start (frame 0); a start that fails removes the
+    folder this call created."""
     created = prepare_out(out, force)
     try:
-        frame = start_session(engine, start)
+        return start_session(engine, start)
     except BaseException:
         if created:
             shutil.rmtree(out, ignore_errors=True)
         raise
-    result = RolloutResult(out=out)
-    views: list[np.ndarray] = []
-    writer = BagWriter(out / 'bag', storage) if bag else None
+
+
+def _roll(engine: OfflineEngine, script: ActionScript, frame: Frame, window: int | None, writer: BagWriter | None,
+          scale: int, result: RolloutResult, on_frame: Callable[[Frame, np.ndarray | None], None] | None
+          ) -> list[np.ndarray]:
+    """Frame 0, then the script's frames: each recorded in the bag, drawn as a video panel (returned, in order)
+    and handed to on_frame; counts, latencies and the time in the engine's steps go into `result`. Ctrl-C or
+    SIGTERM stops it early (`result.interrupted`); the bag is closed either way."""
     recorder = RolloutRecorder(writer, engine, script.handedness) if writer is not None else None
-    scale = auto_scale(int(engine.config.height))
+    views: list[np.ndarray] = []
     t0 = time.perf_counter()
     try:
         with stop_on_signals(writer) if writer is not None else nullcontext():
@@ -268,13 +288,14 @@ def offline_rollout(engine: OfflineEngine, start: Start, script: ActionScript, o
                 on_frame(frame, None)
             t0 = time.perf_counter()
             for i, frame in enumerate(drive(engine, script, window)):
+                keypoints = None if script.hands is None else script.hands[i]
                 if recorder is not None:
-                    recorder.record(frame, script.actions[i], None if script.hands is None else script.hands[i])
+                    recorder.record(frame, script.actions[i], keypoints)
                 result.frames += 1
                 result.latencies_ms.append(float(frame.latency_ms))
                 views.append(panel(frame.rgb, frame.depth, scale, extra=_pose_video(frame, script)))
                 if on_frame is not None:
-                    on_frame(frame, None if script.hands is None else script.hands[i])
+                    on_frame(frame, keypoints)
             result.seconds = time.perf_counter() - t0
     except KeyboardInterrupt:
         result.interrupted = True
@@ -283,20 +304,27 @@ def offline_rollout(engine: OfflineEngine, start: Start, script: ActionScript, o
     finally:
         if writer is not None:
             result.files['bag'] = str(writer.close())
-    if mp4 and views:
-        result.files['mp4'] = str(write_mp4(out / 'rollout.mp4', views, float(engine.config.fps)))
-        small = [panel(v[::scale, ::scale], None, max(1, scale // 2)) for v in views]
-        labels = ['start (input)'] + [f'{i} ({i / float(engine.config.fps):.1f} s)' for i in range(1, len(views))]
-        result.files['contact_sheet'] = str(write_png(out / 'contact_sheet.png',
-                                                      contact_sheet(small, labels, columns=6, count=18)))
+    return views
+
+
+def _write_video(out: Path, views: list[np.ndarray], scale: int, fps: float) -> dict[str, str]:
+    """The MP4 of the panels (the start view first) and a contact sheet of frames spread over it."""
+    files = {'mp4': str(write_mp4(out / 'rollout.mp4', views, fps))}
+    small = [panel(v[::scale, ::scale], None, max(1, scale // 2)) for v in views]
+    labels = ['start (input)'] + [f'{i} ({i / fps:.1f} s)' for i in range(1, len(views))]
+    sheet = contact_sheet(small, labels, columns=6, count=18)
+    files['contact_sheet'] = str(write_png(out / 'contact_sheet.png', sheet))
+    return files
+
+
+def _summary(start: Start, engine: OfflineEngine, result: RolloutResult) -> dict[str, Any]:
+    """summary.json: the start, the engine, the frames made, their rate and latency, the files written."""
     lat = np.asarray(result.latencies_ms) if result.latencies_ms else np.zeros(1)
-    atomic_write_json(out / 'summary.json', {
+    return {
         'start': str(start), 'frames': result.frames, 'interrupted': result.interrupted,
         'engine': {'config': engine.config.name, 'weights_sha256': engine.sha256,
                    'height': engine.config.height, 'width': engine.config.width, 'fps': engine.config.fps},
         'frames_per_second': None if math.isnan(result.fps) else round(result.fps, 3),
         'latency_ms': {'p50': float(np.percentile(lat, 50)), 'p95': float(np.percentile(lat, 95))},
         'files': result.files,
-    })
-    result.files['summary'] = str(out / 'summary.json')
-    return result
+    }

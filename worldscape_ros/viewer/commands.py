@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
     from worldscape_ros.model.engine import Frame
     from worldscape_ros.model.protocol import ViewedEngine
+    from worldscape_ros.viewer.browser import HeadlessBrowser
+    from worldscape_ros.viewer.play import PlaySession
+    from worldscape_ros.viewer.viewer import WorldViewer
 
 log = logging.getLogger(__name__)
 
@@ -90,19 +93,11 @@ def run_play(args: argparse.Namespace) -> int:
     from worldscape_ros.model.options import EngineOptions
     from worldscape_ros.tools.rollout import parse_start
     from worldscape_ros.tools.scripts import load_script
-    from worldscape_ros.viewer import ViewerError
     from worldscape_ros.viewer.play import PlaySession
     from worldscape_ros.viewer.viewer import WorldViewer
 
     start = parse_start(args.start)
-    if args.frames < 0:
-        raise ValueError(f'--frames must be >= 0, got {args.frames}')
-    if args.threads < 0:
-        raise ValueError(f'--threads must be >= 0, got {args.threads}')
-    if (args.browser or args.screenshot) and args.no_viewer:
-        raise ViewerError('--browser and --screenshot need the viewer: drop --no-viewer')
-    if args.screenshot and not args.browser:
-        raise ViewerError('--screenshot takes the page from the headless browser: add --browser')
+    _check_play_arguments(args)
     limits = page_limits(args)
     if args.threads:
         import torch
@@ -121,43 +116,12 @@ def run_play(args: argparse.Namespace) -> int:
         session.begin()
         if viewer is not None:
             print(f'viewer: {viewer.url} (Ctrl-C stops)', flush=True)
-        if args.browser and viewer is not None:
-            browser = _open_browser(viewer)
-        if viewer is not None and args.wait_client > 0 and not viewer.wait_for_client(args.wait_client):
-            log.warning('no page connected in %.0f s; generating anyway', args.wait_client)
-        session.start_thread(args.frames)
-        try:
-            with _terminate_as_interrupt():
-                while session.alive:
-                    session.join(0.5)
-        except KeyboardInterrupt:
-            pass
-        session.stop()
-        if session.error is not None:
-            raise session.error
-        stats = session.stats
-        cpu_ms = 1e3 * stats.cpu_seconds / max(stats.frames, 1)
-        figures.update(frames=stats.frames, seconds=round(stats.seconds, 3), frames_per_second=round(stats.fps, 3),
-                       cpu_ms_per_frame=round(cpu_ms, 2))
-        print(f'{stats.frames} frames in {stats.seconds:.1f} s of generation ({stats.fps:.2f} frames/s, '
-              f'{cpu_ms:.0f} ms of CPU a frame) with {engine.config.name}' + ('' if viewer is None else ', viewer on'))
-        if viewer is not None:
-            figures['viewer_pushes_per_second'] = round(viewer.stats.pushes_total / max(stats.seconds, 1e-9), 3)
-            per_frame = 1e3 * stats.viewer_seconds / max(stats.frames, 1)
-            figures['viewer_ms_per_frame'] = round(per_frame, 3)
-            figures['viewer_share'] = round(stats.viewer_seconds / max(stats.seconds, 1e-9), 4)
-            print(f'viewer: {per_frame:.1f} ms a frame in the generation loop '
-                  f'({100 * figures["viewer_share"]:.1f}% of its time)')
+            browser = _open_browser(viewer) if args.browser else None
+            _wait_for_page(viewer, args.wait_client)
+        _generate(session, args.frames)
+        figures.update(_loop_figures(session, engine.config.name, viewer))
         if browser is not None:
-            page = browser.evaluate('window.__wsPage || null')
-            if page and page['count'] > 1:
-                rate = (page['count'] - 1) / ((page['last'] - page['first']) / 1e3)
-                figures['page_updates_per_second'] = round(rate, 3)
-                print(f'page: {page["count"]} image updates, {rate:.2f} a second (counted in the browser)')
-            if args.screenshot:
-                time.sleep(max(0.0, (viewer.cloud_period if viewer else 0.0)))
-                _save_screenshot(browser, args.screenshot)
-                print(f'screenshot: {args.screenshot}')
+            figures.update(_page_figures(browser, viewer, args.screenshot))
     finally:
         session.stop()
         if browser is not None:
@@ -165,11 +129,82 @@ def run_play(args: argparse.Namespace) -> int:
         if viewer is not None:
             viewer.close()
     if args.json:
-        from worldscape_ros.fileio import atomic_write_json
-
-        atomic_write_json(Path(args.json), {k: (None if isinstance(v, float) and math.isnan(v) else v)
-                                            for k, v in figures.items()})
+        _write_figures(Path(args.json), figures)
     return 0
+
+
+def _check_play_arguments(args: argparse.Namespace) -> None:
+    from worldscape_ros.viewer import ViewerError
+
+    if args.frames < 0:
+        raise ValueError(f'--frames must be >= 0, got {args.frames}')
+    if args.threads < 0:
+        raise ValueError(f'--threads must be >= 0, got {args.threads}')
+    if (args.browser or args.screenshot) and args.no_viewer:
+        raise ViewerError('--browser and --screenshot need the viewer: drop --no-viewer')
+    if args.screenshot and not args.browser:
+        raise ViewerError('--screenshot takes the page from the headless browser: add --browser')
+
+
+def _wait_for_page(viewer: WorldViewer, seconds: float) -> None:
+    """Give a page up to `seconds` to connect before generating (0: do not wait)."""
+    if seconds > 0 and not viewer.wait_for_client(seconds):
+        log.warning('no page connected in %.0f s; generating anyway', seconds)
+
+
+def _generate(session: PlaySession, frames: int) -> None:
+    """Run the session's loop until it has made `frames` frames (0: no end), Ctrl-C or SIGTERM; an error in the
+    loop is raised here."""
+    session.start_thread(frames)
+    try:
+        with _terminate_as_interrupt():
+            while session.alive:
+                session.join(0.5)
+    except KeyboardInterrupt:
+        pass
+    session.stop()
+    if session.error is not None:
+        raise session.error
+
+
+def _loop_figures(session: PlaySession, config: str, viewer: WorldViewer | None) -> dict[str, Any]:
+    """The generation loop's rate and CPU time a frame, and the viewer's share of it; printed and returned."""
+    stats = session.stats
+    cpu_ms = 1e3 * stats.cpu_seconds / max(stats.frames, 1)
+    figures: dict[str, Any] = dict(frames=stats.frames, seconds=round(stats.seconds, 3),
+                                   frames_per_second=round(stats.fps, 3), cpu_ms_per_frame=round(cpu_ms, 2))
+    print(f'{stats.frames} frames in {stats.seconds:.1f} s of generation ({stats.fps:.2f} frames/s, '
+          f'{cpu_ms:.0f} ms of CPU a frame) with {config}' + ('' if viewer is None else ', viewer on'))
+    if viewer is not None:
+        figures['viewer_pushes_per_second'] = round(viewer.stats.pushes_total / max(stats.seconds, 1e-9), 3)
+        per_frame = 1e3 * stats.viewer_seconds / max(stats.frames, 1)
+        figures['viewer_ms_per_frame'] = round(per_frame, 3)
+        figures['viewer_share'] = round(stats.viewer_seconds / max(stats.seconds, 1e-9), 4)
+        print(f'viewer: {per_frame:.1f} ms a frame in the generation loop '
+              f'({100 * figures["viewer_share"]:.1f}% of its time)')
+    return figures
+
+
+def _page_figures(browser: HeadlessBrowser, viewer: WorldViewer | None, screenshot: str | None) -> dict[str, Any]:
+    """The page's image update rate as the browser counted it (printed and returned); the screenshot, if asked."""
+    figures: dict[str, Any] = {}
+    page = browser.evaluate('window.__wsPage || null')
+    if page and page['count'] > 1:
+        rate = (page['count'] - 1) / ((page['last'] - page['first']) / 1e3)
+        figures['page_updates_per_second'] = round(rate, 3)
+        print(f'page: {page["count"]} image updates, {rate:.2f} a second (counted in the browser)')
+    if screenshot:
+        time.sleep(max(0.0, (viewer.cloud_period if viewer else 0.0)))
+        _save_screenshot(browser, screenshot)
+        print(f'screenshot: {screenshot}')
+    return figures
+
+
+def _write_figures(path: Path, figures: dict[str, Any]) -> None:
+    """The printed figures as JSON (a NaN, a figure not measured, as null)."""
+    from worldscape_ros.fileio import atomic_write_json
+
+    atomic_write_json(path, {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in figures.items()})
 
 
 @contextmanager
