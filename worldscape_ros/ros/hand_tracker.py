@@ -18,11 +18,16 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from worldscape_ros.ros.node_main import companion_node, declare_params, described, refuse, spin_until_interrupted
 from worldscape_ros.tools.msg_fields import NUM_HAND_KEYPOINTS as NUM_LANDMARKS  # MediaPipe's, HandKeypoints'
+
+if TYPE_CHECKING:
+    from rclpy.node import Node
+    from sensor_msgs.msg import CameraInfo, Image
 
 
 @dataclass
@@ -127,65 +132,73 @@ def import_mediapipe() -> Any:
     return mediapipe
 
 
-def main(argv: list[str] | None = None) -> int:
-    import rclpy
-    from rcl_interfaces.msg import ParameterDescriptor
-    from rclpy.node import Node
-    from rclpy.qos import qos_profile_sensor_data
-    from sensor_msgs.msg import CameraInfo, Image
-    from worldscape_msgs.msg import HandKeypoints
+@dataclass(frozen=True)
+class TrackerParams:
+    """The node's parameters (`ros2 param describe` shows these descriptions)."""
 
-    rclpy.init(args=argv)
-    node = Node('hand_tracker')
+    image_topic: str = described('image_raw', 'input camera image (rgb8 or bgr8)')
+    camera_info_topic: str = described('camera_info', 'CameraInfo of that camera (for K)')
+    max_hands: int = described(1, 'hands to track')
+    mirrored_input: bool = described(False, 'the image is a mirrored (selfie) view')
+    min_detection_confidence: float = described(0.5, 'MediaPipe detection threshold')
 
-    def declare(name: str, value: Any, text: str) -> Any:
-        return node.declare_parameter(name, value, ParameterDescriptor(description=text)).value
 
-    image_topic = str(declare('image_topic', 'image_raw', 'input camera image (rgb8 or bgr8)'))
-    info_topic = str(declare('camera_info_topic', 'camera_info', 'CameraInfo of that camera (for K)'))
-    max_hands = int(declare('max_hands', 1, 'hands to track'))
-    mirrored = bool(declare('mirrored_input', False, 'the image is a mirrored (selfie) view'))
-    min_conf = float(declare('min_detection_confidence', 0.5, 'MediaPipe detection threshold'))
-    try:
-        mp = import_mediapipe()
-    except RuntimeError as exc:
-        node.get_logger().error(str(exc))
-        node.destroy_node()
-        rclpy.try_shutdown()
-        return 2
-    hands = mp.solutions.hands.Hands(static_image_mode=False, max_num_hands=max_hands,
-                                     min_detection_confidence=min_conf, min_tracking_confidence=0.5)
-    pub = node.create_publisher(HandKeypoints, 'hand_keypoints', 10)
-    K: dict[str, np.ndarray] = {}
+def rgb_pixels(msg: Image) -> np.ndarray:
+    """An rgb8 or bgr8 sensor_msgs/Image -> (height, width, 3) RGB, rows padded to `step` cut off."""
+    img = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)[:, :msg.width * 3]
+    rgb = img.reshape(msg.height, msg.width, 3)
+    return rgb[..., ::-1] if msg.encoding == 'bgr8' else rgb
 
-    def on_info(msg: CameraInfo) -> None:
-        K['K'] = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
 
-    def on_image(msg: Image) -> None:
-        if 'K' not in K:
-            node.get_logger().warning(f'no CameraInfo on {info_topic} yet: skipping images', throttle_duration_sec=5)
+class HandTracker:
+    """Subscribes to the camera's images and CameraInfo; publishes each hand MediaPipe finds as HandKeypoints."""
+
+    def __init__(self, node: Node, params: TrackerParams, hands: Any) -> None:
+        from rclpy.qos import qos_profile_sensor_data
+        from sensor_msgs.msg import CameraInfo, Image
+        from worldscape_msgs.msg import HandKeypoints
+
+        self.node = node
+        self.params = params
+        self.hands = hands  # MediaPipe's solutions.hands.Hands
+        self.K: np.ndarray | None = None  # (3, 3) from the latest CameraInfo
+        self._pub = node.create_publisher(HandKeypoints, 'hand_keypoints', 10)
+        node.create_subscription(CameraInfo, params.camera_info_topic, self.on_info, qos_profile_sensor_data)
+        node.create_subscription(Image, params.image_topic, self.on_image, qos_profile_sensor_data)
+
+    def on_info(self, msg: CameraInfo) -> None:
+        self.K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
+
+    def on_image(self, msg: Image) -> None:
+        log = self.node.get_logger()
+        if self.K is None:
+            log.warning(f'no CameraInfo on {self.params.camera_info_topic} yet: skipping images',
+                        throttle_duration_sec=5)
             return
         if msg.encoding not in ('rgb8', 'bgr8'):
-            node.get_logger().warning(f'unsupported encoding {msg.encoding}', throttle_duration_sec=5)
+            log.warning(f'unsupported encoding {msg.encoding}', throttle_duration_sec=5)
             return
-        img = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)[:, :msg.width * 3]
-        rgb = img.reshape(msg.height, msg.width, 3)
-        if msg.encoding == 'bgr8':
-            rgb = rgb[..., ::-1]
-        results = hands.process(np.ascontiguousarray(rgb))
-        for det in detections_from_mediapipe(results, K['K'], msg.width, msg.height, mirrored):
-            pub.publish(to_message(det, msg.header))
+        results = self.hands.process(np.ascontiguousarray(rgb_pixels(msg)))
+        for det in detections_from_mediapipe(results, self.K, msg.width, msg.height, self.params.mirrored_input):
+            self._pub.publish(to_message(det, msg.header))
 
-    node.create_subscription(CameraInfo, info_topic, on_info, qos_profile_sensor_data)
-    node.create_subscription(Image, image_topic, on_image, qos_profile_sensor_data)
-    try:
-        rclpy.spin(node)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        hands.close()
-        node.destroy_node()
-        rclpy.try_shutdown()
+
+def main(argv: list[str] | None = None) -> int:
+    """Node: hands in `image_topic` -> HandKeypoints on `hand_keypoints`; exit code 2 without MediaPipe."""
+    with companion_node('hand_tracker', argv) as node:
+        params = declare_params(node, TrackerParams)
+        try:
+            mp = import_mediapipe()
+        except RuntimeError as exc:
+            return refuse(node, exc)
+        hands = mp.solutions.hands.Hands(static_image_mode=False, max_num_hands=params.max_hands,
+                                         min_detection_confidence=params.min_detection_confidence,
+                                         min_tracking_confidence=0.5)
+        try:
+            HandTracker(node, params, hands)  # its subscriptions hold it while the node spins
+            spin_until_interrupted(node)
+        finally:
+            hands.close()
     return 0
 
 

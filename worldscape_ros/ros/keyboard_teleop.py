@@ -25,10 +25,18 @@ import sys
 import termios
 import time
 import tty
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from worldscape_ros.ros.node_main import companion_node, declare, refuse
+
+if TYPE_CHECKING:
+    from rclpy.node import Node
 
 # Axes of the command, in Twist order used by NavAction: linear.x, linear.y, linear.z, angular.z, angular.y.
 AXES = ('vx', 'vy', 'vz', 'yaw_rate', 'pitch_rate')
+Command = tuple[float, float, float, float, float]  # one value per axis, in AXES order
 
 # key -> (axis, sign); the magnitude comes from the axis' speed (linear, turn or pitch).
 KEY_BINDINGS: dict[str, tuple[str, float]] = {
@@ -150,7 +158,7 @@ class KeyboardMapper:
             self._command[axis] = 0.0
             self._deadline[axis] = math.inf
 
-    def command(self, now: float) -> tuple[float, float, float, float, float]:
+    def command(self, now: float) -> Command:
         """(vx, vy, vz, yaw_rate, pitch_rate) commanded at time `now`; expired axes fall back to zero."""
         for axis in AXES:
             if now > self._deadline[axis]:
@@ -190,15 +198,8 @@ class RawTerminal:
         return data.decode('utf-8', errors='ignore')
 
 
-def main(argv: list[str] | None = None) -> int:
-    import rclpy
-    from geometry_msgs.msg import Twist
-    from rcl_interfaces.msg import ParameterDescriptor
-    from rclpy.duration import Duration
-    from rclpy.node import Node
-
-    rclpy.init(args=argv)
-    node = Node('keyboard_teleop')
+def declare_parameters(node: Node) -> dict[str, float]:
+    """The node's parameters by name, declared with descriptions: TeleopConfig's fields and `rate` (Hz)."""
     defaults = TeleopConfig()
     described = {
         'linear_speed': (defaults.linear_speed, 'forward/strafe speed at level 1, m/s'),
@@ -209,64 +210,95 @@ def main(argv: list[str] | None = None) -> int:
         'hold_timeout': (defaults.hold_timeout, 's an axis stays commanded after its last key press; 0 latches'),
         'rate': (20.0, 'Twist publishing rate, Hz'),
     }
-    values = {name: float(node.declare_parameter(name, value, ParameterDescriptor(description=text)).value)
-              for name, (value, text) in described.items()}
+    return {name: float(declare(node, name, value, text)) for name, (value, text) in described.items()}
+
+
+def mapper_and_rate(parameters: dict[str, float]) -> tuple[KeyboardMapper, float]:
+    """The key mapper and the publishing rate (Hz) the parameters describe; ValueError names a bad value."""
+    values = dict(parameters)
     rate = values.pop('rate')
-    try:
-        if not (math.isfinite(rate) and rate > 0):
-            raise ValueError(f'rate must be positive, got {rate}')
-        mapper = KeyboardMapper(TeleopConfig(**values))
-        terminal = RawTerminal(sys.stdin.fileno())
-    except (ValueError, RuntimeError) as exc:
-        node.get_logger().error(str(exc))
-        node.destroy_node()
-        rclpy.try_shutdown()
-        return 2
-    publisher = node.create_publisher(Twist, 'cmd_vel', 10)
-    clock = time.monotonic
+    if not (math.isfinite(rate) and rate > 0):
+        raise ValueError(f'rate must be positive, got {rate}')
+    return KeyboardMapper(TeleopConfig(**values)), rate
 
-    def publish(cmd: tuple[float, float, float, float, float]) -> None:
-        msg = Twist()
+
+class TwistPublisher:
+    """Commands (in AXES order) as geometry_msgs/Twist on `cmd_vel`."""
+
+    def __init__(self, node: Node) -> None:
+        from geometry_msgs.msg import Twist
+
+        self._twist = Twist
+        self._publisher = node.create_publisher(Twist, 'cmd_vel', 10)
+
+    def publish(self, cmd: Command) -> None:
+        msg = self._twist()
         msg.linear.x, msg.linear.y, msg.linear.z, msg.angular.z, msg.angular.y = cmd
-        publisher.publish(msg)
+        self._publisher.publish(msg)
 
-    period = 1.0 / rate
-    pending = ''
-    last_shown: tuple[float, float, float, float, float] | None = None
-    try:
-        with terminal:
-            sys.stdout.write(HELP)
-            sys.stdout.flush()
-            next_pub = clock()
-            while not mapper.quit and rclpy.ok():
-                text = terminal.read(max(0.0, next_pub - clock()))
-                keys, pending = split_keys(pending + text)
-                if not text and pending:
-                    pending = ''  # a lone Esc (or a cut sequence) with nothing after it: ignore it
-                now = clock()
-                for key in keys:
-                    mapper.press(key, now)
-                    if mapper.quit:
-                        break
-                cmd = mapper.command(now)
-                if keys or now >= next_pub:
-                    publish(cmd)
-                    next_pub = now + period
-                if cmd != last_shown:
-                    sys.stdout.write(f'\rvx {cmd[0]:+.2f} vy {cmd[1]:+.2f} yaw {cmd[3]:+.2f} '
-                                     f'pitch {cmd[4]:+.2f} (x{mapper.scale:.2f})   ')
-                    sys.stdout.flush()
-                    last_shown = cmd
-    except KeyboardInterrupt:
-        pass
-    finally:
-        publish((0.0, 0.0, 0.0, 0.0, 0.0))  # never leave the robot driving
+    def stop(self) -> None:
+        """Publish a zero Twist, so the robot is never left driving, and see it delivered."""
+        from rclpy.duration import Duration
+
+        self.publish((0.0, 0.0, 0.0, 0.0, 0.0))
         # Exiting right after publishing can drop the stop; wait (bounded) until subscribers acknowledged it.
-        publisher.wait_for_all_acked(Duration(seconds=1.0))
-        sys.stdout.write('\r\n')
-        sys.stdout.flush()
-        node.destroy_node()
-        rclpy.try_shutdown()
+        self._publisher.wait_for_all_acked(Duration(seconds=1.0))
+
+
+def show(text: str) -> None:
+    """Write `text` to the terminal at once (in raw mode a line must end in CR LF: a bare LF does not return)."""
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def teleop_loop(terminal: RawTerminal, mapper: KeyboardMapper, publish: Callable[[Command], None],
+                period: float) -> None:
+    """Until a quit key or rclpy's shutdown: apply keys as they arrive, publish the command at each key and at
+    least every `period` seconds, and show it on the terminal when it changes."""
+    import rclpy
+
+    clock = time.monotonic
+    pending = ''
+    last_shown: Command | None = None
+    next_pub = clock()
+    while not mapper.quit and rclpy.ok():
+        text = terminal.read(max(0.0, next_pub - clock()))
+        keys, pending = split_keys(pending + text)
+        if not text and pending:
+            pending = ''  # a lone Esc (or a cut sequence) with nothing after it: ignore it
+        now = clock()
+        for key in keys:
+            mapper.press(key, now)
+            if mapper.quit:
+                break
+        cmd = mapper.command(now)
+        if keys or now >= next_pub:
+            publish(cmd)
+            next_pub = now + period
+        if cmd != last_shown:
+            show(f'\rvx {cmd[0]:+.2f} vy {cmd[1]:+.2f} yaw {cmd[3]:+.2f} pitch {cmd[4]:+.2f} (x{mapper.scale:.2f})   ')
+            last_shown = cmd
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Node: keys on stdin -> Twist on `cmd_vel`; exit code 2 for a bad parameter or a stdin that is no terminal."""
+    with companion_node('keyboard_teleop', argv) as node:
+        parameters = declare_parameters(node)
+        try:
+            mapper, rate = mapper_and_rate(parameters)
+            terminal = RawTerminal(sys.stdin.fileno())
+        except (ValueError, RuntimeError) as exc:
+            return refuse(node, exc)
+        cmd_vel = TwistPublisher(node)
+        try:
+            with terminal:
+                show(HELP)
+                teleop_loop(terminal, mapper, cmd_vel.publish, 1.0 / rate)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            cmd_vel.stop()
+            show('\r\n')
     return 0
 
 

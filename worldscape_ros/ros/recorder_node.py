@@ -16,11 +16,17 @@ import importlib
 import signal
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from worldscape_ros.ros.fastdds import use_fastdds_profile
+from worldscape_ros.ros.node_main import companion_node, declare_params, described, node_executor, refuse
 from worldscape_ros.tools.bag import SIM_TOPICS, BagWriter, TopicSpec, qos
+
+if TYPE_CHECKING:
+    from rclpy.executors import Executor
+    from rclpy.node import Node
 
 IMAGE_TOPIC = '/camera/image_raw'
 
@@ -106,55 +112,53 @@ def resolve_topics(names: list[str]) -> list[TopicSpec]:
     return specs
 
 
-def main(argv: list[str] | None = None) -> int:
-    use_fastdds_profile()  # images across processes need the simulator's shared-memory segment size
-    import rclpy
-    from rcl_interfaces.msg import ParameterDescriptor
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.node import Node
-    from rclpy.signals import SignalHandlerOptions
+@dataclass(frozen=True)
+class RecorderParams:
+    """The node's parameters (`ros2 param describe` shows these descriptions)."""
 
-    # our own handlers: the bag must be closed by the thread that writes it, after the last callback
-    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    node = Node('recorder')
+    out: str = described('', 'bag folder to create (must not exist)')
+    storage: str = described('mcap', 'mcap (rosbag2 version 9) or sqlite3 (version 8, Humble)')
+    # [''], not []: rclpy declares an empty list a byte array, which then refuses a list of topic names
+    topics: list[str] = described([''], "absolute topic names to record; empty: all of the simulator's")
+    stop_after_images: int = described(0, f'close after this many {IMAGE_TOPIC} messages; 0 = never')
 
-    def declare(name: str, value: Any, text: str) -> Any:
-        return node.declare_parameter(name, value, ParameterDescriptor(description=text)).value
 
-    out = str(declare('out', '', 'bag folder to create (must not exist)'))
-    storage = str(declare('storage', 'mcap', 'mcap (rosbag2 version 9) or sqlite3 (version 8, Humble)'))
-    topics = list(declare('topics', [''], 'absolute topic names to record; empty: all of the simulator\'s'))
-    stop_after = int(declare('stop_after_images', 0, f'close after this many {IMAGE_TOPIC} messages; 0 = never'))
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
+def record(node: Node, executor: Executor, params: RecorderParams, stop: threading.Event) -> int:
+    """Record into a new bag until `stop` is set or `stop_after_images` have come; the bag is closed however it
+    ends. Exit code 2 for a missing `out`, an unknown topic or a bag that exists already."""
     bag = None
-    code = 0
     try:
-        if not out:
+        if not params.out:
             raise ValueError('parameter out (the bag folder) is required')
-        specs = resolve_topics([t for t in topics if t])
-        bag = BagWriter(Path(out), storage)
-        recorder = Recorder(node, bag, specs, stop_after)
-        node.get_logger().info(f'recording {len(specs)} topics into {out} ({storage})')
+        specs = resolve_topics([t for t in params.topics if t])
+        bag = BagWriter(Path(params.out), params.storage)
+        recorder = Recorder(node, bag, specs, params.stop_after_images)
+        node.get_logger().info(f'recording {len(specs)} topics into {params.out} ({params.storage})')
         while not stop.is_set() and not recorder.done.is_set():
             executor.spin_once(timeout_sec=0.1)
             bag.flush(force=False)  # quiet topics too: what was recorded a second ago survives a SIGKILL
     except (ValueError, FileExistsError) as exc:
-        node.get_logger().error(str(exc))
-        code = 2
+        return refuse(node, exc)
     finally:
         if bag is not None:
             bag.close()
             total = sum(bag.counts.values())
-            node.get_logger().info(f'bag {out} closed: {total} messages ' +
+            node.get_logger().info(f'bag {params.out} closed: {total} messages ' +
                                    ', '.join(f'{t} {n}' for t, n in bag.counts.items()))
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return code
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Node: record the simulator's topics into the bag `out` until SIGINT, SIGTERM or `stop_after_images`."""
+    use_fastdds_profile()  # images across processes need the simulator's shared-memory segment size
+    # our own handlers: the bag must be closed by the thread that writes it, after the last callback
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with companion_node('recorder', argv, rclpy_signals=False) as node:
+        params = declare_params(node, RecorderParams)
+        with node_executor(node) as executor:
+            return record(node, executor, params, stop)
 
 
 if __name__ == '__main__':

@@ -8,17 +8,30 @@ Two ways to drive:
   - timed (`lockstep: false`): publish at the script's rate while the simulator runs on its own clock.
 
 The script is an actions FILE (tools.scripts: .csv/.txt/.npy or a .yaml/.json tour) or a named navigation
-script with a frame count. Parameters: see `declare` below (`ros2 param describe` lists them).
+script with a frame count. Parameters: see `TeleopParams` below (`ros2 param describe` lists them).
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from worldscape_ros.ros.node_main import (
+    EXIT_INTERRUPTED,
+    companion_node,
+    declare_params,
+    described,
+    node_executor,
+    refuse,
+)
 from worldscape_ros.tools.msg_fields import NUM_HAND_KEYPOINTS, OPTICAL_FRAME
 from worldscape_ros.tools.scripts import ActionScript, load_script, nav_script
+
+if TYPE_CHECKING:
+    from rclpy.executors import Executor
+    from rclpy.node import Node
 
 
 def script_from_params(actions: str, script: str, frames: int, fps: float, hands: str,
@@ -123,53 +136,50 @@ class ScriptPlayer:
         return self.frames_played
 
 
+@dataclass(frozen=True)
+class TeleopParams:
+    """The node's parameters (`ros2 param describe` shows these descriptions)."""
+
+    actions: str = described('', 'actions FILE (.csv/.txt/.npy or a .yaml/.json tour); wins over script')
+    script: str = described('out_and_back', 'named navigation script when no actions file is given')
+    frames: int = described(40, 'frames of the named script')
+    fps: float = described(10.0, "the model's frame rate (named scripts, tours, timed playback)")
+    hands: str = described('', "hand script to play alongside ('' none; e.g. pick_and_place)")
+    scene_seed: int = described(0, "table scene the hand script acts in (the simulator's start_seed)")
+    lockstep: bool = described(True, 'pause the simulator and step it one frame per action')
+    simulator: str = described('/simulator', 'the simulator node whose ~/pause and ~/step to call')
+    settle: float = described(0.05, 's between publishing a command and stepping (lock step)')
+    wait: float = described(60.0, 's to wait for the simulator services')
+
+
+def play(node: Node, executor: Executor, params: TeleopParams) -> None:
+    """Play the script the parameters describe, in lock step or timed, and log how fast it went."""
+    script = script_from_params(params.actions, params.script, params.frames, params.fps, params.hands,
+                                params.scene_seed)
+    player = ScriptPlayer(node, script, params.simulator, params.settle)
+    if params.lockstep:
+        player.wait_for_simulator(params.wait)
+        t0 = time.monotonic()
+        n = player.play_lockstep(executor)
+    else:
+        t0 = time.monotonic()
+        n = player.play_timed(executor, params.fps)
+    dt = time.monotonic() - t0
+    node.get_logger().info(f'played {n} frames in {dt:.1f} s ({n / max(dt, 1e-9):.1f} frames/s)')
+
+
 def main(argv: list[str] | None = None) -> int:
-    import rclpy
-    from rcl_interfaces.msg import ParameterDescriptor
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.node import Node
-
-    rclpy.init(args=argv)
-    node = Node('scripted_teleop')
-
-    def declare(name: str, value: Any, text: str) -> Any:
-        return node.declare_parameter(name, value, ParameterDescriptor(description=text)).value
-
-    actions = str(declare('actions', '', 'actions FILE (.csv/.txt/.npy or a .yaml/.json tour); wins over script'))
-    script_name = str(declare('script', 'out_and_back', 'named navigation script when no actions file is given'))
-    frames = int(declare('frames', 40, 'frames of the named script'))
-    fps = float(declare('fps', 10.0, "the model's frame rate (named scripts, tours, timed playback)"))
-    hands = str(declare('hands', '', "hand script to play alongside ('' none; e.g. pick_and_place)"))
-    scene_seed = int(declare('scene_seed', 0, "table scene the hand script acts in (the simulator's start_seed)"))
-    lockstep = bool(declare('lockstep', True, 'pause the simulator and step it one frame per action'))
-    simulator = str(declare('simulator', '/simulator', 'the simulator node whose ~/pause and ~/step to call'))
-    settle = float(declare('settle', 0.05, 's between publishing a command and stepping (lock step)'))
-    wait = float(declare('wait', 60.0, 's to wait for the simulator services'))
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    code = 0
-    try:
-        script = script_from_params(actions, script_name, frames, fps, hands, scene_seed)
-        player = ScriptPlayer(node, script, simulator, settle)
-        if lockstep:
-            player.wait_for_simulator(wait)
-            t0 = time.monotonic()
-            n = player.play_lockstep(executor)
-        else:
-            t0 = time.monotonic()
-            n = player.play_timed(executor, fps)
-        dt = time.monotonic() - t0
-        node.get_logger().info(f'played {n} frames in {dt:.1f} s ({n / max(dt, 1e-9):.1f} frames/s)')
-    except (ValueError, FileNotFoundError, TimeoutError, RuntimeError) as exc:
-        node.get_logger().error(str(exc))
-        code = 2
-    except KeyboardInterrupt:
-        code = 130
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return code
+    """Node: play the script into the simulator; exit code 2 for a bad script or a simulator that does not answer."""
+    with companion_node('scripted_teleop', argv) as node:
+        params = declare_params(node, TeleopParams)
+        with node_executor(node) as executor:
+            try:
+                play(node, executor, params)
+            except (ValueError, FileNotFoundError, TimeoutError, RuntimeError) as exc:
+                return refuse(node, exc)
+            except KeyboardInterrupt:
+                return EXIT_INTERRUPTED
+    return 0
 
 
 if __name__ == '__main__':
