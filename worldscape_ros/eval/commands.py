@@ -8,6 +8,7 @@ import datetime
 import logging
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -123,46 +124,80 @@ def build_systems(names: list[str], args: argparse.Namespace) -> tuple[dict[str,
 
 def run_eval(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
-    if args.threads < 0:
-        raise EvalError(f'--threads must be >= 0, got {args.threads}')
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     suites = load_suites(args.suite, args.frames)
     names = [n.strip() for n in args.systems.split(',') if n.strip()]
     pretrained = PretrainedMetrics(args.pretrained_metrics)
     systems, info = build_systems(names, args)
     size = tuple(info['model_size']) if 'model_size' in info else None
-    fingerprint = {'eval_version': EVAL_VERSION, 'systems': list(systems), 'checkpoint_sha256':
-                   info['checkpoint_sha256'], 'config': info['config'], 'device': args.device, 'dtype': args.dtype,
-                   'frames': args.frames, 'size': size, 'ablate': info['ablate'], 'window': info['window'],
-                   'rgb_only': args.rgb_only}
+    fingerprint = _fingerprint(args, list(systems), info, size)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    fresh: list[str] = []
+    fresh: list[str] = []  # the scenarios rolled out in this run (the others were finished before)
+    if args.report_only:
+        scenarios = _finished_only(suites, out, fingerprint, size)
+    else:
+        scenarios = evaluate(suites, systems, out, fingerprint, media=_on_rollouts(args.no_media, pretrained, fresh),
+                             size=size, progress=not args.no_progress, rgb_only=args.rgb_only)
+    report = build_report(scenarios, _run_meta(args, suites, info, pretrained, scenarios, len(fresh), t0))
+    write_json(out / 'report.json', report)
+    write_text(out / 'report.md', render_markdown(report))
+    plots = plot_report(report, out)
+    log.info('wrote %s, %s and %d plots in %.1f s', out / 'report.json', out / 'report.md', len(plots),
+             time.perf_counter() - t0)
+    return 0
 
+
+def _set_threads(threads: int) -> None:
+    if threads < 0:
+        raise EvalError(f'--threads must be >= 0, got {threads}')
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _fingerprint(args: argparse.Namespace, systems: list[str], info: dict[str, Any],
+                    size: tuple[Any, ...] | None) -> dict[str, Any]:
+    """What a finished scenario must have been run with to be reused rather than rerun."""
+    return {'eval_version': EVAL_VERSION, 'systems': systems, 'checkpoint_sha256': info['checkpoint_sha256'],
+            'config': info['config'], 'device': args.device, 'dtype': args.dtype, 'frames': args.frames,
+            'size': size, 'ablate': info['ablate'], 'window': info['window'], 'rgb_only': args.rgb_only}
+
+
+def _finished_only(suites: list[Suite], out: Path, fingerprint: dict[str, Any],
+                   size: tuple[Any, ...] | None) -> list[dict[str, Any]]:
+    """--report-only: the scenarios already finished for these settings (a warning names those that are not)."""
+    scenarios, missing = finished(suites, out, fingerprint, size)
+    if missing:
+        log.warning('%d scenarios not finished, left out of the report: %s', len(missing), ', '.join(missing))
+    if not scenarios:
+        raise EvalError(f'no finished scenarios under {out} for these settings')
+    return scenarios
+
+
+def _on_rollouts(no_media: bool, pretrained: PretrainedMetrics,
+                 fresh: list[str]) -> Callable[[Scenario, GroundTruth, dict[str, Rollout], Path], None]:
+    """What is done with a scenario's rollouts while its frames are at hand: its MP4s and contact sheets, its
+    frames' share of the pretrained metrics; its key is noted in `fresh`."""
     def on_rollouts(scenario: Scenario, gt: GroundTruth, rollouts: dict[str, Rollout], out_dir: Path) -> None:
         fresh.append(scenario.key)
-        if not args.no_media:
+        if not no_media:
             write_media(scenario, gt, rollouts, out_dir)
         if gt.has_frames:
             pretrained.add(gt.rgb, {n: r.rgb for n, r in rollouts.items()})
 
-    if args.report_only:
-        scenarios, missing = finished(suites, out, fingerprint, size)
-        if missing:
-            log.warning('%d scenarios not finished, left out of the report: %s', len(missing), ', '.join(missing))
-        if not scenarios:
-            raise EvalError(f'no finished scenarios under {out} for these settings')
-    else:
-        scenarios = evaluate(suites, systems, out, fingerprint, media=on_rollouts, size=size,
-                             progress=not args.no_progress, rgb_only=args.rgb_only)
+    return on_rollouts
+
+
+def _run_meta(args: argparse.Namespace, suites: list[Suite], info: dict[str, Any], pretrained: PretrainedMetrics,
+              scenarios: list[dict[str, Any]], fresh: int, t0: float) -> dict[str, Any]:
+    """The report's provenance: what was run, where, how, and the pretrained metrics of the `fresh` scenarios."""
     extra: dict[str, Any] = {}
     if pretrained.active:
-        extra = {'note': f'computed on the {len(fresh)} scenarios rolled out in this run (resumed ones have no '
+        extra = {'note': f'computed on the {fresh} scenarios rolled out in this run (resumed ones have no '
                  'frames kept)', **pretrained.compute()}
-    meta = {
+    return {
         'suite': args.suite, 'suite_names': [s.name for s in suites],
         'seeds': sorted({sc.seed for s in suites for sc in s.scenarios}),
         'frames': args.frames, 'checkpoint': info['checkpoint'], 'checkpoint_sha256': info['checkpoint_sha256'],
@@ -172,17 +207,10 @@ def run_eval(args: argparse.Namespace) -> int:
         'host': platform.node(),
         'cpu_threads': _threads(), 'date': datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds'),
         'eval_version': EVAL_VERSION, 'skipped_metrics': pretrained.skipped(), 'pretrained_metrics': extra,
-        'resumed_scenarios': len(scenarios) - len(fresh),
+        'resumed_scenarios': len(scenarios) - fresh,
         'wall_s': time.perf_counter() - t0,
         'scenario_wall_s': sum(float(s.get('wall_s', 0.0)) for s in scenarios),
     }
-    report = build_report(scenarios, meta)
-    write_json(out / 'report.json', report)
-    write_text(out / 'report.md', render_markdown(report))
-    plots = plot_report(report, out)
-    log.info('wrote %s, %s and %d plots in %.1f s', out / 'report.json', out / 'report.md', len(plots),
-             time.perf_counter() - t0)
-    return 0
 
 
 def finished(suites: list[Suite], out: Path, fingerprint: dict[str, Any],

@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -102,69 +102,108 @@ def roll_out(system: WorldSystem, gt: GroundTruth, scenario: Scenario, rgb_only:
 def score(scenario: Scenario, gt: GroundTruth, rollout: Rollout, band: StructureBand | None = None) -> dict[str, Any]:
     """Per-frame curves (index = frame; frame 0 is the given start, NaN) and scenario figures."""
     band = band or StructureBand()
-    T = gt.frames
-    curves: dict[str, np.ndarray] = {}
-    summary: dict[str, float] = {}
-
-    def curve(values: np.ndarray, frames: np.ndarray | None = None) -> np.ndarray:
-        c = np.full(T, np.nan)
-        c[np.arange(1, T) if frames is None else frames] = values
-        return c
-
+    scores = Scores(gt.frames)
     gen = rollout.rgb
     if gt.has_frames:
-        curves['psnr'] = curve(M.psnr(gen[1:], gt.rgb[1:]))
-        curves['ssim'] = curve(M.ssim(gen[1:], gt.rgb[1:]))
-        ratio = gradient_energy_ratio(gen[1:], gt.rgb[1:])
-        curves['structure'] = curve(ratio)
-        curves['structure_pass'] = curve(band.passes(ratio).astype(np.float64))
-        curves['gmsd'] = curve(gmsd(gen[1:], gt.rgb[1:]))
-        summary['psnr_f1_4'] = M.nanmean(curves['psnr'][1:5])
-        summary['psnr_f1_16'] = M.nanmean(curves['psnr'][1:HORIZON + 1])
-        if gt.depth is not None:
-            absrel, delta1 = M.depth_errors(rollout.depth[1:], gt.depth[1:])
-            curves['depth_absrel'], curves['depth_delta1'] = curve(absrel), curve(delta1)
+        _image_scores(scores, gen, gt, rollout.depth, band)
     if rollout.start_depth is not None and gt.depth is not None:
         absrel, delta1 = M.depth_errors(rollout.start_depth[None], gt.depth[:1])
-        summary['start_depth_absrel'], summary['start_depth_delta1'] = float(absrel[0]), float(delta1[0])
-    if scenario.kind == 'nav' and scenario.script != 'idle' and T > scenario.stride:
-        af = action_following(gen, gt.poses, gt.intrinsics, stride=scenario.stride)
-        curves['rot_err_deg'] = curve(af.rot_err_deg, af.frame_index)
-        curves['trans_err_deg'] = curve(af.trans_err_deg, af.frame_index)
-        summary['motion_recovered'] = float(af.recovered.mean()) if len(af.recovered) else math.nan
-    if scenario.kind == 'nav' and gt.has_frames and gt.depth is not None and T > 1:
-        unseen = revealed_masks(gt.depth[0], gt.poses, gt.intrinsics)
-        summary.update(revealed_scores(gen, gt.rgb, unseen, band))
-        curves.update(region_curves(gen, gt.rgb, unseen))  # per frame; the scenario's figures are pooled above
-        pairs = return_pairs(gt.poses)
-        if pairs:
-            summary.update(revisit_scores(gen, gt.rgb, unseen, pairs))
+        scores.summary['start_depth_absrel'], scores.summary['start_depth_delta1'] = float(absrel[0]), float(delta1[0])
+    if scenario.kind == 'nav':
+        _motion_scores(scores, scenario, gen, gt)
+        _unseen_scores(scores, gen, gt, band)
     if scenario.script in ('out_and_back', 'loop'):
-        pairs = M.revisit_pairs(gt.poses)
-        summary['memory_symmetry'] = M.memory_symmetry(gen, pairs)
-        summary['memory_specificity'] = M.memory_specificity(gen, pairs, gt.poses)
-        summary['revisit_pairs'] = float(len(pairs))
-        if gt.has_frames and pairs:
-            back = [j for _, j in pairs if j > 0]
-            summary['return_psnr'] = M.pooled_psnr(gen[back], gt.rgb[back])
-            summary['return_structure'] = M.nanmean(gradient_energy_ratio(gen[back], gt.rgb[back]))
-    if scenario.script == 'idle' and T >= 3:
-        summary['idle_ssim'] = M.idle_drift_ssim(gen, first=1, last=-1)
-    if scenario.kind == 'manip' and gt.keypoints2d is not None and gt.keypoints3d is not None:
+        _memory_scores(scores, gen, gt)
+    if scenario.script == 'idle' and gt.frames >= 3:
+        scores.summary['idle_ssim'] = M.idle_drift_ssim(gen, first=1, last=-1)
+    if scenario.kind == 'manip':
+        _manipulation_scores(scores, gen, gt)
+    if len(rollout.latency_ms):
+        scores.add_curve('latency_ms', rollout.latency_ms)
+    for name, c in scores.curves.items():  # a curve's scenario figure, unless pooled otherwise above
+        scores.summary.setdefault(name, M.nanmean(c[1:]))
+    return {'summary': scores.summary, 'per_frame': {k: v.tolist() for k, v in scores.curves.items()}}
+
+
+@dataclass
+class Scores:
+    """What score gathers for one rollout: curves over its frames and the scenario's figures."""
+
+    frames: int
+    curves: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (frames,), NaN where not measured
+    summary: dict[str, float] = field(default_factory=dict)
+
+    def add_curve(self, name: str, values: np.ndarray, frames: np.ndarray | None = None) -> None:
+        """values at `frames` (default: frames 1..T-1); frame 0, the given start, stays NaN."""
+        c = np.full(self.frames, np.nan)
+        c[np.arange(1, self.frames) if frames is None else frames] = values
+        self.curves[name] = c
+
+
+def _image_scores(scores: Scores, gen: np.ndarray, gt: GroundTruth, depth: np.ndarray, band: StructureBand) -> None:
+    """Each generated frame against the true one: PSNR, SSIM, structure, GMSD, and depth where it is known."""
+    scores.add_curve('psnr', M.psnr(gen[1:], gt.rgb[1:]))
+    scores.add_curve('ssim', M.ssim(gen[1:], gt.rgb[1:]))
+    ratio = gradient_energy_ratio(gen[1:], gt.rgb[1:])
+    scores.add_curve('structure', ratio)
+    scores.add_curve('structure_pass', band.passes(ratio).astype(np.float64))
+    scores.add_curve('gmsd', gmsd(gen[1:], gt.rgb[1:]))
+    scores.summary['psnr_f1_4'] = M.nanmean(scores.curves['psnr'][1:5])
+    scores.summary['psnr_f1_16'] = M.nanmean(scores.curves['psnr'][1:HORIZON + 1])
+    if gt.depth is not None:
+        absrel, delta1 = M.depth_errors(depth[1:], gt.depth[1:])
+        scores.add_curve('depth_absrel', absrel)
+        scores.add_curve('depth_delta1', delta1)
+
+
+def _motion_scores(scores: Scores, scenario: Scenario, gen: np.ndarray, gt: GroundTruth) -> None:
+    """Action following: the camera motion recovered from the generated frames against the commanded one (a
+    script that moves, over more than one stride)."""
+    if scenario.script == 'idle' or gt.frames <= scenario.stride:
+        return
+    af = action_following(gen, gt.poses, gt.intrinsics, stride=scenario.stride)
+    scores.add_curve('rot_err_deg', af.rot_err_deg, af.frame_index)
+    scores.add_curve('trans_err_deg', af.trans_err_deg, af.frame_index)
+    scores.summary['motion_recovered'] = float(af.recovered.mean()) if len(af.recovered) else math.nan
+
+
+def _unseen_scores(scores: Scores, gen: np.ndarray, gt: GroundTruth, band: StructureBand) -> None:
+    """The pixels the start frame saw apart from those it did not (revealed), and the second look at the unseen
+    ones when the path returns to them."""
+    if not gt.has_frames or gt.depth is None or gt.frames <= 1:
+        return
+    unseen = revealed_masks(gt.depth[0], gt.poses, gt.intrinsics)
+    scores.summary.update(revealed_scores(gen, gt.rgb, unseen, band))
+    scores.curves.update(region_curves(gen, gt.rgb, unseen))  # per frame; the scenario's figures are pooled above
+    pairs = return_pairs(gt.poses)
+    if pairs:
+        scores.summary.update(revisit_scores(gen, gt.rgb, unseen, pairs))
+
+
+def _memory_scores(scores: Scores, gen: np.ndarray, gt: GroundTruth) -> None:
+    """A path that comes back: do the return frames agree with the outbound ones, and with the truth."""
+    pairs = M.revisit_pairs(gt.poses)
+    scores.summary['memory_symmetry'] = M.memory_symmetry(gen, pairs)
+    scores.summary['memory_specificity'] = M.memory_specificity(gen, pairs, gt.poses)
+    scores.summary['revisit_pairs'] = float(len(pairs))
+    if gt.has_frames and pairs:
+        back = [j for _, j in pairs if j > 0]
+        scores.summary['return_psnr'] = M.pooled_psnr(gen[back], gt.rgb[back])
+        scores.summary['return_structure'] = M.nanmean(gradient_energy_ratio(gen[back], gt.rgb[back]))
+
+
+def _manipulation_scores(scores: Scores, gen: np.ndarray, gt: GroundTruth) -> None:
+    """The generated hand against its keypoints; the object found where it truly is; the rest of the table still."""
+    if gt.keypoints2d is not None and gt.keypoints3d is not None:
         z = np.median(np.clip(gt.keypoints3d[..., 2], 1e-3, None), axis=1)  # (T,)
         radius = gt.intrinsics[0, 0] * FINGER_RADIUS_M / z
-        curves['hand_iou'] = curve(M.hand_iou(gen, gt.keypoints2d, gt.visibility, radius)[1:])
-    if scenario.kind == 'manip' and gt.object_masks is not None and gt.hand_masks is not None and T > 1:
+        scores.add_curve('hand_iou', M.hand_iou(gen, gt.keypoints2d, gt.visibility, radius)[1:])
+    if gt.object_masks is not None and gt.hand_masks is not None and gt.frames > 1:
         if gt.object_masks[0].sum() >= MIN_PIXELS:  # an object hidden at the start has no colour to find it by
             found = object_position_error(gen, gt.rgb[0], gt.object_masks, gt.hand_masks)
-            curves['object_error_px'] = curve(found['object_error_px'][1:])
-            curves['object_found'] = curve(found['object_found'][1:])
-        summary['static_change'] = static_change(gen, gt.hand_masks | gt.object_masks)
-    if len(rollout.latency_ms):
-        curves['latency_ms'] = curve(rollout.latency_ms)
-    for name, c in curves.items():
-        summary.setdefault(name, M.nanmean(c[1:]))
-    return {'summary': summary, 'per_frame': {k: v.tolist() for k, v in curves.items()}}
+            scores.add_curve('object_error_px', found['object_error_px'][1:])
+            scores.add_curve('object_found', found['object_found'][1:])
+        scores.summary['static_change'] = static_change(gen, gt.hand_masks | gt.object_masks)
 
 
 def scenario_path(out: Path, scenario: Scenario) -> Path:
