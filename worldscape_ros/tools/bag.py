@@ -261,56 +261,13 @@ def recover_bag(path: str | Path, out: str | Path | None = None, keep: bool = Fa
     offered QoS and log times; a chunk cut off by the kill is lost. The partial folder is removed afterwards unless
     `keep`.
     """
-    from mcap.exceptions import McapError
-    from mcap.records import Channel, Message, Schema
-    from mcap.stream_reader import StreamReader
-    from rosbags.rosbag2.metadata import parse_qos
-
     path = Path(path)
-    if not path.exists():
-        raise BagError(f'{path} does not exist')
-    if path.is_dir():
-        if (path / 'metadata.yaml').is_file():
-            raise BagError(f'{path} has its metadata.yaml: it is a complete rosbag2 already')
-        files = sorted(path.rglob('*.mcap'))
-        if not files:
-            raise BagError(f'{path} holds no .mcap recording to recover')
-        source = files[0]
-    else:
-        source = path
-    partial = path if path.is_dir() else path.parent.parent
-    name = partial.name
-    if name.startswith('.') and name.endswith('.partial'):
-        name = name[1:].rsplit('.', 2)[0]  # '.bag.k3j2.partial' -> 'bag'
-    dest = Path(out) if out is not None else partial.parent / name
-    if dest.exists():
-        raise BagError(f'{dest} exists already: pass another destination (--out)')
+    source, partial = _killed_recording(path)
+    dest = _recovery_destination(partial, out)
     size = source.stat().st_size
-    schemas: dict[int, Schema] = {}
-    channels: dict[int, Channel] = {}
-    buffered: list[Message] = []
-    complete = False
-    consumed = 0
     writer = BagWriter(dest, 'mcap', warn_stale=False)
     try:
-        with source.open('rb') as f:
-            reader = StreamReader(f, record_size_limit=size)
-            try:
-                for record in reader.records:
-                    if isinstance(record, Schema):
-                        schemas[record.id] = record
-                    elif isinstance(record, Channel):
-                        channels[record.id] = record
-                        _add_recovered_topic(writer, record, schemas.get(record.schema_id), parse_qos)
-                    elif isinstance(record, Message) and record.channel_id in channels:
-                        buffered.append(record)
-                        if len(buffered) >= 256:
-                            _write_recovered(writer, channels, buffered)
-                    consumed = f.tell()
-                complete = True
-            except (McapError, ValueError, EOFError, struct.error) as exc:  # the cut: a half-written record
-                log.info('%s ends in a cut-off record after byte %d: %s', source, consumed, exc)
-        _write_recovered(writer, channels, buffered)
+        complete, consumed = _copy_records(source, size, writer)
     except BaseException:
         writer.close()
         shutil.rmtree(dest, ignore_errors=True)
@@ -319,6 +276,65 @@ def recover_bag(path: str | Path, out: str | Path | None = None, keep: bool = Fa
     if not keep and partial.is_dir() and partial != dest and partial.name.endswith('.partial'):
         shutil.rmtree(partial)
     return RecoveryReport(source, dest, dict(writer.counts), complete, 0 if complete else max(0, size - consumed))
+
+
+def _killed_recording(path: Path) -> tuple[Path, Path]:
+    """The mcap a killed recording left and its `.partial` folder, from either of them."""
+    if not path.exists():
+        raise BagError(f'{path} does not exist')
+    if not path.is_dir():
+        return path, path.parent.parent
+    if (path / 'metadata.yaml').is_file():
+        raise BagError(f'{path} has its metadata.yaml: it is a complete rosbag2 already')
+    files = sorted(path.rglob('*.mcap'))
+    if not files:
+        raise BagError(f'{path} holds no .mcap recording to recover')
+    return files[0], path
+
+
+def _recovery_destination(partial: Path, out: str | Path | None) -> Path:
+    """`out`, or by default the folder the recording was meant for; refused when it exists."""
+    name = partial.name
+    if name.startswith('.') and name.endswith('.partial'):
+        name = name[1:].rsplit('.', 2)[0]  # '.bag.k3j2.partial' -> 'bag'
+    dest = Path(out) if out is not None else partial.parent / name
+    if dest.exists():
+        raise BagError(f'{dest} exists already: pass another destination (--out)')
+    return dest
+
+
+def _copy_records(source: Path, size: int, writer: BagWriter) -> tuple[bool, int]:
+    """Stream the source's records into the writer up to the first cut-off one; returns whether the source ended
+    cleanly and the bytes of whole records read."""
+    from mcap.exceptions import McapError
+    from mcap.records import Channel, Message, Schema
+    from mcap.stream_reader import StreamReader
+    from rosbags.rosbag2.metadata import parse_qos
+
+    schemas: dict[int, Schema] = {}
+    channels: dict[int, Channel] = {}
+    buffered: list[Message] = []
+    complete = False
+    consumed = 0
+    with source.open('rb') as f:
+        reader = StreamReader(f, record_size_limit=size)
+        try:
+            for record in reader.records:
+                if isinstance(record, Schema):
+                    schemas[record.id] = record
+                elif isinstance(record, Channel):
+                    channels[record.id] = record
+                    _add_recovered_topic(writer, record, schemas.get(record.schema_id), parse_qos)
+                elif isinstance(record, Message) and record.channel_id in channels:
+                    buffered.append(record)
+                    if len(buffered) >= 256:
+                        _write_recovered(writer, channels, buffered)
+                consumed = f.tell()
+            complete = True
+        except (McapError, ValueError, EOFError, struct.error) as exc:  # the cut: a half-written record
+            log.info('%s ends in a cut-off record after byte %d: %s', source, consumed, exc)
+    _write_recovered(writer, channels, buffered)
+    return complete, consumed
 
 
 def _add_recovered_topic(writer: BagWriter, channel: Any, schema: Any, parse_qos: Any) -> None:
