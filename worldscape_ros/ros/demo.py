@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -135,33 +136,56 @@ def replace_dir(staging: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def run(kind: str, out: Path, seed: int, checkpoint: str | None, wait_s: float) -> int:
-    from worldscape_ros.tools.bag import SIM_TOPICS
-    from worldscape_ros.tools.scripts import load_script
-
-    scene, tour, mode = DEMOS[kind]
+def checkpoint_and_why(checkpoint: str | None) -> tuple[str, str]:
+    """The checkpoint asked for, else choose_checkpoint's; and how to announce it."""
     if checkpoint is None:
-        checkpoint, why = choose_checkpoint()
-    else:
-        why = f'checkpoint {checkpoint}'
-    print(f'worldscape demo ({kind}): {why}', flush=True)
+        return choose_checkpoint()
+    return checkpoint, f'checkpoint {checkpoint}'
+
+
+def stage(out: Path, tour: dict[str, Any]) -> Path:
+    """A fresh folder beside `out` (.NAME.partial) to build the demo in, holding the tour as tour.yaml."""
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(f'.{out.name}.partial')
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     (staging / 'tour.yaml').write_text(yaml.safe_dump(tour, sort_keys=False))
-    script = load_script(staging / 'tour.yaml', TOUR_FPS, scene_seed=seed)
+    return staging
+
+
+def recorder_params(kind: str, bag: Path) -> dict[str, Any]:
+    """The recorder's parameters: its bag, and for the manipulation demo the topics to record."""
+    from worldscape_ros.tools.bag import SIM_TOPICS
+
+    params: dict[str, Any] = {'out': bag}
+    if kind == 'manip':  # the simulator's topics and its debug image of the hand conditioning
+        names = [t.name for t in SIM_TOPICS if t.name != '/camera_pose'] + [f'{POSE_VIDEO_TOPIC}:sensor_msgs/msg/Image']
+        params['topics'] = '[' + ','.join(f'"{n}"' for n in names) + ']'
+    return params
+
+
+@dataclass
+class TourRun:
+    """What driving the tour left: the frames and wall seconds it took, or why it failed; the exit codes."""
+
+    frames: int
+    seconds: float
+    failure: str  # '' when the tour was driven to its end
+    recorder_code: int
+    simulator_code: int
+
+
+def record_tour(kind: str, staging: Path, script: Any, seed: int, checkpoint: str, wait_s: float) -> TourRun:
+    """The simulator and the recorder in their own processes (logs in `staging`), the tour driven through them in
+    lock step; both are stopped however it ends."""
+    scene, _, mode = DEMOS[kind]
     env = dict(os.environ)
-    t_start = time.monotonic()
     sim = spawn('worldscape_ros.ros.simulator_node',
                 {'checkpoint': checkpoint, 'start_scene': scene, 'start_seed': seed, 'mode': mode,
                  'start_paused': 'true', 'realtime': 'false'}, staging / 'simulator.log', env)
-    rec_params: dict[str, Any] = {'out': staging / 'bag'}
-    if kind == 'manip':  # the simulator's topics and its debug image of the hand conditioning
-        names = [t.name for t in SIM_TOPICS if t.name != '/camera_pose'] + [f'{POSE_VIDEO_TOPIC}:sensor_msgs/msg/Image']
-        rec_params['topics'] = '[' + ','.join(f'"{n}"' for n in names) + ']'
-    rec = spawn('worldscape_ros.ros.recorder_node', rec_params, staging / 'recorder.log', env)
-    failure = ''
+    rec = spawn('worldscape_ros.ros.recorder_node', recorder_params(kind, staging / 'bag'), staging / 'recorder.log',
+                env)
+    frames, seconds, failure = 0, 0.0, ''
     try:
         print(f'driving a {len(script)}-frame tour in lock step (simulator and recorder in their own processes) ...',
               flush=True)
@@ -172,24 +196,45 @@ def run(kind: str, out: Path, seed: int, checkpoint: str | None, wait_s: float) 
     finally:
         rec_code = stop(rec)
         sim_code = stop(sim)
-    if failure:
-        print(f'worldscape demo: {failure}; logs in {staging}', file=sys.stderr)
+    return TourRun(frames, seconds, failure, rec_code, sim_code)
+
+
+def print_summary(out: Path, tour: TourRun, total_s: float, files: dict[str, str], replay: str) -> None:
+    """The speed through ROS, where the bag, video, contact sheet and tour are, and `replay`'s arguments to
+    `worldscape rollout` that make the same frames offline."""
+    frames, seconds = tour.frames, tour.seconds
+    print(f'{frames} frames in {seconds:.1f} s: {frames / seconds:.2f} frames/s through ROS (lock step, '
+          f'simulator in its own process); {total_s:.0f} s in all with start-up '
+          f'(simulator exit code {tour.simulator_code})')
+    print(f'  bag:           {out / "bag"}   (rosbag2 mcap; `ros2 bag info` or rosbags reads it)')
+    print(f'  video:         {out / Path(files["mp4"]).name}')
+    print(f'  contact sheet: {out / Path(files["contact_sheet"]).name}')
+    print(f'  tour:          {out / "tour.yaml"}   (replay offline, the same frames: worldscape rollout {replay})')
+
+
+def run(kind: str, out: Path, seed: int, checkpoint: str | None, wait_s: float) -> int:
+    """The `kind` demo into `out`: 0 with its bag, video and contact sheet there; 1 (logs kept) when it failed."""
+    from worldscape_ros.tools.scripts import load_script
+
+    scene, tour, _ = DEMOS[kind]
+    checkpoint, why = checkpoint_and_why(checkpoint)
+    print(f'worldscape demo ({kind}): {why}', flush=True)
+    staging = stage(out, tour)
+    script = load_script(staging / 'tour.yaml', TOUR_FPS, scene_seed=seed)
+    t_start = time.monotonic()
+    driven = record_tour(kind, staging, script, seed, checkpoint, wait_s)
+    if driven.failure:
+        print(f'worldscape demo: {driven.failure}; logs in {staging}', file=sys.stderr)
         return 1
-    if rec_code != 0:
-        print(f'worldscape demo: the recorder exited with {rec_code}; see {staging / "recorder.log"}',
+    if driven.recorder_code != 0:
+        print(f'worldscape demo: the recorder exited with {driven.recorder_code}; see {staging / "recorder.log"}',
               file=sys.stderr)
         return 1
     files = bag_to_media(staging / 'bag', staging, with_hands=kind == 'manip')
     replace_dir(staging, out)
-    total = time.monotonic() - t_start
-    print(f'{frames} frames in {seconds:.1f} s: {frames / seconds:.2f} frames/s through ROS (lock step, '
-          f'simulator in its own process); {total:.0f} s in all with start-up (simulator exit code {sim_code})')
-    print(f'  bag:           {out / "bag"}   (rosbag2 mcap; `ros2 bag info` or rosbags reads it)')
-    print(f'  video:         {out / Path(files["mp4"]).name}')
-    print(f'  contact sheet: {out / Path(files["contact_sheet"]).name}')
     ckpt = '' if checkpoint == 'default' else f' --checkpoint {checkpoint}'
-    print(f'  tour:          {out / "tour.yaml"}   (replay offline, the same frames: worldscape rollout --start '
-          f'{scene}:{seed} --actions {out / "tour.yaml"}{ckpt} --out runs/replay)')
+    replay = f'--start {scene}:{seed} --actions {out / "tour.yaml"}{ckpt} --out runs/replay'
+    print_summary(out, driven, time.monotonic() - t_start, files, replay)
     return 0
 
 
