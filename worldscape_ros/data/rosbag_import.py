@@ -12,8 +12,8 @@ Images are resampled to the model's frame rate (the image nearest each tick of 1
 episode), fitted to the model's size (data.camera_adapt: crop or letterbox, K adjusted) and written in the
 episode format (data.episode), each file atomically and only after the whole bag has been checked, so a failed
 import leaves nothing behind. Actions are the base velocities that the project's kinematics (model.kinematics)
-recover from consecutive camera poses. The TF tree is data.bag_transforms, the decoding of camera messages
-data.bag_images.
+recover from consecutive camera poses. The topics read are chosen in data.bag_topics, the TF tree is
+data.bag_transforms, the camera's pose at a stamp data.bag_poses, the decoding of camera messages data.bag_images.
 """
 
 from __future__ import annotations
@@ -26,23 +26,15 @@ from typing import Any
 
 import numpy as np
 
-from worldscape_ros.data.bag_images import COMPRESSED, IMAGE, decode_colour, decode_depth, fit_depth, undistorter
-from worldscape_ros.data.bag_transforms import (
-    EXTRAPOLATION_NS,
-    TransformBuffer,
-    mount_transform,
-    pose_matrix,
-    stamp_ns,
-    transform_matrix,
-)
-from worldscape_ros.data.camera_adapt import FIT_MODES, check_K, intrinsics_from_fov, plan_fit
+from worldscape_ros.data.bag_images import decode_colour, decode_depth, fit_depth, undistorter
+from worldscape_ros.data.bag_poses import CameraPoses, odometry_poses, pose_source, tf_poses
+from worldscape_ros.data.bag_topics import TF_MESSAGE, Topics, choose_topics
+from worldscape_ros.data.bag_transforms import TransformBuffer, pose_matrix, stamp_ns, transform_matrix
+from worldscape_ros.data.camera_adapt import FIT_MODES, CameraFit, check_K, intrinsics_from_fov, plan_fit
 from worldscape_ros.data.episode import EPISODE_SUFFIX, FORMAT_VERSION, Episode, write_episode
 from worldscape_ros.errors import BagImportError
 from worldscape_ros.model.kinematics import state_from_camera_pose, wrap_angle
 
-CAMERA_INFO = 'sensor_msgs/msg/CameraInfo'
-ODOMETRY = 'nav_msgs/msg/Odometry'
-TF_MESSAGE = 'tf2_msgs/msg/TFMessage'
 POSE_SOURCES = ('auto', 'tf', 'odom')
 RATE_TOLERANCE = 0.03  # an image rate this fraction below the model's still counts as the model's (clock jitter)
 
@@ -113,23 +105,6 @@ def _reader(path: Path) -> Any:
     return reader
 
 
-def _pick_topic(conns: dict[str, str], types: tuple[str, ...], what: str, given: str | None,
-                near: str | None = None, exclude: str = '') -> str | None:
-    """The topic given (checked), else the one beside `near` named like `what`, else the only candidate."""
-    candidates = sorted(t for t, ty in conns.items() if ty in types and not (exclude and exclude in t))
-    if given is not None:
-        if given not in conns:
-            raise BagImportError(f'topic {given} is not in the bag (its topics: {", ".join(sorted(conns))})')
-        if conns[given] not in types:
-            raise BagImportError(f'topic {given} has type {conns[given]}, not {" or ".join(types)}')
-        return given
-    if near is not None:
-        beside = near.rsplit('/', 1)[0] + '/' + what
-        if beside in candidates:
-            return beside
-    return candidates[0] if len(candidates) == 1 else None
-
-
 def _segments(stamps: np.ndarray, fps: float, input_period_ns: float) -> list[list[int]]:
     """Indices into sorted `stamps` of the image nearest each tick of 1/fps; a tick with no image within half
     an input period (plus 10% for jitter) ends a segment."""
@@ -171,52 +146,265 @@ def actions_from_poses(poses: np.ndarray, fps: float, height: float) -> np.ndarr
 
 
 @dataclass(frozen=True)
-class _Topics:
-    image: str
-    info: str | None  # None: intrinsics from the options' field of view
-    depth: str | None
-    tf: list[str]
-    odom: str | None
+class _Scan:
+    """Everything in the bag but the pixels: the images' stamps (in message order) and frame, the camera_info,
+    the TF tree and the odometry."""
+
+    stamps: list[int]
+    camera: str  # the camera's frame, without a leading slash
+    info: Any | None  # the first sensor_msgs/CameraInfo (None: no camera_info topic)
+    tf: TransformBuffer
+    odom: TransformBuffer
 
 
-def _choose_topics(conns: dict[str, str], options: ImportOptions, bag: Path, notes: list[str]) -> _Topics:
-    """The topics to read, as given in the options or found beside the colour images; refuses what is missing
-    or ambiguous, naming the option that settles it."""
-    image_topic = _pick_topic(conns, (IMAGE, COMPRESSED), 'image_raw', options.image_topic, exclude='depth')
-    if image_topic is None:
-        topics = sorted(t for t, ty in conns.items() if ty in (IMAGE, COMPRESSED) and 'depth' not in t)
-        raise BagImportError(f'{bag}: ' + ('no colour image topic (sensor_msgs/Image or CompressedImage)'
-                                           if not topics else f'several image topics ({", ".join(topics)}): '
-                                           'choose one with --image-topic'))
-    info_topic = _pick_topic(conns, (CAMERA_INFO,), 'camera_info', options.camera_info_topic, near=image_topic,
-                             exclude='depth')
-    if info_topic is None and options.vfov_deg is None and options.hfov_deg is None:
-        raise BagImportError(f'{bag}: images on {image_topic} have no camera_info (none beside them, or '
-                             'several): name one with --camera-info-topic, or give the camera\'s --vfov/--hfov')
-    depth_topic = None
-    if options.depth_topic != '':
-        depth_topic = options.depth_topic
-        if depth_topic is None:
-            for name in ('depth/image_raw', 'depth/image_rect_raw', 'depth/image_rect', 'depth/image'):
-                candidate = image_topic.rsplit('/', 1)[0] + '/' + name
-                if conns.get(candidate) in (IMAGE, COMPRESSED):
-                    depth_topic = candidate
-                    break
-            else:  # e.g. /camera/aligned_depth_to_color/image_raw beside /camera/color/image_raw
-                depths = sorted(t for t, ty in conns.items() if ty == IMAGE and 'depth' in t)
-                if len(depths) == 1:
-                    depth_topic = depths[0]
-                elif depths:
-                    notes.append(f'several depth topics ({", ".join(depths)}): imported without depth; '
-                                 'choose one with --depth-topic')
+def _scan(reader: Any, topics: Topics, options: ImportOptions, bag: Path) -> _Scan:
+    """Reads all but the pixels; refuses an empty image or camera_info topic, a changing camera_info, and images
+    in more than one frame."""
+    max_gap = round(options.max_tf_gap * 1e9)
+    tf, odom = TransformBuffer(max_gap), TransformBuffer(max_gap)
+    stamps: list[int] = []
+    image_frames: set[str] = set()
+    info = None
+    wanted = [c for c in reader.connections if c.topic in {topics.image, topics.info, topics.odom, *topics.tf}]
+    for conn, _, raw in reader.messages(connections=wanted):
+        msg = reader.deserialize(raw, conn.msgtype)
+        if conn.topic == topics.image:
+            stamps.append(stamp_ns(msg.header.stamp))
+            image_frames.add(str(msg.header.frame_id))
+        elif conn.topic == topics.info:
+            if info is None:
+                info = msg
+            elif list(msg.k) != list(info.k) or (msg.width, msg.height) != (info.width, info.height):
+                raise BagImportError(f'{bag}: camera_info on {topics.info} changes during the recording '
+                                     '(a zoom or a resolution change): import the pieces separately')
+        elif conn.msgtype == TF_MESSAGE:
+            static = conn.topic.endswith('tf_static')
+            for tr in msg.transforms:
+                tf.add(str(tr.header.frame_id), str(tr.child_frame_id), stamp_ns(tr.header.stamp),
+                       transform_matrix(tr.transform), static)
+        elif conn.topic == topics.odom:
+            odom.add(str(msg.header.frame_id), str(msg.child_frame_id), stamp_ns(msg.header.stamp),
+                     pose_matrix(msg.pose.pose), static=False)
+    if not stamps:
+        raise BagImportError(f'{bag}: topic {topics.image} has no messages')
+    if topics.info is not None and info is None:
+        raise BagImportError(f'{bag}: camera_info topic {topics.info} has no messages')
+    if len(image_frames) > 1:
+        raise BagImportError(f'{bag}: images on {topics.image} come in several frames {sorted(image_frames)}')
+    return _Scan(stamps, (options.camera_frame or image_frames.pop()).lstrip('/'), info, tf, odom)
+
+
+@dataclass(frozen=True)
+class _Resampled:
+    """The images in stamp order, their rate, and the runs of them nearest the model's ticks."""
+
+    order: np.ndarray  # (N,) message index of each image in stamp order
+    stamps: np.ndarray  # (N,) int64 ns, sorted
+    image_rate: float  # Hz, from the median interval
+    segments: list[list[int]]  # indices into `stamps`: one list per gap-free run of ticks
+
+
+def _resample(stamps: list[int], options: ImportOptions, image_topic: str, bag: Path) -> _Resampled:
+    """The image nearest each tick of the model's frame rate; refuses images slower than that rate."""
+    order = np.argsort(np.array(stamps, dtype=np.int64), kind='stable')
+    sorted_stamps = np.array(stamps, dtype=np.int64)[order]
+    diffs = np.diff(sorted_stamps)
+    diffs = diffs[diffs > 0]
+    if diffs.size == 0:
+        raise BagImportError(f'{bag}: {image_topic} has {len(stamps)} image(s) at one stamp: no frame rate')
+    image_rate = 1e9 / float(np.median(diffs))
+    if image_rate < options.fps * (1 - RATE_TOLERANCE):
+        raise BagImportError(f'{bag}: images on {image_topic} arrive at {image_rate:.2f} Hz, below the '
+                             f"model's {options.fps:g} fps: record at {options.fps:g} Hz or more, or train a "
+                             'model at a lower rate')
+    segments = _segments(sorted_stamps, options.fps, float(np.median(diffs)))
+    return _Resampled(order, sorted_stamps, image_rate, segments)
+
+
+def _camera_poses(scan: _Scan, topics: Topics, options: ImportOptions, bag: Path) -> CameraPoses:
+    """The camera's pose from the source asked for (auto: TF when it reaches the camera, else odometry)."""
+    source = pose_source(options.pose_source, scan.tf, scan.camera, topics.odom, bag)
+    if source == 'tf':
+        return tf_poses(scan.tf, scan.camera, options.world_frame)
+    return odometry_poses(scan.odom, scan.tf, scan.camera, options.mount, options.world_frame, topics.odom, bag)
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """One future episode: indices into the sorted stamps, and the camera pose at each."""
+
+    frames: list[int]
+    poses: np.ndarray  # (T, 4, 4) world_T_camera
+
+
+def _pieces(resampled: _Resampled, poses: CameraPoses, options: ImportOptions, bag: Path,
+            notes: list[str]) -> list[_Piece]:
+    """Each segment cut to the pose source's time span, split into max_frames; pieces under min_frames dropped."""
+    stamps = resampled.stamps
+    pieces: list[_Piece] = []
+    dropped = 0
+    for seg in resampled.segments:
+        keep = [i for i in seg if poses.covers(stamps[i])]
+        dropped += len(seg) - len(keep)
+        if len(keep) < options.min_frames:
+            dropped += len(keep)
+            continue
+        seg_poses = np.stack([poses.pose_at(int(stamps[i])) for i in keep])
+        step = options.max_frames or len(keep)
+        for s in range(0, len(keep), step):
+            if len(keep[s:s + step]) >= options.min_frames:
+                pieces.append(_Piece(keep[s:s + step], seg_poses[s:s + step]))
+            else:
+                dropped += len(keep[s:s + step])
+    if dropped:
+        notes.append(f'{dropped} resampled frames dropped (outside the pose source\'s time span, or in '
+                     f'pieces shorter than {options.min_frames} frames)')
+    if not pieces:
+        raise BagImportError(f'{bag}: no piece of at least {options.min_frames} frames with images and poses')
+    return pieces
+
+
+@dataclass(frozen=True)
+class _Pixels:
+    """The decoded images of the kept frames."""
+
+    colour: dict[int, np.ndarray]  # message index -> (H, W, 3) uint8 RGB
+    depth: dict[int, tuple[np.ndarray, int]]  # image stamp -> (depth in metres, its own stamp)
+
+    @property
+    def has_depth(self) -> bool:
+        return bool(self.depth)
+
+
+def _read_pixels(reader: Any, topics: Topics, resampled: _Resampled, pieces: list[_Piece], bag: Path,
+                 notes: list[str]) -> _Pixels:
+    """The colour images of the kept frames, and for each the depth image nearest its stamp (within half an
+    image period)."""
+    wanted_index = {int(resampled.order[i]): None for piece in pieces for i in piece.frames}  # message index
+    colour: dict[int, np.ndarray] = {}
+    depth_by_stamp: dict[int, tuple[np.ndarray, int]] = {}
+    needed = np.array(sorted({int(resampled.stamps[i]) for piece in pieces for i in piece.frames}), dtype=np.int64)
+    depth_tol = round(0.5e9 / resampled.image_rate)
+    index = 0
+    for conn, _, raw in reader.messages(connections=[c for c in reader.connections
+                                                     if c.topic in {topics.image, topics.depth}]):
+        if conn.topic == topics.image:
+            if index in wanted_index:
+                msg = reader.deserialize(raw, conn.msgtype)
+                try:
+                    colour[index] = decode_colour(conn.msgtype, msg)
+                except BagImportError as exc:
+                    raise BagImportError(f'{bag}: {topics.image} message {index}: {exc}') from None
+            index += 1
         else:
-            _pick_topic(conns, (IMAGE, COMPRESSED), 'depth', depth_topic)
-    tf_topics = [t for t, ty in conns.items() if ty == TF_MESSAGE]
-    odom_topic = _pick_topic(conns, (ODOMETRY,), 'odom', options.odom_topic) if options.pose_source != 'tf' else None
-    if options.pose_source == 'odom' and odom_topic is None:
-        raise BagImportError(f'{bag}: no odometry topic (nav_msgs/Odometry) for --pose odom'
-                             + ('' if options.odom_topic else ' (or several: choose one with --odom-topic)'))
-    return _Topics(image_topic, info_topic, depth_topic, tf_topics, odom_topic)
+            msg = reader.deserialize(raw, conn.msgtype)
+            ns = stamp_ns(msg.header.stamp)
+            near = needed[np.searchsorted(needed, ns - depth_tol):np.searchsorted(needed, ns + depth_tol, 'right')]
+            if near.size:
+                try:
+                    d = decode_depth(conn.msgtype, msg)
+                except BagImportError as exc:
+                    raise BagImportError(f'{bag}: {topics.depth}: {exc}') from None
+                for s in near.tolist():
+                    best = depth_by_stamp.get(s)
+                    if best is None or abs(best[1] - s) > abs(ns - s):
+                        depth_by_stamp[s] = (d, ns)
+    if topics.depth is not None and not depth_by_stamp:
+        notes.append(f'depth topic {topics.depth} has no frame near the kept images: imported without depth')
+    return _Pixels(colour, depth_by_stamp)
+
+
+@dataclass(frozen=True)
+class _Camera:
+    """The source camera and its fit to the model's."""
+
+    width: int
+    height: int
+    K_source: np.ndarray
+    undistort: Any  # None: no distortion to undo
+    fit: CameraFit
+    K: np.ndarray  # of the fitted images
+
+
+def _fit_camera(first: np.ndarray, info: Any | None, K_info: np.ndarray | None, topics: Topics,
+                options: ImportOptions, bag: Path) -> _Camera:
+    """The source size from the first image, K from camera_info (checked against that size) or the field of
+    view, and the fit to the model's size."""
+    h, w = first.shape[:2]
+    if info is not None and K_info is not None:
+        if (int(info.width), int(info.height)) not in ((w, h), (0, 0)):
+            raise BagImportError(f'{bag}: camera_info on {topics.info} is for {info.width}x{info.height} images but '
+                                 f'{topics.image} has {w}x{h}')
+        K_src, undistort = K_info, undistorter(K_info, info)
+    else:
+        K_src, undistort = intrinsics_from_fov(w, h, options.hfov_deg, options.vfov_deg), None
+    fit = plan_fit(w, h, options.width, options.height, options.fit)
+    return _Camera(w, h, K_src, undistort, fit, fit.intrinsics(K_src))
+
+
+def _piece_images(piece: _Piece, pixels: _Pixels, camera: _Camera, resampled: _Resampled, options: ImportOptions,
+                  topics: Topics, bag: Path) -> tuple[np.ndarray, np.ndarray, int]:
+    """A piece's colour and depth fitted to the model's size, and how many of its frames have no depth."""
+    w, h = camera.width, camera.height
+    rgb, depth = [], []
+    missing = 0
+    for i in piece.frames:
+        img = pixels.colour[int(resampled.order[i])]
+        if img.shape[:2] != (h, w):
+            raise BagImportError(f'{bag}: {topics.image} changes size from {w}x{h} to {img.shape[1]}x{img.shape[0]}')
+        if camera.undistort is not None:
+            img = camera.undistort(img)
+        rgb.append(camera.fit.image(img))
+        entry = pixels.depth.get(int(resampled.stamps[i])) if pixels.has_depth else None
+        if entry is None:
+            missing += int(pixels.has_depth)
+            depth.append(np.full((options.height, options.width), np.nan, np.float32))
+        else:
+            depth.append(fit_depth(entry[0], w, h, camera.fit, camera.undistort, bag, topics.depth))
+    return np.stack(rgb), np.stack(depth), missing
+
+
+def _bag_meta(bag: Path, options: ImportOptions, topics: Topics, scan: _Scan, poses: CameraPoses,
+              camera: _Camera, image_rate: float, has_depth: bool) -> dict[str, Any]:
+    """The metadata every episode of the bag shares."""
+    return {'kind': 'nav', 'scene_kind': 'real', 'scene_seed': None, 'family': 'rosbag', 'fps': options.fps,
+            'format_version': FORMAT_VERSION, 'source': str(bag), 'has_depth': has_depth,
+            'image_topic': topics.image, 'camera_info_topic': topics.info, 'depth_topic': topics.depth,
+            'pose_source': poses.source, 'world_frame': poses.world, 'camera_frame': scan.camera, 'fit': options.fit,
+            'source_size': [camera.width, camera.height], 'source_intrinsics': camera.K_source.tolist(),
+            'image_rate_hz': image_rate}
+
+
+def _episodes(pieces: list[_Piece], pixels: _Pixels, camera: _Camera, resampled: _Resampled, meta: dict[str, Any],
+              options: ImportOptions, topics: Topics, bag: Path, out: Path,
+              notes: list[str]) -> list[tuple[Path, Episode]]:
+    """An episode per piece (`<bag name>[_<k>]`), its actions the velocities between its poses."""
+    episodes = []
+    missing_depth = 0
+    stamps = resampled.stamps
+    for k, piece in enumerate(pieces):
+        rgb, depth, missing = _piece_images(piece, pixels, camera, resampled, options, topics, bag)
+        missing_depth += missing
+        rel = [int(stamps[i] - stamps[piece.frames[0]]) for i in piece.frames]
+        name = bag.name if len(pieces) == 1 else f'{bag.name}_{k:03d}'
+        piece_meta = {**meta, 'start_stamp_ns': int(stamps[piece.frames[0]]), 'stamps_ns': rel, 'piece': k}
+        episodes.append((out / f'{name}{EPISODE_SUFFIX}', Episode(
+            rgb=rgb, depth=depth, poses=piece.poses, intrinsics=camera.K,
+            actions=actions_from_poses(piece.poses, options.fps, height=0.0), meta=piece_meta)))
+    if missing_depth:
+        notes.append(f'{missing_depth} frames have no depth message near their stamp: their depth is unknown')
+    return episodes
+
+
+def _write(episodes: list[tuple[Path, Episode]], result: ImportResult) -> None:
+    """Every episode, or none if any would overwrite a file."""
+    for path, _ in episodes:
+        if path.exists():
+            raise BagImportError(f'{path} exists already: remove it or import into another --out folder')
+    for path, episode in episodes:
+        write_episode(path, episode)
+        result.episodes.append(path)
+        result.frames += episode.num_frames
 
 
 def import_bag(bag: str | Path, out: str | Path, options: ImportOptions) -> ImportResult:
@@ -226,214 +414,25 @@ def import_bag(bag: str | Path, out: str | Path, options: ImportOptions) -> Impo
     result = ImportResult()
     reader = _reader(bag)
     try:
-        conns = {c.topic: c.msgtype for c in reader.connections}
-        topics = _choose_topics(conns, options, bag, result.notes)
-        image_topic, info_topic, depth_topic, odom_topic = topics.image, topics.info, topics.depth, topics.odom
-        tf_topics = topics.tf
-
+        topics = choose_topics({c.topic: c.msgtype for c in reader.connections}, options, bag, result.notes)
         # 1. everything but the pixels: stamps, frames, camera_info, TF, odometry
-        max_gap = round(options.max_tf_gap * 1e9)
-        tf = TransformBuffer(max_gap)
-        odom = TransformBuffer(max_gap)
-        stamps: list[int] = []
-        image_frames: set[str] = set()
-        info = None
-        wanted = [c for c in reader.connections if c.topic in {image_topic, info_topic, odom_topic, *tf_topics}]
-        for conn, _, raw in reader.messages(connections=wanted):
-            msg = reader.deserialize(raw, conn.msgtype)
-            if conn.topic == image_topic:
-                stamps.append(stamp_ns(msg.header.stamp))
-                image_frames.add(str(msg.header.frame_id))
-            elif conn.topic == info_topic:
-                if info is None:
-                    info = msg
-                elif list(msg.k) != list(info.k) or (msg.width, msg.height) != (info.width, info.height):
-                    raise BagImportError(f'{bag}: camera_info on {info_topic} changes during the recording '
-                                         '(a zoom or a resolution change): import the pieces separately')
-            elif conn.msgtype == TF_MESSAGE:
-                static = conn.topic.endswith('tf_static')
-                for tr in msg.transforms:
-                    tf.add(str(tr.header.frame_id), str(tr.child_frame_id), stamp_ns(tr.header.stamp),
-                           transform_matrix(tr.transform), static)
-            elif conn.topic == odom_topic:
-                odom.add(str(msg.header.frame_id), str(msg.child_frame_id), stamp_ns(msg.header.stamp),
-                         pose_matrix(msg.pose.pose), static=False)
-        if not stamps:
-            raise BagImportError(f'{bag}: topic {image_topic} has no messages')
-        if info_topic is not None and info is None:
-            raise BagImportError(f'{bag}: camera_info topic {info_topic} has no messages')
-        if len(image_frames) > 1:
-            raise BagImportError(f'{bag}: images on {image_topic} come in several frames {sorted(image_frames)}')
-        camera = (options.camera_frame or image_frames.pop()).lstrip('/')
-
+        scan = _scan(reader, topics, options, bag)
         # 2. the frame rate and the frames kept
-        order = np.argsort(np.array(stamps, dtype=np.int64), kind='stable')
-        sorted_stamps = np.array(stamps, dtype=np.int64)[order]
-        diffs = np.diff(sorted_stamps)
-        diffs = diffs[diffs > 0]
-        if diffs.size == 0:
-            raise BagImportError(f'{bag}: {image_topic} has {len(stamps)} image(s) at one stamp: no frame rate')
-        result.image_rate = 1e9 / float(np.median(diffs))
-        if result.image_rate < options.fps * (1 - RATE_TOLERANCE):
-            raise BagImportError(f'{bag}: images on {image_topic} arrive at {result.image_rate:.2f} Hz, below the '
-                                 f"model's {options.fps:g} fps: record at {options.fps:g} Hz or more, or train a "
-                                 'model at a lower rate')
-        segments = _segments(sorted_stamps, options.fps, float(np.median(diffs)))
-
+        resampled = _resample(scan.stamps, options, topics.image, bag)
+        result.image_rate = resampled.image_rate
         # 3. a pose for every kept frame
-        source = options.pose_source
-        if source == 'auto':
-            source = 'tf' if tf.moving_links(camera) and tf.chain(camera)[-1] != camera else 'odom'
-            if source == 'odom' and odom_topic is None:
-                known = ', '.join(sorted(set(tf.parent) | set(tf.parent.values()))) or 'none'
-                raise BagImportError(f'{bag}: no pose for the camera: TF has no moving chain to {camera!r} '
-                                     f'(TF frames: {known}) and there is no odometry topic')
-        result.pose_source = source
-        if source == 'tf':
-            world = options.world_frame or tf.chain(camera)[-1]
-
-            def pose_at(ns: int) -> np.ndarray:
-                return tf.lookup(world, camera, ns)
-
-            spans = [s for s in (tf.span(c) for c in tf.moving_links(camera)) if s is not None]
-        else:
-            base = next(iter(odom.parent), None)
-            if base is None:
-                raise BagImportError(f'{bag}: odometry topic {odom_topic} has no messages')
-            world = odom.parent[base]
-            mount: np.ndarray | None = None
-            if options.mount is not None:
-                mount = mount_transform(options.mount)
-            else:
-                try:
-                    mount = tf.lookup(base, camera, 0) if not tf.moving_links(camera) else None
-                except BagImportError:
-                    mount = None
-                if mount is None:
-                    raise BagImportError(f'{bag}: no fixed mount from the odometry frame {base!r} to the camera '
-                                         f'{camera!r} on /tf_static: give it with --mount "x y z roll pitch yaw"')
-            if options.world_frame and options.world_frame.lstrip('/') != world:
-                raise BagImportError(f'{bag}: odometry is in {world!r}, not the --world-frame asked for')
-
-            fixed = mount
-
-            def pose_at(ns: int) -> np.ndarray:
-                return odom.link(base, ns) @ fixed
-
-            spans = [s for s in (odom.span(base),) if s is not None]
-        lo = max((s[0] for s in spans), default=None)
-        hi = min((s[1] for s in spans), default=None)
-        pieces: list[tuple[list[int], np.ndarray]] = []
-        dropped = 0
-        for seg in segments:
-            keep = [i for i in seg if lo is None or hi is None
-                    or lo - EXTRAPOLATION_NS <= sorted_stamps[i] <= hi + EXTRAPOLATION_NS]
-            dropped += len(seg) - len(keep)
-            if len(keep) < options.min_frames:
-                dropped += len(keep)
-                continue
-            poses = np.stack([pose_at(int(sorted_stamps[i])) for i in keep])
-            step = options.max_frames or len(keep)
-            for s in range(0, len(keep), step):
-                if len(keep[s:s + step]) >= options.min_frames:
-                    pieces.append((keep[s:s + step], poses[s:s + step]))
-                else:
-                    dropped += len(keep[s:s + step])
-        if dropped:
-            result.notes.append(f'{dropped} resampled frames dropped (outside the pose source\'s time span, or in '
-                                f'pieces shorter than {options.min_frames} frames)')
-        if not pieces:
-            raise BagImportError(f'{bag}: no piece of at least {options.min_frames} frames with images and poses')
-
+        poses = _camera_poses(scan, topics, options, bag)
+        result.pose_source = poses.source
+        pieces = _pieces(resampled, poses, options, bag, result.notes)
         # 4. the camera, and the pixels of the kept frames
-        if info is not None:
-            K_src = check_K(np.asarray(info.k, dtype=np.float64))
-        wanted_index = {int(order[i]): None for piece, _ in pieces for i in piece}  # message index -> image
-        colour: dict[int, np.ndarray] = {}
-        depth_by_stamp: dict[int, tuple[np.ndarray, int]] = {}  # image stamp -> (depth, its stamp)
-        needed = np.array(sorted({int(sorted_stamps[i]) for piece, _ in pieces for i in piece}), dtype=np.int64)
-        depth_tol = round(0.5e9 / result.image_rate)
-        conns_2 = [c for c in reader.connections if c.topic in {image_topic, depth_topic}]
-        index = 0
-        for conn, _, raw in reader.messages(connections=conns_2):
-            if conn.topic == image_topic:
-                if index in wanted_index:
-                    msg = reader.deserialize(raw, conn.msgtype)
-                    try:
-                        colour[index] = decode_colour(conn.msgtype, msg)
-                    except BagImportError as exc:
-                        raise BagImportError(f'{bag}: {image_topic} message {index}: {exc}') from None
-                index += 1
-            else:
-                msg = reader.deserialize(raw, conn.msgtype)
-                ns = stamp_ns(msg.header.stamp)
-                near = needed[np.searchsorted(needed, ns - depth_tol):np.searchsorted(needed, ns + depth_tol, 'right')]
-                if near.size:
-                    try:
-                        d = decode_depth(conn.msgtype, msg)
-                    except BagImportError as exc:
-                        raise BagImportError(f'{bag}: {depth_topic}: {exc}') from None
-                    for s in near.tolist():
-                        best = depth_by_stamp.get(s)
-                        if best is None or abs(best[1] - s) > abs(ns - s):
-                            depth_by_stamp[s] = (d, ns)
+        K_info = None if scan.info is None else check_K(np.asarray(scan.info.k, dtype=np.float64))
+        pixels = _read_pixels(reader, topics, resampled, pieces, bag, result.notes)
     finally:
         reader.close()
-
-    first = next(iter(colour.values()))
-    h, w = first.shape[:2]
-    if info is not None:
-        if (int(info.width), int(info.height)) not in ((w, h), (0, 0)):
-            raise BagImportError(f'{bag}: camera_info on {info_topic} is for {info.width}x{info.height} images but '
-                                 f'{image_topic} has {w}x{h}')
-        undistort = undistorter(K_src, info)
-    else:
-        K_src = intrinsics_from_fov(w, h, options.hfov_deg, options.vfov_deg)
-        undistort = None
-    fit = plan_fit(w, h, options.width, options.height, options.fit)
-    K = fit.intrinsics(K_src)
-    has_depth = depth_topic is not None and bool(depth_by_stamp)
-    if depth_topic is not None and not depth_by_stamp:
-        result.notes.append(f'depth topic {depth_topic} has no frame near the kept images: imported without depth')
-
-    episodes = []
-    missing_depth = 0
-    for k, (piece, poses) in enumerate(pieces):
-        rgb, depth = [], []
-        for i in piece:
-            img = colour[int(order[i])]
-            if img.shape[:2] != (h, w):
-                raise BagImportError(f'{bag}: {image_topic} changes size from {w}x{h} to {img.shape[1]}x{img.shape[0]}')
-            if undistort is not None:
-                img = undistort(img)
-            rgb.append(fit.image(img))
-            entry = depth_by_stamp.get(int(sorted_stamps[i])) if has_depth else None
-            if entry is None:
-                missing_depth += int(has_depth)
-                depth.append(np.full((options.height, options.width), np.nan, np.float32))
-            else:
-                depth.append(fit_depth(entry[0], w, h, fit, undistort, bag, depth_topic))
-        frames = np.stack(rgb)
-        rel = [int(sorted_stamps[i] - sorted_stamps[piece[0]]) for i in piece]
-        name = bag.name if len(pieces) == 1 else f'{bag.name}_{k:03d}'
-        meta = {'kind': 'nav', 'scene_kind': 'real', 'scene_seed': None, 'family': 'rosbag', 'fps': options.fps,
-                'format_version': FORMAT_VERSION, 'source': str(bag), 'has_depth': has_depth,
-                'image_topic': image_topic, 'camera_info_topic': info_topic, 'depth_topic': depth_topic,
-                'pose_source': source, 'world_frame': world, 'camera_frame': camera, 'fit': options.fit,
-                'source_size': [w, h], 'source_intrinsics': K_src.tolist(), 'image_rate_hz': result.image_rate,
-                'start_stamp_ns': int(sorted_stamps[piece[0]]), 'stamps_ns': rel, 'piece': k}
-        episodes.append((out / f'{name}{EPISODE_SUFFIX}', Episode(
-            rgb=frames, depth=np.stack(depth), poses=poses, intrinsics=K,
-            actions=actions_from_poses(poses, options.fps, height=0.0), meta=meta)))
-    if missing_depth:
-        result.notes.append(f'{missing_depth} frames have no depth message near their stamp: their depth is unknown')
-    for path, _ in episodes:
-        if path.exists():
-            raise BagImportError(f'{path} exists already: remove it or import into another --out folder')
-    for path, episode in episodes:
-        write_episode(path, episode)
-        result.episodes.append(path)
-        result.frames += episode.num_frames
+    camera = _fit_camera(next(iter(pixels.colour.values())), scan.info, K_info, topics, options, bag)
+    # 5. an episode per piece, written only once the whole bag has been checked
+    meta = _bag_meta(bag, options, topics, scan, poses, camera, resampled.image_rate, pixels.has_depth)
+    _write(_episodes(pieces, pixels, camera, resampled, meta, options, topics, bag, out, result.notes), result)
     return result
 
 
