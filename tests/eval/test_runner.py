@@ -3,6 +3,7 @@ import math
 import cv2
 import numpy as np
 import pytest
+import yaml
 
 from worldscape_ros.eval.baselines import RepeatFirstFrame, Reprojection, ReprojectionInpaint
 from worldscape_ros.eval.runner import REFERENCE, Rollout, load_json, roll_out, run_scenario, scenario_path, score
@@ -75,17 +76,22 @@ def test_model_with_memory_off_runs_a_scenario_through_the_protocol(tmp_path):
     assert summary['latency_ms'] > 0
 
 
-def test_a_model_with_a_rolling_window_rolls_the_known_trajectory_through_it():
+def test_a_model_with_a_rolling_window_rolls_the_known_trajectory_through_it(tmp_path):
     """window 2: the scenario goes through engine.rollout (chunks refined together), so its frames are those of
-    rollout() and differ from stepping one chunk at a time."""
+    rollout() and differ from stepping one chunk at a time. Two denoising steps: with one, every chunk of the
+    window is at the same noise level and the window changes nothing."""
     from worldscape_ros.eval.baselines import model_system
     from worldscape_ros.eval.ground_truth import drive_command, ground_truth
+    from worldscape_ros.model.config import load_config
 
+    d = load_config('ws-tiny').to_dict()
+    config = tmp_path / 'two_steps.yaml'
+    config.write_text(yaml.safe_dump({**d, 'sampler': {**d['sampler'], 'steps': 2}}))
     scenario = parse_suite({'name': 'w', 'kind': 'nav', 'frames': 4, 'seeds': [90001],
                             'scripts': ['turn_left']}).scenarios[0]
     gt = ground_truth(scenario)
-    rolled = {w: roll_out(model_system(window=w), gt, scenario) for w in (1, 2)}  # the shipped model
-    direct = model_system(window=2)
+    rolled = {w: roll_out(model_system(config=str(config), window=w), gt, scenario) for w in (1, 2)}  # shipped
+    direct = model_system(config=str(config), window=2)
     direct.reset(gt.rgb[0], gt.poses[0], gt.intrinsics, gt.depth[0])
     commands = [drive_command(gt, t, scenario.kind) for t in range(1, gt.frames)]
     frames = direct.rollout(commands)  # type: ignore[attr-defined]
