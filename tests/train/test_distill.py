@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 from train_clips import clip_batch, micro_train_config
@@ -12,9 +14,12 @@ from worldscape_ros.train.runtime import setup_runtime
 
 
 def test_student_saves_network_evaluations_per_frame_against_the_teacher():
-    cfg = load_config('ws-tiny')  # 12 teacher steps; 2 student steps plus the clean pass
-    assert nfe_per_frame(cfg) == {'teacher_nfe': 12.0, 'student_nfe': 3.0, 'nfe_saving': 4.0}
-    assert nfe_per_frame(cfg, guidance=3.0)['nfe_saving'] == 8.0
+    cfg = load_config('ws-tiny')  # 12 teacher steps
+    two = replace(cfg, sampler=replace(cfg.sampler, steps=2))  # 2 student steps plus the clean pass
+    assert nfe_per_frame(two) == {'teacher_nfe': 12.0, 'student_nfe': 3.0, 'nfe_saving': 4.0}
+    assert nfe_per_frame(two, guidance=3.0)['nfe_saving'] == 8.0
+    one = replace(cfg, sampler=replace(cfg.sampler, steps=1))
+    assert nfe_per_frame(one) == {'teacher_nfe': 12.0, 'student_nfe': 2.0, 'nfe_saving': 6.0}
 
 
 def test_distillation_losses_fall_on_a_fixed_batch_within_20_steps(tmp_path, micro_config):
