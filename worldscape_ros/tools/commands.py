@@ -8,6 +8,8 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
+from worldscape_ros.model.engine_args import add_engine_arguments, engine_from_args
+
 log = logging.getLogger(__name__)
 
 
@@ -36,20 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument('--mp4', action='store_true', help='write the MP4 and the contact sheet')
     p.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap',
                    help='mcap (rosbag2 version 9, Jazzy/Kilted; default) or sqlite3 (version 8, Humble)')
-    p.add_argument('--checkpoint', default=None,
-                   help="checkpoint path; 'random' for a random init of --config; default: the shipped model")
-    p.add_argument('--config', default=None, help='model config name (with --checkpoint random: default ws-tiny)')
-    p.add_argument('--device', default='cpu', help='cpu or cuda')
-    p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16', 'float16'))
-    p.add_argument('--steps', type=int, default=None, help="denoising steps (default: the config's)")
-    p.add_argument('--no-memory', action='store_true', help='no global memory pool (the ablation)')
+    add_engine_arguments(p)
     p.add_argument('--window', type=int, default=1,
                    help='rolling denoising window over the known script: 1 (default) makes the frames the '
                    "simulator node makes live; 0: the config's sampler.rolling_window")
-    p.add_argument('--threads', type=int, default=0, help="CPU threads for torch (0: torch's default)")
-    p.add_argument('--seed', type=int, default=None,
-                   help="sampling seed; default: the start's scene seed, as the simulator node uses its start_seed "
-                   '(same start, seed and actions: the same frames)')
     p.add_argument('--view', action='store_true',
                    help='show the rollout live in the web viewer (worldscape play\'s page; it stays until Ctrl-C)')
     p.add_argument('--view-port', type=int, default=8080, help='port of the web viewer (localhost; 0: a free one)')
@@ -68,8 +60,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from worldscape_ros.model.engine import WorldEngine
-    from worldscape_ros.model.options import EngineOptions
     from worldscape_ros.tools.rollout import check_out, offline_rollout, parse_start
     from worldscape_ros.tools.scripts import load_script
 
@@ -78,13 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads < 0:
         raise ValueError(f'--threads must be >= 0, got {args.threads}')
     check_out(args.out, args.force)  # before the model loads: an --out mistake costs nothing
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    options = EngineOptions(device=args.device, dtype=args.dtype, memory=not args.no_memory, steps=args.steps,
-                            seed=args.seed if args.seed is not None else start.seed)
-    engine = WorldEngine.from_pretrained(args.checkpoint, args.config, options)
+    engine = engine_from_args(args, start.seed)
     script = load_script(args.actions, float(engine.config.fps), scene_seed=start.seed)
     both = not (args.bag or args.mp4)
     if len(script) == 0:

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from worldscape_ros.model.engine_args import add_engine_arguments, engine_from_args
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -70,15 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument('--screenshot', default=None, metavar='PNG', help='with --browser: the page at the end')
     p.add_argument('--json', default=None, metavar='FILE', help='write the figures printed as JSON')
     add_server_arguments(p)
-    p.add_argument('--checkpoint', default=None,
-                   help="checkpoint path; 'random' for a random init of --config; default: the shipped model")
-    p.add_argument('--config', default=None, help='model config name (with --checkpoint random: default ws-tiny)')
-    p.add_argument('--device', default='cpu', help='cpu or cuda')
-    p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16', 'float16'))
-    p.add_argument('--steps', type=int, default=None, help="denoising steps (default: the config's)")
-    p.add_argument('--no-memory', action='store_true', help='no global memory pool (the ablation)')
-    p.add_argument('--threads', type=int, default=0, help="CPU threads for torch (0: torch's default)")
-    p.add_argument('--seed', type=int, default=None, help="sampling seed (default: the start's scene seed)")
+    add_engine_arguments(p)
     p.set_defaults(func=run_play)
 
 
@@ -89,8 +83,6 @@ def page_limits(args: argparse.Namespace) -> Any:
 
 
 def run_play(args: argparse.Namespace) -> int:
-    from worldscape_ros.model.engine import WorldEngine
-    from worldscape_ros.model.options import EngineOptions
     from worldscape_ros.tools.rollout import parse_start
     from worldscape_ros.tools.scripts import load_script
     from worldscape_ros.viewer.play import PlaySession
@@ -99,13 +91,7 @@ def run_play(args: argparse.Namespace) -> int:
     start = parse_start(args.start)
     _check_play_arguments(args)
     limits = page_limits(args)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    options = EngineOptions(device=args.device, dtype=args.dtype, memory=not args.no_memory, steps=args.steps,
-                            seed=args.seed if args.seed is not None else start.seed)
-    engine = WorldEngine.from_pretrained(args.checkpoint, args.config, options)
+    engine = engine_from_args(args, start.seed)
     script = load_script(args.actions, float(engine.config.fps), scene_seed=start.seed) if args.actions else None
     viewer = None if args.no_viewer else WorldViewer(args.host, args.port, limits=limits)
     session = PlaySession(engine, start, viewer, script=script, paused=args.paused, realtime=args.realtime)
