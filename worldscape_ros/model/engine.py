@@ -21,8 +21,9 @@ at staggered noise levels take each step together after the clean context (W = s
 oldest leaves clean each tick and only then enters the cache and memory, so the cache advances monotonically.
 A window of 1 is `step_chunk` exactly.
 
-Beside it: what flows between the steps (frames.py), the rays and pose video (conditioning.py), the scene
-memory's start, render and output (guess.py), the KV memory's entries and context (context.py), the caller's
+Beside it: what flows between the steps (frames.py), one tick of the rolling window (rolling_window.py, which
+training's self-rollout runs too), the rays and pose video (conditioning.py), the scene memory's start, render
+and output (guess.py), the KV memory's entries and context (context.py), the caller's
 input checked (inputs.py), what an engine runs with (options.py: EngineOptions) and a session as a value
 (session_state.py; resume.py checks one for this engine, session.py writes it).
 """
@@ -54,7 +55,8 @@ from worldscape_ros.model.memory import HierarchicalMemory, MemoryEntry
 from worldscape_ros.model.options import EngineOptions
 from worldscape_ros.model.protocol import Action
 from worldscape_ros.model.resume import check_owner, rebuilt
-from worldscape_ros.model.sampler import add_noise, schedule, x0_from_velocity
+from worldscape_ros.model.rolling_window import chunk_x0s, chunks_leaving, renoise, window_inputs
+from worldscape_ros.model.sampler import schedule
 from worldscape_ros.model.scene_memory import IMAGINED, SceneMemory
 from worldscape_ros.model.session_state import SessionState
 from worldscape_ros.model.world_model import WorldModel
@@ -233,11 +235,8 @@ class WorldEngine:
     def _denoise_inputs(self, window: list[InFlight]) -> tuple[list[MemoryEntry], DenoiseStep]:
         """3. the memory entries the window attends to, and its latents, noise levels and conditioning."""
         cfg = self.config
-        times = self._times
         entries = self.memory.context(window[0].poses[-1], self.intrinsics, retrieve=cfg.memory.attend_pool)
-        x = torch.cat([c.x for c in window], dim=1)  # (1, W * F, C, h, w)
-        t = torch.cat([torch.full(c.x.shape[:2], times[c.level], device=self.device) for c in window], 1)
-        cond = Conditioning.cat([c.cond for c in window])
+        x, t, cond = window_inputs(window, self._times)  # (1, W * F, C, h, w), (1, W * F)
         # the last step of a chunk stepped alone may write the cache itself (sampler.cache_from_last_step)
         reuse = cfg.sampler.cache_from_last_step and len(window) == 1 and window[0].level == self.steps - 1
         return entries, DenoiseStep(x, t, cond, len(entries), reuse)
@@ -249,18 +248,12 @@ class WorldEngine:
 
     def _denoised(self, window: list[InFlight], step: DenoiseStep, out: DiTOutput, entries: list[MemoryEntry],
                   context: list[LayerKV] | None) -> Leaving | None:
-        """4. each chunk of the window to its next noise level; the oldest, once clean, leaves the window."""
-        times = self._times
-        x0 = x0_from_velocity(step.x, out.velocity.float(), step.t)
-        F_ = self.config.chunk_frames
-        for j, c in enumerate(window):
-            c_next = times[c.level + 1]
-            if c_next > 0:
-                fresh = torch.randn(c.x.shape, generator=self._generator, device='cpu').to(c.x)
-                c.x = add_noise(x0[:, j * F_:(j + 1) * F_], fresh, torch.full(c.x.shape[:2], c_next,
-                                                                               device=self.device))
-            c.level += 1
-        if window[0].level < self.steps:
+        """4. the oldest chunk leaves the window after its last step; the others go to their next noise level."""
+        x0 = chunk_x0s(step.x, out.velocity, step.t, len(window))
+        # chunks enter one per tick, so their levels differ and at most one is at its last step
+        left = chunks_leaving(window, [self.steps - 1] * len(window))
+        renoise(window[left:], x0[left:], self._times, self._fresh_noise)
+        if not left:
             return None
         done = window.pop(0)
         cached = None
@@ -269,7 +262,11 @@ class WorldEngine:
             cached = (out.features, [LayerKV(layer.k.to(self.dtype), layer.v.to(self.dtype)) for layer in out.kv])
         elif window:  # the clean pass attends to the context alone, with room for one chunk
             context = self._context_kv(entries)
-        return Leaving(done, x0[:, :F_], entries, context, cached)
+        return Leaving(done, x0[0], entries, context, cached)
+
+    def _fresh_noise(self, like: torch.Tensor) -> torch.Tensor:
+        """Noise shaped like a chunk's latents from the session's generator (on the CPU: the same on any device)."""
+        return torch.randn(like.shape, generator=self._generator, device='cpu').to(like)
 
     def _leave(self, leaving: Leaving) -> list[Frame]:
         """5. the clean pass (or the last step's pass, `cached`): cache and depth; 6-8. decode, form the output,

@@ -15,7 +15,8 @@ time). Each tick, as the algorithm reads:
      their next level;
   5. a clean pass at t = 0 (no gradient) writes the leaving chunk's keys into the cache and gives the depth
      features for later geometric guesses.
-With W = 1 this is chunk-by-chunk generation with a random exit step (Self-Forcing).
+With W = 1 this is chunk-by-chunk generation with a random exit step (Self-Forcing). Steps 3-4 are the engine's
+own window tick (model/rolling_window.py).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from dataclasses import dataclass
 import torch
 
 from worldscape_ros.model.dit import Conditioning, LayerKV
-from worldscape_ros.model.sampler import add_noise, schedule, x0_from_velocity
+from worldscape_ros.model.rolling_window import chunk_x0s, chunks_leaving, renoise, window_inputs
+from worldscape_ros.model.sampler import schedule
 from worldscape_ros.model.world_model import WorldModel
 from worldscape_ros.train.clip_batch import ClipBatch, geometry_condition, pick_views, randn, slice_conditioning
 
@@ -41,12 +43,13 @@ class Rollout:
 
 @dataclass
 class Pending:
-    """A generated chunk in the rolling window."""
+    """A generated chunk in the rolling window (model/rolling_window.py)."""
 
     chunk: int
     level: int  # steps taken so far; the chunk is at noise level times[level]
     exit: int  # the level whose x0 prediction is its output
     x: torch.Tensor  # (B, cf, C, h, w)
+    cond: Conditioning
 
 
 def _merge(chunks: list[list[LayerKV]]) -> list[LayerKV]:
@@ -123,28 +126,20 @@ def self_rollout(student: WorldModel, clip: ClipBatch, gens: Sequence[torch.Gene
             conds.append(conditioning(entering))
             exit_step = int(torch.randint(steps, (1,), generator=shared))
             exits.append(exit_step)
-            pending.append(Pending(entering, 0, exit_step, randn(gens, (cf, *clip.x0.shape[2:]), device)))
+            noise = randn(gens, (cf, *clip.x0.shape[2:]), device)
+            pending.append(Pending(entering, 0, exit_step, noise, conds[entering]))
             entering += 1
         # 4. who leaves at this tick: the oldest chunks that have reached their exit level, in order
-        leaving = 0
-        while leaving < len(pending) and pending[leaving].level >= pending[leaving].exit:
-            leaving += 1
+        leaving = chunks_leaving(pending, [p.exit for p in pending])
         # 2-3. one joint step of the window after the clean context
         context, first = context_for(pending[0].chunk)
-        x = torch.cat([p.x for p in pending], dim=1)  # (B, W * cf, C, h, w)
-        t = torch.cat([torch.full((B, cf), times[p.level], device=device) for p in pending], dim=1)
-        cond = Conditioning.cat([conds[p.chunk] for p in pending])
+        x, t, cond = window_inputs(pending, times)  # (B, W * cf, C, h, w), (B, W * cf)
         with torch.set_grad_enabled(grad and leaving > 0):
-            v = dit(x, t, cond, context=context, first_frame=first).velocity.float()
-            x0 = x0_from_velocity(x, v, t)
-        for j, p in enumerate(pending):
-            x0_j = x0[:, j * cf:(j + 1) * cf]
-            if j < leaving:
-                leave(p.chunk, x0_j, conds[p.chunk])
-            else:
-                fresh = randn(gens, p.x.shape[1:], device)
-                p.x = add_noise(x0_j.detach(), fresh, torch.full((B, cf), times[p.level + 1], device=device))
-                p.level += 1
+            v = dit(x, t, cond, context=context, first_frame=first).velocity
+            x0 = chunk_x0s(x, v, t, len(pending))
+        for p, x0_p in zip(pending[:leaving], x0[:leaving], strict=True):
+            leave(p.chunk, x0_p, p.cond)
+        renoise(pending[leaving:], x0[leaving:], times, lambda like: randn(gens, like.shape[1:], device))
         pending = pending[leaving:]
     cond = Conditioning.cat(conds)
     return Rollout(x0=torch.cat(outputs, dim=1), cond=cond, context=context_chunks * cf, exit_steps=exits)
