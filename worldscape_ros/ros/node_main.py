@@ -88,10 +88,14 @@ def refuse(node: Node, error: Exception) -> int:
 
 
 def spin_until_interrupted(node: Node, *done: type[BaseException]) -> None:
-    """Spin `node` until Ctrl-C, or until a callback raises one of `done` (e.g. SystemExit when its work ends)."""
-    import rclpy
+    """Spin `node` until Ctrl-C, or until a callback raises one of `done` (e.g. SystemExit when its work ends).
 
-    ends: tuple[type[BaseException], ...] = (KeyboardInterrupt, *done)
+    Ctrl-C reaches a spinning node either as KeyboardInterrupt or, when rclpy's signal handler shut the context
+    down first, as ExternalShutdownException: both are the end asked for."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+
+    ends: tuple[type[BaseException], ...] = (KeyboardInterrupt, ExternalShutdownException, *done)
     try:
         rclpy.spin(node)
     except ends:

@@ -170,6 +170,8 @@ def play(node: Node, executor: Executor, params: TeleopParams) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Node: play the script into the simulator; exit code 2 for a bad script or a simulator that does not answer."""
+    from rclpy.executors import ExternalShutdownException
+
     with companion_node('scripted_teleop', argv) as node:
         params = declare_params(node, TeleopParams)
         with node_executor(node) as executor:
@@ -177,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                 play(node, executor, params)
             except (ValueError, FileNotFoundError, TimeoutError, RuntimeError) as exc:
                 return refuse(node, exc)
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, ExternalShutdownException):  # Ctrl-C, whichever way rclpy reports it
                 return EXIT_INTERRUPTED
     return 0
 
