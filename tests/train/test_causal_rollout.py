@@ -1,8 +1,11 @@
+import pytest
 import torch
 from train_clips import clip_batch
 
 from worldscape_ros.model.attention import block_causal_mask
-from worldscape_ros.model.dit import Conditioning
+from worldscape_ros.model.context import context_kv, memory_config, memory_entry
+from worldscape_ros.model.dit import Conditioning, LayerKV
+from worldscape_ros.model.memory import HierarchicalMemory
 from worldscape_ros.model.sampler import add_noise, schedule, x0_from_velocity
 from worldscape_ros.model.world_model import WorldModel
 from worldscape_ros.train.clip_batch import prepare_batch, randn, sample_generator
@@ -141,3 +144,50 @@ def test_rolling_window_gradients_reach_the_student_from_every_generated_chunk(m
         model.zero_grad()
         roll.x0[:, chunk].square().mean().backward(retain_graph=True)
         assert model.dit.blocks[0].qkv.weight.grad.abs().sum() > 0, chunk
+
+
+@pytest.mark.parametrize('window', [1, 2])
+def test_every_pass_of_the_rollout_attends_to_the_engines_context_over_the_chunks_cached_so_far(micro_config,
+                                                                                                 monkeypatch, window):
+    """Each denoiser call of the rollout (window ticks and clean passes) gets the context the engine builds: each
+    clip as a session of the engine's KV memory (its memory config, the pool not attended) holding the clean
+    passes so far, joined and rotated by context_kv. A local window of 4 after one sink chunk: chunk 3 attends
+    to chunks 0-2, all of them."""
+    cfg = micro_config.replace(memory=micro_config.memory.__class__(sink_chunks=1, window_chunks=4),
+                               sampler=micro_config.sampler.__class__(steps=2, shift=2.0))
+    model, clip = _setup(cfg, frames=6)
+    dit, cf = model.dit, cfg.chunk_frames
+    calls = []
+    forward = dit.forward
+
+    def spy(x, t, cond, **kw):
+        out = forward(x, t, cond, **kw)
+        calls.append((x.detach(), kw.get('context'), kw.get('first_frame', 0), out.kv if kw.get('return_kv') else None))
+        return out
+
+    monkeypatch.setattr(dit, 'forward', spy)
+    with torch.no_grad():
+        self_rollout(model, clip, [sample_generator(0, 0, i) for i in range(2)], torch.Generator().manual_seed(1),
+                     window=window)
+    B, cams = clip.x0.shape[0], clip.video_c2w.double().numpy()
+    sessions = [HierarchicalMemory(memory_config(cfg, memory=True)) for _ in range(B)]
+    attended, cached = [], 0
+    for x, context, first, kv in calls:
+        entries = [m.context(cams[b, 0], retrieve=False) for b, m in enumerate(sessions)]
+        attended.append(len(entries[0]))
+        assert first == len(entries[0]) * cf
+        expected = context_kv(dit, entries, x.shape[1] // cf, torch.device('cpu'))
+        if expected is None:
+            assert context is None
+        else:
+            M = context[0].k.shape[2]
+            assert M == len(entries[0]) * cfg.tokens_per_chunk
+            for got, want in zip(context, expected, strict=True):
+                assert torch.equal(got.k, want.k[:, :, :M]) and torch.equal(got.v, want.v[:, :, :M])
+        if kv is not None:  # a clean pass: its chunk joins every session's memory
+            for b, m in enumerate(sessions):
+                m.append(memory_entry(cached, cams[b, (cached + 1) * cf - 1],
+                                      [LayerKV(layer.k[b:b + 1], layer.v[b:b + 1]) for layer in kv], x[b:b + 1]))
+            cached += 1
+    assert cached == 6 and attended[-1] == 5  # the last chunk: the sink and the window's four
+    assert [n for n, (_, _, _, kv) in zip(attended, calls, strict=True) if kv is not None] == [0, 1, 2, 3, 4, 5]

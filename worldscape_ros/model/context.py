@@ -28,7 +28,9 @@ def memory_config(config: ModelConfig, memory: bool, pool_bytes: int | None = No
 
 def memory_entry(chunk_id: int, pose: np.ndarray, kv: list[LayerKV], x0: torch.Tensor) -> MemoryEntry:
     """A clean chunk as the KV memory holds it: its keys and values, its last camera (retrieval, the pool's
-    gate) and a summary of its last latent frame x0 (1, F, C, h, w) (the gate's content check)."""
+    gate) and a summary of its last latent frame x0 (B, F, C, h, w) (the gate's content check). B clips that
+    attend together (training's self-rollout) share one entry: keys and values (B, H, L, d), the first clip's
+    camera and summary (only the pool reads them)."""
     payload = ChunkPayload(kv=kv)
     summary = F.adaptive_avg_pool2d(x0[0, -1].float(), (3, 4)).flatten().cpu().numpy()
     return MemoryEntry(chunk_id=chunk_id, pose=np.asarray(pose, dtype=np.float64), payload=payload,
@@ -39,7 +41,9 @@ def context_kv(dit: CausalDiT, sessions: Sequence[list[MemoryEntry]], chunks: in
                ) -> list[LayerKV] | None:
     """The context of B sessions that attend together, each holding as many entries: per block, their cached
     keys and values (B, H, M + tail, d), keys rotated to consecutive positions from 0, with room for the keys
-    of the `chunks` chunks that attend to them (None: no context)."""
+    of the `chunks` chunks that attend to them (None: no context). chunks 0 leaves no room: the attending chunks'
+    keys are concatenated after them (training: its graph, and activation checkpointing's recompute, see no
+    in-place writes)."""
     if not sessions[0]:
         return None
     cfg = dit.config

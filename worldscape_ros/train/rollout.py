@@ -7,7 +7,9 @@ time). Each tick, as the algorithm reads:
      its cameras, and the geometric guess rendered from the frames generated so far (the given first frame with
      its true depth, then the model's own decoded frames with the depth its head predicts);
   2. context: the cached keys of the sink chunk(s) and the local window of clean chunks before the window,
-     placed at consecutive positions; the window's chunks follow and attend to each other (mutual refinement);
+     placed at consecutive positions; the window's chunks follow and attend to each other (mutual refinement).
+     It is the engine's: a KV memory (model/memory.py) under the model's memory config with the pool off, and
+     its entries' keys joined and rotated by model/context.py;
   3. one denoising step of every chunk in the window, each at its own level (sampler.schedule);
   4. the oldest chunk leaves at its exit level (drawn per chunk, the same for every process; chunks leave in
      order, so the cache advances monotonically): its x0 prediction there is its output, and only ticks where
@@ -24,9 +26,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
+from worldscape_ros.model.context import context_kv, memory_config, memory_entry
 from worldscape_ros.model.dit import Conditioning, LayerKV
+from worldscape_ros.model.memory import HierarchicalMemory
 from worldscape_ros.model.rolling_window import chunk_x0s, chunks_leaving, renoise, window_inputs
 from worldscape_ros.model.sampler import schedule
 from worldscape_ros.model.world_model import WorldModel
@@ -52,11 +57,6 @@ class Pending:
     cond: Conditioning
 
 
-def _merge(chunks: list[list[LayerKV]]) -> list[LayerKV]:
-    return [LayerKV(torch.cat([c[i].k for c in chunks], dim=2), torch.cat([c[i].v for c in chunks], dim=2))
-            for i in range(len(chunks[0]))]
-
-
 def self_rollout(student: WorldModel, clip: ClipBatch, gens: Sequence[torch.Generator], shared: torch.Generator,
                  context_chunks: int = 1, steps: int | None = None, views: int | None = None,
                  window: int | None = None) -> Rollout:
@@ -72,10 +72,12 @@ def self_rollout(student: WorldModel, clip: ClipBatch, gens: Sequence[torch.Gene
     B, Fl = clip.x0.shape[:2]
     n_chunks = Fl // cf
     device = clip.x0.device
-    sink, local = cfg.memory.sink_chunks, cfg.memory.window_chunks
     grad = torch.is_grad_enabled()
 
-    cache: list[list[LayerKV]] = []
+    # The clean chunks as the engine's KV memory holds them, the batch's B clips in one entry each. No pool: the
+    # student learns the sink and local window, what the engine attends to with memory.attend_pool false.
+    memory = HierarchicalMemory(memory_config(cfg, memory=False))
+    cameras = clip.video_c2w[0].detach().cpu().double().numpy()  # the first clip's: what an entry is labelled by
     outputs: list[torch.Tensor] = []
     conds: list[Conditioning] = []
     # Frames the geometric guess renders from: the given ones with true depth, then generated with predicted.
@@ -83,13 +85,13 @@ def self_rollout(student: WorldModel, clip: ClipBatch, gens: Sequence[torch.Gene
     seen_depth = [clip.depth.repeat_interleave(k, dim=1)[:, :context_chunks * cf * k]]
     exits: list[int] = []
 
+    def last_camera(c: int) -> np.ndarray:
+        return cameras[(c + 1) * cf * k - 1]
+
     def context_for(chunk: int) -> tuple[list[LayerKV] | None, int]:
-        ids = list(range(chunk))
-        keep = ids[:sink] + [i for i in ids[len(ids) - local:] if i >= sink]  # window 0: the sink only
-        if not keep:
-            return None, 0
-        positions = dit.token_positions(len(keep) * cf, 0, device)
-        return dit.rotate_context(_merge([cache[i] for i in keep]), positions), len(keep) * cf
+        """What `chunk` attends to (chunks leave in order, so the memory holds every chunk before it)."""
+        entries = memory.context(last_camera(chunk))
+        return context_kv(dit, [entries], 0, device), len(entries) * cf
 
     def conditioning(c: int) -> Conditioning:
         cond = slice_conditioning(clip.cond, c * cf, (c + 1) * cf)
@@ -109,7 +111,8 @@ def self_rollout(student: WorldModel, clip: ClipBatch, gens: Sequence[torch.Gene
             t0 = torch.zeros(B, cf, device=device)
             out = dit(x0.detach(), t0, cond, context=context, first_frame=first, return_kv=True)
             assert out.kv is not None
-            cache.append([LayerKV(kv.k.detach(), kv.v.detach()) for kv in out.kv])
+            memory.append(memory_entry(c, last_camera(c), [LayerKV(kv.k.detach(), kv.v.detach()) for kv in out.kv],
+                                       x0.detach()))
             if c >= context_chunks and cfg.conditioning.geometry:
                 seen_rgb.append(student.codec.decode(x0.detach()).float())  # (B, cf*k, 3, H, W)
                 depth = student.predict_depth(out.features).float()  # (B, cf, H, W)
