@@ -201,3 +201,13 @@ def test_live_recording_holds_the_same_frames_as_the_offline_rollout(tmp_path):
     odom_off = [(m.msg.pose.pose.position.x, m.msg.pose.pose.position.y)
                 for m in read_bag(tmp_path / 'off' / 'bag', ['/odom'])]
     np.testing.assert_allclose(odom, odom_off, atol=1e-9)
+
+
+@pytest.mark.parametrize('name', ['/x:bad', 'x:sensor_msgs/msg/Image', '/x:sensor_msgs/srv/Image', '/x:/msg/Image',
+                                  '/x:sensor_msgs/msg/Image/extra'])
+def test_an_extra_topic_not_written_name_colon_message_type_is_refused_naming_the_form(name):
+    from worldscape_ros.ros.recorder_node import resolve_topics
+
+    with pytest.raises(ValueError, match=r'not NAME:package/msg/Type'):
+        resolve_topics([name])
+    assert resolve_topics(['/x:sensor_msgs/msg/Image'])[0].msgtype == 'sensor_msgs/msg/Image'

@@ -104,6 +104,10 @@ def resolve_topics(names: list[str]) -> list[TopicSpec]:
     for name in names:
         if ':' in name:  # '/extra/topic:sensor_msgs/msg/Image' for topics outside the simulator's set
             topic, msgtype = name.split(':', 1)
+            parts = msgtype.split('/')
+            if not topic.startswith('/') or len(parts) != 3 or parts[1] != 'msg' or not all(parts):
+                raise ValueError(f'topic {name!r} is not NAME:package/msg/Type with an absolute NAME '
+                                 '(e.g. /extra/image:sensor_msgs/msg/Image)')
             specs.append(TopicSpec(topic, msgtype, qos()))
         elif name in known:
             specs.append(known[name])
