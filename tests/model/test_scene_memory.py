@@ -138,3 +138,32 @@ def test_a_view_of_nothing_held_renders_empty():
     sm.commit(rgb, d, pose(), K)
     r = sm.render(pose(yaw=np.pi), K, H, W)  # looking the other way
     assert not bool(r.mask.any()) and bool((r.born == -1).all())
+
+
+def test_a_store_built_by_many_commits_holds_and_renders_what_one_sort_of_all_their_points_does():
+    # the reference: each frame's points alone, joined in commit order, the first per voxel kept (the older
+    # point wins), then sorted by voxel as load_state does; no merge involved
+    sm, frames = SceneMemory(), []
+    for i in range(12):
+        j = i % 5  # each place looked at again, other pixels masked, under another trust and age
+        rgb, d = frame(seed=j, depth=1.5 + 0.1 * j)
+        c2w, trust = pose(x=0.15 * j, y=0.05 * (j % 3), yaw=0.3 * np.sin(j)), OBSERVED if i % 4 == 0 else IMAGINED
+        mask = torch.from_numpy(np.random.default_rng(100 + i).random((H, W)) < 0.7)
+        sm.commit(rgb, d, c2w, K, mask=mask, trust=trust, frame_index=i)
+        alone = SceneMemory()
+        alone.commit(rgb, d, c2w, K, mask=mask, trust=trust, frame_index=i)
+        frames.append(alone.points())
+    joined = {k: torch.cat([getattr(p, k) for p in frames]) for k in ('xyz', 'rgb', 'trust', 'born')}
+    keys = sm._voxel_keys(joined['xyz'])
+    _, inverse = torch.unique(keys, return_inverse=True)
+    first = torch.full((int(inverse.max()) + 1,), len(keys)).scatter_reduce(
+        0, inverse, torch.arange(len(keys)), reduce='amin')
+    reference = SceneMemory()
+    reference.load_state({f'scene.{k}': v[first] for k, v in joined.items()})
+    assert len(sm) == len(reference) < sum(len(p) for p in frames)  # some voxels were seen twice
+    for k in ('xyz', 'rgb', 'trust', 'born'):
+        assert torch.equal(getattr(sm.points(), k), getattr(reference.points(), k)), k
+    for c2w in (pose(), pose(x=0.8, yaw=0.4), pose(x=1.5, y=0.1, yaw=-0.5)):
+        a, b = sm.render(c2w, K, H, W), reference.render(c2w, K, H, W)
+        for k in ('rgb', 'depth', 'mask', 'trust', 'born'):
+            assert torch.equal(getattr(a, k), getattr(b, k)), k

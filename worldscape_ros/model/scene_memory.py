@@ -144,18 +144,20 @@ class SceneMemory:
         keys = self._voxel_keys(xyz)
         # one point per new voxel (the first sub-pixel sample), and none where the store already has one
         keys, first = _unique_first(keys)
-        if len(self._keys):
-            pos = torch.searchsorted(self._keys, keys).clamp_max(len(self._keys) - 1)
-            fresh = self._keys[pos] != keys
-            keys, first = keys[fresh], first[fresh]
-        if not len(keys):
-            return 0
         n, held = len(keys), len(self._keys)
         dev = self.device
+        below = torch.searchsorted(self._keys, keys)  # (n,) the store's keys below each new key
+        if held:
+            fresh = self._keys[below.clamp_max(held - 1)] != keys
+            keys, first, below = keys[fresh], first[fresh], below[fresh]
+            n = len(keys)
+        if not n:
+            return 0
         # Merge the new (sorted, unique) keys into the sorted store: each entry's place is its own index plus the
-        # count of the other list's keys below it; linear, where a sort of the whole store is not.
-        at_old = torch.arange(held, device=dev) + torch.searchsorted(keys, self._keys)
-        at_new = torch.arange(n, device=dev) + torch.searchsorted(self._keys, keys)
+        # count of the other list's keys below it; linear, where a sort of the whole store is not. The new keys
+        # below store entry i are those inserted at or before it, a running count: no search over the store.
+        at_old = torch.arange(held, device=dev) + torch.bincount(below, minlength=held + 1).cumsum(0)[:held]
+        at_new = torch.arange(n, device=dev) + below
 
         def merged(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
             out = old.new_empty((held + n, *old.shape[1:]))
