@@ -155,8 +155,11 @@ class SceneMemory:
             return 0
         # Merge the new (sorted, unique) keys into the sorted store: each entry's place is its own index plus the
         # count of the other list's keys below it; linear, where a sort of the whole store is not. The new keys
-        # below store entry i are those inserted at or before it, a running count: no search over the store.
-        at_old = torch.arange(held, device=dev) + torch.bincount(below, minlength=held + 1).cumsum(0)[:held]
+        # below store entry i are those inserted at or before it: the store splits into n + 1 runs between the
+        # insertion points, run j shifted by j (no search over the store).
+        runs = torch.diff(below, prepend=below.new_zeros(1), append=below.new_full((1,), held))
+        shift = torch.repeat_interleave(torch.arange(n + 1, device=dev), runs, output_size=held)
+        at_old = torch.arange(held, device=dev) + shift
         at_new = torch.arange(n, device=dev) + below
 
         def merged(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
