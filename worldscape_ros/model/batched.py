@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from worldscape_ros.model.context import context_kv
 from worldscape_ros.model.dit import Conditioning, DiTOutput, LayerKV
 from worldscape_ros.model.engine import WorldEngine, checked_action
 from worldscape_ros.model.frames import DenoiseStep, Frame, GeometricGuess, InFlight, Leaving
@@ -158,7 +159,7 @@ class BatchedEngine:
                     entries = [inputs[j][0] for j in group]
                     step = _joined([inputs[j][1] for j in group])
                     if tuple(group) not in contexts:
-                        contexts[tuple(group)] = lead._contexts_kv(entries, chunks=1)
+                        contexts[tuple(group)] = context_kv(lead.model.dit, entries, 1, lead.device)
                     context = contexts[tuple(group)]
                     out = lead._denoise(step, context)
                     for r, j in enumerate(group):

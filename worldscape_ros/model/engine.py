@@ -219,7 +219,7 @@ class WorldEngine:
         cfg = self.config
         cond = self._conditioning(sight, latents)
         C, h, w = cfg.codec.latent_channels, cfg.latent_height, cfg.latent_width
-        noise = torch.randn((1, cfg.chunk_frames, C, h, w), generator=self._generator).to(self.device)
+        noise = self._noise((1, cfg.chunk_frames, C, h, w))
         return InFlight(sight.poses, cond, sight.guess, sight.pose_video, noise, 0, sight.t0)
 
     def _tick(self, window: list[InFlight]) -> list[Frame]:
@@ -252,21 +252,21 @@ class WorldEngine:
         x0 = chunk_x0s(step.x, out.velocity, step.t, len(window))
         # chunks enter one per tick, so their levels differ and at most one is at its last step
         left = chunks_leaving(window, [self.steps - 1] * len(window))
-        renoise(window[left:], x0[left:], self._times, self._fresh_noise)
+        renoise(window[left:], x0[left:], self._times, lambda like: self._noise(like.shape).to(like))
         if not left:
             return None
         done = window.pop(0)
         cached = None
         if step.reuse:
             assert out.kv is not None
-            cached = (out.features, [LayerKV(layer.k.to(self.dtype), layer.v.to(self.dtype)) for layer in out.kv])
+            cached = (out.features, self._stored(out.kv))
         elif window:  # the clean pass attends to the context alone, with room for one chunk
             context = self._context_kv(entries)
         return Leaving(done, x0[0], entries, context, cached)
 
-    def _fresh_noise(self, like: torch.Tensor) -> torch.Tensor:
-        """Noise shaped like a chunk's latents from the session's generator (on the CPU: the same on any device)."""
-        return torch.randn(like.shape, generator=self._generator, device='cpu').to(like)
+    def _noise(self, shape: Sequence[int]) -> torch.Tensor:
+        """Standard normal noise from the session's generator (drawn on the CPU: the same on any device)."""
+        return torch.randn(tuple(shape), generator=self._generator, device='cpu').to(self.device)
 
     def _leave(self, leaving: Leaving) -> list[Frame]:
         """5. the clean pass (or the last step's pass, `cached`): cache and depth; 6-8. decode, form the output,
@@ -386,13 +386,8 @@ class WorldEngine:
 
     def _context_kv(self, entries: list[MemoryEntry], chunks: int = 1) -> list[LayerKV] | None:
         """Concatenate the context chunks' cached keys and give them consecutive positions, with free room for
-        the keys of the `chunks` chunks that attend to them."""
-        return self._contexts_kv([entries], chunks)
-
-    def _contexts_kv(self, sessions: Sequence[list[MemoryEntry]], chunks: int = 1) -> list[LayerKV] | None:
-        """_context_kv of B sessions that attend together, each to as many chunks: (B, H, M + tail, d) per
-        block (context.py)."""
-        return context_kv(self.model.dit, sessions, chunks, self.device)
+        the keys of the `chunks` chunks that attend to them (context.py)."""
+        return context_kv(self.model.dit, [entries], chunks, self.device)
 
     def _clean_pass(self, x0: torch.Tensor, cond: Conditioning, entries: list[MemoryEntry],
                     context: list[LayerKV] | None = None) -> tuple[torch.Tensor, list[LayerKV]]:
@@ -400,8 +395,11 @@ class WorldEngine:
         first = len(entries) * self.config.chunk_frames
         out = self.model.dit(x0, t, cond, context=context, first_frame=first, return_kv=True)
         assert out.kv is not None
-        kv = [LayerKV(layer.k.to(self.dtype), layer.v.to(self.dtype)) for layer in out.kv]
-        return out.features, kv
+        return out.features, self._stored(out.kv)
+
+    def _stored(self, kv: list[LayerKV]) -> list[LayerKV]:
+        """A pass's keys and values as the cache holds them (the engine's dtype)."""
+        return [LayerKV(layer.k.to(self.dtype), layer.v.to(self.dtype)) for layer in kv]
 
     def _remember(self, kv: list[LayerKV], pose: np.ndarray, x0: torch.Tensor) -> None:
         self.memory.append(memory_entry(self._chunk_id, pose, kv, x0))

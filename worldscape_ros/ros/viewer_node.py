@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -204,21 +205,25 @@ class ViewerNode(Node):
             return None
         return hands[1]
 
-    def _on_image(self, msg: Image) -> None:
+    def _decoded(self, msg: Image, decode: Callable[[Image], np.ndarray], what: str) -> np.ndarray | None:
+        """The message's pixels, or None (logged, throttled) when they cannot be read."""
         try:
-            rgb = conv.image_to_rgb(msg)
+            return decode(msg)
         except ValueError as exc:
-            self.get_logger().warning(f'image ignored: {exc}', throttle_duration_sec=5.0)
+            self.get_logger().warning(f'{what} ignored: {exc}', throttle_duration_sec=5.0)
+            return None
+
+    def _on_image(self, msg: Image) -> None:
+        rgb = self._decoded(msg, conv.image_to_rgb, 'image')
+        if rgb is None:
             return
         with self._lock:
             self._rgb[conv.ns_from_stamp(msg.header.stamp)] = (rgb, msg.header.frame_id.lstrip('/'))
         self._flush()
 
     def _on_depth(self, msg: Image) -> None:
-        try:
-            depth = conv.image_to_depth(msg)
-        except ValueError as exc:
-            self.get_logger().warning(f'depth ignored: {exc}', throttle_duration_sec=5.0)
+        depth = self._decoded(msg, conv.image_to_depth, 'depth')
+        if depth is None:
             return
         with self._lock:
             self._depth[conv.ns_from_stamp(msg.header.stamp)] = depth
