@@ -34,3 +34,17 @@ def test_sessions_bench_reports_aggregate_frames_and_per_session_latency_for_eac
 def test_sessions_bench_refuses_a_count_below_one():
     with pytest.raises(ValueError, match='--sessions must be one or more counts >= 1'):
         run_sessions_bench('ws-tiny', [1, 0], chunks=1)
+
+
+@pytest.mark.parametrize(('steps', 'reuse', 'passes'), [(2, False, 3), (1, False, 2), (1, True, 1)])
+def test_bench_counts_the_dit_passes_each_frame_pays(micro_config, tmp_path, steps, reuse, passes):
+    """Each denoising step is one pass; the clean pass that writes the cache is one more, unless the last step's
+    pass writes it (sampler.cache_from_last_step)."""
+    cfg = micro_config.replace(sampler=micro_config.sampler.__class__(steps=steps, teacher_steps=12,
+                                                                      cache_from_last_step=reuse))
+    config = tmp_path / 'micro.yaml'
+    config.write_text(yaml.safe_dump(cfg.to_dict()))
+    r = run_bench(str(config), chunks=4, speedup=False)
+    assert r['dit_passes_per_frame'] == passes
+    assert r['nfe_reduction'] == pytest.approx(12 / passes)
+    assert f'{12 / passes:.1f}x fewer than the teacher' in summary_line(r)

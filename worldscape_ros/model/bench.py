@@ -136,6 +136,8 @@ def run_bench(config: str, device: str = 'cpu', dtype: str = 'float32', chunks: 
     k = cfg.frames_per_chunk
     warmup = min(3, chunks)
     t_start = 0.0
+    passes = [0]  # DiT forwards over the timed chunks: the network evaluations the step pays
+    counter = engine.model.dit.register_forward_hook(lambda *_: passes.__setitem__(0, passes[0] + 1))
     _sync(dev)
     t0 = time.perf_counter()
     for i, _ in enumerate(made_chunks(engine, chunks + warmup, window), start=1):
@@ -145,12 +147,14 @@ def run_bench(config: str, device: str = 'cpu', dtype: str = 'float32', chunks: 
         t0 = now
         if i == warmup:
             t_start = now
+            passes[0] = 0
         n = i - warmup
         if n >= 1:
             latencies.append(ms)
             if n in MARKS:
                 at_chunk[str(n)] = {'latency_ms': ms, 'cache_bytes': engine.cache_bytes}
     total = time.perf_counter() - t_start
+    counter.remove()
     frames = chunks * k
     result: dict[str, Any] = {
         'config': cfg.name, 'size': f'{cfg.width}x{cfg.height}', 'device': str(dev), 'dtype': dtype,
@@ -160,7 +164,11 @@ def run_bench(config: str, device: str = 'cpu', dtype: str = 'float32', chunks: 
         'fps': frames / total, 'pixels_per_s': frames * cfg.width * cfg.height / total,
         'latency_ms_p50': float(np.percentile(latencies, 50)), 'latency_ms_p95': float(np.percentile(latencies, 95)),
         'latency_ms_mean': float(np.mean(latencies)), 'at_chunk': at_chunk,
-        'cache_bytes_final': engine.cache_bytes, 'date': dt.datetime.now(dt.UTC).isoformat(timespec='seconds'),
+        'cache_bytes_final': engine.cache_bytes,
+        # the teacher takes teacher_steps passes over every chunk
+        'dit_passes_per_frame': passes[0] / frames,
+        'nfe_reduction': cfg.sampler.teacher_steps * chunks / max(passes[0], 1),
+        'date': dt.datetime.now(dt.UTC).isoformat(timespec='seconds'),
     }
     if len(latencies) >= 10:
         result['latency_ratio_last_over_10'] = latencies[-1] / latencies[9]
@@ -239,6 +247,9 @@ def summary_line(r: dict[str, Any]) -> str:
          f"{r['fps']:.2f} frames/s, "
          f"chunk p50 {r['latency_ms_p50']:.1f} ms p95 {r['latency_ms_p95']:.1f} ms, "
          f"cache {r['cache_bytes_final'] / 2**20:.1f} MiB")
+    if 'dit_passes_per_frame' in r:
+        s += (f", DiT passes per frame {r['dit_passes_per_frame']:.2f} "
+              f"({r['nfe_reduction']:.1f}x fewer than the teacher)")
     if 'streaming_speedup_at_64' in r:
         s += f", streaming speedup at 64: {r['streaming_speedup_at_64']:.1f}x"
     return s
