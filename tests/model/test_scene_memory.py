@@ -6,7 +6,8 @@ from worldscape_ros.eval.baselines import forward_warp
 from worldscape_ros.model.camera import intrinsics_from_fov
 from worldscape_ros.model.config import SceneConfig
 from worldscape_ros.model.kinematics import BaseState, camera_pose
-from worldscape_ros.model.scene_memory import BYTES_PER_POINT, IMAGINED, OBSERVED, SceneMemory
+from worldscape_ros.model.reproject import _rigid_inverse, _zbuffer
+from worldscape_ros.model.scene_memory import BYTES_PER_POINT, IMAGINED, OBSERVED, SceneMemory, ScenePoints
 
 H, W = 24, 32
 K = intrinsics_from_fov(W, H, 60.0)
@@ -167,3 +168,140 @@ def test_a_store_built_by_many_commits_holds_and_renders_what_one_sort_of_all_th
         a, b = sm.render(c2w, K, H, W), reference.render(c2w, K, H, W)
         for k in ('rgb', 'depth', 'mask', 'trust', 'born'):
             assert torch.equal(getattr(a, k), getattr(b, k)), k
+
+
+def full_render(sm: SceneMemory, c2w: np.ndarray, k: np.ndarray = K, h: int = H, w: int = W) -> dict[str, torch.Tensor]:
+    """The render as a single sorted store made it: every point projected in voxel key order, equal depths won by
+    the highest index (no side store, no cells), before crack filling."""
+    p = sm.points()
+    w2c = _rigid_inverse(torch.from_numpy(np.asarray(c2w, np.float64)).float())
+    cam = (w2c[:3, :3] @ p.xyz.T + w2c[:3, 3:])[None]
+    Kt = torch.from_numpy(np.asarray(k, np.float64)).float()[None]
+    observed = (p.trust == round(OBSERVED * 255))[None]
+    owner, depth = _zbuffer(cam, Kt, h, w, observed)
+    owner_i, depth_i = _zbuffer(cam, Kt, h, w, ~observed)
+    depth, owner = torch.where(owner >= 0, depth, depth_i)[0], torch.where(owner >= 0, owner, owner_i)[0]
+    mask, i = owner >= 0, owner.clamp_min(0)
+    return {'rgb': torch.where(mask, p.rgb[i].permute(2, 0, 1).float() / 255, 0.0), 'depth': depth, 'mask': mask,
+            'trust': torch.where(mask, p.trust[i].float() / 255, 0.0), 'born': torch.where(mask, p.born[i].long(), -1)}
+
+
+def tour(frames: int) -> list[tuple]:
+    """Commits of a tour of overlapping frames along a corridor, some observed, under masks, at several ages:
+    (rgb, depth, c2w, keyword arguments) each."""
+    out = []
+    for i in range(frames):
+        rgb, d = frame(seed=i % 7, depth=1.2 + 0.1 * (i % 4))
+        mask = torch.from_numpy(np.random.default_rng(200 + i).random((H, W)) < 0.8)
+        out.append((rgb, d, pose(x=0.12 * i, y=0.04 * (i % 3), yaw=0.5 * np.sin(0.7 * i)),
+                    dict(mask=mask, trust=OBSERVED if i % 5 == 0 else IMAGINED, frame_index=i)))
+    return out
+
+
+def toured(sm: SceneMemory, frames: int) -> SceneMemory:
+    for rgb, d, c2w, kw in tour(frames):
+        sm.commit(rgb, d, c2w, K, **kw)
+    return sm
+
+
+def random_pose(rng: np.random.Generator) -> np.ndarray:
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    if np.linalg.det(q) < 0:
+        q[:, 0] = -q[:, 0]
+    c2w = np.eye(4)
+    c2w[:3, :3], c2w[:3, 3] = q, rng.uniform([-1.0, -1.5, -0.5], [6.0, 1.5, 2.5])
+    return c2w
+
+
+def test_a_store_built_through_side_merges_and_prunes_holds_and_renders_what_one_sorted_store_does():
+    per_frame = H * W * 4
+    config = SceneConfig(budget_mb=12 * per_frame * BYTES_PER_POINT / 2**20)
+    sm = SceneMemory(config, side_fraction=0.4)  # the side store joins every few commits
+    single = SceneMemory(config, side_fraction=0.0)  # merged at every commit
+    merges, sides = 0, []
+    for rgb, d, c2w, kw in tour(40):
+        side = len(sm._side)
+        assert sm.commit(rgb, d, c2w, K, **kw) == single.commit(rgb, d, c2w, K, **kw)
+        merges += len(sm._side) < side
+        sides.append(len(sm._side))
+        assert len(sm) == len(single) and sm.pruned == single.pruned
+    assert merges >= 3 and sm.pruned > 0 and max(sides) > 0  # the side store filled, joined, and pruning ran
+    views = [pose(x=0.12 * i, yaw=0.3 * np.cos(i)) for i in range(0, 40, 3)] + [random_pose(np.random.default_rng(1))]
+    for c2w in views:
+        a, b = sm.render(c2w, K, H, W, fill_cracks=False), full_render(single, c2w)
+        for k in ('rgb', 'depth', 'mask', 'trust', 'born'):
+            assert torch.equal(getattr(a, k), b[k]), k
+        a, b = sm.render(c2w, K, H, W), single.render(c2w, K, H, W)
+        for k in ('rgb', 'depth', 'mask', 'trust', 'born'):
+            assert torch.equal(getattr(a, k), getattr(b, k)), k
+    for k in ('xyz', 'rgb', 'trust', 'born'):  # read last: reading joins the side store
+        assert torch.equal(getattr(sm.points(), k), getattr(single.points(), k)), k
+
+
+def test_equal_depths_go_to_the_higher_voxel_key_whichever_store_holds_it():
+    k = np.array([[2.0, 0.0, 0.5], [0.0, 2.0, 0.5], [0.0, 0.0, 1.0]])  # one pixel: every point in view lands on it
+    a = ScenePoints(torch.tensor([[0.001, 0.0, 2.0]]), torch.tensor([[10, 0, 0]], dtype=torch.uint8),
+                    torch.tensor([255], dtype=torch.uint8), torch.tensor([1], dtype=torch.int32))
+    b = ScenePoints(torch.tensor([[0.0031, 0.0, 2.0]]), torch.tensor([[20, 0, 0]], dtype=torch.uint8),
+                    torch.tensor([255], dtype=torch.uint8), torch.tensor([2], dtype=torch.int32))
+    for first, second in ((a, b), (b, a)):
+        sm = SceneMemory(side_fraction=1.0)  # the side store joins when read, not at a commit
+        sm.put(first)
+        sm.points()
+        sm.put(second)
+        assert len(sm._main) == 1 and len(sm._side) == 1
+        r = sm.render(np.eye(4), k, 1, 1, fill_cracks=False)
+        assert int(r.born[0, 0]) == 2 and float(r.depth[0, 0]) == 2.0  # b: the higher x voxel, the higher key
+
+
+def test_the_cells_out_of_view_hold_nothing_the_full_projection_draws():
+    sm = toured(SceneMemory(side_fraction=0.0), 30)  # everything in the main store, under the cell index
+    rng = np.random.default_rng(0)
+    dropped = 0
+    for _ in range(150):
+        c2w = random_pose(rng)
+        a, b = sm.render(c2w, K, H, W, fill_cracks=False), sm.render(c2w, K, H, W, fill_cracks=False, cull=False)
+        for k in ('rgb', 'depth', 'mask', 'trust', 'born'):
+            assert torch.equal(getattr(a, k), getattr(b, k)), k
+        w2c = _rigid_inverse(torch.from_numpy(c2w).float())
+        dropped += len(sm._index.visible(w2c, torch.from_numpy(K).float(), H, W, sm.config.voxel_m)) < len(sm)
+    assert dropped > 100  # most views leave cells out
+
+
+def test_a_point_beyond_the_voxel_grid_is_still_drawn():
+    sm = SceneMemory()  # voxel keys reach +-2 km at 2 mm and clamp beyond: the clamped cell's box misses it
+    far = ScenePoints(torch.tensor([[3000.0, 0.0, 0.0]]), torch.tensor([[9, 9, 9]], dtype=torch.uint8),
+                      torch.tensor([255], dtype=torch.uint8), torch.tensor([3], dtype=torch.int32))
+    sm.put(far)
+    sm.put(ScenePoints(torch.zeros(1, 3), far.rgb, far.trust, torch.tensor([4], dtype=torch.int32)))
+    c2w = np.eye(4)
+    c2w[:3, :3] = [[0, 0, 1], [-1, 0, 0], [0, -1, 0]]  # looking along +x
+    c2w[:3, 3] = [2990.0, 0.0, 0.0]
+    r = sm.render(c2w, K, H, W, fill_cracks=False)
+    assert bool(r.mask.any()) and set(r.born[r.mask].tolist()) == {3}
+
+
+def test_state_round_trips_with_points_still_in_the_side_store():
+    sm = toured(SceneMemory(side_fraction=1.0), 3)
+    sm.points()  # joined
+    for rgb, d, c2w, kw in tour(6)[3:]:  # these stay in the side store
+        sm.commit(rgb, d, c2w, K, **kw)
+    assert len(sm._side) > 0 and len(sm._main) > 0
+    seen = [sm.render(c2w, K, H, W) for c2w in (pose(x=0.3), pose(x=0.5, yaw=0.2))]
+    other = SceneMemory()
+    other.load_state(sm.state())
+    assert len(other) == len(sm)
+    for k in ('xyz', 'rgb', 'trust', 'born'):
+        assert torch.equal(getattr(other.points(), k), getattr(sm.points(), k)), k
+    for r, c2w in zip(seen, (pose(x=0.3), pose(x=0.5, yaw=0.2))):
+        for got in (sm.render(c2w, K, H, W), other.render(c2w, K, H, W)):
+            for k in ('rgb', 'depth', 'mask', 'trust', 'born'):
+                assert torch.equal(getattr(got, k), getattr(r, k)), k
+    rgb, d, c2w, kw = tour(1)[0]
+    assert other.commit(rgb, d, c2w, K, **kw) == 0  # the voxel keys came back too
+
+
+def test_a_negative_side_fraction_is_refused():
+    with pytest.raises(ValueError, match='side_fraction'):
+        SceneMemory(side_fraction=-0.1)

@@ -24,11 +24,13 @@ import torch
 
 from worldscape_ros.model.camera import check_intrinsics, check_rigid
 from worldscape_ros.model.config import SceneConfig
-from worldscape_ros.model.reproject import _rigid_inverse, _zbuffer, fill_one_pixel_cracks
+from worldscape_ros.model.reproject import _rigid_inverse, fill_one_pixel_cracks
+from worldscape_ros.model.scene_index import VOXEL_BITS, VOXEL_OFFSET, CellIndex, merge_positions, scattered
 
 OBSERVED = 1.0  # trust of a point from a given frame
 IMAGINED = 0.5  # trust of a point the model generated
 BYTES_PER_POINT = 3 * 4 + 3 + 1 + 4  # xyz float32, rgb uint8, trust uint8, born int32
+SIDE_FRACTION = 0.05  # the side store joins the main one when it holds this fraction of the budget
 
 
 @dataclass
@@ -60,10 +62,58 @@ class ScenePoints:
         return ScenePoints(self.xyz @ T[:3, :3].T + T[:3, 3], self.rgb, self.trust, self.born)
 
 
-class SceneMemory:
-    """A voxel-deduplicated coloured point store of the session's scene, within a byte budget."""
+@dataclass
+class _Sorted:
+    """Points with their voxel keys, ascending (one point per voxel)."""
 
-    def __init__(self, config: SceneConfig | None = None, device: str | torch.device = 'cpu') -> None:
+    xyz: torch.Tensor  # (N, 3) world metres
+    rgb: torch.Tensor  # (N, 3) uint8
+    trust: torch.Tensor  # (N,) uint8: trust * 255
+    born: torch.Tensor  # (N,) int32: frame index
+    keys: torch.Tensor  # (N,) int64 voxel keys, ascending
+
+    @classmethod
+    def empty(cls, device: torch.device) -> _Sorted:
+        return cls(torch.zeros(0, 3, device=device), torch.zeros(0, 3, dtype=torch.uint8, device=device),
+                   torch.zeros(0, dtype=torch.uint8, device=device), torch.zeros(0, dtype=torch.int32, device=device),
+                   torch.zeros(0, dtype=torch.int64, device=device))
+
+    def __len__(self) -> int:
+        return int(self.keys.shape[0])
+
+    def lacks(self, keys: torch.Tensor) -> torch.Tensor:
+        """(n,) bool: which of the ascending `keys` (n,) are not held."""
+        held = len(self)
+        if not held:
+            return torch.ones_like(keys, dtype=torch.bool)
+        return self.keys[torch.searchsorted(self.keys, keys).clamp_max(held - 1)] != keys
+
+    def merged(self, new: _Sorted) -> tuple[_Sorted, torch.Tensor, torch.Tensor]:
+        """These points and `new` ones (voxels not held here) in one sorted list, and where each list's entries
+        went in it."""
+        at_old, at_new = merge_positions(self.keys, new.keys)
+        return _Sorted(*(scattered(a, at_old, b, at_new) for a, b in zip(self.columns(), new.columns()))), \
+            at_old, at_new
+
+    def at(self, index: torch.Tensor) -> _Sorted:
+        return _Sorted(*(c[index] for c in self.columns()))
+
+    def columns(self) -> tuple[torch.Tensor, ...]:
+        return self.xyz, self.rgb, self.trust, self.born, self.keys
+
+
+class SceneMemory:
+    """A voxel-deduplicated coloured point store of the session's scene, within a byte budget.
+
+    The store is sorted by voxel key (for the lookups that deduplicate). A frame's new points go to a small side
+    store, sorted too, which joins the main one once it holds `side_fraction` of the budget: a commit's cost
+    follows the side store, and the merge's cost (linear in the store) is shared by the commits between merges. A coarse
+    index of the main store's cells lets the render project only the cells in view. Whoever reads the points
+    (points, take, state, the xyz... attributes) sees one sorted store: the side store joins first.
+    """
+
+    def __init__(self, config: SceneConfig | None = None, device: str | torch.device = 'cpu', *,
+                 side_fraction: float = SIDE_FRACTION) -> None:
         self.config = config or SceneConfig()
         if not self.config.voxel_m > 0:
             raise ValueError(f'scene memory voxel_m must be positive, got {self.config.voxel_m}')
@@ -72,24 +122,44 @@ class SceneMemory:
         self.max_points = int(self.config.budget_mb * 2**20) // BYTES_PER_POINT
         if self.max_points < 1:
             raise ValueError(f'scene memory budget_mb {self.config.budget_mb} holds no point')
+        if not side_fraction >= 0:
+            raise ValueError(f'scene memory side_fraction must be >= 0, got {side_fraction}')
+        self.side_fraction = side_fraction
         self.device = torch.device(device)
         self.reset()
 
     def reset(self) -> None:
-        dev = self.device
-        self.xyz = torch.zeros(0, 3, device=dev)  # (N, 3) world metres
-        self.rgb = torch.zeros(0, 3, dtype=torch.uint8, device=dev)  # (N, 3)
-        self.trust = torch.zeros(0, dtype=torch.uint8, device=dev)  # (N,) trust * 255
-        self.born = torch.zeros(0, dtype=torch.int32, device=dev)  # (N,) frame index
-        self._keys = torch.zeros(0, dtype=torch.int64, device=dev)  # (N,) sorted voxel keys
+        self._main = _Sorted.empty(self.device)
+        self._side = _Sorted.empty(self.device)  # new points not yet merged into the main store
+        self._index = CellIndex.built(self._main.keys)  # the main store's cells
         self.pruned = 0  # points dropped for the budget since reset
 
     def __len__(self) -> int:
-        return int(self.xyz.shape[0])
+        return len(self._main) + len(self._side)
 
     @property
     def nbytes(self) -> int:
         return len(self) * BYTES_PER_POINT
+
+    @property
+    def xyz(self) -> torch.Tensor:
+        """(N, 3) world metres, in voxel key order (the store's own tensor: do not modify it)."""
+        return self._joined().xyz
+
+    @property
+    def rgb(self) -> torch.Tensor:
+        """(N, 3) uint8."""
+        return self._joined().rgb
+
+    @property
+    def trust(self) -> torch.Tensor:
+        """(N,) uint8: trust * 255."""
+        return self._joined().trust
+
+    @property
+    def born(self) -> torch.Tensor:
+        """(N,) int32: the frame index that made each point."""
+        return self._joined().born
 
     # ---- commit ----------------------------------------------------------------------------------------
     def commit(self, rgb: torch.Tensor, depth: torch.Tensor, c2w: np.ndarray | torch.Tensor, K: np.ndarray,
@@ -135,81 +205,71 @@ class SceneMemory:
                             torch.full((P,), frame_index, dtype=torch.int32, device=dev))
 
     def _voxel_keys(self, xyz: torch.Tensor) -> torch.Tensor:
-        cell = torch.floor(xyz / self.config.voxel_m).long() + (1 << 20)  # +-10 km at 1 cm within 21 bits
-        cell = cell.clamp(0, (1 << 21) - 1)
-        return (cell[:, 0] << 42) | (cell[:, 1] << 21) | cell[:, 2]
+        cell = torch.floor(xyz / self.config.voxel_m).long() + VOXEL_OFFSET  # +-2 km at 2 mm within 21 bits
+        cell = cell.clamp(0, (1 << VOXEL_BITS) - 1)
+        return (cell[:, 0] << 2 * VOXEL_BITS) | (cell[:, 1] << VOXEL_BITS) | cell[:, 2]
 
     def _insert(self, xyz: torch.Tensor, colours: torch.Tensor, trust: torch.Tensor, born: torch.Tensor) -> int:
         """xyz (P, 3), colours (P, 3) uint8, trust (P,) uint8 (trust * 255), born (P,) int32."""
         keys = self._voxel_keys(xyz)
-        # one point per new voxel (the first sub-pixel sample), and none where the store already has one
+        # one point per new voxel (the first sub-pixel sample), and none where either store already has one
         keys, first = _unique_first(keys)
-        n, held = len(keys), len(self._keys)
-        dev = self.device
-        below = torch.searchsorted(self._keys, keys)  # (n,) the store's keys below each new key
-        if held:
-            fresh = self._keys[below.clamp_max(held - 1)] != keys
-            keys, first, below = keys[fresh], first[fresh], below[fresh]
-            n = len(keys)
+        fresh = self._main.lacks(keys) & self._side.lacks(keys)
+        keys, first = keys[fresh], first[fresh]
+        n = len(keys)
         if not n:
             return 0
-        # Merge the new (sorted, unique) keys into the sorted store: each entry's place is its own index plus the
-        # count of the other list's keys below it; linear, where a sort of the whole store is not. The new keys
-        # below store entry i are those inserted at or before it: the store splits into n + 1 runs between the
-        # insertion points, run j shifted by j (no search over the store).
-        runs = torch.diff(below, prepend=below.new_zeros(1), append=below.new_full((1,), held))
-        shift = torch.repeat_interleave(torch.arange(n + 1, device=dev), runs, output_size=held)
-        at_old = torch.arange(held, device=dev) + shift
-        at_new = torch.arange(n, device=dev) + below
-
-        def merged(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
-            out = old.new_empty((held + n, *old.shape[1:]))
-            out[at_old] = old
-            out[at_new] = new
-            return out
-
-        self._keys = merged(self._keys, keys)
-        self.xyz = merged(self.xyz, xyz[first])
-        self.rgb = merged(self.rgb, colours[first])
-        self.trust = merged(self.trust, trust[first])
-        self.born = merged(self.born, born[first])
+        self._side = self._side.merged(_Sorted(xyz[first], colours[first], trust[first], born[first], keys))[0]
+        if len(self._side) > self.side_fraction * self.max_points:
+            self._join()
         self._prune()
         return n
 
-    def _order_by(self, keys: torch.Tensor) -> None:
-        """Keep the store sorted by voxel key (searchsorted needs it)."""
-        keys, order = torch.sort(keys)
-        self._keys = keys
-        self.xyz, self.rgb = self.xyz[order], self.rgb[order]
-        self.trust, self.born = self.trust[order], self.born[order]
+    def _join(self) -> None:
+        """Merge the side store into the main one, and its points into the cell index."""
+        if not len(self._side):
+            return
+        self._main, at_old, at_new = self._main.merged(self._side)
+        self._index = self._index.merged(at_old, self._side.keys, at_new)
+        self._side = _Sorted.empty(self.device)
+
+    def _joined(self) -> _Sorted:
+        self._join()
+        return self._main
+
+    def _keep(self, keep: torch.Tensor) -> None:
+        """Keep the main store's entries at the ascending indices `keep` (removing entries keeps it sorted)."""
+        self._index = self._index.kept(keep, len(self._main))
+        self._main = self._main.at(keep)
 
     def _prune(self) -> None:
         if len(self) <= self.max_points:
             return
         # least trusted first, oldest first among equals; down to 90% of the budget, so pruning (a sort of the
-        # store) happens once per tenth of the budget, not at every commit
+        # store) happens once per tenth of the budget, not at every commit. Ties go as the sort leaves them in
+        # the whole store's voxel key order, so the side store joins first.
+        main = self._joined()
         target = int(0.9 * self.max_points)
-        over = len(self) - target
-        score = self.trust.long() * (1 << 32) + self.born.long()
-        keep = torch.sort(torch.argsort(score, descending=True)[:target]).values
-        self.xyz, self.rgb, self.trust, self.born = self.xyz[keep], self.rgb[keep], self.trust[keep], self.born[keep]
-        self._keys = self._keys[keep]
+        over = len(main) - target
+        score = main.trust.long() * (1 << 32) + main.born.long()
+        self._keep(torch.sort(torch.argsort(score, descending=True)[:target]).values)
         self.pruned += over
 
     # ---- take out and put back -----------------------------------------------------------------------
     def points(self) -> ScenePoints:
-        """Every point held (the store's own tensors: do not modify them)."""
-        return ScenePoints(self.xyz, self.rgb, self.trust, self.born)
+        """Every point held, in voxel key order (the store's own tensors: do not modify them)."""
+        main = self._joined()
+        return ScenePoints(main.xyz, main.rgb, main.trust, main.born)
 
     def take(self, select: torch.Tensor) -> ScenePoints:
-        """Remove the points where `select` (N,) bool is true and return them (an object picked up)."""
+        """Remove the points where `select` (N,) bool (in the order of points()) is true and return them (an
+        object picked up)."""
         if select.shape != (len(self),) or select.dtype != torch.bool:
             raise ValueError(f'select must be a ({len(self)},) bool tensor, got {tuple(select.shape)} {select.dtype}')
+        main = self._joined()
         select = select.to(self.device)
-        taken = ScenePoints(self.xyz[select], self.rgb[select], self.trust[select], self.born[select])
-        keep = ~select  # removing entries keeps the voxel keys sorted
-        self.xyz, self.rgb, self.trust, self.born = self.xyz[keep], self.rgb[keep], self.trust[keep], self.born[keep]
-        self._keys = self._keys[keep]
+        taken = ScenePoints(main.xyz[select], main.rgb[select], main.trust[select], main.born[select])
+        self._keep((~select).nonzero()[:, 0])
         return taken
 
     def put(self, points: ScenePoints) -> int:
@@ -229,9 +289,10 @@ class SceneMemory:
 
     # ---- render ----------------------------------------------------------------------------------------
     def render(self, target_c2w: np.ndarray | torch.Tensor, K: np.ndarray, height: int, width: int,
-               fill_cracks: bool = True) -> SceneRender:
+               fill_cracks: bool = True, cull: bool = True) -> SceneRender:
         """The store seen from the target camera: z-buffered nearest splat of the observed points, then of the
-        imagined ones where no observed point lands."""
+        imagined ones where no observed point lands. `cull`: project only the main store's cells that can be in
+        view (the same render, cheaper)."""
         check_intrinsics(np.asarray(K))
         dev = self.device
         c2w = torch.as_tensor(np.asarray(target_c2w, dtype=np.float64)).float().to(dev)
@@ -242,10 +303,15 @@ class SceneMemory:
         if not len(self):
             return empty
         w2c = _rigid_inverse(c2w)
-        cam = w2c[:3, :3] @ self.xyz.T + w2c[:3, 3:]  # (3, N) target camera coordinates
         Kt = torch.as_tensor(np.asarray(K, dtype=np.float64)).float().to(dev)
-        # Only the points in the view go to the z-buffer (the same test it makes; the order, which breaks ties,
-        # is kept), so its cost follows what the camera sees, not the size of the store.
+        main, side = self._main, self._side
+        near = self._index.visible(w2c, Kt, height, width, self.config.voxel_m) if cull \
+            else torch.arange(len(main), device=dev)
+        # The candidates: the main store's points near the view, then the side store's (few) points.
+        xyz = torch.cat([main.xyz[near], side.xyz])
+        cam = w2c[:3, :3] @ xyz.T + w2c[:3, 3:]  # (3, P) target camera coordinates
+        # Only the points in the view go to the z-buffer (the same test it makes), so its cost follows what the
+        # camera sees, not the size of the store.
         z = cam[2]
         uvw = Kt @ cam
         u, v = uvw[0] / z.clamp_min(1e-12), uvw[1] / z.clamp_min(1e-12)
@@ -253,21 +319,21 @@ class SceneMemory:
         if not len(sel):
             return empty  # nothing held is in view
         cam = cam[:, sel]
+        src = torch.cat([near, torch.arange(len(side), device=dev) + len(main)])[sel]  # (M,) main, then side
+        keys = _gathered(main.keys, side.keys, src)
         # Observations win: imagined points (whose depth is the model's guess) only fill what no observed point
         # covers, so a guess never occludes what was seen.
-        observed = (self.trust[sel] == round(OBSERVED * 255))[None]  # (1, M)
-        owner, depth = _zbuffer(cam[None], Kt[None], height, width, observed)
+        observed = _gathered(main.trust, side.trust, src) == round(OBSERVED * 255)  # (M,)
+        owner, depth = _zbuffer_by_key(cam, Kt, height, width, observed, keys)
         if not bool(observed.all()):
-            owner_i, depth_i = _zbuffer(cam[None], Kt[None], height, width, ~observed)
+            owner_i, depth_i = _zbuffer_by_key(cam, Kt, height, width, ~observed, keys)
             depth = torch.where(owner >= 0, depth, depth_i)
             owner = torch.where(owner >= 0, owner, owner_i)
-        owner, depth = owner[0], depth[0]
         mask = owner >= 0
-        owner = torch.where(mask, sel[owner.clamp_min(0)], -1)  # back to store indices
-        idx = owner.clamp_min(0)
-        rgb = torch.where(mask, self.rgb[idx].permute(2, 0, 1).float() / 255, 0.0)  # (3, H, W)
-        trust = torch.where(mask, self.trust[idx].float() / 255, 0.0)
-        born = torch.where(mask, self.born[idx].long(), -1)
+        idx = src[owner.clamp_min(0)]  # (H, W) main, then side indices
+        rgb = torch.where(mask, _gathered(main.rgb, side.rgb, idx).permute(2, 0, 1).float() / 255, 0.0)  # (3, H, W)
+        trust = torch.where(mask, _gathered(main.trust, side.trust, idx).float() / 255, 0.0)
+        born = torch.where(mask, _gathered(main.born, side.born, idx).long(), -1)
         if fill_cracks:  # colour, trust and age filled together, twice (a crack row meeting a crack column)
             image = torch.cat([rgb, trust[None], born[None].float()])[None]  # (1, 5, H, W)
             d, m = depth[None], mask[None]
@@ -279,8 +345,9 @@ class SceneMemory:
 
     # ---- sessions --------------------------------------------------------------------------------------
     def state(self) -> dict[str, torch.Tensor]:
-        return {'scene.xyz': self.xyz.cpu(), 'scene.rgb': self.rgb.cpu(), 'scene.trust': self.trust.cpu(),
-                'scene.born': self.born.cpu()}
+        main = self._joined()
+        return {'scene.xyz': main.xyz.cpu(), 'scene.rgb': main.rgb.cpu(), 'scene.trust': main.trust.cpu(),
+                'scene.born': main.born.cpu()}
 
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
         try:
@@ -294,10 +361,49 @@ class SceneMemory:
             raise ValueError('scene memory state holds non-finite points')
         self.reset()
         dev = self.device
-        self.xyz, self.rgb = xyz.float().to(dev), rgb.to(torch.uint8).to(dev)
-        self.trust, self.born = trust.to(torch.uint8).to(dev), born.to(torch.int32).to(dev)
-        self._keys = self._voxel_keys(self.xyz)
-        self._order_by(self._keys)
+        xyz = xyz.float().to(dev)
+        keys, order = torch.sort(self._voxel_keys(xyz))
+        self._main = _Sorted(xyz[order], rgb.to(torch.uint8).to(dev)[order], trust.to(torch.uint8).to(dev)[order],
+                             born.to(torch.int32).to(dev)[order], keys)
+        self._index = CellIndex.built(keys)
+
+
+def _gathered(main: torch.Tensor, side: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Entries of the main store then the side store, as one list, at `index` (any shape)."""
+    n = len(main)
+    in_main = index < n
+    out = main.new_empty((*index.shape, *main.shape[1:]))
+    out[in_main] = main[index[in_main]]
+    out[~in_main] = side[index[~in_main] - n]
+    return out
+
+
+def _zbuffer_by_key(cam: torch.Tensor, K: torch.Tensor, height: int, width: int, valid: torch.Tensor,
+                    keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """reproject._zbuffer of one camera, equal depths won by the highest voxel key (what the store's sorted
+    order gave) instead of the highest index, so the points may come in any order.
+
+    cam (3, M) target camera coordinates, K (3, 3), valid (M,) bool, keys (M,) distinct -> owner (H, W) long
+    (index of the winning point, -1 where empty) and depth (H, W) (0 where empty).
+    """
+    HW = height * width
+    z = cam[2]
+    uvw = (K[None] @ cam[None])[0]  # batched, as _zbuffer projects (the view test's own numbers)
+    zs = z.clamp_min(1e-12)
+    u, v = uvw[0] / zs, uvw[1] / zs
+    ok = (z > 1e-6) & (u >= 0) & (u < width) & (v >= 0) & (v < height) & valid
+    flat = torch.where(ok, v.clamp(0, height - 1).long() * width + u.clamp(0, width - 1).long(), HW)  # spare bin
+    zk = torch.where(ok, z, torch.inf)
+    zbuf = torch.full((HW + 1,), torch.inf, dtype=z.dtype, device=z.device)
+    zbuf = zbuf.scatter_reduce(0, flat, zk, reduce='amin', include_self=True)  # nearest depth per pixel
+    winner = ok & (zk == zbuf[flat])
+    none = torch.full((HW + 1,), -1, dtype=torch.long, device=z.device)
+    top = none.scatter_reduce(0, flat, torch.where(winner, keys, -1), reduce='amax', include_self=True)
+    winner &= keys == top[flat]  # one per pixel: keys are distinct
+    owner = none.scatter_reduce(0, flat, torch.where(winner, torch.arange(len(z), device=z.device), -1),
+                                reduce='amax', include_self=True)[:-1]
+    depth = torch.where(owner >= 0, zbuf[:-1], torch.zeros_like(zbuf[:-1]))
+    return owner.view(height, width), depth.view(height, width)
 
 
 def _unique_first(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
