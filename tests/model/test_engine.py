@@ -175,6 +175,25 @@ def test_bfloat16_engine_streams_with_the_geometric_guess(micro_config, randomiz
     assert all(f.rgb.shape == (micro_config.height, micro_config.width, 3) for f in frames)
 
 
+def test_bfloat16_reaches_the_networks_only_the_scene_renders_as_in_float32(micro_config, randomize):
+    """Autocast wraps the DiT and the codec; the scene memory's geometry stays float32, so the first step's render
+    of the start frame (made before any network output reaches the scene) is the float32 engine's, bit for bit,
+    while the cache holds bfloat16 keys."""
+    guesses, frames = {}, {}
+    for dtype in ('float32', 'bfloat16'):
+        e = WorldEngine(randomize(WorldModel(micro_config), seed=3), EngineOptions(seed=7, dtype=dtype))
+        start(e)
+        frames[dtype] = e.step(NavAction(vx=0.3, yaw_rate=0.4))
+        assert e._guess is not None
+        guesses[dtype] = e._guess
+        assert e.memory.sink[0].payload.kv[0].k.dtype == getattr(torch, dtype)
+    for name in ('rgb', 'depth', 'mask', 'trust'):
+        assert torch.equal(getattr(guesses['float32'], name), getattr(guesses['bfloat16'], name)), name
+    assert frames['bfloat16'].depth.dtype == np.float32
+    seen = guesses['float32'].mask[0].numpy()
+    assert np.abs(frames['float32'].rgb[seen].astype(int) - frames['bfloat16'].rgb[seen].astype(int)).max() <= 1
+
+
 def _tour(n: int) -> list[NavAction]:
     return [NavAction(vx=0.4, yaw_rate=0.3 * (-1) ** (i // 3)) for i in range(n)]
 

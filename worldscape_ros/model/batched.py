@@ -141,7 +141,7 @@ class BatchedEngine:
               ) -> list[list[Frame]]:
         lead = lanes[0][0]
         sights = [s._look(chunk, kps) for s, chunk, kps in lanes]  # 1-2, per session
-        with torch.no_grad(), lead._autocast():
+        with torch.no_grad():
             latents = lead._encode([v for sight in sights for v in sight.videos])
             windows: list[list[InFlight]] = []
             for (s, _, _), sight in zip(lanes, sights, strict=True):

@@ -76,7 +76,7 @@ def recompute_latency_ms(model: WorldModel, engine: WorldEngine, chunks: int, re
     ids = model.dit.chunk_ids(frames, dev)
     mask = block_causal_mask(ids, ids)
     times = []
-    with torch.no_grad(), engine._autocast():
+    with torch.no_grad(), engine._networks():
         for _ in range(repeats + 1):
             _sync(dev)
             t0 = time.perf_counter()
