@@ -78,22 +78,20 @@ class CellIndex:
         return self._of(self.bits, scattered(at_old[self.order], at_i, at_new[order], at_n),
                         scattered(self.cells, at_i, cells, at_n))
 
-    def kept(self, keep: torch.Tensor, held: int) -> CellIndex:
-        """The index after the store of `held` entries kept those at the ascending indices `keep` (in order)."""
-        place = torch.full((held,), -1, dtype=torch.long, device=keep.device)
-        place[keep] = torch.arange(len(keep), device=keep.device)
-        moved = place[self.order]
-        stays = moved >= 0
-        return self._of(self.bits, moved[stays], self.cells[stays])
+    def kept(self, keep: torch.Tensor) -> CellIndex:
+        """The index after the store kept its entries where `keep` (N,) bool is true, in order."""
+        place = torch.cumsum(keep, 0) - 1  # (N,) each kept entry's new index
+        stays = keep[self.order]
+        return self._of(self.bits, place[self.order[stays]], self.cells[stays])
 
     def visible(self, w2c: torch.Tensor, K: torch.Tensor, height: int, width: int,
                 voxel_m: float) -> torch.Tensor:
         """Store indices of the points in the cells that can be seen by a camera (w2c (4, 4), K (3, 3)) of
         `height` x `width` pixels: every point the render's view test can pass is among them.
 
-        A cell is dropped only when all corners of its box lie beyond one side of the view (behind the camera, or
-        left, right, above or below the image), that box grown by two voxels (a point's voxel is a float floor of
-        its coordinates) and by a relative margin far above float32 rounding of the points' projection.
+        A cell is dropped only when its box lies beyond one side of the view (behind the camera, or left, right,
+        above or below the image), that box grown by two voxels (a point's voxel is a float floor of its
+        coordinates) and by a relative margin far above float32 rounding of the points' projection.
         """
         dev = self.order.device
         c = VOXEL_BITS - self.bits
@@ -103,16 +101,16 @@ class CellIndex:
         hi = (((cell + 1) << self.bits) - VOXEL_OFFSET).double() * voxel_m
         R, t = w2c[:3, :3].double(), w2c[:3, 3].double()
         eye = torch.linalg.norm(R.T @ t)
-        reach = torch.maximum(lo.abs(), hi.abs()).amax(1, keepdim=True)  # (C, 1)
-        margin = 2 * voxel_m + 1e-5 * (reach + eye + 1)
-        lo, hi = lo - margin, hi + margin
-        pick = torch.tensor([[(i >> a) & 1 for a in range(3)] for i in range(8)], device=dev, dtype=torch.bool)
-        corners = torch.where(pick[None], hi[:, None], lo[:, None])  # (C, 8, 3)
-        cam = corners @ R.T + t  # (C, 8, 3) camera coordinates
+        margin = 2 * voxel_m + 1e-5 * (torch.maximum(lo.abs(), hi.abs()).amax(1, keepdim=True) + eye + 1)
+        centre, half = (lo + hi) / 2, (hi - lo) / 2 + margin  # (C, 3) the grown box
+        # The view's sides as a . camera point >= 0 (z; u >= 0; u <= width; v >= 0; v <= height, u = K[0] . p / z,
+        # v = K[1] . p / z), in world coordinates n . p + b; a box lies beyond one when that side's largest
+        # value over the box (at a corner) is below zero.
         Kd = K.double()
-        z, fu, fv = cam[..., 2], cam @ Kd[0], cam @ Kd[1]  # u = fu / z, v = fv / z
-        out = ((z < 0).all(1) | (fu < 0).all(1) | (fu - width * z > 0).all(1) | (fv < 0).all(1)
-               | (fv - height * z > 0).all(1))
+        ez = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64, device=dev)
+        a = torch.stack([ez, Kd[0], width * ez - Kd[0], Kd[1], height * ez - Kd[1]])  # (5, 3)
+        normal, offset = a @ R, a @ t  # (5, 3), (5,)
+        out = (centre @ normal.T + half @ normal.abs().T + offset < 0).any(1)  # (C,)
         edge = ((cell == 0) | (cell == top)).any(1)  # where the voxel key clamps: points beyond the box
         seen = (~out | edge).nonzero()[:, 0]
         first, counts = self.starts[seen], self.starts[seen + 1] - self.starts[seen]

@@ -238,8 +238,8 @@ class SceneMemory:
         return self._main
 
     def _keep(self, keep: torch.Tensor) -> None:
-        """Keep the main store's entries at the ascending indices `keep` (removing entries keeps it sorted)."""
-        self._index = self._index.kept(keep, len(self._main))
+        """Keep the main store's entries where `keep` (N,) bool is true (removing entries keeps it sorted)."""
+        self._index = self._index.kept(keep)
         self._main = self._main.at(keep)
 
     def _prune(self) -> None:
@@ -252,7 +252,8 @@ class SceneMemory:
         target = int(0.9 * self.max_points)
         over = len(main) - target
         score = main.trust.long() * (1 << 32) + main.born.long()
-        self._keep(torch.sort(torch.argsort(score, descending=True)[:target]).values)
+        keep = torch.zeros(len(main), dtype=torch.bool, device=self.device)
+        self._keep(keep.index_fill_(0, torch.argsort(score, descending=True)[:target], True))
         self.pruned += over
 
     # ---- take out and put back -----------------------------------------------------------------------
@@ -269,7 +270,7 @@ class SceneMemory:
         main = self._joined()
         select = select.to(self.device)
         taken = ScenePoints(main.xyz[select], main.rgb[select], main.trust[select], main.born[select])
-        self._keep((~select).nonzero()[:, 0])
+        self._keep(~select)
         return taken
 
     def put(self, points: ScenePoints) -> int:
