@@ -320,21 +320,24 @@ class SceneMemory:
         if not len(sel):
             return empty  # nothing held is in view
         cam = cam[:, sel]
-        src = torch.cat([near, torch.arange(len(side), device=dev) + len(main)])[sel]  # (M,) main, then side
-        keys = _gathered(main.keys, side.keys, src)
+        # the points in view: sel is ascending, so the main store's come first
+        k = int(torch.searchsorted(sel, len(near)))
+        at_main, at_side = near[sel[:k]], sel[k:] - len(near)
+        keys, trust, rgb, born = (torch.cat([a[at_main], b[at_side]]) for a, b in (
+            (main.keys, side.keys), (main.trust, side.trust), (main.rgb, side.rgb), (main.born, side.born)))
         # Observations win: imagined points (whose depth is the model's guess) only fill what no observed point
         # covers, so a guess never occludes what was seen.
-        observed = _gathered(main.trust, side.trust, src) == round(OBSERVED * 255)  # (M,)
+        observed = trust == round(OBSERVED * 255)  # (M,)
         owner, depth = _zbuffer_by_key(cam, Kt, height, width, observed, keys)
         if not bool(observed.all()):
             owner_i, depth_i = _zbuffer_by_key(cam, Kt, height, width, ~observed, keys)
             depth = torch.where(owner >= 0, depth, depth_i)
             owner = torch.where(owner >= 0, owner, owner_i)
         mask = owner >= 0
-        idx = src[owner.clamp_min(0)]  # (H, W) main, then side indices
-        rgb = torch.where(mask, _gathered(main.rgb, side.rgb, idx).permute(2, 0, 1).float() / 255, 0.0)  # (3, H, W)
-        trust = torch.where(mask, _gathered(main.trust, side.trust, idx).float() / 255, 0.0)
-        born = torch.where(mask, _gathered(main.born, side.born, idx).long(), -1)
+        idx = owner.clamp_min(0)
+        rgb = torch.where(mask, rgb[idx].permute(2, 0, 1).float() / 255, 0.0)  # (3, H, W)
+        trust = torch.where(mask, trust[idx].float() / 255, 0.0)
+        born = torch.where(mask, born[idx].long(), -1)
         if fill_cracks:  # colour, trust and age filled together, twice (a crack row meeting a crack column)
             image = torch.cat([rgb, trust[None], born[None].float()])[None]  # (1, 5, H, W)
             d, m = depth[None], mask[None]
@@ -367,16 +370,6 @@ class SceneMemory:
         self._main = _Sorted(xyz[order], rgb.to(torch.uint8).to(dev)[order], trust.to(torch.uint8).to(dev)[order],
                              born.to(torch.int32).to(dev)[order], keys)
         self._index = CellIndex.built(keys)
-
-
-def _gathered(main: torch.Tensor, side: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """Entries of the main store then the side store, as one list, at `index` (any shape)."""
-    n = len(main)
-    in_main = index < n
-    out = main.new_empty((*index.shape, *main.shape[1:]))
-    out[in_main] = main[index[in_main]]
-    out[~in_main] = side[index[~in_main] - n]
-    return out
 
 
 def _zbuffer_by_key(cam: torch.Tensor, K: torch.Tensor, height: int, width: int, valid: torch.Tensor,
