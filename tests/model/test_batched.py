@@ -1,5 +1,7 @@
 """Batched sessions: N sessions stepped together make the frames each makes stepped alone; bad input moves none."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -118,8 +120,11 @@ def test_batched_equals_alone_whatever_the_context(micro_config, randomize, memo
     assert_batched_equals_alone(net, schedule)
 
 
-def test_batched_equals_alone_when_the_last_step_writes_the_cache(micro_config, randomize):
-    cfg = micro_config.replace(sampler=micro_config.sampler.__class__(steps=2, cache_from_last_step=True))
+@pytest.mark.parametrize('step_depth_hidden', [0, 16])
+def test_batched_equals_alone_when_the_last_step_writes_the_cache(micro_config, randomize, step_depth_hidden):
+    """With a step depth head, the batch reads the last step's depth with it, as each session alone does."""
+    cfg = micro_config.replace(sampler=micro_config.sampler.__class__(steps=2, cache_from_last_step=True),
+                               heads=replace(micro_config.heads, step_depth_hidden=step_depth_hidden))
     net = model(cfg, randomize)
     schedule = staggered(4)
     assert_batched_equals_alone(net, schedule)

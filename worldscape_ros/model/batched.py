@@ -172,7 +172,8 @@ class BatchedEngine:
                         clean[j] = features[r:r + 1], [_layer_row(layer, r) for layer in kv]
             done = [_left(item) for item in leaving]
             cached = [c if c is not None else _cached(d) for c, d in zip(clean, done, strict=True)]
-            video, depth_v = lead._decode(torch.cat([d.x0 for d in done]), torch.cat([c[0] for c in cached]))
+            video, depth_v = lead._decode(torch.cat([d.x0 for d in done]), torch.cat([c[0] for c in cached]),
+                                          denoising=clean[0] is None)
             video = _compose(lead, [d.chunk for d in done], video)
             return [s._emit(d.chunk, d.x0, c[1], video[j], depth_v[j])
                     for j, ((s, _, _), d, c) in enumerate(zip(lanes, done, cached, strict=True))]

@@ -82,6 +82,9 @@ class HeadsConfig:
     gaussians: bool = True
     gaussian_layers: int = 2  # ViT aggregator blocks
     gaussian_stride: int = 4  # one Gaussian per stride x stride pixels
+    # > 0: a second depth head, an MLP this wide, for the features of a denoising pass that writes the cache
+    # (sampler.cache_from_last_step), whose input is noise beside the conditioning
+    step_depth_hidden: int = 0
 
 
 @dataclass(frozen=True)

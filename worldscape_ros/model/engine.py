@@ -276,7 +276,7 @@ class WorldEngine:
         chunk, x0, cached = leaving.chunk, leaving.x0, leaving.cached
         features, kv = cached if cached is not None else self._clean_pass(x0, chunk.cond, leaving.entries,
                                                                           leaving.context)
-        video, depth_v = self._decode(x0, features)
+        video, depth_v = self._decode(x0, features, denoising=cached is not None)
         video, depth_v = video[0], depth_v[0]
         guess = chunk.guess
         if guess is not None:
@@ -284,10 +284,11 @@ class WorldEngine:
             video = self._compose(guess, video, chunk.pose_video)
         return self._emit(chunk, x0, kv, video, depth_v)
 
-    def _decode(self, x0: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _decode(self, x0: torch.Tensor, features: torch.Tensor, denoising: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """6. for B clean chunks: the DiT's imagination of the views (B, Fv, 3, H, W) and the depth head's
-        depth (B, Fv, H, W)."""
-        depth = self.model.predict_depth(features.float())  # (B, F, H, W)
+        depth (B, Fv, H, W). denoising: the features are the last denoising pass's, not a clean pass's."""
+        depth = self.model.predict_depth(features.float(), denoising)  # (B, F, H, W)
         with self._networks():
             video = self.model.codec.decode(x0).float()
         return video, depth.repeat_interleave(self.config.codec.temporal_down, dim=1)

@@ -18,21 +18,24 @@ MIN_DEPTH, MAX_DEPTH = 0.05, 100.0
 
 
 class DepthHead(nn.Module):
-    """Metric z-depth (metres) at full resolution, predicted as log-depth per pixel of each token's patch."""
+    """Metric z-depth (metres) at full resolution, predicted as log-depth per pixel of each token's patch: linear
+    on the features of a clean pass, or (hidden > 0) an MLP, for features that hold depth less plainly."""
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, hidden: int = 0) -> None:
         super().__init__()
         self.config = config
         self.p = config.codec.spatial_down * config.dit.patch[1]
         self.norm = nn.LayerNorm(config.dit.dim)
-        self.proj = nn.Linear(config.dit.dim, self.p * self.p)
+        d = config.dit.dim
+        self.hidden: nn.Module = nn.Sequential(nn.Linear(d, hidden), nn.GELU()) if hidden else nn.Identity()
+        self.proj = nn.Linear(hidden or d, self.p * self.p)
         nn.init.zeros_(self.proj.weight)
         nn.init.constant_(self.proj.bias, math.log(2.0))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """features (B, F, N, D) -> depth (B, F, H, W)."""
         gh, gw = self.config.grid
-        log_d = rearrange(self.proj(self.norm(features)), 'b f (h w) (p q) -> b f (h p) (w q)',
+        log_d = rearrange(self.proj(self.hidden(self.norm(features))), 'b f (h w) (p q) -> b f (h p) (w q)',
                           h=gh, w=gw, p=self.p, q=self.p)
         return log_d.clamp(math.log(MIN_DEPTH), math.log(MAX_DEPTH)).exp()
 

@@ -36,6 +36,8 @@ class WorldModel(nn.Module):
         else:
             self.dit = CausalDiT(config)
         self.depth_head = DepthHead(config) if config.heads.depth else None
+        hidden = config.heads.step_depth_hidden
+        self.step_depth_head = DepthHead(config, hidden) if config.heads.depth and hidden else None
         self.gaussian_head = GaussianHead(config) if config.heads.gaussians else None
         self.refiner = Refiner(config.refiner) if config.refiner.enabled else None
 
@@ -43,9 +45,12 @@ class WorldModel(nn.Module):
         module = self if part is None else getattr(self, part)
         return sum(p.numel() for p in module.parameters())
 
-    def predict_depth(self, features: torch.Tensor) -> torch.Tensor:
-        """(B, F, N, D) -> (B, F, H, W) metres; without a depth head, a constant 2 m."""
+    def predict_depth(self, features: torch.Tensor, denoising: bool = False) -> torch.Tensor:
+        """(B, F, N, D) -> (B, F, H, W) metres; without a depth head, a constant 2 m. denoising: the features
+        come from a denoising pass (sampler.cache_from_last_step), read by the step depth head when there is one."""
         if self.depth_head is None:
             B, F = features.shape[:2]
             return torch.full((B, F, self.config.height, self.config.width), 2.0, device=features.device)
+        if denoising and self.step_depth_head is not None:
+            return self.step_depth_head(features)
         return self.depth_head(features)

@@ -14,7 +14,8 @@ from worldscape_ros.errors import TrainError
 log = logging.getLogger(__name__)
 
 
-def _episodes(folders: list[Path], limit: int | None) -> list[Path]:
+def episode_paths(folders: list[Path], limit: int | None, skip: int = 0) -> list[Path]:
+    """The episode files of each folder, sorted: the first `skip` left out, then at most `limit`."""
     from worldscape_ros.data.episode import EPISODE_SUFFIX
 
     found: list[Path] = []
@@ -24,6 +25,7 @@ def _episodes(folders: list[Path], limit: int | None) -> list[Path]:
         eps = sorted(folder.glob(f'*{EPISODE_SUFFIX}'))
         if not eps:
             raise TrainError(f'no *{EPISODE_SUFFIX} files in {folder}')
+        eps = eps[skip:]
         found += eps[:limit] if limit else eps
     return found
 
@@ -35,7 +37,7 @@ def _trace(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     engine = WorldEngine.from_pretrained(args.checkpoint, args.config, EngineOptions(window=1, seed=args.seed))
-    n = trace_episodes(engine, _episodes(args.data, args.episodes), args.out, args.frames)
+    n = trace_episodes(engine, episode_paths(args.data, args.episodes), args.out, args.frames)
     log.info('traced %d new samples into %s', n, args.out)
     return 0
 

@@ -1,0 +1,181 @@
+"""Fitting the step depth head on the features the streaming engine gives it live.
+
+With `sampler.cache_from_last_step` a frame costs one DiT pass: the chunk's only denoising pass writes the cache,
+and the depth must come from its features. Its input is noise beside the conditioning, and the DiT's final
+features then carry the velocity (noise minus the clean latent) rather than depth in the linear form the clean
+pass's head reads (that head's held-out AbsRel on them: 1.6). The step depth head (`heads.step_depth_hidden`,
+an MLP) learns them; the DiT, the clean pass's head (which still serves resets) and everything else stay as they
+are.
+
+1. trace: the engine (the same code as live, with the cache written by the last step) is reset on each episode's
+   true start frame and depth, stepped through its true cameras and hands, and every input the depth heads
+   receive is recorded beside the true depth of its frame.
+2. fit: the step depth head learns log depth (L1, as the teacher's depth loss) on the live steps' features.
+
+Shards hold float16 features; a fit writes the model with the new head as one checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from worldscape_ros.data.episode import EPISODE_SUFFIX, Episode, read_episode
+from worldscape_ros.errors import TrainError
+from worldscape_ros.fileio import atomic_path
+from worldscape_ros.model.checkpoint import save_checkpoint
+from worldscape_ros.model.config import ModelConfig
+from worldscape_ros.model.engine import WorldEngine
+from worldscape_ros.model.world_model import WorldModel
+from worldscape_ros.train.image_losses import log_depth_l1
+
+log = logging.getLogger(__name__)
+
+START, STEP = 0, 1  # what a sample's features come from: a reset's clean pass, or a live step
+
+
+# ---- 1. trace --------------------------------------------------------------------------------------------------
+def trace_depth(engine: WorldEngine, episodes: list[Path], out: Path, frames: int) -> int:
+    """Write one shard per episode (skipping shards already written); return the samples written now."""
+    heads: list[torch.nn.Module] = [h for h in (engine.model.depth_head, engine.model.step_depth_head)
+                                    if h is not None]
+    if not heads:
+        raise TrainError(f'{engine.config.name} has no depth head to trace')
+    out.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for path in episodes:
+        shard = out / (path.name.removesuffix(EPISODE_SUFFIX) + '.depth.npz')
+        if shard.exists():
+            continue
+        feats, depth, kind = _trace_episode(engine, heads, read_episode(path), frames)
+        with atomic_path(shard) as tmp, open(tmp, 'wb') as f:
+            np.savez(f, features=feats, depth=depth, kind=kind)
+        written += len(kind)
+    return written
+
+
+def _trace_episode(engine: WorldEngine, heads: list[torch.nn.Module], ep: Episode, frames: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """features (T, N, D) float16 of the last latent frame of each call of a depth head, depth (T, H, W) float16
+    of its frame, kind (T,) uint8."""
+    T = min(frames, ep.num_frames)
+    kp = ep.keypoints3d
+    seen: list[torch.Tensor] = []  # (F, N, D) each, in call order
+    hooks = [h.register_forward_pre_hook(lambda _m, args: seen.append(args[0][0].detach().half().cpu()))
+             for h in heads]
+    try:
+        engine.reset(ep.rgb[0], ep.poses[0], ep.intrinsics, ep.depth[0],
+                     hand_keypoints=None if kp is None else kp[0])
+        for t in range(1, T):
+            engine.step(ep.poses[t], None if kp is None else kp[t])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    if len(seen) != T:
+        raise TrainError(f'the depth heads ran {len(seen)} times for {T} frames')
+    kind = np.array([START] + [STEP] * (T - 1), dtype=np.uint8)
+    feats = torch.stack([f[-1] for f in seen]).numpy()
+    return feats, ep.depth[:T].astype(np.float16), kind
+
+
+class DepthTraces:
+    """The live steps' samples of some folders' shards in memory: features (n, N, D) float16, depth (n, H, W)."""
+
+    def __init__(self, folders: list[Path]) -> None:
+        shards = sorted(p for folder in folders for p in folder.glob('*.depth.npz'))
+        if not shards:
+            raise TrainError(f'no *.depth.npz shards in {", ".join(map(str, folders))}: run depth-trace first')
+        fs, ds = [], []
+        for p in shards:
+            with np.load(p) as z:
+                step = z['kind'] == STEP
+                fs.append(z['features'][step])
+                ds.append(z['depth'][step])
+        self.features = torch.from_numpy(np.concatenate(fs))
+        self.depth = torch.from_numpy(np.concatenate(ds).astype(np.float32))
+        self.shards = len(shards)
+
+    def __len__(self) -> int:
+        return int(self.features.shape[0])
+
+
+# ---- 2. fit ----------------------------------------------------------------------------------------------------
+@dataclass
+class DepthFitConfig:
+    steps: int = 3000
+    batch: int = 64
+    lr: float = 1e-3
+    score_every: int = 500
+
+
+def absrel(predict: Callable[[torch.Tensor], torch.Tensor], traces: DepthTraces, chunk: int = 256) -> float:
+    """Mean per-frame AbsRel of `predict` (features (b, 1, N, D) -> depth (b, 1, H, W)) over the traces (true
+    depth finite and in (0, 100] m)."""
+    errors = []
+    with torch.no_grad():
+        for i in range(0, len(traces), chunk):
+            pred = predict(traces.features[i:i + chunk].float()[:, None])[:, 0]  # (b, H, W)
+            true = traces.depth[i:i + chunk]
+            valid = torch.isfinite(true) & (true > 0) & (true <= 100)
+            rel = torch.where(valid, (pred - true).abs() / true.nan_to_num(1.0).clamp_min(1e-6), 0.0)
+            errors.append(rel.flatten(1).sum(1) / valid.flatten(1).sum(1).clamp_min(1))
+    return float(torch.cat(errors).mean())
+
+
+def with_step_head(model: WorldModel, config: ModelConfig) -> WorldModel:
+    """`model`'s weights in a model of `config`, which adds a step depth head (new, untrained) and differs in
+    nothing that holds weights."""
+    if not config.heads.depth or config.heads.step_depth_hidden <= 0:
+        raise TrainError(f'config {config.name!r} has no step depth head (heads.step_depth_hidden)')
+    target = WorldModel(config)
+    missing, unexpected = target.load_state_dict(model.state_dict(), strict=False)
+    other = [k for k in missing if not k.startswith('step_depth_head.')] + list(unexpected)
+    if other:
+        raise TrainError(f'config {config.name!r} differs from the checkpoint beyond the step depth head: {other[0]}')
+    return target
+
+
+def fit_step_depth_head(model: WorldModel, traces: DepthTraces, held_out: DepthTraces | None, out: Path,
+                        cfg: DepthFitConfig, seed: int = 0) -> tuple[Path, dict[str, float]]:
+    """Train `model`'s step depth head on traces; save the model as out/final.safetensors; return the path and
+    the held-out AbsRel of the live steps' depth before (the clean pass's head reading them) and after."""
+    head = model.step_depth_head
+    if head is None:
+        raise TrainError(f'{model.config.name} has no step depth head to fit (heads.step_depth_hidden)')
+    assert model.depth_head is not None  # a step depth head needs the depth head (WorldModel)
+    out.mkdir(parents=True, exist_ok=True)
+    score = held_out or traces
+    scores = {'step_absrel_before': absrel(model.depth_head, score)}
+    head.train()
+    opt = torch.optim.Adam(head.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
+    gen = torch.Generator().manual_seed(seed)
+    t0 = time.perf_counter()
+    for step in range(1, cfg.steps + 1):
+        idx = torch.randint(len(traces), (cfg.batch,), generator=gen)
+        pred = head(traces.features[idx].float()[:, None])[:, 0]  # (b, H, W)
+        loss = log_depth_l1(pred, traces.depth[idx])[0].mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % cfg.score_every == 0 or step == cfg.steps:
+            head.eval()
+            log.info('step %d loss %.4f held-out AbsRel %.4f (%.0f s)', step, loss.item(), absrel(head, score),
+                     time.perf_counter() - t0)
+            head.train()
+    head.eval()
+    scores['step_absrel_after'] = absrel(head, score)
+    final = out / 'final.safetensors'
+    save_checkpoint(final, model, {'step_depth_head': {'steps': cfg.steps, 'samples': len(traces), **scores}})
+    with atomic_path(out / 'fit.json') as tmp:
+        tmp.write_text(json.dumps({'config': cfg.__dict__, 'samples': len(traces), 'shards': traces.shards,
+                                   **scores}, indent=2))
+    return final, scores

@@ -1,0 +1,78 @@
+"""`worldscape depth-trace` and `worldscape depth-fit`: fit the step depth head on the features the engine gives it
+live when its last denoising pass writes the cache (train/depth_head.py), then ship it inside the model's
+checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import torch
+
+from worldscape_ros.train.refiner_commands import episode_paths
+
+log = logging.getLogger(__name__)
+
+
+def _trace(args: argparse.Namespace) -> int:
+    from worldscape_ros.model.engine import WorldEngine
+    from worldscape_ros.model.options import EngineOptions
+    from worldscape_ros.train.depth_head import trace_depth
+
+    torch.set_num_threads(args.threads)
+    engine = WorldEngine.from_pretrained(args.checkpoint, args.config, EngineOptions(window=1, seed=args.seed))
+    n = trace_depth(engine, episode_paths(args.data, args.episodes, args.skip), args.out, args.frames)
+    log.info('traced %d new samples into %s', n, args.out)
+    return 0
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from worldscape_ros.model.checkpoint import open_model
+    from worldscape_ros.model.config import load_config
+    from worldscape_ros.train.depth_head import DepthFitConfig, DepthTraces, fit_step_depth_head, with_step_head
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    source, _ = open_model(args.checkpoint)
+    model = with_step_head(source, load_config(args.config))
+    traces = DepthTraces(args.traces)
+    held = DepthTraces(args.held_out) if args.held_out else None
+    cfg = DepthFitConfig(steps=args.steps, batch=args.batch_size, lr=args.lr)
+    final, scores = fit_step_depth_head(model, traces, held, args.out, cfg, args.seed)
+    log.info('%d samples from %d shards; held-out AbsRel before %.4f, after %.4f; wrote %s', len(traces),
+             traces.shards, scores['step_absrel_before'], scores['step_absrel_after'], final)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    t = subparsers.add_parser('depth-trace', help="record the depth heads' inputs on episodes, as live",
+                              description="Reset the engine on each episode's true start frame and depth, step it "
+                              "through the true cameras and hands, and write every input of the depth heads beside "
+                              'the true depth (run it with a config whose sampler.cache_from_last_step is true). '
+                              'One shard per episode; existing shards are kept, so a rerun resumes.')
+    t.add_argument('--data', nargs='+', type=Path, required=True, help='episode folders')
+    t.add_argument('--out', type=Path, required=True, help='trace folder')
+    t.add_argument('--episodes', type=int, help='at most this many episodes per folder')
+    t.add_argument('--skip', type=int, default=0, help='leave out the first SKIP episodes of each folder')
+    t.add_argument('--frames', type=int, default=32, help='frames per episode (default 32)')
+    t.add_argument('--checkpoint', help='model checkpoint (default: the shipped one)')
+    t.add_argument('--config', help="model config name or YAML (default: the checkpoint's)")
+    t.add_argument('--seed', type=int, default=0)
+    t.add_argument('--threads', type=int, default=1)
+    t.set_defaults(func=_trace)
+    f = subparsers.add_parser('depth-fit', help='fit the step depth head on depth traces; save the model with it',
+                              description="Put the checkpoint's weights in a model of --config (which adds the step "
+                              'depth head), fit that head alone and write OUT/final.safetensors and OUT/fit.json '
+                              "(held-out AbsRel of the live steps' depth, before and after).")
+    f.add_argument('--traces', nargs='+', type=Path, required=True, help='trace folders')
+    f.add_argument('--held-out', nargs='*', type=Path, help='trace folders scored before, during and after')
+    f.add_argument('--out', type=Path, required=True, help='run folder')
+    f.add_argument('--checkpoint', help='model checkpoint to add the head to (default: the shipped one)')
+    f.add_argument('--config', required=True, help='model config name or YAML with heads.step_depth_hidden > 0')
+    f.add_argument('--steps', type=int, default=3000)
+    f.add_argument('--batch-size', type=int, default=64)
+    f.add_argument('--lr', type=float, default=1e-3)
+    f.add_argument('--seed', type=int, default=0)
+    f.add_argument('--threads', type=int, default=1)
+    f.set_defaults(func=_fit)
