@@ -167,3 +167,35 @@ def test_generation_failed_ends_the_thread_at_once_and_start_runs_it_again(rig):
     rig.loop.start()
     waiter = rig.loop.request(2, max_frames=10)
     assert waiter.done.wait(WAIT) and waiter.generated == 2
+
+
+def test_begin_runs_in_the_loops_thread_before_its_first_frame():
+    rig = Rig()
+    seen: list[tuple[int, int]] = []  # (thread, frames made when it ran)
+    generated_in: list[int] = []
+    rig.loop._begin = lambda: seen.append((threading.get_ident(), rig.clock.frames))
+    rig.body = lambda: generated_in.append(threading.get_ident())
+    rig.loop.start()
+    try:
+        deadline = time.monotonic() + WAIT
+        while not generated_in and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        rig.loop.stop('the test ended')
+    assert len(seen) == 1 and seen[0] == (generated_in[0], 0)
+    assert seen[0][0] != threading.get_ident()
+
+
+def test_a_begin_that_raises_ends_the_thread_through_fail_with_no_frame_made():
+    rig = Rig()
+
+    def begin() -> None:
+        raise RuntimeError('no threads')
+
+    rig.loop._begin = begin
+    rig.loop.start()
+    try:
+        assert rig.failed.wait(WAIT)
+    finally:
+        rig.loop.stop('the test ended')
+    assert rig.clock.frames == 0 and 'no threads' in rig.faults[0]

@@ -49,14 +49,17 @@ class GenerationLoop:
     """The inference thread and its pause, step and stop signals.
 
     generate: one engine step and its frames out (each frame ticks `clock`); idle: runs every IDLE_PERIOD_S
-    while paused; fail: the thread is ending for good, with the cause. A `generate` that raises
+    while paused; fail: the thread is ending for good, with the cause; begin: runs first in each new thread
+    (failing like a step that raises GenerationFailed). A `generate` that raises
     GenerationFailed ends the thread at once; other exceptions are logged, noted on `supervisor`, and end it
     after MAX_CONSECUTIVE_FAILURES in a row.
     """
 
     def __init__(self, generate: Callable[[], None], clock: SimClock, supervisor: StepSupervisor, logger: ErrorLog,
-                 idle: Callable[[], None], fail: Callable[[str], None]) -> None:
+                 idle: Callable[[], None], fail: Callable[[str], None],
+                 begin: Callable[[], None] = lambda: None) -> None:
         self._generate = generate
+        self._begin = begin
         self._clock = clock
         self._supervisor = supervisor
         self._logger = logger
@@ -163,6 +166,7 @@ class GenerationLoop:
     # ---- the thread --------------------------------------------------------------------------------------
     def _run(self) -> None:
         try:
+            self._begin()
             self._loop()
         except BaseException as exc:  # whatever ends the thread must reach the log and the lifecycle
             cause = exc.args[0] if isinstance(exc, GenerationFailed) else f'inference thread stopped: {exc!r}'

@@ -33,6 +33,7 @@ class SimulatorParams:
     dtype: str = 'float32'
     fps: float = 0.0
     denoising_steps: int = 0
+    threads: int = 0
     memory: bool = True
     memory_budget_mb: float = 0.0
     # start
@@ -88,6 +89,8 @@ DESCRIPTIONS: dict[str, str] = {
     'dtype': 'inference dtype: float32, bfloat16 or float16',
     'fps': 'frames per second of sim time (each frame advances sim time by 1/fps); 0 = the model\'s rate',
     'denoising_steps': "denoising steps per chunk; 0 = the model's default",
+    'threads': "torch CPU threads the inference thread steps with; 0 = torch's default (the cores, or "
+               'OMP_NUM_THREADS)',
     'memory': 'keep the global memory pool of the KV cache; false = sink and local window only',
     'memory_budget_mb': 'byte budget of the global memory pool in MiB (its cached keys, values and frames); the '
                         "sink and the local window are bounded by their chunk counts and not counted; 0 = the pool's "
@@ -154,6 +157,7 @@ VALIDATORS: dict[str, Callable[[Any], str | None]] = {
     'mode': _one_of(MODES),
     'fps': lambda v: None if math.isfinite(v) and 0 <= v <= 1000 else 'must be in [0, 1000] (0 = the model\'s)',
     'denoising_steps': lambda v: None if 0 <= v <= 1000 else 'must be in [0, 1000] (0 = the model\'s)',
+    'threads': lambda v: None if 0 <= v <= 1024 else "must be in [0, 1024] (0 = torch's default)",
     'memory_budget_mb': _non_negative,
     'start_seed': lambda v: None if 0 <= v < 2**32 else 'must be in [0, 2**32)',
     'start_scene': _non_empty,

@@ -45,6 +45,7 @@ from worldscape_ros.ros.services import SimulatorServices
 from worldscape_ros.ros.sim_clock import SimClock
 from worldscape_ros.ros.start import StartView, load_engine, resolve_device, start_view
 from worldscape_ros.ros.supervision import StepSupervisor
+from worldscape_ros.ros.torch_threads import executor_thread_single, inference_thread_threads
 
 NODE_NAME = 'simulator'
 WARN_PERIOD_S = 2.0  # throttle for repeated warnings about bad input
@@ -67,7 +68,7 @@ class SimulatorNode(LifecycleNode):
         self._warn = Throttle(WARN_PERIOD_S)
         self._supervisor = StepSupervisor(self.get_logger(), self._warn)
         self._loop = GenerationLoop(self._generate_one, self._sim_clock, self._supervisor, self.get_logger(),
-                                    idle=self._publish_diagnostics, fail=self._fail)
+                                    idle=self._publish_diagnostics, fail=self._fail, begin=self._begin_inference)
         self._fatal_signal: Any = None  # guard condition: the executor takes the node through ErrorProcessing
         self._fault = ''
         self._stats = FrameStats()
@@ -109,6 +110,7 @@ class SimulatorNode(LifecycleNode):
         self._fault = ''
         try:
             self.params = read_parameters(self)
+            executor_thread_single()  # the inference thread's OpenMP team stays the only one (torch_threads)
             self._load_engine()
             self._set_up_start()
         except (ConfigError, CheckpointError, ValueError, OSError, RuntimeError) as exc:
@@ -236,6 +238,10 @@ class SimulatorNode(LifecycleNode):
         return True
 
     # ---- generation (in the inference thread) ------------------------------------------------------------
+    def _begin_inference(self) -> None:
+        threads = inference_thread_threads(self.params.threads)
+        self.get_logger().info(f'inference thread: {threads} torch CPU thread{"s" if threads > 1 else ""}')
+
     def _fail(self, cause: str) -> None:
         """Generation cannot go on: say so on the log and /diagnostics, end the ~/step requests, and have the
         executor take the node through ErrorProcessing."""
