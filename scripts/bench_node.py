@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -177,7 +178,11 @@ def bench(frames: int, domain: int, rounds: int) -> dict[str, float]:
     from std_srvs.srv import Trigger
 
     node = NodeProcess(domain)
-    probe = Probe(domain)
+    try:
+        probe = Probe(domain)
+    except BaseException:
+        node.stop()  # not left running on the domain, where the next bench's probe would hear it too
+        raise
     try:
         probe.send(0.3)
         wait_for_images(probe, 10, 300)  # model loaded, discovery done, warm
@@ -234,7 +239,11 @@ def bench(frames: int, domain: int, rounds: int) -> dict[str, float]:
 def soak(frames: int, domain: int, every: int, steps: int) -> list[dict[str, float]]:
     """A tour (forward, turns, back) for `frames` frames; samples RSS, latency and cache every `every` frames."""
     node = NodeProcess(domain, extra=f'    memory: true\n    denoising_steps: {steps}\n')
-    probe = Probe(domain, images=False)
+    try:
+        probe = Probe(domain, images=False)
+    except BaseException:
+        node.stop()
+        raise
     samples: list[dict[str, float]] = []
     try:
         t0 = time.perf_counter()
@@ -277,6 +286,8 @@ def main() -> int:
     parser.add_argument('--steps', type=int, default=0, help="soak: denoising steps (0 = the model's)")
     parser.add_argument('--domain', type=int, default=91, help='ROS_DOMAIN_ID for the node and the probe')
     args = parser.parse_args()
+    # SIGTERM (timeout, kill) ends the run through the finally blocks, which stop the node
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     OUT.mkdir(parents=True, exist_ok=True)
     if args.mode == 'bench':
         result = bench(args.frames, args.domain, args.rounds)
