@@ -130,8 +130,10 @@ def test_batched_equals_alone_when_the_last_step_writes_the_cache(micro_config, 
     assert_batched_equals_alone(net, schedule)
 
 
-def test_one_dit_pass_per_context_length_per_step(micro_config, randomize):
-    net = model(micro_config, randomize)
+@pytest.mark.parametrize('reuse', [False, True])
+def test_one_dit_pass_per_context_length_per_step(micro_config, randomize, reuse):
+    cfg = micro_config.replace(sampler=replace(micro_config.sampler, cache_from_last_step=reuse))
+    net = model(cfg, randomize)
     batch = BatchedEngine.over(net, 3, seeds=SEEDS)
     for i, s in enumerate(batch.sessions):
         start(s, i)
@@ -140,7 +142,8 @@ def test_one_dit_pass_per_context_length_per_step(micro_config, randomize):
     forward = net.dit.forward
     net.dit.forward = lambda x, *a, **k: (calls.append(x.shape[0]), forward(x, *a, **k))[1]  # type: ignore
     batch.step([action(i, 1) for i in range(3)])
-    assert calls == [3] * (batch.sessions[0].steps + 1)  # the denoising steps and the clean pass, batched
+    passes = batch.sessions[0].steps + (0 if reuse else 1)  # the clean pass, unless the last step writes the cache
+    assert calls == [3] * passes  # every pass batched
 
 
 def test_more_sessions_than_max_batch_run_as_several_batches_with_the_same_frames(micro_config, randomize):
@@ -154,7 +157,9 @@ def test_more_sessions_than_max_batch_run_as_several_batches_with_the_same_frame
     net.dit.forward = lambda x, *a, **k: (calls.append(x.shape[0]), forward(x, *a, **k))[1]  # type: ignore
     got = [batch.step([a for _, a, _ in tick]) for tick in schedule]
     del net.dit.forward
-    assert calls == ([2] * (batch.sessions[0].steps + 1) + [1] * (batch.sessions[0].steps + 1)) * 3
+    s = batch.sessions[0]
+    passes = s.steps + (0 if s.config.sampler.cache_from_last_step else 1)
+    assert calls == ([2] * passes + [1] * passes) * 3
     alone = run_alone(net, schedule)
     for i in range(len(SEEDS)):
         assert_same_frames([frames[i] for frames in got], alone[i])

@@ -15,11 +15,13 @@ from worldscape_ros.train.runtime import setup_runtime
 
 def test_student_saves_network_evaluations_per_frame_against_the_teacher():
     cfg = load_config('ws-tiny')  # 12 teacher steps
-    two = replace(cfg, sampler=replace(cfg.sampler, steps=2))  # 2 student steps plus the clean pass
+    two = replace(cfg, sampler=replace(cfg.sampler, steps=2, cache_from_last_step=False))  # plus the clean pass
     assert nfe_per_frame(two) == {'teacher_nfe': 12.0, 'student_nfe': 3.0, 'nfe_saving': 4.0}
     assert nfe_per_frame(two, guidance=3.0)['nfe_saving'] == 8.0
-    one = replace(cfg, sampler=replace(cfg.sampler, steps=1))
+    one = replace(cfg, sampler=replace(cfg.sampler, steps=1, cache_from_last_step=False))
     assert nfe_per_frame(one) == {'teacher_nfe': 12.0, 'student_nfe': 2.0, 'nfe_saving': 6.0}
+    one_pass = replace(cfg, sampler=replace(cfg.sampler, steps=1, cache_from_last_step=True))  # the last step's pass
+    assert nfe_per_frame(one_pass) == {'teacher_nfe': 12.0, 'student_nfe': 1.0, 'nfe_saving': 12.0}  # writes it
 
 
 def test_distillation_losses_fall_on_a_fixed_batch_within_20_steps(tmp_path, micro_config):

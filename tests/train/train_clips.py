@@ -15,7 +15,8 @@ MICRO = {
     'name': 'micro', 'height': 32, 'width': 48,
     'codec': {'latent_channels': 4, 'spatial_down': 4, 'temporal_down': 1, 'width': 8},
     'dit': {'dim': 48, 'depth': 2, 'heads': 2, 'ffn': 96, 'patch': [1, 2, 2], 'camera_width': 16, 'qk_norm': True},
-    'heads': {'depth': True, 'gaussians': True, 'gaussian_layers': 1, 'gaussian_stride': 4},
+    # the step depth head is fitted after training (worldscape depth-fit), not trained with the DiT
+    'heads': {'depth': True, 'gaussians': True, 'gaussian_layers': 1, 'gaussian_stride': 4, 'step_depth_hidden': 0},
     # all three memory levels, whatever the shipped tiny config chooses
     'memory': {'sink_chunks': 1, 'window_chunks': 2, 'pool_chunks': 16, 'retrieve_chunks': 2, 'geometry_views': 6},
 }

@@ -8,7 +8,8 @@ A small regression to the ground-truth clip may be added for stability on tiny m
 Critic update: flow matching on the (detached) student samples, the same conditioning.
 
 Network evaluations per generated frame: the teacher takes teacher_steps (x2 with classifier-free guidance);
-the student takes steps + 1 (the clean pass that writes the cache) - see nfe_per_frame.
+the student takes steps + 1 (the clean pass that writes the cache), or steps when the last step's pass writes it
+(sampler.cache_from_last_step) - see nfe_per_frame.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from worldscape_ros.train.stages import Stage
 def nfe_per_frame(config: ModelConfig, guidance: float = 1.0) -> dict[str, float]:
     """Network evaluations per generated frame: teacher (full ODE, x2 with CFG) against the causal student."""
     teacher = config.sampler.teacher_steps * (2 if guidance != 1.0 else 1)
-    student = config.sampler.steps + 1
+    student = config.sampler.steps + (0 if config.sampler.cache_from_last_step else 1)
     return {'teacher_nfe': float(teacher), 'student_nfe': float(student), 'nfe_saving': teacher / student}
 
 
