@@ -10,7 +10,7 @@ One chunk, as the algorithm reads:
      local window form the context; their cached keys are placed at consecutive positions before the chunk;
   4. denoise the chunk in a few steps;
   5. one clean pass at t = 0 (or the last step's pass, sampler.cache_from_last_step) writes the chunk's keys
-     and values, and its features give the depth;
+     and values, and its features give the depth (a denoising pass's through the step depth head);
   6. decode: the DiT's imagination of the view;
   7. form the output: the render where it covers, the refiner's (or the DiT's) imagination elsewhere;
   8. commit what was imagined to the scene memory, and hand the chunk to the KV memory.
@@ -324,7 +324,7 @@ class WorldEngine:
     def _networks(self) -> AbstractContextManager[Any]:
         """Autocast to the engine's dtype around the DiT and the codec. The scene memory's geometry, the heads
         and the refiner stay in float32: autocast over the whole step cost 0.4 to 1.2 dB on seen pixels, over
-        these two networks within 0.02 dB on every eval script (docs/profile.md)."""
+        these two networks within 0.04 dB on every eval script (docs/profile.md)."""
         if self.dtype == torch.float32:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
