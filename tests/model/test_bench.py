@@ -48,3 +48,19 @@ def test_bench_counts_the_dit_passes_each_frame_pays(micro_config, tmp_path, ste
     assert r['dit_passes_per_frame'] == passes
     assert r['nfe_reduction'] == pytest.approx(12 / passes)
     assert f'{12 / passes:.1f}x fewer than the teacher' in summary_line(r)
+
+
+def test_bench_runs_a_checkpoint_under_the_config_given_or_its_own(micro_config, tmp_path):
+    """A config given with a checkpoint changes what no tensor depends on (here: whether the last step writes the
+    cache); without one the checkpoint's own config runs."""
+    from worldscape_ros.model.checkpoint import save_checkpoint
+    from worldscape_ros.model.world_model import WorldModel
+
+    two_pass = micro_config.replace(sampler=micro_config.sampler.__class__(steps=1, cache_from_last_step=False))
+    save_checkpoint(tmp_path / 'w.safetensors', WorldModel(two_pass))
+    one_pass = tmp_path / 'one_pass.yaml'
+    one_pass.write_text(yaml.safe_dump(two_pass.replace(
+        sampler=two_pass.sampler.__class__(steps=1, cache_from_last_step=True)).to_dict()))
+    own = run_bench(None, chunks=2, speedup=False, checkpoint=str(tmp_path / 'w.safetensors'))
+    given = run_bench(str(one_pass), chunks=2, speedup=False, checkpoint=str(tmp_path / 'w.safetensors'))
+    assert (own['dit_passes_per_frame'], given['dit_passes_per_frame']) == (2, 1)

@@ -98,20 +98,21 @@ def made_chunks(engine: WorldEngine, n: int, window: int) -> Iterator[None]:
             yield
 
 
-def open_engine(config: str, device: str, dtype: str, size: str | None, checkpoint: str | None, chunks: int,
+def open_engine(config: str | None, device: str, dtype: str, size: str | None, checkpoint: str | None, chunks: int,
                 threads: int | None) -> WorldEngine:
-    """The benched engine: the checkpoint's weights, or a random init of the (resized) config; `chunks` checked
-    and torch's threads set first, as every bench needs."""
+    """The benched engine: the checkpoint's weights (under `config` when given, else its own), or a random init of
+    the (resized) config (default ws-tiny); `chunks` checked and torch's threads set first, as every bench needs."""
     if chunks < 1:
         raise ValueError(f'--chunks must be positive, got {chunks}')
     if threads:
         torch.set_num_threads(threads)
     options = EngineOptions(device=device, dtype=dtype)
     if checkpoint and checkpoint != 'random':
-        return WorldEngine.from_pretrained(checkpoint, options=options)
+        return WorldEngine.from_pretrained(checkpoint, config, options=options)
     options.torch_device()  # an absent GPU is refused before the model is made
     torch.manual_seed(0)
-    return WorldEngine(WorldModel(sized(load_config(config), size)), options, weights_sha256='random-init')
+    return WorldEngine(WorldModel(sized(load_config(config or 'ws-tiny'), size)), options,
+                       weights_sha256='random-init')
 
 
 def start(engine: WorldEngine, seed: int = 0) -> None:
@@ -122,8 +123,8 @@ def start(engine: WorldEngine, seed: int = 0) -> None:
                  depth=np.full((cfg.height, cfg.width), 3.0, np.float32))
 
 
-def run_bench(config: str, device: str = 'cpu', dtype: str = 'float32', chunks: int = 100, size: str | None = None,
-              checkpoint: str | None = None, threads: int | None = None, speedup: bool = True,
+def run_bench(config: str | None, device: str = 'cpu', dtype: str = 'float32', chunks: int = 100,
+              size: str | None = None, checkpoint: str | None = None, threads: int | None = None, speedup: bool = True,
               window: int = 1) -> dict[str, Any]:
     if window < 1:
         raise ValueError(f'--window must be >= 1, got {window}')
@@ -184,7 +185,7 @@ def run_bench(config: str, device: str = 'cpu', dtype: str = 'float32', chunks: 
     return result
 
 
-def run_sessions_bench(config: str, sessions: Sequence[int], device: str = 'cpu', dtype: str = 'float32',
+def run_sessions_bench(config: str | None, sessions: Sequence[int], device: str = 'cpu', dtype: str = 'float32',
                        chunks: int = 30, size: str | None = None, checkpoint: str | None = None,
                        threads: int | None = None) -> dict[str, Any]:
     """For each N of `sessions`: N sessions over one model, each driving its own phase of the tour, stepped
@@ -256,7 +257,8 @@ def summary_line(r: dict[str, Any]) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument('--config', default='ws-tiny', help='model config name or YAML path (default ws-tiny)')
+    p.add_argument('--config', default=None, help="model config name or YAML path (default: the checkpoint's, or "
+                   'ws-tiny for a random init)')
     p.add_argument('--checkpoint', default=None, help="weights (default: random init; 'random' explicitly)")
     p.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
     p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16', 'float16'))
