@@ -27,13 +27,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from worldscape_ros.data.episode import EPISODE_SUFFIX, Episode, read_episode
+from worldscape_ros.data.episode import Episode
 from worldscape_ros.errors import TrainError
 from worldscape_ros.fileio import atomic_path
 from worldscape_ros.model.checkpoint import save_checkpoint
 from worldscape_ros.model.config import ModelConfig
 from worldscape_ros.model.engine import WorldEngine
 from worldscape_ros.model.world_model import WorldModel
+from worldscape_ros.train.engine_traces import pending_shards, replay
 from worldscape_ros.train.image_losses import log_depth_l1
 
 log = logging.getLogger(__name__)
@@ -48,13 +49,9 @@ def trace_depth(engine: WorldEngine, episodes: list[Path], out: Path, frames: in
                                     if h is not None]
     if not heads:
         raise TrainError(f'{engine.config.name} has no depth head to trace')
-    out.mkdir(parents=True, exist_ok=True)
     written = 0
-    for path in episodes:
-        shard = out / (path.name.removesuffix(EPISODE_SUFFIX) + '.depth.npz')
-        if shard.exists():
-            continue
-        feats, depth, kind = _trace_episode(engine, heads, read_episode(path), frames)
+    for ep, shard in pending_shards(episodes, out, '.depth.npz'):
+        feats, depth, kind = _trace_episode(engine, heads, ep, frames)
         with atomic_path(shard) as tmp, open(tmp, 'wb') as f:
             np.savez(f, features=feats, depth=depth, kind=kind)
         written += len(kind)
@@ -65,16 +62,11 @@ def _trace_episode(engine: WorldEngine, heads: list[torch.nn.Module], ep: Episod
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """features (T, N, D) float16 of the last latent frame of each call of a depth head, depth (T, H, W) float16
     of its frame, kind (T,) uint8."""
-    T = min(frames, ep.num_frames)
-    kp = ep.keypoints3d
     seen: list[torch.Tensor] = []  # (F, N, D) each, in call order
     hooks = [h.register_forward_pre_hook(lambda _m, args: seen.append(args[0][0].detach().half().cpu()))
              for h in heads]
     try:
-        engine.reset(ep.rgb[0], ep.poses[0], ep.intrinsics, ep.depth[0],
-                     hand_keypoints=None if kp is None else kp[0])
-        for t in range(1, T):
-            engine.step(ep.poses[t], None if kp is None else kp[t])
+        T = replay(engine, ep, frames)
     finally:
         for hook in hooks:
             hook.remove()

@@ -10,19 +10,15 @@ from pathlib import Path
 
 import torch
 
-from worldscape_ros.train.refiner_commands import episode_paths
+from worldscape_ros.train.refiner_commands import add_trace_arguments, episode_paths, trace_engine
 
 log = logging.getLogger(__name__)
 
 
 def _trace(args: argparse.Namespace) -> int:
-    from worldscape_ros.model.engine import WorldEngine
-    from worldscape_ros.model.options import EngineOptions
     from worldscape_ros.train.depth_head import trace_depth
 
-    torch.set_num_threads(args.threads)
-    engine = WorldEngine.from_pretrained(args.checkpoint, args.config, EngineOptions(window=1, seed=args.seed))
-    n = trace_depth(engine, episode_paths(args.data, args.episodes, args.skip), args.out, args.frames)
+    n = trace_depth(trace_engine(args), episode_paths(args.data, args.episodes, args.skip), args.out, args.frames)
     log.info('traced %d new samples into %s', n, args.out)
     return 0
 
@@ -51,15 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               "through the true cameras and hands, and write every input of the depth heads beside "
                               'the true depth (run it with a config whose sampler.cache_from_last_step is true). '
                               'One shard per episode; existing shards are kept, so a rerun resumes.')
-    t.add_argument('--data', nargs='+', type=Path, required=True, help='episode folders')
-    t.add_argument('--out', type=Path, required=True, help='trace folder')
-    t.add_argument('--episodes', type=int, help='at most this many episodes per folder')
-    t.add_argument('--skip', type=int, default=0, help='leave out the first SKIP episodes of each folder')
-    t.add_argument('--frames', type=int, default=32, help='frames per episode (default 32)')
-    t.add_argument('--checkpoint', help='model checkpoint (default: the shipped one)')
-    t.add_argument('--config', help="model config name or YAML (default: the checkpoint's)")
-    t.add_argument('--seed', type=int, default=0)
-    t.add_argument('--threads', type=int, default=1)
+    add_trace_arguments(t)
     t.set_defaults(func=_trace)
     f = subparsers.add_parser('depth-fit', help='fit the step depth head on depth traces; save the model with it',
                               description="Put the checkpoint's weights in a model of --config (which adds the step "

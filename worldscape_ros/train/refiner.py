@@ -27,13 +27,13 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from worldscape_ros.data.episode import EPISODE_SUFFIX, read_episode
 from worldscape_ros.errors import TrainError
 from worldscape_ros.fileio import atomic_path
 from worldscape_ros.model.checkpoint import save_checkpoint
 from worldscape_ros.model.config import RefinerConfig
 from worldscape_ros.model.engine import WorldEngine
 from worldscape_ros.model.refiner import HAND_COLOUR_CHANNELS, IN_CHANNELS, Refiner
+from worldscape_ros.train.engine_traces import pending_shards, replay
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +41,8 @@ log = logging.getLogger(__name__)
 # ---- 1. trace --------------------------------------------------------------------------------------------------
 def trace_episodes(engine: WorldEngine, episodes: list[Path], out: Path, frames: int) -> int:
     """Write one shard per episode (skipping shards already written); return the samples written now."""
-    out.mkdir(parents=True, exist_ok=True)
     written = 0
-    for path in episodes:
-        shard = out / (path.name.removesuffix(EPISODE_SUFFIX) + '.trace.npz')
-        if shard.exists():
-            continue
-        ep = read_episode(path)
-        T = min(frames, ep.num_frames)
+    for ep, shard in pending_shards(episodes, out, '.trace.npz'):
         inputs: list[torch.Tensor] = []
         hands: list[torch.Tensor] = []
 
@@ -57,12 +51,8 @@ def trace_episodes(engine: WorldEngine, episodes: list[Path], out: Path, frames:
             hand.append(dynamic.cpu())
 
         engine.trace = record
-        kp = ep.keypoints3d
         try:
-            engine.reset(ep.rgb[0], ep.poses[0], ep.intrinsics, ep.depth[0],
-                         hand_keypoints=None if kp is None else kp[0])
-            for t in range(1, T):
-                engine.step(ep.poses[t], None if kp is None else kp[t])
+            T = replay(engine, ep, frames)
         finally:
             engine.trace = None
         x = torch.cat(inputs)  # (T - 1, IN_CHANNELS, H, W)

@@ -6,10 +6,14 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from worldscape_ros.errors import TrainError
+
+if TYPE_CHECKING:
+    from worldscape_ros.model.engine import WorldEngine
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +34,32 @@ def episode_paths(folders: list[Path], limit: int | None, skip: int = 0) -> list
     return found
 
 
-def _trace(args: argparse.Namespace) -> int:
+def trace_engine(args: argparse.Namespace) -> WorldEngine:
+    """The engine a trace runs: the checkpoint under --config, one chunk at a time as live, on --threads."""
     from worldscape_ros.model.engine import WorldEngine
     from worldscape_ros.model.options import EngineOptions
-    from worldscape_ros.train.refiner import trace_episodes
 
     torch.set_num_threads(args.threads)
-    engine = WorldEngine.from_pretrained(args.checkpoint, args.config, EngineOptions(window=1, seed=args.seed))
-    n = trace_episodes(engine, episode_paths(args.data, args.episodes), args.out, args.frames)
+    return WorldEngine.from_pretrained(args.checkpoint, args.config, EngineOptions(window=1, seed=args.seed))
+
+
+def add_trace_arguments(t: argparse.ArgumentParser) -> None:
+    """The episodes a trace replays, where its shards go, and the engine it runs (trace_engine)."""
+    t.add_argument('--data', nargs='+', type=Path, required=True, help='episode folders')
+    t.add_argument('--out', type=Path, required=True, help='trace folder')
+    t.add_argument('--episodes', type=int, help='at most this many episodes per folder')
+    t.add_argument('--skip', type=int, default=0, help='leave out the first SKIP episodes of each folder')
+    t.add_argument('--frames', type=int, default=32, help='frames per episode (default 32)')
+    t.add_argument('--checkpoint', help='model checkpoint (default: the shipped one)')
+    t.add_argument('--config', help="model config name or YAML (default: the checkpoint's)")
+    t.add_argument('--seed', type=int, default=0)
+    t.add_argument('--threads', type=int, default=1)
+
+
+def _trace(args: argparse.Namespace) -> int:
+    from worldscape_ros.train.refiner import trace_episodes
+
+    n = trace_episodes(trace_engine(args), episode_paths(args.data, args.episodes, args.skip), args.out, args.frames)
     log.info('traced %d new samples into %s', n, args.out)
     return 0
 
@@ -64,14 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description='Reset the engine on each episode\'s true start frame and depth, step it '
                               'through the true cameras and hands, and write the refiner\'s inputs beside the true '
                               'frames (one shard per episode; existing shards are kept, so a rerun resumes).')
-    t.add_argument('--data', nargs='+', type=Path, required=True, help='episode folders')
-    t.add_argument('--out', type=Path, required=True, help='trace folder')
-    t.add_argument('--episodes', type=int, help='at most this many episodes per folder')
-    t.add_argument('--frames', type=int, default=32, help='frames per episode (default 32)')
-    t.add_argument('--checkpoint', help='model checkpoint (default: the shipped one)')
-    t.add_argument('--config', help="model config name or YAML (default: the checkpoint's)")
-    t.add_argument('--seed', type=int, default=0)
-    t.add_argument('--threads', type=int, default=1)
+    add_trace_arguments(t)
     t.set_defaults(func=_trace)
     f = subparsers.add_parser('refiner-fit', help='train the output refiner on traces and save the model with it',
                               description='Fit the refiner (resuming from --out) and write OUT/final.safetensors: '
