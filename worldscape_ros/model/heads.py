@@ -40,6 +40,45 @@ class DepthHead(nn.Module):
         return log_d.clamp(math.log(MIN_DEPTH), math.log(MAX_DEPTH)).exp()
 
 
+class StartDepthHead(nn.Module):
+    """Metric z-depth (metres) of a start frame at full resolution, from a reset's clean-pass features and the
+    image itself: convs on the token grid give each token its neighbours' context (dilations 1, 2, 4: 15 x 15
+    tokens), and at half resolution, beside the image's own conv features, a residual on the linear head's log
+    depth (the zero-initialised output makes it start as that head, smoothed)."""
+
+    def __init__(self, config: ModelConfig, channels: int) -> None:
+        super().__init__()
+        self.config = config
+        c, d = channels, config.dit.dim
+        self.norm = nn.LayerNorm(d)
+        self.proj = nn.Conv2d(d, 2 * c, 1)
+        self.context = nn.ModuleList([nn.Conv2d(2 * c, 2 * c, 3, padding=r, dilation=r) for r in (1, 2, 4)])
+        self.down = nn.Conv2d(2 * c, c, 1)
+        self.image = nn.Sequential(nn.Conv2d(3, c // 2, 3, stride=2, padding=1), nn.GELU(),
+                                   nn.Conv2d(c // 2, c // 2, 3, padding=1), nn.GELU())
+        self.fuse = nn.Sequential(nn.Conv2d(c + c // 2 + 1, c, 3, padding=1), nn.GELU(), nn.Conv2d(c, 1, 3, padding=1))
+        out = self.fuse[-1]
+        assert isinstance(out, nn.Conv2d)
+        nn.init.zeros_(out.weight)
+        nn.init.zeros_(out.bias)
+
+    def forward(self, features: torch.Tensor, rgb: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+        """features (B, N, D) of the clean pass's start frame, rgb (B, 3, H, W) in [0, 1], prior (B, H, W) the
+        linear head's depth -> depth (B, H, W)."""
+        gh, gw = self.config.grid
+        H, W = self.config.height, self.config.width
+        half = (H // 2, W // 2)
+        x = self.proj(rearrange(self.norm(features), 'b (h w) d -> b d h w', h=gh, w=gw))  # (B, 2C, gh, gw)
+        for conv in self.context:
+            x = x + conv(F.gelu(x))
+        x = F.interpolate(self.down(F.gelu(x)), size=half, mode='bilinear', align_corners=False)  # (B, C, H/2, W/2)
+        log_prior = F.interpolate(prior.clamp(MIN_DEPTH, MAX_DEPTH).log()[:, None], size=half, mode='area')
+        image = self.image(rgb - 0.5)  # (B, C/2, H/2, W/2)
+        log_d = log_prior + self.fuse(torch.cat([x, image, log_prior], 1))  # (B, 1, H/2, W/2)
+        log_d = F.interpolate(log_d, size=(H, W), mode='bilinear', align_corners=False)[:, 0]  # (B, H, W)
+        return log_d.clamp(math.log(MIN_DEPTH), math.log(MAX_DEPTH)).exp()
+
+
 @dataclass
 class GaussianParams:
     """Per-pixel-cell Gaussians of each frame, all (B, F, G, k)."""

@@ -10,7 +10,7 @@ from torch import nn
 from worldscape_ros.model.codec import ConvCodec
 from worldscape_ros.model.config import ModelConfig
 from worldscape_ros.model.dit import CausalDiT
-from worldscape_ros.model.heads import DepthHead, GaussianHead
+from worldscape_ros.model.heads import DepthHead, GaussianHead, StartDepthHead
 from worldscape_ros.model.refiner import Refiner
 
 if TYPE_CHECKING:
@@ -38,6 +38,8 @@ class WorldModel(nn.Module):
         self.depth_head = DepthHead(config) if config.heads.depth else None
         hidden = config.heads.step_depth_hidden
         self.step_depth_head = DepthHead(config, hidden) if config.heads.depth and hidden else None
+        channels = config.heads.start_depth_channels
+        self.start_depth_head = StartDepthHead(config, channels) if config.heads.depth and channels else None
         self.gaussian_head = GaussianHead(config) if config.heads.gaussians else None
         self.refiner = Refiner(config.refiner) if config.refiner.enabled else None
 
@@ -54,3 +56,12 @@ class WorldModel(nn.Module):
         if denoising and self.step_depth_head is not None:
             return self.step_depth_head(features)
         return self.depth_head(features)
+
+    def predict_start_depth(self, features: torch.Tensor, rgb: torch.Tensor | None) -> torch.Tensor:
+        """A reset's clean-pass features (B, F, N, D) -> (B, H, W) metres of its start frame (the last latent
+        frame's). rgb (B, 3, H, W) in [0, 1]: the start image, which the start depth head reads beside the features
+        when there is one; None: the depth head's alone."""
+        depth = self.predict_depth(features)[:, -1]  # (B, H, W)
+        if rgb is None or self.start_depth_head is None:
+            return depth
+        return self.start_depth_head(features[:, -1], rgb, depth)
