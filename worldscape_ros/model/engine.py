@@ -144,8 +144,9 @@ class WorldEngine:
             sight = self._sight(poses, [None] * k, render=False, t0=t0)
             cond = self._conditioning(sight, self._encode(sight.videos))
             features, kv = self._clean_pass(x0, cond, [])
-            pred_depth = self.model.predict_depth(features.float())  # (1, F, H, W)
-        d = torch.from_numpy(depth.astype(np.float32)).to(self.device) if depth is not None else pred_depth[0, -1]
+            # without given depth, the start depth head (when the model has one) reads the image beside the features
+            pred_depth = self.model.predict_start_depth(features.float(), None if depth is not None else video[:, -1])
+        d = torch.from_numpy(depth.astype(np.float32)).to(self.device) if depth is not None else pred_depth[0]
         self._remember(kv, poses[-1], x0)
         start_scene(cfg, self.scene, self.grasp, video[0, -1].float(), d, self._reference, self.intrinsics, kp)
         self._hand_colour = None if kp is None else hands.hand_colour(rgb, kp, self.intrinsics)
