@@ -36,6 +36,33 @@ def test_a_twist_after_a_pose_target_wins():
     assert inbox.take(0)[0] == NavAction(yaw_rate=0.5)
 
 
+def test_a_different_motion_command_after_a_take_supersedes_it_and_a_repeat_does_not():
+    inbox = CommandInbox(cmd_timeout_ns=S, hands_timeout_ns=S)
+    inbox.set_twist(NavAction(vx=0.5), 0)
+    inbox.take(0)
+    assert not inbox.superseded()
+    inbox.set_twist(NavAction(vx=0.5), S // 10)  # a teleop repeating its command at 10 Hz
+    inbox.set_hands(np.zeros((21, 3)), S // 10)  # hands stream: never a new motion
+    assert not inbox.superseded()
+    inbox.set_twist(NavAction(vx=0.2), S // 5)
+    assert inbox.superseded()
+    inbox.take(S // 5)
+    assert not inbox.superseded()
+    inbox.set_pose(np.eye(4), S // 4)  # a pose target is always new
+    assert inbox.superseded()
+    inbox.take(S // 4)
+    inbox.set_twist(NavAction(vx=0.2), S // 4)  # the twist the pose replaced comes back: a change
+    assert inbox.superseded()
+
+
+def test_the_same_twist_after_the_last_one_timed_out_supersedes_the_stand_still():
+    inbox = CommandInbox(cmd_timeout_ns=S // 2, hands_timeout_ns=S)
+    inbox.set_twist(NavAction(vx=0.5), 0)
+    assert inbox.take(S)[0] == NavAction()  # timed out
+    inbox.set_twist(NavAction(vx=0.5), S)
+    assert inbox.superseded() and inbox.take(S)[0] == NavAction(vx=0.5)
+
+
 def test_hand_keypoints_go_stale_after_their_timeout_and_clear_drops_everything():
     inbox = CommandInbox(S, hands_timeout_ns=S // 10)
     hands = np.zeros((21, 3))

@@ -7,6 +7,7 @@ checkpoint is needed to reproduce a failure the random weights do not show.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import warnings
@@ -423,6 +424,50 @@ def _twist(vx: float = 0.0, wz: float = 0.0) -> Twist:
     t = Twist()
     t.linear.x, t.angular.z = vx, wz
     return t
+
+
+class CommandDuringDiT:
+    """Wraps the engine's DiT pass: the first pass publishes `vx` on cmd_vel and returns once the node has it, as
+    a command arriving while the frame is being made."""
+
+    def __init__(self, sim: Harness, vx: float) -> None:
+        self.sim, self.vx, self.sent = sim, vx, False
+        self.engine = sim.node.engine
+        self.original = self.engine._denoise
+        self.engine._denoise = self
+
+    def __call__(self, *args: Any) -> Any:
+        out = self.original(*args)
+        if not self.sent:
+            self.sent = True
+            self.sim.publish(Twist, 'cmd_vel', _twist(vx=self.vx), 'cmd_vel')
+        return out
+
+    def remove(self) -> None:
+        del self.engine._denoise
+
+
+@pytest.mark.parametrize('drop', [True, False])
+def test_a_command_arriving_while_a_frame_is_made_is_in_that_frame_when_stale_frames_are_dropped(sim, drop):
+    params = sim.node.params
+    sim.node.params = dataclasses.replace(params, drop_stale_frames=drop)
+    sim.publish(Twist, 'cmd_vel', _twist(vx=0.2), 'cmd_vel')
+    sim.step(1)
+    count, dropped = len(sim.odom.msgs), sim.node._stale_frames
+    patch = CommandDuringDiT(sim, vx=0.6)
+    try:
+        assert sim.step(1).frames_generated == 1
+    finally:
+        patch.remove()
+        sim.node.params = params
+    assert patch.sent
+    msgs = sim.odom.wait_for(count + 1)
+    # given up after its DiT pass and made again from the newer command; or, kept, made from the older one
+    assert msgs[-1].twist.twist.linear.x == (0.6 if drop else 0.2)
+    assert sim.node._stale_frames == dropped + drop
+    time.sleep(0.2)
+    assert len(sim.odom.msgs) == count + 1  # one frame out, not two
+    sim.publish(Twist, 'cmd_vel', _twist(), 'cmd_vel')
 
 
 def test_images_keep_coming_after_all_of_this(sim):

@@ -20,14 +20,14 @@ class Engine:
         self.fail = fail
         self.calls: list[tuple[Any, Any]] = []
 
-    def step(self, motion: Any, hands: Any) -> str:
+    def step(self, motion: Any, hands: Any, stale: Any = None) -> str:
         self.calls.append((motion, hands))
         self.state = BaseState(x=self.state.x + 1.0)
         if len(self.calls) <= self.fail:
             raise RuntimeError(f'failure {len(self.calls)}')
         return f'frame {len(self.calls)}'
 
-    def step_chunk(self, motions: list[Any], hands: list[Any]) -> list[str]:
+    def step_chunk(self, motions: list[Any], hands: list[Any], stale: Any = None) -> list[str]:
         self.calls.append((motions, hands))
         return [f'frame {i}' for i in range(len(motions))]
 

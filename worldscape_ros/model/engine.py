@@ -25,13 +25,14 @@ Beside it: what flows between the steps (frames.py), one tick of the rolling win
 training's self-rollout runs too), the rays and pose video (conditioning.py), the scene memory's start, render
 and output (guess.py), the KV memory's entries and context (context.py), the caller's
 input checked (inputs.py), what an engine runs with (options.py: EngineOptions) and a session as a value
-(session_state.py; resume.py checks one for this engine, session.py writes it).
+(session_state.py; resume.py checks one for this engine, session.py writes it), and a live step given up for a
+newer command before it commits (stale.py).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from typing import Any
@@ -59,6 +60,7 @@ from worldscape_ros.model.rolling_window import chunk_x0s, chunks_leaving, renoi
 from worldscape_ros.model.sampler import schedule
 from worldscape_ros.model.scene_memory import IMAGINED, SceneMemory
 from worldscape_ros.model.session_state import SessionState
+from worldscape_ros.model.stale import FrameAbandoned, UndoPoint
 from worldscape_ros.model.world_model import WorldModel
 
 
@@ -90,6 +92,8 @@ class WorldEngine:
         self._generator = torch.Generator().manual_seed(options.seed)
         self._empty_pose_latent: torch.Tensor | None = None
         self._guess: GeometricGuess | None = None
+        self._stale: Callable[[], bool] | None = None  # a live step's stale check, and what undoes it (stale.py)
+        self._undo: UndoPoint | None = None
         # chunks rollout() denoises together (the rolling window); step() always takes one chunk at a time
         self.window = options.window or max(1, self.config.sampler.rolling_window)
 
@@ -154,23 +158,30 @@ class WorldEngine:
         return Frame(rgb=rgb.copy(), depth=d.cpu().numpy().astype(np.float32), pose=self._reference.copy(),
                      index=0, latency_ms=latency)
 
-    def step(self, action: Action = None, hand_keypoints: np.ndarray | None = None) -> Frame:
+    def step(self, action: Action = None, hand_keypoints: np.ndarray | None = None,
+             stale: Callable[[], bool] | None = None) -> Frame:
         """Generate the next frame. action: a NavAction (or its 5 values), a (4, 4) target camera pose, or None
-        (stand still). hand_keypoints: (21, 3) in the camera optical frame, metres, or None (no hand)."""
+        (stand still). hand_keypoints: (21, 3) in the camera optical frame, metres, or None (no hand).
+        stale: asked between the step's stages; True gives the step up (FrameAbandoned, the session unchanged)."""
         if self.config.frames_per_chunk != 1:
             raise ValueError(f'{self.config.name} makes {self.config.frames_per_chunk} frames per chunk: '
                              'use step_chunk with that many actions')
-        return self.step_chunk([action], [hand_keypoints])[0]
+        return self.step_chunk([action], [hand_keypoints], stale)[0]
 
-    def step_chunk(self, actions: Sequence[Action], hand_keypoints: Sequence[np.ndarray | None] | None = None
-                   ) -> list[Frame]:
-        """Generate the next chunk (frames_per_chunk actions and hand keypoints, one per frame)."""
+    def step_chunk(self, actions: Sequence[Action], hand_keypoints: Sequence[np.ndarray | None] | None = None,
+                   stale: Callable[[], bool] | None = None) -> list[Frame]:
+        """Generate the next chunk (frames_per_chunk actions and hand keypoints, one per frame). stale: as in
+        step (model/stale.py)."""
         kps = self._check_chunk(actions, hand_keypoints)
-        window = [self._enter(actions, kps)]
-        while True:
-            frames = self._tick(window)
-            if frames:
-                return frames
+        self._stale, self._undo = stale, (UndoPoint.of(self) if stale is not None else None)
+        try:
+            window = [self._enter(actions, kps)]
+            while True:
+                frames = self._tick(window)
+                if frames:
+                    return frames
+        finally:
+            self._stale = self._undo = None
 
     def rollout(self, actions: Sequence[Action], hand_keypoints: Sequence[np.ndarray | None] | None = None,
                 window: int | None = None) -> list[Frame]:
@@ -205,8 +216,11 @@ class WorldEngine:
     def _enter(self, actions: Sequence[Any], kps: list[np.ndarray | None]) -> InFlight:
         """1. kinematics; 2. conditioning (the geometric guess from the memory as it is now); pure noise."""
         sight = self._look(actions, kps)
+        self._give_up_if_stale()
         with torch.no_grad():
-            return self._entered(sight, self._encode(sight.videos))
+            latents = self._encode(sight.videos)
+            self._give_up_if_stale()
+            return self._entered(sight, latents)
 
     def _look(self, actions: Sequence[Any], kps: list[np.ndarray | None]) -> Sight:
         """1. kinematics; 2. the scene memory rendered into the new cameras, the hand drawn."""
@@ -231,7 +245,9 @@ class WorldEngine:
         with torch.no_grad():
             entries, step = self._denoise_inputs(window)
             context = self._context_kv(entries, chunks=len(window))
-            leaving = self._denoised(window, step, self._denoise(step, context), entries, context)
+            out = self._denoise(step, context)
+            self._give_up_if_stale()
+            leaving = self._denoised(window, step, out, entries, context)
             return [] if leaving is None else self._leave(leaving)
 
     def _denoise_inputs(self, window: list[InFlight]) -> tuple[list[MemoryEntry], DenoiseStep]:
@@ -279,10 +295,12 @@ class WorldEngine:
                                                                           leaving.context)
         video, depth_v = self._decode(x0, features, denoising=cached is not None)
         video, depth_v = video[0], depth_v[0]
+        self._give_up_if_stale()
         guess = chunk.guess
         if guess is not None:
             # What the scene render covers is kept; the refiner (or, without one, the DiT) writes the rest.
             video = self._compose(guess, video, chunk.pose_video)
+            self._give_up_if_stale()
         return self._emit(chunk, x0, kv, video, depth_v)
 
     def _decode(self, x0: torch.Tensor, features: torch.Tensor, denoising: bool = False
@@ -322,6 +340,14 @@ class WorldEngine:
         return frames
 
     # ---- internals -------------------------------------------------------------------------------------
+    def _give_up_if_stale(self) -> None:
+        """Between a live step's stages, before it commits: undo the step and raise FrameAbandoned when the
+        caller's `stale` says its command is stale (unless the step's hand grasped or released)."""
+        if self._stale is None or self._undo is None or not self._undo.undoable(self) or not self._stale():
+            return
+        self._undo.restore(self)
+        raise FrameAbandoned('a newer command made the frame in flight stale')
+
     def _networks(self) -> AbstractContextManager[Any]:
         """Autocast to the engine's dtype around the DiT and the codec. The scene memory's geometry, the heads
         and the refiner stay in float32: autocast over the whole step cost 0.4 to 1.2 dB on seen pixels, over

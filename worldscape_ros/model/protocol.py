@@ -13,7 +13,7 @@ Layers, each adding to the one before:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol, TypeAlias, runtime_checkable
 
 import numpy as np
@@ -67,12 +67,14 @@ class StreamingEngine(Protocol):
         """Start a session from an RGB frame (H, W, 3) uint8 seen from `pose` (camera-to-world, OpenCV axes)."""
         ...
 
-    def step(self, action: Action = None, hand_keypoints: np.ndarray | None = None) -> Frame:
-        """The next frame, for an engine of one frame per chunk."""
+    def step(self, action: Action = None, hand_keypoints: np.ndarray | None = None,
+             stale: Callable[[], bool] | None = None) -> Frame:
+        """The next frame, for an engine of one frame per chunk. stale: asked between the step's stages; True
+        gives the step up before it commits (FrameAbandoned, model/stale.py)."""
         ...
 
-    def step_chunk(self, actions: Sequence[Action],
-                   hand_keypoints: Sequence[np.ndarray | None] | None = None) -> list[Frame]:
+    def step_chunk(self, actions: Sequence[Action], hand_keypoints: Sequence[np.ndarray | None] | None = None,
+                   stale: Callable[[], bool] | None = None) -> list[Frame]:
         """The next chunk: config.frames_per_chunk actions and hand keypoints in, as many frames out."""
         ...
 

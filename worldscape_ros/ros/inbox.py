@@ -28,9 +28,14 @@ class CommandInbox:
         self._pose_ns = 0
         self._hands: np.ndarray | None = None
         self._hands_ns = 0
+        self._motions = 0  # motion commands that changed the motion (a new velocity or pose target)
+        self._motions_taken = 0  # ... as of the last take()
 
     def set_twist(self, action: NavAction, now_ns: int) -> None:
         with self._lock:
+            expired = now_ns - self._twist_ns >= self._cmd_timeout_ns
+            if action != self._twist or self._pose is not None or expired:  # a teleop repeating itself: no change
+                self._motions += 1
             self._twist, self._twist_ns = action, now_ns
             self._pose = None  # the newest input decides how the camera moves
 
@@ -38,6 +43,7 @@ class CommandInbox:
         with self._lock:
             self._pose, self._pose_ns = c2w, now_ns
             self._twist = None
+            self._motions += 1
 
     def set_hands(self, points: np.ndarray, now_ns: int) -> None:
         with self._lock:
@@ -50,6 +56,7 @@ class CommandInbox:
     def take(self, now_ns: int) -> tuple[NavAction | np.ndarray, np.ndarray | None]:
         """The motion for the next frame (a pose target is used once) and the current hand keypoints."""
         with self._lock:
+            self._motions_taken = self._motions
             fresh = self._hands is not None and now_ns - self._hands_ns < self._hands_timeout_ns
             hands = self._hands if fresh else None
             if self._pose is not None:
@@ -58,6 +65,12 @@ class CommandInbox:
             if self._twist is not None and now_ns - self._twist_ns < self._cmd_timeout_ns:  # holds `timeout` s
                 return self._twist, hands
             return NavAction(), hands
+
+
+    def superseded(self) -> bool:
+        """A different motion command arrived since the last take(): the frame made from it is stale."""
+        with self._lock:
+            return self._motions != self._motions_taken
 
 
 class Throttle:

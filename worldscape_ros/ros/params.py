@@ -50,6 +50,7 @@ class SimulatorParams:
     cmd_vel_timeout: float = 0.5
     hand_keypoints_timeout: float = 0.5
     realtime: bool = True
+    drop_stale_frames: bool = True
     start_paused: bool = False
     autostart: bool = True
     max_position: float = 1000.0
@@ -108,6 +109,8 @@ DESCRIPTIONS: dict[str, str] = {
     'cmd_vel_timeout': 'seconds of sim time without cmd_vel after which the base stops (as Gazebo diff drive)',
     'hand_keypoints_timeout': 'seconds of sim time after which hand keypoints are stale and dropped',
     'realtime': 'pace generation to no faster than fps (true) or generate as fast as possible (false)',
+    'drop_stale_frames': 'give up the frame in flight when a different cmd_vel or pose command arrives before it '
+                         'is committed, and make it again from the newer command (once per frame)',
     'start_paused': 'enter the active state paused (generate only on ~/step or after ~/resume)',
     'autostart': 'the console script configures and activates the node at start-up',
     'max_position': 'working range in metres: camera poses (camera_pose, reset_from_image) farther than this from '

@@ -22,7 +22,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import rclpy
@@ -32,6 +33,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from worldscape_ros.errors import CheckpointError, ConfigError
 from worldscape_ros.model.kinematics import BaseState, NavAction, state_from_camera_pose
 from worldscape_ros.model.protocol import LiveEngine
+from worldscape_ros.model.stale import FrameAbandoned
 from worldscape_ros.ros.diagnostics import FrameStats, diagnostic_array, health
 from worldscape_ros.ros.fastdds import use_fastdds_profile
 from worldscape_ros.ros.generation import GenerationLoop
@@ -46,6 +48,9 @@ from worldscape_ros.ros.sim_clock import SimClock
 from worldscape_ros.ros.start import StartView, load_engine, resolve_device, start_view
 from worldscape_ros.ros.supervision import StepSupervisor
 from worldscape_ros.ros.torch_threads import executor_thread_single, inference_thread_threads
+
+if TYPE_CHECKING:
+    from worldscape_ros.model.frames import Frame
 
 NODE_NAME = 'simulator'
 WARN_PERIOD_S = 2.0  # throttle for repeated warnings about bad input
@@ -80,6 +85,7 @@ class SimulatorNode(LifecycleNode):
         self._pub_diag: Any = None
         self._cache_bytes = 0
         self._pool_bytes = 0
+        self._stale_frames = 0
         self._start: StartView | None = None
 
     # ---- time --------------------------------------------------------------------------------------------
@@ -259,27 +265,20 @@ class SimulatorNode(LifecycleNode):
             self.trigger_deactivate()
 
     def _generate_one(self) -> None:
-        """One engine step (a chunk: one frame for ws-tiny) from the latest command; publish its frames."""
+        """One engine step (a chunk: one frame for ws-tiny) from the latest command; publish its frames. A frame
+        that a different command makes stale while it is made is given up once and made again from the newer
+        command (drop_stale_frames), so a command waits for one frame, not for the one in flight and then its own."""
         t0 = time.perf_counter()
-        motion, hands = self._inbox.take(self.sim_time_ns)
-        if self.params.mode != 'manipulation':
-            hands = None
-        fps = self._sim_clock.fps
         with self._engine_lock:
             engine = self._loaded()
             k = engine.config.frames_per_chunk
             prev = engine.state
-            if isinstance(motion, NavAction):
-                motion = self._within_working_range(prev, motion)
-            engine_motion: NavAction | np.ndarray = motion
-            if isinstance(motion, NavAction) and fps != self._engine_fps:
-                engine_motion = scale_action(motion, self._engine_fps / fps)  # engine integrates 1/its fps
             try:
-                frames = self._supervisor.step(engine, engine_motion, hands, k)
-            except Exception as exc:  # the supervisor: any failure of a step is recovered from
-                frames = self._supervisor.recover(engine, exc, prev, k, reset=self._reset_engine,
-                                                  drop_inputs=self._inbox.clear)
-                motion = NavAction()
+                stale = self._inbox.superseded if self.params.drop_stale_frames else None
+                frames, motion = self._step_latest(engine, k, stale)
+            except FrameAbandoned:
+                self._stale_frames += 1
+                frames, motion = self._step_latest(engine, k, None)
             last_state = engine.state
             self._cache_bytes = engine.cache_bytes
             self._pool_bytes = engine.memory.pool_nbytes
@@ -289,12 +288,34 @@ class SimulatorNode(LifecycleNode):
             raise RuntimeError('frames made with no publishers (the node is not configured)')
         for i, frame in enumerate(frames):
             state = last_state if i == k - 1 else state_from_camera_pose(frame.pose, last_state.height)
-            twist = motion if isinstance(motion, NavAction) else twist_between(prev, state, 1.0 / fps)
+            twist = motion if isinstance(motion, NavAction) else twist_between(prev, state, 1.0 / self._sim_clock.fps)
             outputs.publish(frame, state, twist, self._sim_clock.tick(), K, width, height)
             prev = state
         e2e_ms = (time.perf_counter() - t0) * 1e3 / k
         self._stats.add(self._sim_clock.frames, float(frames[-1].latency_ms), e2e_ms)
         self._publish_diagnostics()
+
+    def _step_latest(self, engine: LiveEngine, k: int, stale: Callable[[], bool] | None
+                     ) -> tuple[list[Frame], NavAction | np.ndarray]:
+        """One engine step from the latest command (a step that fails is recovered from: it stands still); the
+        frames and the motion they show. FrameAbandoned passes through."""
+        motion, hands = self._inbox.take(self.sim_time_ns)
+        if self.params.mode != 'manipulation':
+            hands = None
+        fps = self._sim_clock.fps
+        prev = engine.state
+        if isinstance(motion, NavAction):
+            motion = self._within_working_range(prev, motion)
+        engine_motion: NavAction | np.ndarray = motion
+        if isinstance(motion, NavAction) and fps != self._engine_fps:
+            engine_motion = scale_action(motion, self._engine_fps / fps)  # engine integrates 1/its fps
+        try:
+            return self._supervisor.step(engine, engine_motion, hands, k, stale), motion
+        except FrameAbandoned:
+            raise
+        except Exception as exc:  # the supervisor: any failure of a step is recovered from
+            return self._supervisor.recover(engine, exc, prev, k, reset=self._reset_engine,
+                                            drop_inputs=self._inbox.clear), NavAction()
 
     def _within_working_range(self, state: BaseState, motion: NavAction) -> NavAction:
         """Stand still instead of driving past max_position (velocity commands stop at the working range's edge)."""
@@ -345,6 +366,7 @@ class SimulatorNode(LifecycleNode):
             'failed_steps': str(sup.failed_steps),
             'recovered_steps': str(sup.recovered_steps),
             'resets_after_failure': str(sup.resets_after_failure),
+            'stale_frames_dropped': str(self._stale_frames),  # given up for a newer command, then made again
         }
         self._pub_diag.publish(diagnostic_array(f'{self.get_name()}: world model', self.device, level, message,
                                                 values, self.sim_time_ns))

@@ -45,11 +45,13 @@ class StepSupervisor:
         self.last_failure = (time.monotonic(), message)
 
     @staticmethod
-    def step(engine: LiveEngine, motion: Action, hands: np.ndarray | None, k: int) -> list[Frame]:
-        """One chunk of `k` frames; a command holds over the chunk."""
+    def step(engine: LiveEngine, motion: Action, hands: np.ndarray | None, k: int,
+             stale: Callable[[], bool] | None = None) -> list[Frame]:
+        """One chunk of `k` frames; a command holds over the chunk. stale: as the engine's step takes it (a step
+        it gives up raises FrameAbandoned, which is no failure)."""
         if k == 1:
-            return [engine.step(motion, hands)]
-        return list(engine.step_chunk([motion] * k, [hands] * k))
+            return [engine.step(motion, hands, stale)]
+        return list(engine.step_chunk([motion] * k, [hands] * k, stale))
 
     def recover(self, engine: LiveEngine, exc: Exception, prev: BaseState, k: int, reset: Callable[[], None],
                 drop_inputs: Callable[[], None]) -> list[Frame]:

@@ -1,0 +1,58 @@
+"""Giving up a live step that a newer command has made stale, before it changes the session.
+
+A live front (the ROS node) steps the engine with the latest command. When a different command arrives while a
+frame is being made, finishing that frame and then making the next keeps the robot waiting up to two frame
+times. So the front may pass `stale` to a step: the engine asks it between the stages of the step (after the
+render, the encode, the DiT pass, the decode and the forming of the output) and, while nothing is committed to
+the scene or KV memories, undoes what the step changed and raises FrameAbandoned. What a step changes before it
+commits: the base state (kinematics), the sampling generator, the last geometric guess and a carried object's
+motion. A step whose hand grasped or released moved points between the scene and the hand: it commits whatever
+`stale` says.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from worldscape_ros.model.frames import GeometricGuess
+from worldscape_ros.model.kinematics import BaseState
+
+if TYPE_CHECKING:
+    from worldscape_ros.model.engine import WorldEngine
+
+
+class FrameAbandoned(Exception):
+    """A step given up because its command went stale; the session is as it was before the step."""
+
+
+@dataclass(frozen=True)
+class UndoPoint:
+    """What a step may change before it commits, as it was when the step began."""
+
+    state: BaseState
+    generator: torch.Tensor  # the sampling generator's state
+    guess: GeometricGuess | None
+    grasp_closed: bool
+    held_motion: np.ndarray | None  # (4, 4) of the object in the hand, or None
+
+    @classmethod
+    def of(cls, engine: WorldEngine) -> UndoPoint:
+        held = engine.grasp.held
+        return cls(engine.state, engine._generator.get_state(), engine._guess, engine.grasp.closed,
+                   None if held is None else held.motion)
+
+    def undoable(self, engine: WorldEngine) -> bool:
+        """False once the step's hand grasped or released: the scene has already given or taken points."""
+        return engine.grasp.closed == self.grasp_closed
+
+    def restore(self, engine: WorldEngine) -> None:
+        engine.state = self.state
+        engine._generator.set_state(self.generator)
+        engine._guess = self.guess
+        held = engine.grasp.held
+        if held is not None and self.held_motion is not None:
+            held.motion = self.held_motion
