@@ -57,10 +57,8 @@ class StartDepthHead(nn.Module):
         self.image = nn.Sequential(nn.Conv2d(3, c // 2, 3, stride=2, padding=1), nn.GELU(),
                                    nn.Conv2d(c // 2, c // 2, 3, padding=1), nn.GELU())
         self.fuse = nn.Sequential(nn.Conv2d(c + c // 2 + 1, c, 3, padding=1), nn.GELU(), nn.Conv2d(c, 1, 3, padding=1))
-        out = self.fuse[-1]
-        assert isinstance(out, nn.Conv2d)
-        nn.init.zeros_(out.weight)
-        nn.init.zeros_(out.bias)
+        for p in self.fuse[-1].parameters():
+            nn.init.zeros_(p)
 
     def forward(self, features: torch.Tensor, rgb: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
         """features (B, N, D) of the clean pass's start frame, rgb (B, 3, H, W) in [0, 1], prior (B, H, W) the

@@ -107,18 +107,35 @@ class DepthFitConfig:
     score_every: int = 500
 
 
+def frame_absrel(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """AbsRel of each frame: pred, true (b, H, W) metres -> (b,), over the true depth finite and in (0, 100] m."""
+    valid = torch.isfinite(true) & (true > 0) & (true <= 100)
+    rel = torch.where(valid, (pred - true).abs() / true.nan_to_num(1.0).clamp_min(1e-6), 0.0)
+    return rel.flatten(1).sum(1) / valid.flatten(1).sum(1).clamp_min(1)
+
+
 def absrel(predict: Callable[[torch.Tensor], torch.Tensor], traces: DepthTraces, chunk: int = 256) -> float:
-    """Mean per-frame AbsRel of `predict` (features (b, 1, N, D) -> depth (b, 1, H, W)) over the traces (true
-    depth finite and in (0, 100] m)."""
+    """Mean per-frame AbsRel of `predict` (features (b, 1, N, D) -> depth (b, 1, H, W)) over the traces."""
     errors = []
     with torch.no_grad():
         for i in range(0, len(traces), chunk):
             pred = predict(traces.features[i:i + chunk].float()[:, None])[:, 0]  # (b, H, W)
-            true = traces.depth[i:i + chunk]
-            valid = torch.isfinite(true) & (true > 0) & (true <= 100)
-            rel = torch.where(valid, (pred - true).abs() / true.nan_to_num(1.0).clamp_min(1e-6), 0.0)
-            errors.append(rel.flatten(1).sum(1) / valid.flatten(1).sum(1).clamp_min(1))
+            errors.append(frame_absrel(pred, traces.depth[i:i + chunk]))
     return float(torch.cat(errors).mean())
+
+
+def with_new_head(model: WorldModel, config: ModelConfig, head: str) -> WorldModel:
+    """`model`'s weights in a model of `config`, which adds the module `head` (new, untrained) and differs in
+    nothing else that holds weights."""
+    target = WorldModel(config)
+    if getattr(target, head, None) is None:
+        raise TrainError(f'config {config.name!r} has no {head.replace("_", " ")}')
+    missing, unexpected = target.load_state_dict(model.state_dict(), strict=False)
+    other = [k for k in missing if not k.startswith(f'{head}.')] + list(unexpected)
+    if other:
+        raise TrainError(f'config {config.name!r} differs from the checkpoint beyond the {head.replace("_", " ")}: '
+                         f'{other[0]}')
+    return target
 
 
 def with_step_head(model: WorldModel, config: ModelConfig) -> WorldModel:
@@ -126,12 +143,7 @@ def with_step_head(model: WorldModel, config: ModelConfig) -> WorldModel:
     nothing that holds weights."""
     if not config.heads.depth or config.heads.step_depth_hidden <= 0:
         raise TrainError(f'config {config.name!r} has no step depth head (heads.step_depth_hidden)')
-    target = WorldModel(config)
-    missing, unexpected = target.load_state_dict(model.state_dict(), strict=False)
-    other = [k for k in missing if not k.startswith('step_depth_head.')] + list(unexpected)
-    if other:
-        raise TrainError(f'config {config.name!r} differs from the checkpoint beyond the step depth head: {other[0]}')
-    return target
+    return with_new_head(model, config, 'step_depth_head')
 
 
 def fit_step_depth_head(model: WorldModel, traces: DepthTraces, held_out: DepthTraces | None, out: Path,

@@ -1,6 +1,7 @@
 """`worldscape depth-trace` and `worldscape depth-fit`: fit the step depth head on the features the engine gives it
-live when its last denoising pass writes the cache (train/depth_head.py), then ship it inside the model's
-checkpoint."""
+live when its last denoising pass writes the cache (train/depth_head.py); `worldscape start-depth-trace` and
+`start-depth-fit`: fit the start depth head on the engine's resets (train/start_depth.py); then ship the head
+inside the model's checkpoint."""
 
 from __future__ import annotations
 
@@ -41,6 +42,46 @@ def _fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _start_trace(args: argparse.Namespace) -> int:
+    from worldscape_ros.train.start_depth import trace_starts
+
+    n = trace_starts(trace_engine(args), episode_paths(args.data, args.episodes, args.skip), args.out, args.every,
+                     args.frames)
+    log.info('traced %d new starts into %s', n, args.out)
+    return 0
+
+
+def _start_fit(args: argparse.Namespace) -> int:
+    from worldscape_ros.model.checkpoint import open_model
+    from worldscape_ros.model.config import load_config
+    from worldscape_ros.train.start_depth import StartFitConfig, StartTraces, fit_start_depth_head, with_start_head
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    source, _ = open_model(args.checkpoint)
+    model = with_start_head(source, load_config(args.config))
+    traces = StartTraces(args.traces)
+    held = StartTraces(args.held_out) if args.held_out else None
+    cfg = StartFitConfig(steps=args.steps, batch=args.batch_size, lr=args.lr)
+    final, scores = fit_start_depth_head(model, traces, held, args.out, cfg, args.seed)
+    log.info('%d starts from %d shards; held-out start AbsRel before %.4f, after %.4f; wrote %s', len(traces),
+             traces.shards, scores['start_absrel_before'], scores['start_absrel_after'], final)
+    return 0
+
+
+def _add_fit_arguments(f: argparse.ArgumentParser, steps: int, batch: int, lr: float, needs: str) -> None:
+    f.add_argument('--traces', nargs='+', type=Path, required=True, help='trace folders')
+    f.add_argument('--held-out', nargs='*', type=Path, help='trace folders scored before, during and after')
+    f.add_argument('--out', type=Path, required=True, help='run folder')
+    f.add_argument('--checkpoint', help='model checkpoint to add the head to (default: the shipped one)')
+    f.add_argument('--config', required=True, help=f'model config name or YAML with {needs} > 0')
+    f.add_argument('--steps', type=int, default=steps)
+    f.add_argument('--batch-size', type=int, default=batch)
+    f.add_argument('--lr', type=float, default=lr)
+    f.add_argument('--seed', type=int, default=0)
+    f.add_argument('--threads', type=int, default=1)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     t = subparsers.add_parser('depth-trace', help="record the depth heads' inputs on episodes, as live",
                               description="Reset the engine on each episode's true start frame and depth, step it "
@@ -53,14 +94,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description="Put the checkpoint's weights in a model of --config (which adds the step "
                               'depth head), fit that head alone and write OUT/final.safetensors and OUT/fit.json '
                               "(held-out AbsRel of the live steps' depth, before and after).")
-    f.add_argument('--traces', nargs='+', type=Path, required=True, help='trace folders')
-    f.add_argument('--held-out', nargs='*', type=Path, help='trace folders scored before, during and after')
-    f.add_argument('--out', type=Path, required=True, help='run folder')
-    f.add_argument('--checkpoint', help='model checkpoint to add the head to (default: the shipped one)')
-    f.add_argument('--config', required=True, help='model config name or YAML with heads.step_depth_hidden > 0')
-    f.add_argument('--steps', type=int, default=3000)
-    f.add_argument('--batch-size', type=int, default=64)
-    f.add_argument('--lr', type=float, default=1e-3)
-    f.add_argument('--seed', type=int, default=0)
-    f.add_argument('--threads', type=int, default=1)
+    _add_fit_arguments(f, 3000, 64, 1e-3, 'heads.step_depth_hidden')
     f.set_defaults(func=_fit)
+    s = subparsers.add_parser('start-depth-trace', help="record the engine's resets on episodes' frames, as live",
+                              description='Reset the engine on every --every-th frame of each episode and write the '
+                              "features the depth head is given beside the frame's RGB and true depth (resets only, "
+                              'no steps). One shard per episode; existing shards are kept, so a rerun resumes.')
+    add_trace_arguments(s)
+    s.add_argument('--every', type=int, default=4, help='reset on every EVERY-th frame (default 4)')
+    s.set_defaults(func=_start_trace)
+    g = subparsers.add_parser('start-depth-fit', help='fit the start depth head on start traces; save the model '
+                              'with it', description="Put the checkpoint's weights in a model of --config (which adds "
+                              'the start depth head), fit that head alone and write OUT/final.safetensors and '
+                              'OUT/fit.json (held-out AbsRel of the start depth, before and after).')
+    _add_fit_arguments(g, 2000, 32, 2e-3, 'heads.start_depth_channels')
+    g.set_defaults(func=_start_fit)

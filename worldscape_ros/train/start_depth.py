@@ -1,0 +1,181 @@
+"""Fitting the start depth head: the depth of a session started from an RGB frame alone.
+
+That start depth seeds the whole scene memory. The linear depth head reads it from each token's own features,
+one 8 x 8 patch at a time (blocky, no context; held-out AbsRel 0.18). The start depth head (`heads.
+start_depth_channels`) reads the clean pass's features on the token grid with their neighbours, and the image
+itself, as a residual on that head's log depth; the DiT and everything else stay as they are.
+
+1. trace: the engine (the same code as live) is reset on every `every`-th frame of each episode, and the features
+   the depth head is given at each reset are recorded beside the frame's RGB and true depth (resets only).
+2. fit: the start depth head learns log depth (L1, as the teacher's depth loss) on those starts.
+
+Shards hold float16 features; a fit writes the model with the new head as one checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from worldscape_ros.data.episode import Episode
+from worldscape_ros.errors import TrainError
+from worldscape_ros.fileio import atomic_path
+from worldscape_ros.model.checkpoint import save_checkpoint
+from worldscape_ros.model.config import ModelConfig
+from worldscape_ros.model.engine import WorldEngine
+from worldscape_ros.model.world_model import WorldModel
+from worldscape_ros.train.depth_head import frame_absrel, with_new_head
+from worldscape_ros.train.engine_traces import pending_shards
+from worldscape_ros.train.image_losses import log_depth_l1
+
+log = logging.getLogger(__name__)
+
+SHARD_SUFFIX = '.start.npz'
+
+
+# ---- 1. trace --------------------------------------------------------------------------------------------------
+def trace_starts(engine: WorldEngine, episodes: list[Path], out: Path, every: int, frames: int = 32) -> int:
+    """Reset on frames 0, every, 2 every, ... of each episode's first `frames`; write one shard per episode
+    (skipping shards already written); return the starts written now."""
+    if engine.model.depth_head is None:
+        raise TrainError(f'{engine.config.name} has no depth head: its resets give no features to trace')
+    if every < 1:
+        raise TrainError(f'a start every {every} frames: it must be at least 1')
+    written = 0
+    for ep, shard in pending_shards(episodes, out, SHARD_SUFFIX):
+        feats, rgb, depth = _trace_episode(engine, ep, every, frames)
+        with atomic_path(shard) as tmp, open(tmp, 'wb') as f:
+            np.savez(f, features=feats, rgb=rgb, depth=depth)
+        written += len(feats)
+    return written
+
+
+def _trace_episode(engine: WorldEngine, ep: Episode, every: int, frames: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """features (S, N, D) float16 of the start frame's latent frame at each reset, rgb (S, H, W, 3) uint8, depth
+    (S, H, W) float16 of the frames reset on."""
+    assert engine.model.depth_head is not None  # trace_starts checked
+    seen: list[torch.Tensor] = []  # (N, D) each: the last latent frame's, as the start depth head reads it
+    hook = engine.model.depth_head.register_forward_pre_hook(
+        lambda _m, args: seen.append(args[0][0, -1].detach().half().cpu()))
+    starts = list(range(0, min(frames, ep.num_frames), every))
+    kp = ep.keypoints3d
+    try:
+        for t in starts:  # the clean pass reads the image alone: the given depth does not change its features
+            engine.reset(ep.rgb[t], ep.poses[t], ep.intrinsics, ep.depth[t],
+                         hand_keypoints=None if kp is None else kp[t])
+    finally:
+        hook.remove()
+    if len(seen) != len(starts):
+        raise TrainError(f'the depth head ran {len(seen)} times for {len(starts)} resets')
+    return torch.stack(seen).numpy(), ep.rgb[starts], ep.depth[starts].astype(np.float16)
+
+
+class StartTraces:
+    """The starts of some folders' shards in memory: features (n, N, D) float16, rgb (n, H, W, 3) uint8, depth
+    (n, H, W) float32."""
+
+    def __init__(self, folders: list[Path]) -> None:
+        shards = sorted(p for folder in folders for p in folder.glob(f'*{SHARD_SUFFIX}'))
+        if not shards:
+            raise TrainError(f'no *{SHARD_SUFFIX} shards in {", ".join(map(str, folders))}: run start-depth-trace '
+                             'first')
+        fs, rs, ds = [], [], []
+        for p in shards:
+            with np.load(p) as z:
+                fs.append(z['features'])
+                rs.append(z['rgb'])
+                ds.append(z['depth'])
+        self.features = torch.from_numpy(np.concatenate(fs))
+        self.rgb = torch.from_numpy(np.concatenate(rs))
+        self.depth = torch.from_numpy(np.concatenate(ds).astype(np.float32))
+        self.shards = len(shards)
+
+    def __len__(self) -> int:
+        return int(self.features.shape[0])
+
+
+# ---- 2. fit ----------------------------------------------------------------------------------------------------
+@dataclass
+class StartFitConfig:
+    steps: int = 2000
+    batch: int = 32
+    lr: float = 2e-3
+    score_every: int = 250
+
+
+def start_depth(model: WorldModel, traces: StartTraces, idx: torch.Tensor | slice, head: bool = True
+                ) -> torch.Tensor:
+    """The start depth (b, H, W) a reset gives for the traced starts `idx`, as live (WorldModel.predict_start_depth);
+    head false: the depth head's alone."""
+    rgb = traces.rgb[idx].permute(0, 3, 1, 2).float().div(255) if head else None  # (b, 3, H, W), as reset's video
+    return model.predict_start_depth(traces.features[idx].float()[:, None], rgb)
+
+
+def start_absrel(model: WorldModel, traces: StartTraces, head: bool = True, chunk: int = 128) -> float:
+    """Mean per-frame AbsRel of the start depth over the traces (head false: the depth head's alone)."""
+    errors = []
+    with torch.no_grad():
+        for i in range(0, len(traces), chunk):
+            rows = slice(i, i + chunk)
+            errors.append(frame_absrel(start_depth(model, traces, rows, head), traces.depth[rows]))
+    return float(torch.cat(errors).mean())
+
+
+def with_start_head(model: WorldModel, config: ModelConfig) -> WorldModel:
+    """`model`'s weights in a model of `config`, which adds a start depth head (new, untrained) and differs in
+    nothing else that holds weights."""
+    if not config.heads.depth or config.heads.start_depth_channels <= 0:
+        raise TrainError(f'config {config.name!r} has no start depth head (heads.start_depth_channels)')
+    return with_new_head(model, config, 'start_depth_head')
+
+
+def fit_start_depth_head(model: WorldModel, traces: StartTraces, held_out: StartTraces | None, out: Path,
+                         cfg: StartFitConfig, seed: int = 0) -> tuple[Path, dict[str, float]]:
+    """Train `model`'s start depth head alone on traces; save the model as out/final.safetensors; return the path
+    and the held-out AbsRel of the start depth before (the depth head's) and after."""
+    head = model.start_depth_head
+    if head is None:
+        raise TrainError(f'{model.config.name} has no start depth head to fit (heads.start_depth_channels)')
+    out.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    score = held_out or traces
+    scores = {'start_absrel_before': start_absrel(model, score, head=False)}
+    frozen = {name: p.requires_grad for name, p in model.named_parameters()}
+    model.requires_grad_(False)
+    head.requires_grad_(True)
+    opt = torch.optim.Adam(head.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
+    gen = torch.Generator().manual_seed(seed)
+    t0 = time.perf_counter()
+    try:
+        head.train()
+        for step in range(1, cfg.steps + 1):
+            idx = torch.randint(len(traces), (cfg.batch,), generator=gen)
+            loss = log_depth_l1(start_depth(model, traces, idx), traces.depth[idx])[0].mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            if step % cfg.score_every == 0 or step == cfg.steps:
+                head.eval()
+                log.info('step %d loss %.4f held-out AbsRel %.4f (%.0f s)', step, loss.item(),
+                         start_absrel(model, score), time.perf_counter() - t0)
+                head.train()
+    finally:
+        head.eval()
+        for name, p in model.named_parameters():
+            p.requires_grad_(frozen[name])
+    scores['start_absrel_after'] = start_absrel(model, score)
+    final = out / 'final.safetensors'
+    save_checkpoint(final, model, {'start_depth_head': {'steps': cfg.steps, 'samples': len(traces), **scores}})
+    with atomic_path(out / 'fit.json') as tmp:
+        tmp.write_text(json.dumps({'config': cfg.__dict__, 'samples': len(traces), 'shards': traces.shards,
+                                   **scores}, indent=2))
+    return final, scores
