@@ -9,7 +9,8 @@ console script in its own process with the Fast DDS profile, pacing off, driven 
 which subscribes to the images. The two run in alternating blocks (the other paused) so that load from other
 processes on a shared machine falls on both alike. Command-to-image latency: wall time from publishing a new
 cmd_vel to the arrival of the first image generated with it (matched through odometry's twist at the same
-stamp); for the engine alone it is one step (the command is applied by the very next call). Results go to
+stamp); for the engine alone it is one step (the command is applied by the very next call). The node drops a
+frame a newer command makes stale (drop_stale_frames); `--keep-stale` measures it without. Results go to
 runs/bench_node/.
 """
 
@@ -172,12 +173,13 @@ def wait_for_images(probe: Probe, count: int, timeout: float) -> None:
         time.sleep(0.05)
 
 
-def bench(frames: int, domain: int, rounds: int) -> dict[str, float]:
+def bench(frames: int, domain: int, rounds: int, drop_stale: bool = True) -> dict[str, float]:
     """Engine alone and node, interleaved in `rounds` blocks (the other one paused), so load swings on a shared
-    machine hit both alike; then command-to-image latency through the node."""
+    machine hit both alike; then command-to-image latency through the node (drop_stale: the node's
+    drop_stale_frames)."""
     from std_srvs.srv import Trigger
 
-    node = NodeProcess(domain)
+    node = NodeProcess(domain, f'    drop_stale_frames: {str(drop_stale).lower()}\n')
     try:
         probe = Probe(domain)
     except BaseException:
@@ -226,8 +228,11 @@ def bench(frames: int, domain: int, rounds: int) -> dict[str, float]:
             if found is not None:
                 latencies.append((found - sent) * 1e3)
         diag = probe.diagnostics[-1] if probe.diagnostics else {}
-        result.update({'cmd_to_image_ms_p50': float(np.median(latencies)),
+        period_ms = 1e3 / result['node_fps']
+        result.update({'drop_stale_frames': drop_stale, 'cmd_to_image_ms_p50': float(np.median(latencies)),
                        'cmd_to_image_ms_p95': float(np.percentile(latencies, 95)), 'latency_samples': len(latencies),
+                       'cmd_to_image_periods_p50': float(np.median(latencies)) / period_ms,
+                       'stale_frames_dropped': int(diag.get('stale_frames_dropped', '-1')),
                        'node_frame_latency_ms': float(diag.get('frame_latency_ms', 'nan')),
                        'node_engine_latency_ms': float(diag.get('engine_latency_ms', 'nan'))})
         return result
@@ -285,12 +290,14 @@ def main() -> int:
     parser.add_argument('--every', type=int, default=500, help='soak: frames between samples')
     parser.add_argument('--steps', type=int, default=0, help="soak: denoising steps (0 = the model's)")
     parser.add_argument('--domain', type=int, default=91, help='ROS_DOMAIN_ID for the node and the probe')
+    parser.add_argument('--keep-stale', action='store_true',
+                        help='bench: run the node with drop_stale_frames false (a frame in flight always finishes)')
     args = parser.parse_args()
     # SIGTERM (timeout, kill) ends the run through the finally blocks, which stop the node
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     OUT.mkdir(parents=True, exist_ok=True)
     if args.mode == 'bench':
-        result = bench(args.frames, args.domain, args.rounds)
+        result = bench(args.frames, args.domain, args.rounds, drop_stale=not args.keep_stale)
         result['overhead'] = 1 - result['node_fps'] / result['engine_fps']
         # the same frames inside the node: engine step vs step + conversions + publishing
         result['publish_overhead'] = 1 - result['node_engine_latency_ms'] / result['node_frame_latency_ms']
@@ -299,9 +306,14 @@ def main() -> int:
         print(json.dumps(result, indent=1))
         print(f"node overhead: {100 * result['overhead']:.1f}% of engine frames/s (interleaved), "
               f"{100 * result['publish_overhead']:.1f}% of each frame's time inside the node")
-        tmp = OUT / 'bench.json.tmp'
+        print(f"command to image: p50 {result['cmd_to_image_ms_p50']:.1f} ms = "
+              f"{result['cmd_to_image_periods_p50']:.2f} frame periods of the free-running node "
+              f"(drop_stale_frames {str(not args.keep_stale).lower()}, "
+              f"{result['stale_frames_dropped']} frames dropped)")
+        name = 'bench_keep_stale.json' if args.keep_stale else 'bench.json'
+        tmp = OUT / f'{name}.tmp'
         tmp.write_text(json.dumps(result, indent=1))
-        os.replace(tmp, OUT / 'bench.json')
+        os.replace(tmp, OUT / name)
     else:
         soak(args.frames, args.domain, args.every, args.steps)
     return 0
