@@ -10,7 +10,7 @@ from geometry_msgs.msg import Point, Twist
 from sensor_msgs.msg import CameraInfo
 from worldscape_msgs.msg import HandKeypoints
 
-from worldscape_ros.model.camera import intrinsics_from_fov
+from worldscape_ros.model.camera import intrinsics_from_fov, unproject_depth
 from worldscape_ros.model.kinematics import BaseState, NavAction, base_pose, rot_y, rot_z
 from worldscape_ros.ros import conversions as conv
 
@@ -82,12 +82,29 @@ def test_image_errors_name_the_field():
         conv.numpy_to_image(np.zeros((4, 4)), '32FC1', 0, 'cam')
 
 
-def test_camera_info_carries_the_intrinsics_in_k_and_p():
+def test_a_depth_image_back_projected_the_ros_way_with_the_published_k_gives_the_models_points():
+    import torch
+
+    rng = np.random.default_rng(0)
+    K = intrinsics_from_fov(128, 96, 60.0)
+    K[0, 2] += 3.25  # an off-centre camera too
+    depth = rng.uniform(0.5, 5.0, (96, 128))
+    model = unproject_depth(torch.from_numpy(depth), torch.eye(4, dtype=torch.float64), torch.from_numpy(K)).numpy()
+    k = np.reshape(conv.camera_info(K, 128, 96, 0, 'c').k, (3, 3))
+    v, u = np.mgrid[0:96, 0:128]  # depth_image_proc: pixel (u, v) at whole-number coordinates
+    ros = np.stack([(u - k[0, 2]) / k[0, 0] * depth, (v - k[1, 2]) / k[1, 1] * depth, depth], axis=-1)
+    np.testing.assert_allclose(ros, model, atol=1e-9)
+    np.testing.assert_allclose(conv.camera_info_to_intrinsics(conv.camera_info(K, 128, 96, 0, 'c')), K)
+
+
+def test_camera_info_carries_the_intrinsics_in_k_and_p_with_pixel_centres_at_whole_numbers():
     K = intrinsics_from_fov(128, 96, 60.0)
     info = conv.camera_info(K, 128, 96, 7, 'camera_optical_frame')
     assert (info.width, info.height, info.distortion_model) == (128, 96, 'plumb_bob')
-    np.testing.assert_allclose(np.reshape(info.k, (3, 3)), K)
-    np.testing.assert_allclose(np.reshape(info.p, (3, 4)), np.hstack([K, np.zeros((3, 1))]))
+    k = np.reshape(info.k, (3, 3))
+    # a centred camera, as OpenCV and depth_image_proc read it: the principal point between the middle pixels
+    assert (k[0, 2], k[1, 2]) == (63.5, 47.5) and k[0, 0] == K[0, 0] and k[1, 1] == K[1, 1]
+    np.testing.assert_allclose(np.reshape(info.p, (3, 4)), np.hstack([k, np.zeros((3, 1))]))
     np.testing.assert_allclose(np.reshape(info.r, (3, 3)), np.eye(3))
     np.testing.assert_allclose(conv.camera_info_to_intrinsics(info), K)
     assert conv.camera_info_to_intrinsics(CameraInfo()) is None  # all-zero k: keep the model's camera

@@ -7,7 +7,7 @@ from types import SimpleNamespace as NS
 import numpy as np
 import pytest
 
-from worldscape_ros.model.camera import intrinsics_from_fov
+from worldscape_ros.model.camera import intrinsics_from_fov, k_to_ros
 from worldscape_ros.ros.hand_tracker import MEDIAPIPE_HINT, detections_from_mediapipe, place_hand
 from worldscape_ros.tools.hand_plans import HandState, hand_keypoints
 
@@ -194,7 +194,7 @@ def test_node_publishes_the_hand_it_sees_in_the_camera_frame_and_closes_mediapip
     try:
         deadline = time.monotonic() + 60
         while not got and proc.poll() is None and time.monotonic() < deadline:
-            info_pub.publish(CameraInfo(height=H, width=W, k=K.flatten().tolist()))
+            info_pub.publish(CameraInfo(height=H, width=W, k=k_to_ros(K).flatten().tolist()))
             image_pub.publish(image)
             executor.spin_once(timeout_sec=0.2)
         assert got, 'no HandKeypoints from the tracker'

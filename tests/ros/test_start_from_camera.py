@@ -11,6 +11,7 @@ from sim_harness import Harness
 from worldscape_msgs.srv import ResetFromImage
 
 from worldscape_ros.data.camera_adapt import intrinsics_from_fov, plan_fit
+from worldscape_ros.model.camera import k_to_ros
 from worldscape_ros.model.kinematics import BaseState, camera_pose
 from worldscape_ros.ros import conversions as conv
 
@@ -33,7 +34,7 @@ def test_reset_from_a_larger_image_with_its_camera_info_publishes_the_fitted_cam
         assert '640x360 resized' in response.message and 'trained on 75x60 deg' in response.message
         h.step(1)
         published = np.asarray(infos.wait_for(1)[-1].k).reshape(3, 3)
-        np.testing.assert_allclose(published, plan_fit(640, 360, 128, 96).intrinsics(K), atol=1e-9)
+        np.testing.assert_allclose(published, k_to_ros(plan_fit(640, 360, 128, 96).intrinsics(K)), atol=1e-9)
         # camera_info of another size than the image: refused, naming both
         request.camera_info = conv.camera_info(K, 320, 180, 0, 'camera_optical_frame')
         response = h.call(ResetFromImage, '/simulator/reset_from_image', request)

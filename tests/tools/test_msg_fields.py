@@ -58,14 +58,15 @@ def test_stamps_split_into_seconds_and_nanoseconds_and_back():
         F.stamp_parts(-1)
 
 
-def test_camera_info_is_a_rectified_pinhole_of_k():
+def test_camera_info_is_a_rectified_pinhole_of_k_with_pixel_centres_at_whole_numbers():
     K = np.array([[100.0, 0.0, 64.0], [0.0, 110.0, 48.0], [0.0, 0.0, 1.0]])
     f = F.camera_info_fields(K, 128, 96)
     assert (f.width, f.height, f.distortion_model) == (128, 96, 'plumb_bob')
     np.testing.assert_array_equal(f.d, np.zeros(5))
-    np.testing.assert_array_equal(f.k.reshape(3, 3), K)
+    ros = np.array([[100.0, 0.0, 63.5], [0.0, 110.0, 47.5], [0.0, 0.0, 1.0]])
+    np.testing.assert_array_equal(f.k.reshape(3, 3), ros)
     np.testing.assert_array_equal(f.r.reshape(3, 3), np.eye(3))
-    np.testing.assert_array_equal(f.p.reshape(3, 4), np.hstack([K, np.zeros((3, 1))]))
+    np.testing.assert_array_equal(f.p.reshape(3, 4), np.hstack([ros, np.zeros((3, 1))]))
     with pytest.raises(ValueError, match='intrinsics must be a finite 3x3 matrix'):
         F.camera_info_fields(np.full((3, 3), np.nan), 128, 96)
 

@@ -33,6 +33,7 @@ from worldscape_ros.data.bag_transforms import TransformBuffer, pose_matrix, sta
 from worldscape_ros.data.camera_adapt import FIT_MODES, CameraFit, check_K, intrinsics_from_fov, plan_fit
 from worldscape_ros.data.episode import EPISODE_SUFFIX, FORMAT_VERSION, Episode, write_episode
 from worldscape_ros.errors import BagImportError
+from worldscape_ros.model.camera import k_from_ros
 from worldscape_ros.model.kinematics import state_from_camera_pose, wrap_angle
 
 POSE_SOURCES = ('auto', 'tf', 'odom')
@@ -335,7 +336,8 @@ def _fit_camera(first: np.ndarray, info: Any | None, K_info: np.ndarray | None, 
         if (int(info.width), int(info.height)) not in ((w, h), (0, 0)):
             raise BagImportError(f'{bag}: camera_info on {topics.info} is for {info.width}x{info.height} images but '
                                  f'{topics.image} has {w}x{h}')
-        K_src, undistort = K_info, undistorter(K_info, info)
+        # OpenCV undistorts with camera_info's K as it is; the episode holds it in the model's pixel convention
+        K_src, undistort = k_from_ros(K_info), undistorter(K_info, info)
     else:
         K_src, undistort = intrinsics_from_fov(w, h, options.hfov_deg, options.vfov_deg), None
     fit = plan_fit(w, h, options.width, options.height, options.fit)

@@ -19,6 +19,7 @@ from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
+from worldscape_ros.model.camera import k_from_ros
 from worldscape_ros.model.kinematics import BaseState, NavAction, base_pose
 from worldscape_ros.tools.msg_fields import (
     HANDEDNESS,
@@ -156,7 +157,8 @@ def camera_info(K: np.ndarray, width: int, height: int, stamp_ns: int, frame_id:
 
 def camera_info_to_intrinsics(msg: CameraInfo, width: int | None = None, height: int | None = None
                               ) -> np.ndarray | None:
-    """CameraInfo.k -> (3, 3), or None for an all-zero k (meaning: keep the model's camera).
+    """CameraInfo.k -> the model's K (3, 3) (k_from_ros: pixel centres at +0.5), or None for an all-zero k
+    (meaning: keep the model's camera).
 
     With the model's `width` and `height`, the camera must also be one the model can render: a field of view
     between MIN_FOV_DEG and MAX_FOV_DEG on both axes and the principal point inside the image.
@@ -179,7 +181,7 @@ def camera_info_to_intrinsics(msg: CameraInfo, width: int | None = None, height:
         skew_limit = 0.1 * k[0, 0]
         if abs(k[0, 1]) > skew_limit:
             raise ValueError(f'camera_info.k skew={k[0, 1]:.6g} must be within +-10% of fx')
-    return k
+    return k_from_ros(k)
 
 
 def check_depth(depth: np.ndarray, name: str = 'depth') -> np.ndarray:

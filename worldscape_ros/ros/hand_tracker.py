@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from worldscape_ros.model.camera import k_from_ros
 from worldscape_ros.ros.node_main import companion_node, declare_params, described, refuse, spin_until_interrupted
 from worldscape_ros.tools.msg_fields import NUM_HAND_KEYPOINTS as NUM_LANDMARKS  # MediaPipe's, HandKeypoints'
 
@@ -161,13 +162,14 @@ class HandTracker:
         self.node = node
         self.params = params
         self.hands = hands  # MediaPipe's solutions.hands.Hands
-        self.K: np.ndarray | None = None  # (3, 3) from the latest CameraInfo
+        self.K: np.ndarray | None = None  # (3, 3) from the latest CameraInfo, in the model's pixel convention
         self._pub = node.create_publisher(HandKeypoints, 'hand_keypoints', 10)
         node.create_subscription(CameraInfo, params.camera_info_topic, self.on_info, qos_profile_sensor_data)
         node.create_subscription(Image, params.image_topic, self.on_image, qos_profile_sensor_data)
 
     def on_info(self, msg: CameraInfo) -> None:
-        self.K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
+        # MediaPipe's landmarks scaled by the image size are continuous coordinates: pixel centres at +0.5
+        self.K = k_from_ros(np.asarray(msg.k, dtype=np.float64).reshape(3, 3))
 
     def on_image(self, msg: Image) -> None:
         log = self.node.get_logger()

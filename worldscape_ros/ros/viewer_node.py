@@ -24,6 +24,7 @@ from tf2_msgs.msg import TFMessage
 from worldscape_msgs.msg import HandKeypoints
 from worldscape_msgs.srv import StepFrames
 
+from worldscape_ros.model.camera import k_from_ros
 from worldscape_ros.model.kinematics import NavAction
 from worldscape_ros.ros import conversions as conv
 from worldscape_ros.ros.qos import TF_QOS, TF_STATIC_QOS, sensor_qos
@@ -165,7 +166,7 @@ class ViewerNode(Node):
     def _on_info(self, msg: CameraInfo) -> None:
         K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
         if K[0, 0] > 0 and K[1, 1] > 0:
-            self._K = K
+            self._K = k_from_ros(K)  # the back-projection's pixel centres are at +0.5
             self._flush()
 
     def _on_tf(self, msg: TFMessage) -> None:

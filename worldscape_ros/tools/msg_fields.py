@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from worldscape_ros.model.camera import k_to_ros
 from worldscape_ros.model.kinematics import R_LINK_OPTICAL, BaseState, NavAction, base_to_camera_link
 
 ODOM_FRAME = 'odom'
@@ -90,9 +91,11 @@ class CameraInfoFields:
 
 
 def camera_info_fields(K: np.ndarray, width: int, height: int) -> CameraInfoFields:
+    """The CameraInfo of the model's K (pixel centres at +0.5), in ROS's pixel convention (k_to_ros)."""
     k = np.asarray(K, dtype=np.float64)
     if k.shape != (3, 3) or not np.all(np.isfinite(k)):
         raise ValueError(f'intrinsics must be a finite 3x3 matrix, got shape {k.shape}')
+    k = k_to_ros(k)
     P = np.zeros((3, 4))  # (3, 4)
     P[:, :3] = k
     return CameraInfoFields(width=int(width), height=int(height), d=np.zeros(5), k=k.reshape(9).copy(),
