@@ -38,7 +38,11 @@ def test_rollout_is_deterministic_and_recorded_like_the_simulator(engine, tmp_pa
     fps = engine.config.fps
     assert [M.stamp_ns(s) for s, _ in ia] == [round(k * 1e9 / fps) for k in range(1, 4)]
     topics = bag_topics(tmp_path / 'a' / 'bag')
-    assert topics['/cmd_vel'][1] == 3 and topics['/tf_static'][1] == 1 and topics['/odom'][1] == 3
+    assert topics['/cmd_vel'][1] == 3 and topics['/odom'][1] == 3
+    # the mount at the start, and again when the second action's pitch rate tilts the camera, as the node sends it
+    mounts = [m.msg for m in read_bag(tmp_path / 'a' / 'bag', ['/tf_static'])]
+    assert [M.stamp_ns(t.transforms[0].header.stamp) for t in mounts] == [0, round(2e9 / engine.config.fps)]
+    assert mounts[0].transforms[0].transform.rotation != mounts[1].transforms[0].transform.rotation
     assert topics['/hand_keypoints'][1] == 0
     # odometry follows the kinematics from the start pose
     odoms = [m.msg for m in read_bag(tmp_path / 'a' / 'bag', ['/odom'])]

@@ -175,6 +175,7 @@ class RolloutRecorder:
         self.height = float(engine.config.camera_height)
         self.K = np.asarray(engine.intrinsics, dtype=np.float64)
         self.handedness = handedness
+        self._mount: tuple[float, float] | None = None  # (pitch, height) last written on /tf_static
         bag.add_topics(SIM_TOPICS)
 
     def stamp_ns(self, index: int) -> int:
@@ -186,8 +187,11 @@ class RolloutRecorder:
         The start image itself is not recorded: it is the engine's input (from the renderer or a file), and the
         bag holds only what the engine imagines, frames 1..T, as the simulator node publishes them.
         """
-        state = state_from_camera_pose(frame.pose, self.height)
-        self.bag.write('/tf_static', self.stamp_ns(frame.index), M.static_camera_tfs(state, self.stamp_ns(frame.index)))
+        self._write_mount(state_from_camera_pose(frame.pose, self.height), self.stamp_ns(frame.index))
+
+    def _write_mount(self, state: BaseState, ns: int) -> None:
+        self.bag.write('/tf_static', ns, M.static_camera_tfs(state, ns))
+        self._mount = (state.pitch, state.height)
 
     def record(self, frame: Frame, action: np.ndarray, keypoints: np.ndarray | None) -> None:
         ns = self.stamp_ns(frame.index)
@@ -199,6 +203,8 @@ class RolloutRecorder:
             b.write('/hand_keypoints', ns, M.hand_keypoints(keypoints, ns, self.handedness))
         b.write('/clock', ns, M.clock(ns))
         b.write('/tf', ns, M.odom_tf(state, ns))
+        if self._mount != (state.pitch, state.height):  # pitch commands move the mount: the node re-sends it too
+            self._write_mount(state, ns)
         b.write('/odom', ns, M.odometry(state, act, ns))
         h, w = frame.rgb.shape[:2]
         b.write('/camera/image_raw', ns, M.image_rgb8(frame.rgb, ns))
