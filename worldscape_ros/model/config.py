@@ -88,6 +88,9 @@ class HeadsConfig:
     # > 0: a start depth head, a small conv net this wide, that reads a reset's clean-pass features on the token
     # grid and the start image at full resolution (for a start without given depth; the linear head is blocky)
     start_depth_channels: int = 0
+    # > 0: a step image depth head, the same conv net this wide, that reads a denoising pass's features on the
+    # token grid and the output frame, a residual on the step depth head's depth (which is blocky: one MLP per token)
+    step_image_depth_channels: int = 0
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,7 @@ _OPTIONAL_AT_DEFAULT: dict[str, dict[str, Any]] = {
     'codec': {'kind': 'conv', 'dim_mult': (1, 2, 4, 4), 'res_blocks': 2},
     'dit': {'layout': 'worldscape', 'freq_dim': 256, 'text_dim': 4096, 'text_len': 512},
     'conditioning': {'pose_tokens': True},
-    'heads': {'start_depth_channels': 0},  # the start depth head, which came later, off
+    'heads': {'start_depth_channels': 0, 'step_image_depth_channels': 0},  # heads that came later, off
     # the memory's gate, thinning and byte budget, once MemoryConfig's own defaults, joined the model config
     'memory': {'pool_bytes': None, 'gate_distance_m': 0.25, 'gate_angle_deg': 15.0, 'gate_content': 0.9,
                'fps_angle_weight_m': 1.0},
@@ -266,6 +269,10 @@ class ModelConfig:
         need(self.fps > 0, f'fps must be positive, got {self.fps}')
         need(self.heads.start_depth_channels >= 0 and (self.heads.depth or not self.heads.start_depth_channels),
              f'heads.start_depth_channels must be >= 0 and needs heads.depth, got {self.heads.start_depth_channels}')
+        need(self.heads.step_image_depth_channels >= 0
+             and (self.heads.depth or not self.heads.step_image_depth_channels),
+             'heads.step_image_depth_channels must be >= 0 and needs heads.depth, got '
+             f'{self.heads.step_image_depth_channels}')
         need(self.chunk_frames >= 1, f'chunk_frames must be >= 1, got {self.chunk_frames}')
         need(self.sampler.steps >= 1, f'sampler.steps must be >= 1, got {self.sampler.steps}')
         need(self.memory.sink_chunks >= 1, 'memory needs at least one sink chunk (the given start)')

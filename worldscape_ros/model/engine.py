@@ -301,6 +301,8 @@ class WorldEngine:
             # What the scene render covers is kept; the refiner (or, without one, the DiT) writes the rest.
             video = self._compose(guess, video, chunk.pose_video)
             self._give_up_if_stale()
+        if cached is not None:
+            depth_v = self._image_depth(features, video[None], depth_v[None])[0]
         return self._emit(chunk, x0, kv, video, depth_v)
 
     def _decode(self, x0: torch.Tensor, features: torch.Tensor, denoising: bool = False
@@ -311,6 +313,17 @@ class WorldEngine:
         with self._networks():
             video = self.model.codec.decode(x0).float()
         return video, depth.repeat_interleave(self.config.codec.temporal_down, dim=1)
+
+    def _image_depth(self, features: torch.Tensor, video: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+        """7. a denoising pass's depth (B, Fv, H, W) refined by the step image depth head, when the model has one,
+        from that pass's features (B, F, N, D) and the output frames (B, Fv, 3, H, W) (WorldModel.
+        predict_step_depth)."""
+        head = self.model.step_image_depth_head
+        if head is None:
+            return depth
+        f = features.float().repeat_interleave(self.config.codec.temporal_down, dim=1)  # (B, Fv, N, D)
+        refined = head(f.flatten(0, 1), video.clamp(0, 1).flatten(0, 1), depth.flatten(0, 1))  # (B * Fv, H, W)
+        return refined.unflatten(0, depth.shape[:2])
 
     def _emit(self, chunk: InFlight, x0: torch.Tensor, kv: list[LayerKV], video: torch.Tensor,
               depth_v: torch.Tensor) -> list[Frame]:

@@ -40,6 +40,8 @@ class WorldModel(nn.Module):
         self.step_depth_head = DepthHead(config, hidden) if config.heads.depth and hidden else None
         channels = config.heads.start_depth_channels
         self.start_depth_head = StartDepthHead(config, channels) if config.heads.depth and channels else None
+        channels = config.heads.step_image_depth_channels
+        self.step_image_depth_head = StartDepthHead(config, channels) if config.heads.depth and channels else None
         self.gaussian_head = GaussianHead(config) if config.heads.gaussians else None
         self.refiner = Refiner(config.refiner) if config.refiner.enabled else None
 
@@ -56,6 +58,14 @@ class WorldModel(nn.Module):
         if denoising and self.step_depth_head is not None:
             return self.step_depth_head(features)
         return self.depth_head(features)
+
+    def predict_step_depth(self, features: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
+        """A denoising pass's features (B, N, D) of each output frame and that frame (B, 3, H, W) in [0, 1] ->
+        (B, H, W) metres: the step depth head's, refined by the step image depth head when there is one."""
+        depth = self.predict_depth(features[:, None], denoising=True)[:, 0]  # (B, H, W)
+        if self.step_image_depth_head is None:
+            return depth
+        return self.step_image_depth_head(features, rgb, depth)
 
     def predict_start_depth(self, features: torch.Tensor, rgb: torch.Tensor | None) -> torch.Tensor:
         """A reset's clean-pass features (B, F, N, D) -> (B, H, W) metres of its start frame (the last latent

@@ -51,47 +51,56 @@ def trace_depth(engine: WorldEngine, episodes: list[Path], out: Path, frames: in
         raise TrainError(f'{engine.config.name} has no depth head to trace')
     written = 0
     for ep, shard in pending_shards(episodes, out, '.depth.npz'):
-        feats, depth, kind = _trace_episode(engine, heads, ep, frames)
+        feats, depth, kind, rgb = _trace_episode(engine, heads, ep, frames)
         with atomic_path(shard) as tmp, open(tmp, 'wb') as f:
-            np.savez(f, features=feats, depth=depth, kind=kind)
+            np.savez(f, features=feats, depth=depth, kind=kind, rgb=rgb)
         written += len(kind)
     return written
 
 
 def _trace_episode(engine: WorldEngine, heads: list[torch.nn.Module], ep: Episode, frames: int
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """features (T, N, D) float16 of the last latent frame of each call of a depth head, depth (T, H, W) float16
-    of its frame, kind (T,) uint8."""
+    of its frame, kind (T,) uint8, and the engine's frames (T, H, W, 3) uint8 (the start, then its outputs: what
+    the step image depth head reads)."""
     seen: list[torch.Tensor] = []  # (F, N, D) each, in call order
     hooks = [h.register_forward_pre_hook(lambda _m, args: seen.append(args[0][0].detach().half().cpu()))
              for h in heads]
     try:
-        T = replay(engine, ep, frames)
+        made = replay(engine, ep, frames)
     finally:
         for hook in hooks:
             hook.remove()
+    T = len(made)
     if len(seen) != T:
         raise TrainError(f'the depth heads ran {len(seen)} times for {T} frames')
     kind = np.array([START] + [STEP] * (T - 1), dtype=np.uint8)
     feats = torch.stack([f[-1] for f in seen]).numpy()
-    return feats, ep.depth[:T].astype(np.float16), kind
+    return feats, ep.depth[:T].astype(np.float16), kind, np.stack([f.rgb for f in made])
 
 
 class DepthTraces:
-    """The live steps' samples of some folders' shards in memory: features (n, N, D) float16, depth (n, H, W)."""
+    """The live steps' samples of some folders' shards in memory: features (n, N, D) float16, depth (n, H, W),
+    and with rgb=True the engine's output frames (n, H, W, 3) uint8 (shards traced before they were recorded are
+    refused then)."""
 
-    def __init__(self, folders: list[Path]) -> None:
+    def __init__(self, folders: list[Path], rgb: bool = False) -> None:
         shards = sorted(p for folder in folders for p in folder.glob('*.depth.npz'))
         if not shards:
             raise TrainError(f'no *.depth.npz shards in {", ".join(map(str, folders))}: run depth-trace first')
-        fs, ds = [], []
+        fs, ds, rs = [], [], []
         for p in shards:
             with np.load(p) as z:
                 step = z['kind'] == STEP
                 fs.append(z['features'][step])
                 ds.append(z['depth'][step])
+                if rgb:
+                    if 'rgb' not in z.files:
+                        raise TrainError(f'{p} holds no output frames (traced by an older depth-trace): trace again')
+                    rs.append(z['rgb'][step])
         self.features = torch.from_numpy(np.concatenate(fs))
         self.depth = torch.from_numpy(np.concatenate(ds).astype(np.float32))
+        self.rgb = torch.from_numpy(np.concatenate(rs)) if rgb else None
         self.shards = len(shards)
 
     def __len__(self) -> int:

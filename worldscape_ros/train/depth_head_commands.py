@@ -69,6 +69,26 @@ def _start_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _step_image_fit(args: argparse.Namespace) -> int:
+    from worldscape_ros.model.checkpoint import open_model
+    from worldscape_ros.model.config import load_config
+    from worldscape_ros.train.depth_head import DepthTraces, with_new_head
+    from worldscape_ros.train.image_depth import ImageDepthFitConfig, fit_image_depth_head, step_depth
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    source, _ = open_model(args.checkpoint)
+    model = with_new_head(source, load_config(args.config), 'step_image_depth_head')
+    traces = DepthTraces(args.traces, rgb=True)
+    held = DepthTraces(args.held_out, rgb=True) if args.held_out else None
+    cfg = ImageDepthFitConfig(steps=args.steps, batch=args.batch_size, lr=args.lr)
+    final, scores = fit_image_depth_head(model, 'step_image_depth_head', step_depth, traces, held, args.out, cfg,
+                                         args.seed)
+    log.info('%d steps from %d shards; held-out step AbsRel before %.4f, after %.4f; wrote %s', len(traces),
+             traces.shards, scores['absrel_before'], scores['absrel_after'], final)
+    return 0
+
+
 def _add_fit_arguments(f: argparse.ArgumentParser, steps: int, batch: int, lr: float, needs: str) -> None:
     f.add_argument('--traces', nargs='+', type=Path, required=True, help='trace folders')
     f.add_argument('--held-out', nargs='*', type=Path, help='trace folders scored before, during and after')
@@ -109,3 +129,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               'OUT/fit.json (held-out AbsRel of the start depth, before and after).')
     _add_fit_arguments(g, 2000, 32, 2e-3, 'heads.start_depth_channels')
     g.set_defaults(func=_start_fit)
+    i = subparsers.add_parser('step-image-depth-fit', help='fit the step image depth head on depth traces; save the '
+                              'model with it', description="Put the checkpoint's weights in a model of --config "
+                              '(which adds the step image depth head), fit that head alone on the live steps of '
+                              "depth-trace's shards (features and the engine's output frames) and write "
+                              'OUT/final.safetensors and OUT/fit.json (held-out AbsRel of the steps\' depth, before '
+                              'and after).')
+    _add_fit_arguments(i, 2000, 32, 2e-3, 'heads.step_image_depth_channels')
+    i.set_defaults(func=_step_image_fit)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from worldscape_ros.data.episode import EPISODE_SUFFIX, Episode, read_episode
 from worldscape_ros.model.engine import WorldEngine
+from worldscape_ros.model.frames import Frame
 
 
 def pending_shards(episodes: list[Path], out: Path, suffix: str) -> Iterator[tuple[Episode, Path]]:
@@ -20,12 +21,13 @@ def pending_shards(episodes: list[Path], out: Path, suffix: str) -> Iterator[tup
             yield read_episode(path), shard
 
 
-def replay(engine: WorldEngine, ep: Episode, frames: int) -> int:
+def replay(engine: WorldEngine, ep: Episode, frames: int) -> list[Frame]:
     """Reset on the episode's true start and step through its first `frames` cameras and hands; return the frames
-    replayed (at most the episode's)."""
+    (the start's, then each step's: at most the episode's)."""
     T = min(frames, ep.num_frames)
     kp = ep.keypoints3d
-    engine.reset(ep.rgb[0], ep.poses[0], ep.intrinsics, ep.depth[0], hand_keypoints=None if kp is None else kp[0])
+    out = [engine.reset(ep.rgb[0], ep.poses[0], ep.intrinsics, ep.depth[0],
+                        hand_keypoints=None if kp is None else kp[0])]
     for t in range(1, T):
-        engine.step(ep.poses[t], None if kp is None else kp[t])
-    return T
+        out.append(engine.step(ep.poses[t], None if kp is None else kp[t]))
+    return out

@@ -52,7 +52,7 @@ def trace_episodes(engine: WorldEngine, episodes: list[Path], out: Path, frames:
 
         engine.trace = record
         try:
-            T = replay(engine, ep, frames)
+            T = len(replay(engine, ep, frames))
         finally:
             engine.trace = None
         x = torch.cat(inputs)  # (T - 1, IN_CHANNELS, H, W)
