@@ -67,3 +67,20 @@ def test_sessions_stepped_together_make_the_depth_each_makes_alone(micro_config,
         together = batch.step([action, action])
         for e, f in zip(alone, together, strict=True):
             np.testing.assert_allclose(f.depth, e.step(action).depth, rtol=1e-4, atol=1e-4)
+
+
+def test_the_step_image_head_moves_the_step_heads_depth_by_its_bound_at_most(micro_config, randomize):
+    import math
+
+    from worldscape_ros.model.world_model import STEP_IMAGE_DEPTH_BOUND
+
+    head = live_model(micro_config, randomize).step_image_depth_head
+    with torch.no_grad():
+        for p in head.parameters():
+            p.mul_(50.0)  # a residual far beyond the bound before it is squashed
+    cfg = head.config
+    n = cfg.grid[0] * cfg.grid[1]
+    prior = torch.full((2, cfg.height, cfg.width), 2.0)
+    out = head(torch.randn(2, n, cfg.dit.dim), torch.rand(2, 3, cfg.height, cfg.width), prior)
+    moved, bound = (out / prior).log().abs().max(), math.log(STEP_IMAGE_DEPTH_BOUND)
+    assert moved <= bound + 1e-5 and moved > 0.5 * bound

@@ -46,9 +46,11 @@ class StartDepthHead(nn.Module):
     tokens), and at half resolution, beside the image's own conv features, a residual on the linear head's log
     depth (the zero-initialised output makes it start as that head, smoothed)."""
 
-    def __init__(self, config: ModelConfig, channels: int) -> None:
+    def __init__(self, config: ModelConfig, channels: int, bound: float | None = None) -> None:
+        """bound: the largest |log| residual (None: any), so the head can refine its prior but not overrule it."""
         super().__init__()
         self.config = config
+        self.bound = bound
         c, d = channels, config.dit.dim
         self.norm = nn.LayerNorm(d)
         self.proj = nn.Conv2d(d, 2 * c, 1)
@@ -72,7 +74,10 @@ class StartDepthHead(nn.Module):
         x = F.interpolate(self.down(F.gelu(x)), size=half, mode='bilinear', align_corners=False)  # (B, C, H/2, W/2)
         log_prior = F.interpolate(prior.clamp(MIN_DEPTH, MAX_DEPTH).log()[:, None], size=half, mode='area')
         image = self.image(rgb - 0.5)  # (B, C/2, H/2, W/2)
-        log_d = log_prior + self.fuse(torch.cat([x, image, log_prior], 1))  # (B, 1, H/2, W/2)
+        residual = self.fuse(torch.cat([x, image, log_prior], 1))  # (B, 1, H/2, W/2)
+        if self.bound is not None:
+            residual = self.bound * torch.tanh(residual / self.bound)
+        log_d = log_prior + residual
         log_d = F.interpolate(log_d, size=(H, W), mode='bilinear', align_corners=False)[:, 0]  # (B, H, W)
         return log_d.clamp(math.log(MIN_DEPTH), math.log(MAX_DEPTH)).exp()
 
