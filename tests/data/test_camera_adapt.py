@@ -114,9 +114,9 @@ def test_bad_sizes_and_modes_are_refused_by_name(bad):
 def test_a_rollout_starts_from_an_image_of_another_size_and_fov_with_the_fitted_camera(tmp_path, caplog):
     import cv2
 
-    from worldscape_ros.model.camera import k_from_ros
     from worldscape_ros.model.engine import WorldEngine
     from worldscape_ros.model.options import EngineOptions
+    from worldscape_ros.model.pixel_convention import k_from_ros
     from worldscape_ros.tools.bag import read_bag
     from worldscape_ros.tools.rollout import Start, offline_rollout
     from worldscape_ros.tools.scripts import ActionScript

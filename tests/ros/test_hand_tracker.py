@@ -7,7 +7,8 @@ from types import SimpleNamespace as NS
 import numpy as np
 import pytest
 
-from worldscape_ros.model.camera import intrinsics_from_fov, k_to_ros
+from worldscape_ros.model.camera import intrinsics_from_fov
+from worldscape_ros.model.pixel_convention import k_to_ros
 from worldscape_ros.ros.hand_tracker import MEDIAPIPE_HINT, detections_from_mediapipe, place_hand
 from worldscape_ros.tools.hand_plans import HandState, hand_keypoints
 

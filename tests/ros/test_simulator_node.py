@@ -34,6 +34,7 @@ from worldscape_msgs.msg import HandKeypoints
 from worldscape_msgs.srv import ResetFromImage, StepFrames
 
 from worldscape_ros.model.kinematics import BaseState, base_pose, camera_pose
+from worldscape_ros.model.pixel_convention import k_to_ros
 from worldscape_ros.ros import conversions as conv
 from worldscape_ros.ros.simulator_node import SimulatorNode
 
@@ -104,8 +105,8 @@ def test_every_output_arrives_with_its_type_encoding_frame_and_sim_stamp(fresh):
         assert (info.width, info.height) == (W, H)
         assert info.header.frame_id == 'camera_optical_frame'
         assert conv.ns_from_stamp(info.header.stamp) == stamps[-1]
-        np.testing.assert_allclose(np.reshape(info.k, (3, 3)), engine.intrinsics)
-        np.testing.assert_allclose(np.reshape(info.p, (3, 4))[:, :3], engine.intrinsics)
+        np.testing.assert_allclose(np.reshape(info.k, (3, 3)), k_to_ros(engine.intrinsics))  # centres at 0, 1, ...
+        np.testing.assert_allclose(np.reshape(info.p, (3, 4))[:, :3], k_to_ros(engine.intrinsics))
     clocks = topics['/clock'].wait_for(3)
     assert [conv.ns_from_stamp(m.clock) for m in clocks[-3:]] == stamps
     odom = sim.odom.wait_for(3)[-1]

@@ -29,6 +29,7 @@ from worldscape_msgs.srv import ResetFromImage, StepFrames
 
 from worldscape_ros.model.camera import intrinsics_from_fov
 from worldscape_ros.model.kinematics import BaseState, camera_pose
+from worldscape_ros.model.pixel_convention import k_to_ros
 from worldscape_ros.ros import conversions as conv
 
 SHIPPED = REPO / 'models' / 'ws-tiny.safetensors'
@@ -334,7 +335,7 @@ def test_reset_after_a_reset_from_image_with_camera_info_brings_back_the_models_
     np.testing.assert_allclose(sim.node.engine.intrinsics, model_K, atol=1e-9)
     info = sim.subscribe(CameraInfo, 'camera/camera_info')
     sim.step(1)
-    np.testing.assert_allclose(np.reshape(info.wait_for(1)[-1].k, (3, 3)), model_K, atol=1e-9)
+    np.testing.assert_allclose(np.reshape(info.wait_for(1)[-1].k, (3, 3)), k_to_ros(model_K), atol=1e-9)
 
 
 def test_cmd_vel_of_1e308_is_clamped_to_finite_limits_without_an_overflow_warning(sim):

@@ -11,8 +11,8 @@ from sim_harness import Harness
 from worldscape_msgs.srv import ResetFromImage
 
 from worldscape_ros.data.camera_adapt import intrinsics_from_fov, plan_fit
-from worldscape_ros.model.camera import k_to_ros
 from worldscape_ros.model.kinematics import BaseState, camera_pose
+from worldscape_ros.model.pixel_convention import k_to_ros
 from worldscape_ros.ros import conversions as conv
 
 pytestmark = pytest.mark.ros

@@ -107,3 +107,13 @@ def test_tools_never_imports_the_ros_package():
                 [node.module or ''] if isinstance(node, ast.ImportFrom) else []
             offenders += [f'{path.name}: {n}' for n in names if n.startswith('worldscape_ros.ros')]
     assert not offenders
+
+
+def test_the_message_fields_load_without_torch():
+    # the recorder and the bag tools read them; torch would add seconds to their start and to their exit on Ctrl-C
+    import subprocess
+    import sys
+
+    code = ('import sys; import worldscape_ros.tools.msg_fields, worldscape_ros.model.pixel_convention; '
+            'sys.exit("torch" in sys.modules)')
+    assert subprocess.run([sys.executable, '-c', code]).returncode == 0

@@ -16,7 +16,8 @@ MICRO = {
     'codec': {'latent_channels': 4, 'spatial_down': 4, 'temporal_down': 1, 'width': 8},
     'dit': {'dim': 48, 'depth': 2, 'heads': 2, 'ffn': 96, 'patch': [1, 2, 2], 'camera_width': 16, 'qk_norm': True},
     # the step depth head is fitted after training (worldscape depth-fit), not trained with the DiT
-    'heads': {'depth': True, 'gaussians': True, 'gaussian_layers': 1, 'gaussian_stride': 4, 'step_depth_hidden': 0},
+    'heads': {'depth': True, 'gaussians': True, 'gaussian_layers': 1, 'gaussian_stride': 4, 'step_depth_hidden': 0,
+              'start_depth_channels': 0, 'step_image_depth_channels': 0},
     # all three memory levels, whatever the shipped tiny config chooses
     'memory': {'sink_chunks': 1, 'window_chunks': 2, 'pool_chunks': 16, 'retrieve_chunks': 2, 'geometry_views': 6},
 }

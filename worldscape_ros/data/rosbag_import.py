@@ -33,8 +33,8 @@ from worldscape_ros.data.bag_transforms import TransformBuffer, pose_matrix, sta
 from worldscape_ros.data.camera_adapt import FIT_MODES, CameraFit, check_K, intrinsics_from_fov, plan_fit
 from worldscape_ros.data.episode import EPISODE_SUFFIX, FORMAT_VERSION, Episode, write_episode
 from worldscape_ros.errors import BagImportError
-from worldscape_ros.model.camera import k_from_ros
 from worldscape_ros.model.kinematics import state_from_camera_pose, wrap_angle
+from worldscape_ros.model.pixel_convention import k_from_ros
 
 POSE_SOURCES = ('auto', 'tf', 'odom')
 RATE_TOLERANCE = 0.03  # an image rate this fraction below the model's still counts as the model's (clock jitter)

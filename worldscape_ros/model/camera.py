@@ -3,7 +3,7 @@
 Conventions (DESIGN.md): camera-to-world 4x4 poses with OpenCV axes (x right, y down, z forward);
 pixel (u, v) has its centre at (u + 0.5, v + 0.5); intrinsics K are 3x3 in pixels. ROS's CameraInfo, like OpenCV
 and depth_image_proc, puts pixel centres at whole numbers: its K is the model's with the principal point half a
-pixel nearer the origin (k_to_ros, k_from_ros, at every message boundary).
+pixel nearer the origin (pixel_convention.py, at every message boundary).
 """
 
 from __future__ import annotations
@@ -22,21 +22,6 @@ def intrinsics_from_fov(width: int, height: int, vfov_deg: float) -> np.ndarray:
         raise ValueError(f'vertical field of view must be in (0, 180) degrees, got {vfov_deg}')
     f = 0.5 * height / math.tan(math.radians(vfov_deg) / 2)
     return np.array([[f, 0.0, width / 2], [0.0, f, height / 2], [0.0, 0.0, 1.0]])
-
-
-# pixel coordinates: ROS's (centres at whole numbers) = the model's (centres at +0.5) - 0.5
-_TO_ROS = np.array([[1.0, 0.0, -0.5], [0.0, 1.0, -0.5], [0.0, 0.0, 1.0]])
-_FROM_ROS = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])
-
-
-def k_to_ros(K: np.ndarray) -> np.ndarray:
-    """The model's K (3, 3) as CameraInfo.k holds it (pixel centres at whole numbers)."""
-    return _TO_ROS @ np.asarray(K, dtype=np.float64)
-
-
-def k_from_ros(k: np.ndarray) -> np.ndarray:
-    """CameraInfo.k (3, 3) as the model's K (pixel centres at +0.5)."""
-    return _FROM_ROS @ np.asarray(k, dtype=np.float64)
 
 
 def check_rigid(pose: np.ndarray | torch.Tensor, name: str = 'pose', tol: float = 1e-4) -> None:

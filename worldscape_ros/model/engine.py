@@ -173,7 +173,7 @@ class WorldEngine:
         """Generate the next chunk (frames_per_chunk actions and hand keypoints, one per frame). stale: as in
         step (model/stale.py)."""
         kps = self._check_chunk(actions, hand_keypoints)
-        self._stale, self._undo = stale, (UndoPoint.of(self) if stale is not None else None)
+        self._stale, self._undo = stale, (self._undo_point() if stale is not None else None)
         try:
             window = [self._enter(actions, kps)]
             while True:
@@ -353,12 +353,21 @@ class WorldEngine:
         return frames
 
     # ---- internals -------------------------------------------------------------------------------------
+    def _undo_point(self) -> UndoPoint:
+        held = self.grasp.held
+        return UndoPoint(self.state, self._generator.get_state(), self._guess, self.grasp.closed,
+                         None if held is None else held.motion)
+
     def _give_up_if_stale(self) -> None:
         """Between a live step's stages, before it commits: undo the step and raise FrameAbandoned when the
         caller's `stale` says its command is stale (unless the step's hand grasped or released)."""
-        if self._stale is None or self._undo is None or not self._undo.undoable(self) or not self._stale():
+        undo = self._undo
+        if self._stale is None or undo is None or self.grasp.closed != undo.grasp_closed or not self._stale():
             return
-        self._undo.restore(self)
+        self.state, self._guess = undo.state, undo.guess
+        self._generator.set_state(undo.generator)
+        if self.grasp.held is not None and undo.held_motion is not None:
+            self.grasp.held.motion = undo.held_motion
         raise FrameAbandoned('a newer command made the frame in flight stale')
 
     def _networks(self) -> AbstractContextManager[Any]:

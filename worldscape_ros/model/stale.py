@@ -13,16 +13,12 @@ motion. A step whose hand grasped or released moved points between the scene and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from worldscape_ros.model.frames import GeometricGuess
 from worldscape_ros.model.kinematics import BaseState
-
-if TYPE_CHECKING:
-    from worldscape_ros.model.engine import WorldEngine
 
 
 class FrameAbandoned(Exception):
@@ -31,28 +27,11 @@ class FrameAbandoned(Exception):
 
 @dataclass(frozen=True)
 class UndoPoint:
-    """What a step may change before it commits, as it was when the step began."""
+    """What a step may change before it commits, as it was when the step began (WorldEngine._give_up_if_stale
+    puts it back)."""
 
     state: BaseState
     generator: torch.Tensor  # the sampling generator's state
     guess: GeometricGuess | None
-    grasp_closed: bool
+    grasp_closed: bool  # once the step's hand grasps or releases, points have moved: the step commits
     held_motion: np.ndarray | None  # (4, 4) of the object in the hand, or None
-
-    @classmethod
-    def of(cls, engine: WorldEngine) -> UndoPoint:
-        held = engine.grasp.held
-        return cls(engine.state, engine._generator.get_state(), engine._guess, engine.grasp.closed,
-                   None if held is None else held.motion)
-
-    def undoable(self, engine: WorldEngine) -> bool:
-        """False once the step's hand grasped or released: the scene has already given or taken points."""
-        return engine.grasp.closed == self.grasp_closed
-
-    def restore(self, engine: WorldEngine) -> None:
-        engine.state = self.state
-        engine._generator.set_state(self.generator)
-        engine._guess = self.guess
-        held = engine.grasp.held
-        if held is not None and self.held_motion is not None:
-            held.motion = self.held_motion

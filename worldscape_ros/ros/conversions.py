@@ -19,8 +19,8 @@ from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from worldscape_ros.model.camera import k_from_ros
 from worldscape_ros.model.kinematics import BaseState, NavAction, base_pose
+from worldscape_ros.model.pixel_convention import k_from_ros
 from worldscape_ros.tools.msg_fields import (
     HANDEDNESS,
     NUM_HAND_KEYPOINTS,

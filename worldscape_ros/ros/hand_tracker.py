@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from worldscape_ros.model.camera import k_from_ros
+from worldscape_ros.model.pixel_convention import k_from_ros
 from worldscape_ros.ros.node_main import companion_node, declare_params, described, refuse, spin_until_interrupted
 from worldscape_ros.tools.msg_fields import NUM_HAND_KEYPOINTS as NUM_LANDMARKS  # MediaPipe's, HandKeypoints'
 

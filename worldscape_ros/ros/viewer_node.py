@@ -24,8 +24,8 @@ from tf2_msgs.msg import TFMessage
 from worldscape_msgs.msg import HandKeypoints
 from worldscape_msgs.srv import StepFrames
 
-from worldscape_ros.model.camera import k_from_ros
 from worldscape_ros.model.kinematics import NavAction
+from worldscape_ros.model.pixel_convention import k_from_ros
 from worldscape_ros.ros import conversions as conv
 from worldscape_ros.ros.qos import TF_QOS, TF_STATIC_QOS, sensor_qos
 from worldscape_ros.viewer import ViewerError

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from worldscape_ros.model.camera import k_to_ros
 from worldscape_ros.model.kinematics import R_LINK_OPTICAL, BaseState, NavAction, base_to_camera_link
+from worldscape_ros.model.pixel_convention import k_to_ros
 
 ODOM_FRAME = 'odom'
 BASE_FRAME = 'base_link'
