@@ -54,7 +54,8 @@ def _start_trace(args: argparse.Namespace) -> int:
 def _start_fit(args: argparse.Namespace) -> int:
     from worldscape_ros.model.checkpoint import open_model
     from worldscape_ros.model.config import load_config
-    from worldscape_ros.train.start_depth import StartFitConfig, StartTraces, fit_start_depth_head, with_start_head
+    from worldscape_ros.train.image_depth import ImageDepthFitConfig
+    from worldscape_ros.train.start_depth import StartTraces, fit_start_depth_head, with_start_head
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -62,7 +63,7 @@ def _start_fit(args: argparse.Namespace) -> int:
     model = with_start_head(source, load_config(args.config))
     traces = StartTraces(args.traces)
     held = StartTraces(args.held_out) if args.held_out else None
-    cfg = StartFitConfig(steps=args.steps, batch=args.batch_size, lr=args.lr)
+    cfg = ImageDepthFitConfig(steps=args.steps, batch=args.batch_size, lr=args.lr)
     final, scores = fit_start_depth_head(model, traces, held, args.out, cfg, args.seed)
     log.info('%d starts from %d shards; held-out start AbsRel before %.4f, after %.4f; wrote %s', len(traces),
              traces.shards, scores['start_absrel_before'], scores['start_absrel_after'], final)

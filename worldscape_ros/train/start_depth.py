@@ -14,10 +14,7 @@ Shards hold float16 features; a fit writes the model with the new head as one ch
 
 from __future__ import annotations
 
-import json
 import logging
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +23,12 @@ import torch
 from worldscape_ros.data.episode import Episode
 from worldscape_ros.errors import TrainError
 from worldscape_ros.fileio import atomic_path
-from worldscape_ros.model.checkpoint import save_checkpoint
 from worldscape_ros.model.config import ModelConfig
 from worldscape_ros.model.engine import WorldEngine
 from worldscape_ros.model.world_model import WorldModel
-from worldscape_ros.train.depth_head import frame_absrel, with_new_head
+from worldscape_ros.train.depth_head import with_new_head
 from worldscape_ros.train.engine_traces import pending_shards
-from worldscape_ros.train.image_losses import log_depth_l1
+from worldscape_ros.train.image_depth import ImageDepthFitConfig, fit_image_depth_head, image_absrel, sample_depth
 
 log = logging.getLogger(__name__)
 
@@ -101,31 +97,22 @@ class StartTraces:
         return int(self.features.shape[0])
 
 
-# ---- 2. fit ----------------------------------------------------------------------------------------------------
-@dataclass
-class StartFitConfig:
-    steps: int = 2000
-    batch: int = 32
-    lr: float = 2e-3
-    score_every: int = 250
+# ---- 2. fit (train/image_depth.py) -------------------------------------------------------------------------------
+def start_predict(model: WorldModel, features: torch.Tensor, rgb: torch.Tensor, head: bool) -> torch.Tensor:
+    """A reset's start depth (b, H, W) from its clean-pass features (b, N, D) and image, as live
+    (WorldModel.predict_start_depth); head false: the depth head's alone."""
+    return model.predict_start_depth(features[:, None], rgb if head else None)
 
 
 def start_depth(model: WorldModel, traces: StartTraces, idx: torch.Tensor | slice, head: bool = True
                 ) -> torch.Tensor:
-    """The start depth (b, H, W) a reset gives for the traced starts `idx`, as live (WorldModel.predict_start_depth);
-    head false: the depth head's alone."""
-    rgb = traces.rgb[idx].permute(0, 3, 1, 2).float().div(255) if head else None  # (b, 3, H, W), as reset's video
-    return model.predict_start_depth(traces.features[idx].float()[:, None], rgb)
+    """The start depth (b, H, W) a reset gives for the traced starts `idx`, as live."""
+    return sample_depth(model, traces, idx, start_predict, head)
 
 
-def start_absrel(model: WorldModel, traces: StartTraces, head: bool = True, chunk: int = 128) -> float:
+def start_absrel(model: WorldModel, traces: StartTraces, head: bool = True) -> float:
     """Mean per-frame AbsRel of the start depth over the traces (head false: the depth head's alone)."""
-    errors = []
-    with torch.no_grad():
-        for i in range(0, len(traces), chunk):
-            rows = slice(i, i + chunk)
-            errors.append(frame_absrel(start_depth(model, traces, rows, head), traces.depth[rows]))
-    return float(torch.cat(errors).mean())
+    return image_absrel(model, traces, start_predict, head)
 
 
 def with_start_head(model: WorldModel, config: ModelConfig) -> WorldModel:
@@ -137,45 +124,10 @@ def with_start_head(model: WorldModel, config: ModelConfig) -> WorldModel:
 
 
 def fit_start_depth_head(model: WorldModel, traces: StartTraces, held_out: StartTraces | None, out: Path,
-                         cfg: StartFitConfig, seed: int = 0) -> tuple[Path, dict[str, float]]:
+                         cfg: ImageDepthFitConfig, seed: int = 0) -> tuple[Path, dict[str, float]]:
     """Train `model`'s start depth head alone on traces; save the model as out/final.safetensors; return the path
     and the held-out AbsRel of the start depth before (the depth head's) and after."""
-    head = model.start_depth_head
-    if head is None:
+    if model.start_depth_head is None:
         raise TrainError(f'{model.config.name} has no start depth head to fit (heads.start_depth_channels)')
-    out.mkdir(parents=True, exist_ok=True)
-    model.eval()
-    score = held_out or traces
-    scores = {'start_absrel_before': start_absrel(model, score, head=False)}
-    frozen = {name: p.requires_grad for name, p in model.named_parameters()}
-    model.requires_grad_(False)
-    head.requires_grad_(True)
-    opt = torch.optim.Adam(head.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
-    gen = torch.Generator().manual_seed(seed)
-    t0 = time.perf_counter()
-    try:
-        head.train()
-        for step in range(1, cfg.steps + 1):
-            idx = torch.randint(len(traces), (cfg.batch,), generator=gen)
-            loss = log_depth_l1(start_depth(model, traces, idx), traces.depth[idx])[0].mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            if step % cfg.score_every == 0 or step == cfg.steps:
-                head.eval()
-                log.info('step %d loss %.4f held-out AbsRel %.4f (%.0f s)', step, loss.item(),
-                         start_absrel(model, score), time.perf_counter() - t0)
-                head.train()
-    finally:
-        head.eval()
-        for name, p in model.named_parameters():
-            p.requires_grad_(frozen[name])
-    scores['start_absrel_after'] = start_absrel(model, score)
-    final = out / 'final.safetensors'
-    save_checkpoint(final, model, {'start_depth_head': {'steps': cfg.steps, 'samples': len(traces), **scores}})
-    with atomic_path(out / 'fit.json') as tmp:
-        tmp.write_text(json.dumps({'config': cfg.__dict__, 'samples': len(traces), 'shards': traces.shards,
-                                   **scores}, indent=2))
-    return final, scores
+    final, scores = fit_image_depth_head(model, 'start_depth_head', start_predict, traces, held_out, out, cfg, seed)
+    return final, {f'start_{k}': v for k, v in scores.items()}
