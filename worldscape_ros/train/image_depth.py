@@ -33,10 +33,17 @@ Predict = Callable[[WorldModel, torch.Tensor, torch.Tensor, bool], torch.Tensor]
 class ImageDepthSamples(Protocol):
     """Traced samples in memory: features (n, N, D) float16, rgb (n, H, W, 3) uint8, depth (n, H, W) float32."""
 
-    features: torch.Tensor
-    rgb: torch.Tensor | None
-    depth: torch.Tensor
-    shards: int
+    @property
+    def features(self) -> torch.Tensor: ...
+
+    @property
+    def rgb(self) -> torch.Tensor | None: ...
+
+    @property
+    def depth(self) -> torch.Tensor: ...
+
+    @property
+    def shards(self) -> int: ...
 
     def __len__(self) -> int: ...
 
