@@ -82,7 +82,7 @@ def test_the_stale_check_ends_with_its_step_given_up_or_not(micro_config, random
     engine, _ = twin_engines(micro_config, randomize)
     with pytest.raises(FrameAbandoned):
         engine.step(NavAction(vx=0.2), stale=StaleAt(1))
-    assert engine._stale is None and engine._undo is None
+    assert engine._stale is None  # the check and what undoes the step are one object (StaleCheck)
     later = StaleAt(0)
     engine.step(NavAction(vx=0.2), stale=later)
     asked = later.calls

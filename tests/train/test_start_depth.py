@@ -14,7 +14,7 @@ from worldscape_ros.model.checkpoint import load_checkpoint
 from worldscape_ros.model.engine import WorldEngine
 from worldscape_ros.model.options import EngineOptions
 from worldscape_ros.model.world_model import WorldModel
-from worldscape_ros.train.image_depth import ImageDepthFitConfig
+from worldscape_ros.train.head_fit import DepthFitConfig
 from worldscape_ros.train.start_depth import (
     StartTraces,
     fit_start_depth_head,
@@ -77,7 +77,7 @@ def test_the_fit_moves_only_the_start_heads_tensors_and_lowers_the_error(traced,
     model = with_start_head(engine.model, _head_config(micro_config))
     fresh = {k: v.clone() for k, v in model.state_dict().items()}
     final, scores = fit_start_depth_head(model, traces, None, tmp_path / 'fit',
-                                         ImageDepthFitConfig(steps=60, batch=4, lr=1e-2, score_every=30))
+                                         DepthFitConfig(steps=60, batch=4, lr=1e-2, score_every=30))
     assert scores['start_absrel_after'] < scores['start_absrel_before']
     loaded, _ = load_checkpoint(final)
     state = loaded.state_dict()

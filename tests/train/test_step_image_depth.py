@@ -13,8 +13,8 @@ from worldscape_ros.model.config import HeadsConfig, SamplerConfig
 from worldscape_ros.model.engine import WorldEngine
 from worldscape_ros.model.options import EngineOptions
 from worldscape_ros.model.world_model import WorldModel
-from worldscape_ros.train.depth_head import DepthTraces, trace_depth, with_new_head
-from worldscape_ros.train.image_depth import ImageDepthFitConfig, fit_image_depth_head, image_absrel, step_depth
+from worldscape_ros.train.depth_head import DepthTraces, step_image_depth, trace_depth
+from worldscape_ros.train.head_fit import DepthFitConfig, fit_depth_head, samples_absrel, with_new_head
 
 HEAD = 'step_image_depth_head'
 
@@ -69,9 +69,9 @@ def test_the_fit_moves_only_the_image_heads_tensors_and_lowers_the_error(traced,
     engine, folder = traced
     traces = DepthTraces([folder], rgb=True)
     model = with_new_head(engine.model, with_image_head(one_pass), HEAD)
-    before = image_absrel(model, traces, step_depth, head=False)
-    final, scores = fit_image_depth_head(model, HEAD, step_depth, traces, None, tmp_path / 'fit',
-                                         ImageDepthFitConfig(steps=60, batch=8, lr=1e-2))
+    before = samples_absrel(model, traces, step_image_depth, head=False)
+    final, scores = fit_depth_head(model, HEAD, step_image_depth, traces, None, tmp_path / 'fit',
+                                   DepthFitConfig(steps=60, batch=8, lr=1e-2))
     assert scores['absrel_before'] == pytest.approx(before)
     assert scores['absrel_after'] < scores['absrel_before']
     loaded, _ = load_checkpoint(final)

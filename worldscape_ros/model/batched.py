@@ -176,7 +176,7 @@ class BatchedEngine:
                                           denoising=clean[0] is None)
             video = _compose(lead, [d.chunk for d in done], video)
             if clean[0] is None:  # the depth of denoising passes: the step image depth head reads the output too
-                depth_v = lead._image_depth(torch.cat([c[0] for c in cached]), video, depth_v)
+                depth_v = lead.model.refine_step_depth(torch.cat([c[0] for c in cached]), video, depth_v)
             return [s._emit(d.chunk, d.x0, c[1], video[j], depth_v[j])
                     for j, ((s, _, _), d, c) in enumerate(zip(lanes, done, cached, strict=True))]
 

@@ -25,8 +25,8 @@ Beside it: what flows between the steps (frames.py), one tick of the rolling win
 training's self-rollout runs too), the rays and pose video (conditioning.py), the scene memory's start, render
 and output (guess.py), the KV memory's entries and context (context.py), the caller's
 input checked (inputs.py), what an engine runs with (options.py: EngineOptions) and a session as a value
-(session_state.py; resume.py checks one for this engine, session.py writes it), and a live step given up for a
-newer command before it commits (stale.py).
+(session_state.py; resume.py takes and continues one for this engine, session.py writes it), and a live step
+given up for a newer command before it commits (stale.py).
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -55,16 +54,15 @@ from worldscape_ros.model.kinematics import BaseState, camera_pose, integrate, s
 from worldscape_ros.model.memory import HierarchicalMemory, MemoryEntry
 from worldscape_ros.model.options import EngineOptions
 from worldscape_ros.model.protocol import Action
-from worldscape_ros.model.resume import check_owner, rebuilt
+from worldscape_ros.model.resume import ResumableSession
 from worldscape_ros.model.rolling_window import chunk_x0s, chunks_leaving, renoise, window_inputs
 from worldscape_ros.model.sampler import schedule
 from worldscape_ros.model.scene_memory import IMAGINED, SceneMemory
-from worldscape_ros.model.session_state import SessionState
-from worldscape_ros.model.stale import FrameAbandoned, UndoPoint
+from worldscape_ros.model.stale import FrameAbandoned, StaleCheck
 from worldscape_ros.model.world_model import WorldModel
 
 
-class WorldEngine:
+class WorldEngine(ResumableSession):
     def __init__(self, model: WorldModel, options: EngineOptions | None = None, weights_sha256: str = '') -> None:
         """model: the network, moved to options.device; weights_sha256: its weights' hash, which sessions carry
         (their cached keys mean something only to these weights)."""
@@ -92,8 +90,7 @@ class WorldEngine:
         self._generator = torch.Generator().manual_seed(options.seed)
         self._empty_pose_latent: torch.Tensor | None = None
         self._guess: GeometricGuess | None = None
-        self._stale: Callable[[], bool] | None = None  # a live step's stale check, and what undoes it (stale.py)
-        self._undo: UndoPoint | None = None
+        self._stale: StaleCheck | None = None  # a live step's stale check, and what undoes the step (stale.py)
         # chunks rollout() denoises together (the rolling window); step() always takes one chunk at a time
         self.window = options.window or max(1, self.config.sampler.rolling_window)
 
@@ -173,7 +170,8 @@ class WorldEngine:
         """Generate the next chunk (frames_per_chunk actions and hand keypoints, one per frame). stale: as in
         step (model/stale.py)."""
         kps = self._check_chunk(actions, hand_keypoints)
-        self._stale, self._undo = stale, (self._undo_point() if stale is not None else None)
+        if stale is not None:
+            self._stale = StaleCheck(stale, self.state, self._generator, self._guess, self.grasp)
         try:
             window = [self._enter(actions, kps)]
             while True:
@@ -181,7 +179,7 @@ class WorldEngine:
                 if frames:
                     return frames
         finally:
-            self._stale = self._undo = None
+            self._stale = None
 
     def rollout(self, actions: Sequence[Action], hand_keypoints: Sequence[np.ndarray | None] | None = None,
                 window: int | None = None) -> list[Frame]:
@@ -302,7 +300,7 @@ class WorldEngine:
             video = self._compose(guess, video, chunk.pose_video)
             self._give_up_if_stale()
         if cached is not None:
-            depth_v = self._image_depth(features, video[None], depth_v[None])[0]
+            depth_v = self.model.refine_step_depth(features, video[None], depth_v[None])[0]
         return self._emit(chunk, x0, kv, video, depth_v)
 
     def _decode(self, x0: torch.Tensor, features: torch.Tensor, denoising: bool = False
@@ -313,17 +311,6 @@ class WorldEngine:
         with self._networks():
             video = self.model.codec.decode(x0).float()
         return video, depth.repeat_interleave(self.config.codec.temporal_down, dim=1)
-
-    def _image_depth(self, features: torch.Tensor, video: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
-        """7. a denoising pass's depth (B, Fv, H, W) refined by the step image depth head, when the model has one,
-        from that pass's features (B, F, N, D) and the output frames (B, Fv, 3, H, W) (WorldModel.
-        predict_step_depth)."""
-        head = self.model.step_image_depth_head
-        if head is None:
-            return depth
-        f = features.float().repeat_interleave(self.config.codec.temporal_down, dim=1)  # (B, Fv, N, D)
-        refined = head(f.flatten(0, 1), video.clamp(0, 1).flatten(0, 1), depth.flatten(0, 1))  # (B * Fv, H, W)
-        return refined.unflatten(0, depth.shape[:2])
 
     def _emit(self, chunk: InFlight, x0: torch.Tensor, kv: list[LayerKV], video: torch.Tensor,
               depth_v: torch.Tensor) -> list[Frame]:
@@ -353,21 +340,14 @@ class WorldEngine:
         return frames
 
     # ---- internals -------------------------------------------------------------------------------------
-    def _undo_point(self) -> UndoPoint:
-        held = self.grasp.held
-        return UndoPoint(self.state, self._generator.get_state(), self._guess, self.grasp.closed,
-                         None if held is None else held.motion)
-
     def _give_up_if_stale(self) -> None:
         """Between a live step's stages, before it commits: undo the step and raise FrameAbandoned when the
         caller's `stale` says its command is stale (unless the step's hand grasped or released)."""
-        undo = self._undo
-        if self._stale is None or undo is None or self.grasp.closed != undo.grasp_closed or not self._stale():
+        check = self._stale
+        if check is None or not check.fired():
             return
-        self.state, self._guess = undo.state, undo.guess
-        self._generator.set_state(undo.generator)
-        if self.grasp.held is not None and undo.held_motion is not None:
-            self.grasp.held.motion = undo.held_motion
+        check.undo()
+        self.state, self._guess = check.state, check.guess
         raise FrameAbandoned('a newer command made the frame in flight stale')
 
     def _networks(self) -> AbstractContextManager[Any]:
@@ -462,28 +442,3 @@ class WorldEngine:
     def _remember(self, kv: list[LayerKV], pose: np.ndarray, x0: torch.Tensor) -> None:
         self.memory.append(memory_entry(self._chunk_id, pose, kv, x0))
         self._chunk_id += 1
-
-    # ---- sessions (model/session.py writes them to files) -----------------------------------------------
-    def session_state(self) -> SessionState:
-        """The session as it stands, a snapshot that later steps leave alone (model/session.py saves it)."""
-        if self._reference is None:
-            raise ValueError('reset() the engine with a first frame before taking its session state')
-        return SessionState(
-            config=self.config.name, weights_sha256=self.sha256, seed=self.seed,
-            generator=self._generator.get_state(), frame_index=self._frame_index, chunk_id=self._chunk_id,
-            base=replace(self.state), reference=self._reference.copy(), intrinsics=self.intrinsics.copy(),
-            memory=self.memory.state(), scene={k: v.clone() for k, v in self.scene.state().items()})
-
-    def load_session_state(self, state: SessionState, allow_other_weights: bool = False) -> None:
-        """Continue `state`'s session: the next frames are the ones its engine would have made next, and a later
-        reset reseeds with its seed. Refused (CheckpointError, the engine unchanged) when another config made it
-        or, unless `allow_other_weights`, other weights: its cached keys mean nothing to these."""
-        check_owner(state, self.config.name, self.sha256, allow_other_weights)
-        # built beside the engine first (resume.py): a malformed state changes nothing
-        self.memory, self.scene, self._generator = rebuilt(state, self.config, self.memory.config, self.device)
-        self.options = replace(self.options, seed=int(state.seed))
-        self._frame_index, self._chunk_id = int(state.frame_index), int(state.chunk_id)
-        self.state = replace(state.base)
-        self._reference = np.asarray(state.reference, dtype=np.float64).copy()
-        self.intrinsics = np.asarray(state.intrinsics, dtype=np.float64).copy()
-        self.grasp.reset()  # a loaded session starts with nothing in the hand

@@ -12,12 +12,12 @@ motion. A step whose hand grasped or released moved points between the scene and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 
-import numpy as np
 import torch
 
 from worldscape_ros.model.frames import GeometricGuess
+from worldscape_ros.model.grasp import GraspTracker
 from worldscape_ros.model.kinematics import BaseState
 
 
@@ -25,13 +25,25 @@ class FrameAbandoned(Exception):
     """A step given up because its command went stale; the session is as it was before the step."""
 
 
-@dataclass(frozen=True)
-class UndoPoint:
-    """What a step may change before it commits, as it was when the step began (WorldEngine._give_up_if_stale
-    puts it back)."""
+class StaleCheck:
+    """A live step's stale check, with what the step may change before it commits as it was when the step began:
+    the base state and last guess (which the engine sets back from here), the sampling generator and a carried
+    object's motion (put back in place)."""
 
-    state: BaseState
-    generator: torch.Tensor  # the sampling generator's state
-    guess: GeometricGuess | None
-    grasp_closed: bool  # once the step's hand grasps or releases, points have moved: the step commits
-    held_motion: np.ndarray | None  # (4, 4) of the object in the hand, or None
+    def __init__(self, stale: Callable[[], bool], state: BaseState, generator: torch.Generator,
+                 guess: GeometricGuess | None, grasp: GraspTracker) -> None:
+        self._stale, self._generator, self._grasp = stale, generator, grasp
+        self.state, self.guess = state, guess
+        self._generator_state = generator.get_state()
+        self._closed = grasp.closed  # once the step's hand grasps or releases, points have moved: it commits
+        self._held_motion = None if grasp.held is None else grasp.held.motion  # (4, 4), or None
+
+    def fired(self) -> bool:
+        """The step's command went stale and the step can still be undone."""
+        return self._grasp.closed == self._closed and self._stale()
+
+    def undo(self) -> None:
+        """Put the generator and a carried object's motion back (the caller sets back `state` and `guess`)."""
+        self._generator.set_state(self._generator_state)
+        if self._grasp.held is not None and self._held_motion is not None:
+            self._grasp.held.motion = self._held_motion

@@ -65,13 +65,15 @@ class WorldModel(nn.Module):
             return self.step_depth_head(features)
         return self.depth_head(features)
 
-    def predict_step_depth(self, features: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
-        """A denoising pass's features (B, N, D) of each output frame and that frame (B, 3, H, W) in [0, 1] ->
-        (B, H, W) metres: the step depth head's, refined by the step image depth head when there is one."""
-        depth = self.predict_depth(features[:, None], denoising=True)[:, 0]  # (B, H, W)
-        if self.step_image_depth_head is None:
+    def refine_step_depth(self, features: torch.Tensor, video: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+        """A denoising pass's depth (B, Fv, H, W) refined by the step image depth head, when the model has one, from
+        that pass's features (B, F, N, D) and the output frames (B, Fv, 3, H, W) in [0, 1]."""
+        head = self.step_image_depth_head
+        if head is None:
             return depth
-        return self.step_image_depth_head(features, rgb, depth)
+        f = features.float().repeat_interleave(self.config.codec.temporal_down, dim=1)  # (B, Fv, N, D)
+        refined = head(f.flatten(0, 1), video.clamp(0, 1).flatten(0, 1), depth.flatten(0, 1))  # (B * Fv, H, W)
+        return refined.unflatten(0, depth.shape[:2])
 
     def predict_start_depth(self, features: torch.Tensor, rgb: torch.Tensor | None) -> torch.Tensor:
         """A reset's clean-pass features (B, F, N, D) -> (B, H, W) metres of its start frame (the last latent

@@ -17,11 +17,8 @@ Shards hold float16 features; a fit writes the model with the new head as one ch
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +27,11 @@ import torch
 from worldscape_ros.data.episode import Episode
 from worldscape_ros.errors import TrainError
 from worldscape_ros.fileio import atomic_path
-from worldscape_ros.model.checkpoint import save_checkpoint
 from worldscape_ros.model.config import ModelConfig
 from worldscape_ros.model.engine import WorldEngine
 from worldscape_ros.model.world_model import WorldModel
 from worldscape_ros.train.engine_traces import pending_shards, replay
-from worldscape_ros.train.image_losses import log_depth_l1
+from worldscape_ros.train.head_fit import DepthFitConfig, fit_depth_head, frame_absrel, with_new_head
 
 log = logging.getLogger(__name__)
 
@@ -107,22 +103,7 @@ class DepthTraces:
         return int(self.features.shape[0])
 
 
-# ---- 2. fit ----------------------------------------------------------------------------------------------------
-@dataclass
-class DepthFitConfig:
-    steps: int = 3000
-    batch: int = 64
-    lr: float = 1e-3
-    score_every: int = 500
-
-
-def frame_absrel(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
-    """AbsRel of each frame: pred, true (b, H, W) metres -> (b,), over the true depth finite and in (0, 100] m."""
-    valid = torch.isfinite(true) & (true > 0) & (true <= 100)
-    rel = torch.where(valid, (pred - true).abs() / true.nan_to_num(1.0).clamp_min(1e-6), 0.0)
-    return rel.flatten(1).sum(1) / valid.flatten(1).sum(1).clamp_min(1)
-
-
+# ---- 2. fit (train/head_fit.py) --------------------------------------------------------------------------------
 def absrel(predict: Callable[[torch.Tensor], torch.Tensor], traces: DepthTraces, chunk: int = 256) -> float:
     """Mean per-frame AbsRel of `predict` (features (b, 1, N, D) -> depth (b, 1, H, W)) over the traces."""
     errors = []
@@ -133,18 +114,20 @@ def absrel(predict: Callable[[torch.Tensor], torch.Tensor], traces: DepthTraces,
     return float(torch.cat(errors).mean())
 
 
-def with_new_head(model: WorldModel, config: ModelConfig, head: str) -> WorldModel:
-    """`model`'s weights in a model of `config`, which adds the module `head` (new, untrained) and differs in
-    nothing else that holds weights."""
-    target = WorldModel(config)
-    if getattr(target, head, None) is None:
-        raise TrainError(f'config {config.name!r} has no {head.replace("_", " ")}')
-    missing, unexpected = target.load_state_dict(model.state_dict(), strict=False)
-    other = [k for k in missing if not k.startswith(f'{head}.')] + list(unexpected)
-    if other:
-        raise TrainError(f'config {config.name!r} differs from the checkpoint beyond the {head.replace("_", " ")}: '
-                         f'{other[0]}')
-    return target
+def step_depth(model: WorldModel, features: torch.Tensor, rgb: torch.Tensor | None, head: bool) -> torch.Tensor:
+    """A live step's depth (b, H, W) from its denoising pass's features (b, N, D), as the step depth head reads it
+    (head false: the clean pass's linear head reading the same features)."""
+    return model.predict_depth(features[:, None], denoising=head)[:, 0]
+
+
+def step_image_depth(model: WorldModel, features: torch.Tensor, rgb: torch.Tensor | None, head: bool
+                     ) -> torch.Tensor:
+    """A live step's depth as the engine makes it: the step depth head's, refined from the frame the step output
+    (rgb (b, 3, H, W)) by the step image depth head (head false: unrefined)."""
+    if rgb is None:
+        raise TrainError('these traces hold no output frames for the step image depth head to read')
+    depth = step_depth(model, features, None, True)
+    return model.refine_step_depth(features[:, None], rgb[:, None], depth[:, None])[:, 0] if head else depth
 
 
 def with_step_head(model: WorldModel, config: ModelConfig) -> WorldModel:
@@ -157,38 +140,9 @@ def with_step_head(model: WorldModel, config: ModelConfig) -> WorldModel:
 
 def fit_step_depth_head(model: WorldModel, traces: DepthTraces, held_out: DepthTraces | None, out: Path,
                         cfg: DepthFitConfig, seed: int = 0) -> tuple[Path, dict[str, float]]:
-    """Train `model`'s step depth head on traces; save the model as out/final.safetensors; return the path and
-    the held-out AbsRel of the live steps' depth before (the clean pass's head reading them) and after."""
-    head = model.step_depth_head
-    if head is None:
+    """Train `model`'s step depth head alone on traces; save the model as out/final.safetensors; return the path
+    and the held-out AbsRel of the live steps' depth before (the clean pass's head reading them) and after."""
+    if model.step_depth_head is None:
         raise TrainError(f'{model.config.name} has no step depth head to fit (heads.step_depth_hidden)')
-    assert model.depth_head is not None  # a step depth head needs the depth head (WorldModel)
-    out.mkdir(parents=True, exist_ok=True)
-    score = held_out or traces
-    scores = {'step_absrel_before': absrel(model.depth_head, score)}
-    head.train()
-    opt = torch.optim.Adam(head.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
-    gen = torch.Generator().manual_seed(seed)
-    t0 = time.perf_counter()
-    for step in range(1, cfg.steps + 1):
-        idx = torch.randint(len(traces), (cfg.batch,), generator=gen)
-        pred = head(traces.features[idx].float()[:, None])[:, 0]  # (b, H, W)
-        loss = log_depth_l1(pred, traces.depth[idx])[0].mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % cfg.score_every == 0 or step == cfg.steps:
-            head.eval()
-            log.info('step %d loss %.4f held-out AbsRel %.4f (%.0f s)', step, loss.item(), absrel(head, score),
-                     time.perf_counter() - t0)
-            head.train()
-    head.eval()
-    scores['step_absrel_after'] = absrel(head, score)
-    final = out / 'final.safetensors'
-    save_checkpoint(final, model, {'step_depth_head': {'steps': cfg.steps, 'samples': len(traces), **scores}})
-    with atomic_path(out / 'fit.json') as tmp:
-        tmp.write_text(json.dumps({'config': cfg.__dict__, 'samples': len(traces), 'shards': traces.shards,
-                                   **scores}, indent=2))
-    return final, scores
+    final, scores = fit_depth_head(model, 'step_depth_head', step_depth, traces, held_out, out, cfg, seed)
+    return final, {f'step_{k}': v for k, v in scores.items()}

@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from worldscape_ros.train.refiner_commands import add_trace_arguments, episode_paths, trace_engine
+
+if TYPE_CHECKING:
+    from worldscape_ros.train.head_fit import DepthSamples, Predict
 
 log = logging.getLogger(__name__)
 
@@ -25,21 +30,9 @@ def _trace(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from worldscape_ros.model.checkpoint import open_model
-    from worldscape_ros.model.config import load_config
-    from worldscape_ros.train.depth_head import DepthFitConfig, DepthTraces, fit_step_depth_head, with_step_head
+    from worldscape_ros.train.depth_head import DepthTraces, step_depth
 
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    source, _ = open_model(args.checkpoint)
-    model = with_step_head(source, load_config(args.config))
-    traces = DepthTraces(args.traces)
-    held = DepthTraces(args.held_out) if args.held_out else None
-    cfg = DepthFitConfig(steps=args.steps, batch=args.batch_size, lr=args.lr)
-    final, scores = fit_step_depth_head(model, traces, held, args.out, cfg, args.seed)
-    log.info('%d samples from %d shards; held-out AbsRel before %.4f, after %.4f; wrote %s', len(traces),
-             traces.shards, scores['step_absrel_before'], scores['step_absrel_after'], final)
-    return 0
+    return _fit_head(args, 'step_depth_head', DepthTraces, step_depth)
 
 
 def _start_trace(args: argparse.Namespace) -> int:
@@ -52,40 +45,34 @@ def _start_trace(args: argparse.Namespace) -> int:
 
 
 def _start_fit(args: argparse.Namespace) -> int:
-    from worldscape_ros.model.checkpoint import open_model
-    from worldscape_ros.model.config import load_config
-    from worldscape_ros.train.image_depth import ImageDepthFitConfig
-    from worldscape_ros.train.start_depth import StartTraces, fit_start_depth_head, with_start_head
+    from worldscape_ros.train.start_depth import StartTraces, start_predict
 
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    source, _ = open_model(args.checkpoint)
-    model = with_start_head(source, load_config(args.config))
-    traces = StartTraces(args.traces)
-    held = StartTraces(args.held_out) if args.held_out else None
-    cfg = ImageDepthFitConfig(steps=args.steps, batch=args.batch_size, lr=args.lr)
-    final, scores = fit_start_depth_head(model, traces, held, args.out, cfg, args.seed)
-    log.info('%d starts from %d shards; held-out start AbsRel before %.4f, after %.4f; wrote %s', len(traces),
-             traces.shards, scores['start_absrel_before'], scores['start_absrel_after'], final)
-    return 0
+    return _fit_head(args, 'start_depth_head', StartTraces, start_predict)
 
 
 def _step_image_fit(args: argparse.Namespace) -> int:
+    from worldscape_ros.train.depth_head import DepthTraces, step_image_depth
+
+    return _fit_head(args, 'step_image_depth_head', lambda folders: DepthTraces(folders, rgb=True), step_image_depth)
+
+
+def _fit_head(args: argparse.Namespace, head: str, samples: Callable[[list[Path]], DepthSamples], predict: Predict
+              ) -> int:
+    """Put the checkpoint's weights in a model of --config, which adds `head`; fit that head alone on the traces
+    `samples` reads, as `predict` reads them live (train/head_fit.py)."""
     from worldscape_ros.model.checkpoint import open_model
     from worldscape_ros.model.config import load_config
-    from worldscape_ros.train.depth_head import DepthTraces, with_new_head
-    from worldscape_ros.train.image_depth import ImageDepthFitConfig, fit_image_depth_head, step_depth
+    from worldscape_ros.train.head_fit import DepthFitConfig, fit_depth_head, with_new_head
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     source, _ = open_model(args.checkpoint)
-    model = with_new_head(source, load_config(args.config), 'step_image_depth_head')
-    traces = DepthTraces(args.traces, rgb=True)
-    held = DepthTraces(args.held_out, rgb=True) if args.held_out else None
-    cfg = ImageDepthFitConfig(steps=args.steps, batch=args.batch_size, lr=args.lr)
-    final, scores = fit_image_depth_head(model, 'step_image_depth_head', step_depth, traces, held, args.out, cfg,
-                                         args.seed)
-    log.info('%d steps from %d shards; held-out step AbsRel before %.4f, after %.4f; wrote %s', len(traces),
+    model = with_new_head(source, load_config(args.config), head)
+    traces = samples(args.traces)
+    held = samples(args.held_out) if args.held_out else None
+    cfg = DepthFitConfig(steps=args.steps, batch=args.batch_size, lr=args.lr)
+    final, scores = fit_depth_head(model, head, predict, traces, held, args.out, cfg, args.seed)
+    log.info('%s: %d samples from %d shards; held-out AbsRel before %.4f, after %.4f; wrote %s', head, len(traces),
              traces.shards, scores['absrel_before'], scores['absrel_after'], final)
     return 0
 

@@ -26,9 +26,8 @@ from worldscape_ros.fileio import atomic_path
 from worldscape_ros.model.config import ModelConfig
 from worldscape_ros.model.engine import WorldEngine
 from worldscape_ros.model.world_model import WorldModel
-from worldscape_ros.train.depth_head import with_new_head
 from worldscape_ros.train.engine_traces import pending_shards
-from worldscape_ros.train.image_depth import ImageDepthFitConfig, fit_image_depth_head, image_absrel, sample_depth
+from worldscape_ros.train.head_fit import DepthFitConfig, fit_depth_head, sample_depth, samples_absrel, with_new_head
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +96,8 @@ class StartTraces:
         return int(self.features.shape[0])
 
 
-# ---- 2. fit (train/image_depth.py) -------------------------------------------------------------------------------
-def start_predict(model: WorldModel, features: torch.Tensor, rgb: torch.Tensor, head: bool) -> torch.Tensor:
+# ---- 2. fit (train/head_fit.py) -----------------------------------------------------------------------------------
+def start_predict(model: WorldModel, features: torch.Tensor, rgb: torch.Tensor | None, head: bool) -> torch.Tensor:
     """A reset's start depth (b, H, W) from its clean-pass features (b, N, D) and image, as live
     (WorldModel.predict_start_depth); head false: the depth head's alone."""
     return model.predict_start_depth(features[:, None], rgb if head else None)
@@ -112,7 +111,7 @@ def start_depth(model: WorldModel, traces: StartTraces, idx: torch.Tensor | slic
 
 def start_absrel(model: WorldModel, traces: StartTraces, head: bool = True) -> float:
     """Mean per-frame AbsRel of the start depth over the traces (head false: the depth head's alone)."""
-    return image_absrel(model, traces, start_predict, head)
+    return samples_absrel(model, traces, start_predict, head)
 
 
 def with_start_head(model: WorldModel, config: ModelConfig) -> WorldModel:
@@ -124,10 +123,10 @@ def with_start_head(model: WorldModel, config: ModelConfig) -> WorldModel:
 
 
 def fit_start_depth_head(model: WorldModel, traces: StartTraces, held_out: StartTraces | None, out: Path,
-                         cfg: ImageDepthFitConfig, seed: int = 0) -> tuple[Path, dict[str, float]]:
+                         cfg: DepthFitConfig, seed: int = 0) -> tuple[Path, dict[str, float]]:
     """Train `model`'s start depth head alone on traces; save the model as out/final.safetensors; return the path
     and the held-out AbsRel of the start depth before (the depth head's) and after."""
     if model.start_depth_head is None:
         raise TrainError(f'{model.config.name} has no start depth head to fit (heads.start_depth_channels)')
-    final, scores = fit_image_depth_head(model, 'start_depth_head', start_predict, traces, held_out, out, cfg, seed)
+    final, scores = fit_depth_head(model, 'start_depth_head', start_predict, traces, held_out, out, cfg, seed)
     return final, {f'start_{k}': v for k, v in scores.items()}
