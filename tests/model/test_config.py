@@ -62,3 +62,13 @@ def test_the_memory_section_is_the_memory_config_and_its_new_fields_stay_out_of_
     assert ModelConfig.from_dict(gated.to_dict()) == gated
     with pytest.raises(ConfigError, match='memory.gate_content must be a cosine'):
         ModelConfig.from_dict({**cfg.to_dict(), 'memory': {'gate_content': 2.0}})
+
+
+def test_the_refiners_hand_settings_are_checked_and_saved_only_when_set():
+    cfg = load_config('ws-tiny')
+    assert {'hand_paint', 'show_under_hand'}.isdisjoint(
+        ModelConfig.from_dict({**cfg.to_dict(), 'refiner': {'enabled': True}}).to_dict()['refiner'])
+    drawn = cfg.replace(refiner=cfg.refiner.__class__(enabled=True, hand_paint='silhouette', show_under_hand=True))
+    assert ModelConfig.from_dict(drawn.to_dict()) == drawn
+    with pytest.raises(ConfigError, match="refiner.hand_paint must be one of region, silhouette, got 'mesh'"):
+        cfg.replace(refiner=cfg.refiner.__class__(hand_paint='mesh'))

@@ -367,3 +367,33 @@ def test_the_refiner_reads_the_start_hands_colour_over_where_the_hand_is_now(mic
     plane = x[0, -3:]
     assert torch.allclose(plane[:, dynamic[0]], torch.tensor([200, 150, 120.0])[:, None] / 255)
     assert float(plane[:, ~dynamic[0]].abs().sum()) == 0
+
+
+def test_the_refiner_sees_the_scene_behind_the_hand_to_draw_over_and_the_colour_on_its_silhouette(micro_config,
+                                                                                                   randomize):
+    refiner = dataclasses.replace(micro_config.refiner, hand_colour=True, hand_paint='silhouette',
+                                  show_under_hand=True)
+    cfg = micro_config.replace(refiner=refiner)
+    e = WorldEngine(randomize(WorldModel(cfg), seed=3), EngineOptions(seed=7))
+    kp = np.zeros((21, 3))
+    kp[:, 0] = np.linspace(-0.08, 0.08, 21)
+    kp[:, 1] = np.tile([-0.06, 0.0, 0.06], 7)
+    kp[:, 2] = 0.5
+    img = np.full((cfg.height, cfg.width, 3), 30, np.uint8)
+    img[:, cfg.width // 2:] = 90  # a table of two halves, so the scene behind the hand is not one colour
+    e.reset(img, camera_pose(BaseState(height=cfg.camera_height)), e.intrinsics,
+            np.full((cfg.height, cfg.width), 2.0, np.float32), hand_keypoints=kp)
+    shown: list[tuple[torch.Tensor, torch.Tensor]] = []
+    e.trace = lambda inputs, dynamic: shown.append((inputs, dynamic))
+    moved = kp + np.array([0.06, 0.0, 0.0])
+    e.step(None, moved)  # the hand moved right, off part of where it began
+    x, dynamic = shown[0]
+    region = dynamic[0]
+    render, coverage, trust = x[0, :3], x[0, 3] > 0.5, x[0, 4]
+    behind = region & (trust > 0)  # the scene memory holds these: the hand was never there
+    assert behind.any() and not coverage[region].any()  # shown, yet the refiner's to write
+    expected = torch.from_numpy(img).permute(2, 0, 1).float() / 255
+    assert torch.allclose(render[:, behind], expected[:, behind], atol=1 / 255)
+    sil = torch.from_numpy(hands.hand_silhouette(moved, e.intrinsics, cfg.height, cfg.width))
+    plane = x[0, -3:]
+    assert (plane.abs().sum(0) > 0).eq(sil).all()  # the colour exactly on the silhouette

@@ -9,6 +9,7 @@ from worldscape_ros.model.hands import (
     default_thickness,
     hand_colour,
     hand_region,
+    hand_silhouette,
     keypoint_visibility,
     pose_video,
     project_keypoints,
@@ -172,3 +173,33 @@ def test_the_hand_colour_is_what_the_frame_shows_inside_the_keypoints_and_unknow
     assert np.allclose(hand_colour(rgb, kp, K), np.array([230, 180, 150]) / 255)
     away = kp + np.array([5.0, 0.0, 0.0])  # far to the right of the view
     assert hand_colour(rgb, away, K) is None
+
+
+def test_the_silhouette_holds_every_joint_and_lies_inside_the_hands_region():
+    K = intrinsics_from_fov(W, H, 60.0)
+    kp = open_hand_cam()
+    sil = hand_silhouette(kp, K, H, W)
+    uv = np.floor(project_keypoints(kp, K)).astype(int)
+    assert sil[uv[:, 1], uv[:, 0]].all()
+    assert not (sil & ~hand_region(kp, K, H, W, margin=1.0)).any()  # capsules of a finger's radius: within its width
+    assert sil.sum() < hand_region(kp, K, H, W, margin=0.0).sum()  # the gaps between spread fingers are not hand
+
+
+def test_a_farther_hand_has_a_smaller_silhouette_and_one_behind_the_camera_none():
+    K = intrinsics_from_fov(W, H, 60.0)
+    near, far = hand_silhouette(open_hand_cam(0.4), K, H, W), hand_silhouette(open_hand_cam(0.8), K, H, W)
+    assert 0 < far.sum() < near.sum()
+    behind = open_hand_cam()
+    behind[:, 2] = -0.4
+    assert not hand_silhouette(behind, K, H, W).any()
+    assert not hand_silhouette(open_hand_cam() + np.array([5.0, 0.0, 0.0]), K, H, W).any()  # off the image
+
+
+def test_a_finger_bone_draws_a_band_two_finger_radii_wide():
+    K = intrinsics_from_fov(W, H, 60.0)
+    kp = np.full((NUM_KEYPOINTS, 3), [0.0, 0.0, -1.0])  # all behind the camera: not drawn
+    kp[9:13] = [[-0.06, 0.0, 0.5], [-0.02, 0.0, 0.5], [0.02, 0.0, 0.5], [0.06, 0.0, 0.5]]  # a level middle finger
+    sil = hand_silhouette(kp, K, H, W, finger_radius_m=0.01)
+    column = sil[:, W // 2]
+    width_px = 2 * K[0, 0] * 0.01 / 0.5
+    assert abs(int(column.sum()) - width_px) <= 1.0

@@ -70,3 +70,37 @@ def test_the_fit_lowers_the_loss_resumes_and_ships_a_checkpoint_the_engine_runs(
 def test_an_empty_trace_folder_is_one_clear_error(tmp_path):
     with pytest.raises(TrainError, match='no \\*.trace.npz'):
         Traces([tmp_path])
+
+
+def test_a_fit_with_a_patch_critic_saves_and_resumes_the_critic_too(traced, tmp_path):
+    from safetensors import safe_open
+
+    engine, folder, _ = traced
+    traces = Traces([folder])
+    cfg = FitConfig(steps=4, batch=2, lr=1e-3, save_every=2, log_every=2, crop=(16, 24), adversarial_weight=0.1)
+    out = tmp_path / 'adv'
+    fit_refiner(engine, traces, traces, out, cfg.__class__(**{**cfg.__dict__, 'steps': 2}), RefinerConfig(enabled=True))
+    with safe_open(str(out / 'refiner_state.safetensors'), framework='pt') as f:
+        saved = {k: f.get_tensor(k) for k in f.keys() if k.startswith('critic.')}
+        assert any(k.startswith('critic_optim.') for k in f.keys())
+    fit_refiner(engine, traces, traces, out, cfg, RefinerConfig(enabled=True))  # resumes at step 2
+    header, *rows = (out / 'metrics.csv').read_text().splitlines()
+    assert header.split(',')[-2:] == ['adversarial', 'critic'] and [int(r.split(',')[0]) for r in rows] == [2, 4]
+    with safe_open(str(out / 'refiner_state.safetensors'), framework='pt') as f:
+        assert f.metadata()['step'] == '4'
+        assert any(not torch.equal(saved[k], f.get_tensor(k)) for k in saved)  # the critic trained on
+
+
+def test_the_critic_scores_only_patches_that_hold_pixels_the_refiner_writes():
+    from worldscape_ros.train.patch_critic import PatchCritic, generator_loss
+
+    torch.manual_seed(0)
+    critic = PatchCritic()
+    img, coverage = torch.rand(1, 3, 32, 32), torch.ones(1, 1, 32, 32)
+    focus = torch.zeros(1, 1, 32, 32, dtype=torch.bool)
+    focus[..., :8, :8] = True
+    img.requires_grad_(True)
+    generator_loss(critic, img, coverage, focus).backward()
+    assert img.grad is not None
+    assert float(img.grad[..., 24:, 24:].abs().sum()) == 0  # far from the hole: out of every scored patch
+    assert float(img.grad[..., :8, :8].abs().sum()) > 0

@@ -226,8 +226,11 @@ def _compose(lead: WorldEngine, chunks: list[InFlight], video: torch.Tensor) -> 
     if not rendered:
         return video
     guesses = [c.guess for c in chunks if c.guess is not None]
-    joint = GeometricGuess(**{f.name: torch.cat([getattr(g, f.name) for g in guesses],
-                                                dim=1 if f.name == 'coverage' else 0) for f in fields(GeometricGuess)})
+    def joined(name: str) -> torch.Tensor | None:  # one config: every guess has a part, or none does
+        parts = [getattr(g, name) for g in guesses]
+        return None if parts[0] is None else torch.cat(parts, dim=1 if name == 'coverage' else 0)
+
+    joint = GeometricGuess(**{f.name: joined(f.name) for f in fields(GeometricGuess)})  # type: ignore[arg-type]
     drawn = [chunks[j].pose_video for j in rendered]
     pose_video = None
     if any(d is not None for d in drawn):  # a session without a hand: a blank pose video, as the refiner reads None

@@ -147,6 +147,7 @@ _OPTIONAL_AT_DEFAULT: dict[str, dict[str, Any]] = {
     # the memory's gate, thinning and byte budget, once MemoryConfig's own defaults, joined the model config
     'memory': {'pool_bytes': None, 'gate_distance_m': 0.25, 'gate_angle_deg': 15.0, 'gate_content': 0.9,
                'fps_angle_weight_m': 1.0},
+    'refiner': {'hand_paint': 'region', 'show_under_hand': False},  # the hand's later conditioning, off
 }
 
 
@@ -162,6 +163,7 @@ class SceneConfig:
 
 
 IMAGINED_MODES = ('keep', 'propose', 'hide')
+HAND_PAINTS = ('region', 'silhouette')
 
 
 @dataclass(frozen=True)
@@ -181,6 +183,12 @@ class RefinerConfig:
     # true: the refiner also reads the start hand's colour painted over the hand's region (hands.hand_colour);
     # the keypoints alone say where the hand is, never what it looks like
     hand_colour: bool = False
+    # where that colour is painted: the hand's whole 'region' (its keypoints' hull and margin), or its
+    # 'silhouette' (a capsule per bone at a finger's width, the palm's polygon: hands.hand_silhouette)
+    hand_paint: str = 'region'
+    # true: the static scene the memory renders under the hand's region is shown to the refiner, which then
+    # draws the hand over it instead of over a smooth fill (the region stays the refiner's to write)
+    show_under_hand: bool = False
 
 
 @dataclass(frozen=True)
@@ -256,6 +264,8 @@ class ModelConfig:
 
         need(self.refiner.imagined in IMAGINED_MODES,
              f'refiner.imagined must be one of {", ".join(IMAGINED_MODES)}, got {self.refiner.imagined!r}')
+        need(self.refiner.hand_paint in HAND_PAINTS,
+             f'refiner.hand_paint must be one of {", ".join(HAND_PAINTS)}, got {self.refiner.hand_paint!r}')
         need(self.height > 0 and self.width > 0, f'image size must be positive, got {self.width}x{self.height}')
         down = self.codec.spatial_down
         need(down > 0 and down & (down - 1) == 0, f'codec.spatial_down must be a power of two, got {down}')

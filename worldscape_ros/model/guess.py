@@ -53,19 +53,34 @@ def render_guess(cfg: ModelConfig, scene: SceneMemory, grasp: GraspTracker, pose
     # frame by frame: the hand may grasp or let go between two frames of a chunk
     views = [grasp.look(scene, pose, kp, intrinsics, cfg.height, cfg.width) for pose, kp in zip(poses, kps)]
     renders = [v.render for v in views]
-    hand = torch.stack([torch.zeros(cfg.height, cfg.width, dtype=torch.bool) if kp is None
-                        else torch.from_numpy(hand_region(cfg, kp, intrinsics)) for kp in kps]).to(device)
+    hand = _per_frame(cfg, kps, lambda kp: hand_region(cfg, kp, intrinsics), device)  # (Fv, H, W)
     # the hand's region is left out, except where a held (or just placed) object shows in front of it
-    mask_v = (torch.stack([r.mask for r in renders]) & ~hand) | torch.stack([v.held for v in views])
+    held = torch.stack([v.held for v in views])
+    rendered = torch.stack([r.mask for r in renders])
+    mask_v = (rendered & ~hand) | held
     dynamic = hand | torch.stack([v.moving for v in views])  # never static scene: the hand, a held object
-    rgb = torch.stack([r.rgb for r in renders]) * mask_v[:, None]  # (Fv, 3, H, W)
+    rgb_all = torch.stack([r.rgb for r in renders])  # (Fv, 3, H, W)
+    rgb = rgb_all * mask_v[:, None]
     cov = F.avg_pool2d(mask_v.float()[:, None], cfg.codec.spatial_down)  # (Fv, 1, h, w)
     cov = cov.reshape(1, cfg.chunk_frames, cfg.codec.temporal_down, 1, *cov.shape[-2:]).mean(2)
     depth = torch.stack([r.depth for r in renders]) * mask_v
-    trust = torch.stack([r.trust for r in renders]) * mask_v
+    trust_all = torch.stack([r.trust for r in renders])
+    trust = trust_all * mask_v
     colour = torch.zeros(3) if hand_colour is None else torch.from_numpy(hand_colour).float()
-    painted = hand[:, None].float() * colour[None, :, None, None].to(device)  # (Fv, 3, H, W)
-    return GeometricGuess(cov, depth, mask_v, rgb, trust, dynamic, painted)
+    paint = hand if cfg.refiner.hand_paint == 'region' else _per_frame(
+        cfg, kps, lambda kp: hands.hand_silhouette(kp, intrinsics, cfg.height, cfg.width), device)
+    painted = paint[:, None].float() * colour[None, :, None, None].to(device)  # (Fv, 3, H, W)
+    under = rendered & hand & ~held  # the static scene the memory holds behind the hand
+    under_hand = torch.cat([rgb_all, trust_all[:, None]], 1) * under[:, None] if cfg.refiner.show_under_hand \
+        else None  # (Fv, 4, H, W)
+    return GeometricGuess(cov, depth, mask_v, rgb, trust, dynamic, painted, under_hand)
+
+
+def _per_frame(cfg: ModelConfig, kps: list[np.ndarray | None], mask: Callable[[np.ndarray], np.ndarray],
+               device: torch.device) -> torch.Tensor:
+    """(Fv, H, W) bool: mask(kp) for each frame's keypoints, all False for a frame without a hand."""
+    return torch.stack([torch.zeros(cfg.height, cfg.width, dtype=torch.bool) if kp is None
+                        else torch.from_numpy(mask(kp)) for kp in kps]).to(device)
 
 
 def compose(cfg: ModelConfig, guess: GeometricGuess, imagined: torch.Tensor, pose_video: np.ndarray | None,
@@ -81,6 +96,11 @@ def compose(cfg: ModelConfig, guess: GeometricGuess, imagined: torch.Tensor, pos
         kept = guess.mask if mode == 'keep' else observed  # (Fv, H, W): written as rendered
         shown = observed if mode == 'hide' else guess.mask  # what of the render the refiner sees
         rgb, trust = guess.rgb * shown[:, None], guess.trust * shown
+        if guess.under_hand is not None:  # shown, not kept: the refiner draws the hand over it
+            under = guess.under_hand
+            if mode == 'hide':
+                under = under * (under[:, 3:] >= OBSERVED)
+            rgb, trust = rgb + under[:, :3], trust + under[:, 3]
         colour = guess.hand_colour if cfg.refiner.hand_colour else None
         inputs = torch.stack([refiner_inputs(rgb[i], kept[i], trust[i], imagined[i],
                                              None if pv is None else pv[i], radius,

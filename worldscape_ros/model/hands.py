@@ -195,3 +195,47 @@ def hand_region(kp_cam: np.ndarray, K: np.ndarray, height: int, width: int, marg
     if grow > 0:
         out = cv2.dilate(out, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
     return out.astype(bool)
+
+
+PALM_JOINTS = (0, 1, 5, 9, 13, 17)  # wrist, thumb CMC and the four MCPs: the palm's outline
+
+
+def hand_silhouette(kp_cam: np.ndarray, K: np.ndarray, height: int, width: int,
+                    finger_radius_m: float = FINGER_WIDTH_M / 2) -> np.ndarray:
+    """Where a hand of these keypoints covers the image: a capsule of a finger's radius along every bone (its
+    pixel radius from the bone's depth) and the palm's polygon grown by that radius -> (H, W) bool. A generic
+    hand's shape, for conditioning: what the hand looks like stays the model's to draw."""
+    import cv2
+
+    kp = validate_keypoints(kp_cam)
+    out: np.ndarray = np.zeros((height, width), bool)
+    front = kp[:, 2] > 1e-3
+    if front.sum() < 2:
+        return out
+    K = np.asarray(K, np.float64)
+    uv = np.clip(np.asarray(project_keypoints(np.where(front[:, None], kp, 1.0), K)), -4 * (width + height),
+                 4 * (width + height))  # (21, 2); rows behind the camera are not used
+    radius = K[0, 0] * finger_radius_m / np.clip(kp[:, 2], 1e-3, None)  # (21,) pixels at each joint's depth
+    bones = [(a, b) for a, b in HAND_BONES if front[a] and front[b]]
+    if bones:
+        a, b = np.array(bones).T
+        r = 0.5 * (radius[a] + radius[b])  # (S,)
+        reach = float(r.max()) + 1.0
+        lo = np.floor(np.minimum(uv[a], uv[b]).min(0) - reach).clip(0).astype(int)
+        hi = np.ceil(np.maximum(uv[a], uv[b]).max(0) + reach).astype(int)
+        u0, v0, u1, v1 = int(lo[0]), int(lo[1]), min(int(hi[0]), width), min(int(hi[1]), height)
+        if u0 < u1 and v0 < v1:
+            vv, uu = np.meshgrid(np.arange(v0, v1) + 0.5, np.arange(u0, u1) + 0.5, indexing='ij')
+            pix = torch.from_numpy(np.stack([uu, vv], -1).reshape(-1, 2))  # (P, 2) pixel centres of the box
+            d2 = _segment_distance2(pix, torch.from_numpy(uv[a]), torch.from_numpy(uv[b]))  # (P, S)
+            inside = (d2 <= torch.from_numpy(r**2)).any(1).numpy()
+            out[v0:v1, u0:u1] = inside.reshape(v1 - v0, u1 - u0)
+    palm = [j for j in PALM_JOINTS if front[j]]
+    if len(palm) >= 3:
+        poly: np.ndarray = np.zeros((height, width), np.uint8)
+        cv2.fillConvexPoly(poly, cv2.convexHull(np.round(uv[palm] - 0.5).astype(np.int32)), 1)
+        grow = int(round(float(np.median(radius[palm]))))
+        if grow > 0:
+            poly = cv2.dilate(poly, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+        out |= poly.astype(bool)
+    return out

@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from worldscape_ros.model.config import RefinerConfig
 from worldscape_ros.model.engine import WorldEngine
 from worldscape_ros.model.refiner import HAND_COLOUR_CHANNELS, IN_CHANNELS, Refiner
 from worldscape_ros.train.engine_traces import pending_shards, replay
+from worldscape_ros.train.patch_critic import PatchCritic, critic_loss, generator_loss
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +123,8 @@ class FitConfig:
     hole_weight: float = 4.0  # extra L1 weight on pixels the render does not cover
     hand_weight: float = 4.0  # extra L1 weight on the hand's region
     gradient_weight: float = 1.0  # image-gradient L1 on holes and hand
+    adversarial_weight: float = 0.0  # > 0: a patch critic judges the holes and the hand (patch_critic.py)
+    critic_lr: float = 2e-4
     save_every: int = 200
     log_every: int = 50
     seed: int = 0
@@ -142,49 +146,81 @@ def refiner_loss(pred: torch.Tensor, target: torch.Tensor, inputs: torch.Tensor,
     return {'loss': l1 + cfg.gradient_weight * grad, 'l1': l1, 'gradient': grad}
 
 
-def _save(out: Path, step: int, refiner: Refiner, opt: torch.optim.Optimizer) -> None:
-    tensors = {f'model.{k}': v.detach().contiguous() for k, v in refiner.state_dict().items()}
-    names = {id(p): n for n, p in refiner.named_parameters()}
-    for group in opt.param_groups:
-        for p in group['params']:
-            st = opt.state.get(p, {})
-            for key in ('exp_avg', 'exp_avg_sq'):
-                if key in st:
-                    tensors[f'optim.{names[id(p)]}.{key}'] = st[key].contiguous()
-            if 'step' in st:
-                tensors[f'optim.{names[id(p)]}.step'] = torch.as_tensor(st['step']).reshape(1).float()
+Parts = Mapping[str, tuple[torch.nn.Module, torch.optim.Optimizer]]  # each trained part and its optimiser
+
+
+def _optim_prefix(name: str) -> str:
+    return 'optim' if name == 'model' else f'{name}_optim'  # the refiner's keys as the first fits saved them
+
+
+def _save(out: Path, step: int, parts: Parts) -> None:
+    """Each part's weights and Adam state, under its name, in one safetensors file written atomically."""
+    tensors: dict[str, torch.Tensor] = {}
+    for part, (module, opt) in parts.items():
+        tensors.update({f'{part}.{k}': v.detach().contiguous() for k, v in module.state_dict().items()})
+        names = {id(p): n for n, p in module.named_parameters()}
+        prefix = _optim_prefix(part)
+        for group in opt.param_groups:
+            for p in group['params']:
+                st = opt.state.get(p, {})
+                for key in ('exp_avg', 'exp_avg_sq'):
+                    if key in st:
+                        tensors[f'{prefix}.{names[id(p)]}.{key}'] = st[key].contiguous()
+                if 'step' in st:
+                    tensors[f'{prefix}.{names[id(p)]}.step'] = torch.as_tensor(st['step']).reshape(1).float()
     with atomic_path(out / 'refiner_state.safetensors') as tmp:
         save_file(tensors, str(tmp), metadata={'step': str(step), 'rng': json.dumps(torch.get_rng_state().tolist())})
 
 
-def _load(out: Path, refiner: Refiner, opt: torch.optim.Optimizer) -> int:
+def _load(out: Path, parts: Parts) -> int:
     path = out / 'refiner_state.safetensors'
     if not path.is_file():
         return 0
     with safe_open(str(path), framework='pt') as f:
         meta = f.metadata() or {}
-        refiner.load_state_dict({k[6:]: f.get_tensor(k) for k in f.keys() if k.startswith('model.')})
-        params = dict(refiner.named_parameters())
-        for name, p in params.items():
-            if f'optim.{name}.exp_avg' in f.keys():
-                opt.state[p] = {'exp_avg': f.get_tensor(f'optim.{name}.exp_avg'),
-                                'exp_avg_sq': f.get_tensor(f'optim.{name}.exp_avg_sq'),
-                                'step': f.get_tensor(f'optim.{name}.step').reshape(())}
+        keys = set(f.keys())
+        for part, (module, opt) in parts.items():
+            own = {k[len(part) + 1:]: f.get_tensor(k) for k in keys if k.startswith(f'{part}.')}
+            if not own:  # a part added to a fit saved without it starts afresh
+                log.info('no %s in %s: it starts afresh', part, path)
+                continue
+            module.load_state_dict(own)
+            prefix = _optim_prefix(part)
+            for name, p in module.named_parameters():
+                if f'{prefix}.{name}.exp_avg' in keys:
+                    opt.state[p] = {'exp_avg': f.get_tensor(f'{prefix}.{name}.exp_avg'),
+                                    'exp_avg_sq': f.get_tensor(f'{prefix}.{name}.exp_avg_sq'),
+                                    'step': f.get_tensor(f'{prefix}.{name}.step').reshape(())}
         torch.set_rng_state(torch.tensor(json.loads(meta['rng']), dtype=torch.uint8))
     return int(meta['step'])
 
 
 def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, out: Path, cfg: FitConfig,
-                refiner_cfg: RefinerConfig, max_minutes: float | None = None) -> Path:
-    """Train the refiner (resuming from `out`), then save the engine's model with it as out/final.safetensors."""
+                refiner_cfg: RefinerConfig, max_minutes: float | None = None, warm_start: bool = False) -> Path:
+    """Train the refiner (resuming from `out`), then save the engine's model with it as out/final.safetensors.
+    warm_start: a fit with nothing to resume starts from the checkpoint's own refiner instead of afresh."""
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     refiner = Refiner(refiner_cfg)
+    if warm_start:
+        own = engine.model.refiner
+        if own is None:
+            raise TrainError('--warm-start: the checkpoint has no refiner to start from')
+        try:
+            refiner.load_state_dict(own.state_dict())
+        except RuntimeError as e:
+            raise TrainError(f"--warm-start: the checkpoint's refiner does not fit this config's: {e}") from None
     if traces.inputs.shape[1] != refiner.in_channels:
         raise TrainError(f'traces have {traces.inputs.shape[1]} input channels, this refiner takes '
                          f'{refiner.in_channels} (refiner.hand_colour {refiner_cfg.hand_colour})')
     opt = torch.optim.AdamW(refiner.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    step = _load(out, refiner, opt)
+    parts: dict[str, tuple[torch.nn.Module, torch.optim.Optimizer]] = {'model': (refiner, opt)}
+    critic: PatchCritic | None = None
+    if cfg.adversarial_weight > 0:
+        critic = PatchCritic()
+        critic_opt = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr, betas=(0.5, 0.999))
+        parts['critic'] = (critic, critic_opt)
+    step = _load(out, parts)
     if step:
         log.info('resumed the refiner at step %d', step)
     (out / 'fit.json').write_text(json.dumps({'fit': asdict(cfg), 'refiner': asdict(refiner_cfg),
@@ -193,16 +229,27 @@ def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, ou
     new_file = not metrics.exists()
     t0 = time.perf_counter()
     sums: dict[str, float] = {}
+    extra = ['adversarial', 'critic'] if critic is not None else []
     with open(metrics, 'a', newline='') as fh:
         writer = csv.writer(fh)
         if new_file:
-            writer.writerow(['step', 'loss', 'l1', 'gradient', 'held_out_hole_psnr', 'held_out_fill_psnr', 'wall_s'])
+            writer.writerow(['step', 'loss', 'l1', 'gradient', 'held_out_hole_psnr', 'held_out_fill_psnr', 'wall_s',
+                             'held_out_hole_structure', *extra])
         while step < cfg.steps:
             lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
             for g in opt.param_groups:
                 g['lr'] = lr
             x, y, hand = traces.batch(torch.randint(len(traces), (cfg.batch,)), cfg.crop)
-            losses = refiner_loss(refiner(x), y, x, hand, cfg)
+            pred = refiner(x)
+            losses = refiner_loss(pred, y, x, hand, cfg)
+            if critic is not None:
+                coverage, focus = x[:, 3:4], (x[:, 3:4] < 0.5) | hand[:, None]
+                losses['critic'] = critic_loss(critic, y, pred, coverage, focus)
+                critic_opt.zero_grad(set_to_none=True)
+                losses['critic'].backward()
+                critic_opt.step()
+                losses['adversarial'] = generator_loss(critic, pred, coverage, focus)
+                losses['loss'] = losses['loss'] + cfg.adversarial_weight * losses['adversarial']
             opt.zero_grad(set_to_none=True)
             losses['loss'].backward()
             torch.nn.utils.clip_grad_norm_(refiner.parameters(), 1.0)
@@ -211,17 +258,18 @@ def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, ou
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             if step % cfg.log_every == 0:
-                ho = hole_psnr(refiner, held_out) if held_out is not None else (math.nan, math.nan)
+                ho = hole_psnr(refiner, held_out) if held_out is not None else (math.nan, math.nan, math.nan)
                 n = cfg.log_every
-                writer.writerow([step, sums['loss'] / n, sums['l1'] / n, sums['gradient'] / n, *ho,
-                                 round(time.perf_counter() - t0, 1)])
+                writer.writerow([step, sums['loss'] / n, sums['l1'] / n, sums['gradient'] / n, *ho[:2],
+                                 round(time.perf_counter() - t0, 1), ho[2], *(sums[k] / n for k in extra)])
                 fh.flush()
-                log.info('step %d loss %.4f held-out hole PSNR %.2f (smooth fill %.2f)', step, sums['loss'] / n, *ho)
+                log.info('step %d loss %.4f held-out hole PSNR %.2f (smooth fill %.2f), structure %.3f', step,
+                         sums['loss'] / n, *ho)
                 sums = {}
             if step % cfg.save_every == 0 or step == cfg.steps:
-                _save(out, step, refiner, opt)
+                _save(out, step, parts)
             if max_minutes is not None and time.perf_counter() - t0 > 60 * max_minutes:
-                _save(out, step, refiner, opt)
+                _save(out, step, parts)
                 log.info('stopped at step %d after %.0f min (resumable)', step, max_minutes)
                 break
     model = engine.model.cpu()
@@ -233,18 +281,31 @@ def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, ou
 
 
 @torch.no_grad()
-def hole_psnr(refiner: Refiner, traces: Traces, limit: int = 64) -> tuple[float, float]:
-    """Pooled PSNR over the hole pixels of up to `limit` held-out samples: the refiner's and the smooth fill's."""
+def hole_psnr(refiner: Refiner, traces: Traces, limit: int = 64) -> tuple[float, float, float]:
+    """Over the hole pixels of up to `limit` held-out samples: the refiner's pooled PSNR, the smooth fill's, and
+    the refiner's image-gradient energy there over the truth's (1: as much structure as the scene; a smooth
+    fill falls below)."""
     refiner.eval()
-    se_r, se_f, n = 0.0, 0.0, 0
+    se_r, se_f, n, energy, energy_true = 0.0, 0.0, 0, 0.0, 0.0
     picks = torch.linspace(0, len(traces) - 1, min(limit, len(traces))).round().long()  # spread over all shards
     for i in range(0, len(picks), 32):
         x, y, _ = traces.batch(picks[i:i + 32])
         hole = (x[:, 3] < 0.5)[:, None].expand(-1, 3, -1, -1)
-        se_r += float(((refiner(x) - y) ** 2)[hole].sum())
+        pred = refiner(x)
+        se_r += float(((pred - y) ** 2)[hole].sum())
         se_f += float(((x[:, 5:8] - y) ** 2)[hole].sum())
         n += int(hole.sum())
+        inner = hole[:, :1, 1:, 1:] & hole[:, :1, :-1, 1:] & hole[:, :1, 1:, :-1]  # a hole pixel and its neighbours
+        energy += _gradient_energy(pred, inner)
+        energy_true += _gradient_energy(y, inner)
     refiner.train()
     if not n:
-        return math.nan, math.nan
-    return -10 * math.log10(se_r / n), -10 * math.log10(se_f / n)
+        return math.nan, math.nan, math.nan
+    return -10 * math.log10(se_r / n), -10 * math.log10(se_f / n), energy / max(energy_true, 1e-12)
+
+
+def _gradient_energy(img: torch.Tensor, where: torch.Tensor) -> float:
+    """Summed squared forward differences of the images' luma (B, 3, H, W) at `where` (B, 1, H-1, W-1)."""
+    luma = (img * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(1, keepdim=True)
+    dx, dy = luma[..., 1:, 1:] - luma[..., 1:, :-1], luma[..., 1:, 1:] - luma[..., :-1, 1:]
+    return float(((dx**2 + dy**2) * where).sum())

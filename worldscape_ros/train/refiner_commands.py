@@ -74,9 +74,10 @@ def _fit(args: argparse.Namespace) -> int:
     engine = WorldEngine.from_pretrained(checkpoint=args.checkpoint, config=args.config)
     traces = Traces(args.traces, args.min_coverage)
     held = Traces(args.held_out, args.min_coverage) if args.held_out else None
-    cfg = FitConfig(steps=args.steps, batch=args.batch_size, lr=args.lr, crop=None if args.full_frames else (64, 64))
+    cfg = FitConfig(steps=args.steps, batch=args.batch_size, lr=args.lr, crop=None if args.full_frames else (64, 64),
+                    adversarial_weight=args.adversarial_weight)
     refiner_cfg = replace(engine.config.refiner, enabled=True)  # its size and policy as the config sets them
-    final = fit_refiner(engine, traces, held, args.out, cfg, refiner_cfg, args.max_minutes)
+    final = fit_refiner(engine, traces, held, args.out, cfg, refiner_cfg, args.max_minutes, args.warm_start)
     log.info('%d training samples from %d shards; wrote %s', len(traces), traces.shards, final)
     return 0
 
@@ -97,10 +98,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument('--checkpoint', help='model checkpoint to add the refiner to (default: the shipped one)')
     f.add_argument('--config', help="model config name or YAML (default: the checkpoint's); its refiner section "
                    'sets the refiner fitted')
+    f.add_argument('--warm-start', action='store_true',
+                   help="start from the checkpoint's refiner (else afresh); a saved fit in --out resumes either way")
     f.add_argument('--full-frames', action='store_true', help='train on whole frames instead of 64x64 crops')
     f.add_argument('--steps', type=int, default=4000)
     f.add_argument('--batch-size', type=int, default=16)
     f.add_argument('--lr', type=float, default=1e-3)
+    f.add_argument('--adversarial-weight', type=float, default=0.0,
+                   help='weight of a patch critic\'s loss on the holes and the hand (default 0: none)')
     f.add_argument('--min-coverage', type=float, default=0.25,
                    help='leave out samples whose render covers less of the view (default 0.25)')
     f.add_argument('--max-minutes', type=float, help='stop and save after this much wall time (rerun resumes)')
