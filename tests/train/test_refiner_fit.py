@@ -77,7 +77,8 @@ def test_a_fit_with_a_patch_critic_saves_and_resumes_the_critic_too(traced, tmp_
 
     engine, folder, _ = traced
     traces = Traces([folder])
-    cfg = FitConfig(steps=4, batch=2, lr=1e-3, save_every=2, log_every=2, crop=(16, 24), adversarial_weight=0.1)
+    cfg = FitConfig(steps=4, batch=2, lr=1e-3, save_every=2, log_every=2, crop=(16, 24), adversarial_weight=0.1,
+                    adversarial_region='all')
     out = tmp_path / 'adv'
     fit_refiner(engine, traces, traces, out, cfg.__class__(**{**cfg.__dict__, 'steps': 2}), RefinerConfig(enabled=True))
     with safe_open(str(out / 'refiner_state.safetensors'), framework='pt') as f:
@@ -104,3 +105,29 @@ def test_the_critic_scores_only_patches_that_hold_pixels_the_refiner_writes():
     assert img.grad is not None
     assert float(img.grad[..., 24:, 24:].abs().sum()) == 0  # far from the hole: out of every scored patch
     assert float(img.grad[..., :8, :8].abs().sum()) > 0
+
+
+def test_an_unknown_adversarial_region_is_one_clear_error(traced, tmp_path):
+    engine, folder, _ = traced
+    cfg = FitConfig(steps=1, adversarial_weight=0.1, adversarial_region='sky')
+    with pytest.raises(TrainError, match="adversarial region must be one of hand, all, got 'sky'"):
+        fit_refiner(engine, Traces([folder]), None, tmp_path / 'x', cfg, RefinerConfig(enabled=True))
+    assert not (tmp_path / 'x').exists()
+
+
+def test_a_warm_start_begins_from_the_checkpoints_refiner_and_needs_one(traced, tmp_path, micro_config):
+    engine, folder, _ = traced
+    traces = Traces([folder])
+    cfg = FitConfig(steps=0)
+    with pytest.raises(TrainError, match='the checkpoint has no refiner to start from'):
+        fit_refiner(engine, traces, None, tmp_path / 'cold', cfg, RefinerConfig(enabled=True), warm_start=True)
+    torch.manual_seed(5)
+    own = WorldEngine(WorldModel(micro_config.replace(refiner=RefinerConfig(enabled=True))), EngineOptions(seed=0))
+    for p in own.model.refiner.parameters():
+        torch.nn.init.normal_(p, std=0.1)  # unlike a fresh refiner, whose last layer is zero
+    before = {k: v.clone() for k, v in own.model.refiner.state_dict().items()}
+    final = fit_refiner(own, traces, None, tmp_path / 'warm', cfg, RefinerConfig(enabled=True), warm_start=True)
+    model, _ = load_checkpoint(final)
+    assert model.refiner is not None
+    saved = model.refiner.state_dict()
+    assert saved.keys() == before.keys() and all(torch.equal(saved[k], before[k]) for k in before)

@@ -113,6 +113,9 @@ class Traces:
         return x.float() / 255, y.float() / 255, hand
 
 
+ADVERSARIAL_REGIONS = ('hand', 'all')
+
+
 # ---- 2. fit ----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FitConfig:
@@ -123,7 +126,10 @@ class FitConfig:
     hole_weight: float = 4.0  # extra L1 weight on pixels the render does not cover
     hand_weight: float = 4.0  # extra L1 weight on the hand's region
     gradient_weight: float = 1.0  # image-gradient L1 on holes and hand
-    adversarial_weight: float = 0.0  # > 0: a patch critic judges the holes and the hand (patch_critic.py)
+    adversarial_weight: float = 0.0  # > 0: a patch critic judges the refiner's pixels (patch_critic.py)
+    # where: 'hand' (the hand's region: the keypoints give its shape, so there is little left to guess) or
+    # 'all' (the holes too: measured to draw streaks that grow as imagined strips are committed)
+    adversarial_region: str = 'hand'
     critic_lr: float = 2e-4
     save_every: int = 200
     log_every: int = 50
@@ -199,6 +205,9 @@ def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, ou
                 refiner_cfg: RefinerConfig, max_minutes: float | None = None, warm_start: bool = False) -> Path:
     """Train the refiner (resuming from `out`), then save the engine's model with it as out/final.safetensors.
     warm_start: a fit with nothing to resume starts from the checkpoint's own refiner instead of afresh."""
+    if cfg.adversarial_region not in ADVERSARIAL_REGIONS:
+        raise TrainError(f'adversarial region must be one of {", ".join(ADVERSARIAL_REGIONS)}, '
+                         f'got {cfg.adversarial_region!r}')
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     refiner = Refiner(refiner_cfg)
@@ -243,7 +252,9 @@ def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, ou
             pred = refiner(x)
             losses = refiner_loss(pred, y, x, hand, cfg)
             if critic is not None:
-                coverage, focus = x[:, 3:4], (x[:, 3:4] < 0.5) | hand[:, None]
+                coverage, focus = x[:, 3:4], hand[:, None]
+                if cfg.adversarial_region == 'all':
+                    focus = focus | (coverage < 0.5)
                 losses['critic'] = critic_loss(critic, y, pred, coverage, focus)
                 critic_opt.zero_grad(set_to_none=True)
                 losses['critic'].backward()

@@ -75,7 +75,7 @@ def _fit(args: argparse.Namespace) -> int:
     traces = Traces(args.traces, args.min_coverage)
     held = Traces(args.held_out, args.min_coverage) if args.held_out else None
     cfg = FitConfig(steps=args.steps, batch=args.batch_size, lr=args.lr, crop=None if args.full_frames else (64, 64),
-                    adversarial_weight=args.adversarial_weight)
+                    adversarial_weight=args.adversarial_weight, adversarial_region=args.adversarial_region)
     refiner_cfg = replace(engine.config.refiner, enabled=True)  # its size and policy as the config sets them
     final = fit_refiner(engine, traces, held, args.out, cfg, refiner_cfg, args.max_minutes, args.warm_start)
     log.info('%d training samples from %d shards; wrote %s', len(traces), traces.shards, final)
@@ -105,7 +105,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument('--batch-size', type=int, default=16)
     f.add_argument('--lr', type=float, default=1e-3)
     f.add_argument('--adversarial-weight', type=float, default=0.0,
-                   help='weight of a patch critic\'s loss on the holes and the hand (default 0: none)')
+                   help="weight of a patch critic's loss (default 0: none)")
+    f.add_argument('--adversarial-region', choices=('hand', 'all'), default='hand',
+                   help="the pixels the critic judges: the hand's region (default), or the holes too")
     f.add_argument('--min-coverage', type=float, default=0.25,
                    help='leave out samples whose render covers less of the view (default 0.25)')
     f.add_argument('--max-minutes', type=float, help='stop and save after this much wall time (rerun resumes)')
