@@ -131,3 +131,22 @@ def test_a_warm_start_begins_from_the_checkpoints_refiner_and_needs_one(traced, 
     assert model.refiner is not None
     saved = model.refiner.state_dict()
     assert saved.keys() == before.keys() and all(torch.equal(saved[k], before[k]) for k in before)
+
+
+def test_outside_the_hand_an_anchored_fit_learns_the_anchors_output_not_the_truth(traced, tmp_path, micro_config):
+    import copy
+
+    _, folder, _ = traced
+    traces = Traces([folder])
+    traces.hand[:] = False  # no hand anywhere: the anchor is the whole target
+    torch.manual_seed(5)
+    own = WorldEngine(WorldModel(micro_config.replace(refiner=RefinerConfig(enabled=True))), EngineOptions(seed=0))
+    for p in own.model.refiner.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    anchor = copy.deepcopy(own.model.refiner).eval().requires_grad_(False)
+    cfg = FitConfig(steps=1, batch=4, log_every=1, crop=(16, 24))
+    fit_refiner(own, traces, None, tmp_path / 'a', cfg, RefinerConfig(enabled=True), warm_start=True, anchor=anchor)
+    loss = float((tmp_path / 'a' / 'metrics.csv').read_text().splitlines()[1].split(',')[1])
+    assert loss == 0.0  # the refiner starts as the anchor: nothing to learn
+    fit_refiner(own, traces, None, tmp_path / 'b', cfg, RefinerConfig(enabled=True), warm_start=True)
+    assert float((tmp_path / 'b' / 'metrics.csv').read_text().splitlines()[1].split(',')[1]) > 0  # the truth

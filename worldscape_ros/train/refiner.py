@@ -202,9 +202,12 @@ def _load(out: Path, parts: Parts) -> int:
 
 
 def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, out: Path, cfg: FitConfig,
-                refiner_cfg: RefinerConfig, max_minutes: float | None = None, warm_start: bool = False) -> Path:
+                refiner_cfg: RefinerConfig, max_minutes: float | None = None, warm_start: bool = False,
+                anchor: Refiner | None = None) -> Path:
     """Train the refiner (resuming from `out`), then save the engine's model with it as out/final.safetensors.
-    warm_start: a fit with nothing to resume starts from the checkpoint's own refiner instead of afresh."""
+    warm_start: a fit with nothing to resume starts from the checkpoint's own refiner instead of afresh.
+    anchor: a frozen refiner whose output is the target outside the hand's region (the truth stays the target
+    inside it), so a fit for the hand keeps what another refiner does everywhere else."""
     if cfg.adversarial_region not in ADVERSARIAL_REGIONS:
         raise TrainError(f'adversarial region must be one of {", ".join(ADVERSARIAL_REGIONS)}, '
                          f'got {cfg.adversarial_region!r}')
@@ -250,6 +253,9 @@ def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, ou
                 g['lr'] = lr
             x, y, hand = traces.batch(torch.randint(len(traces), (cfg.batch,)), cfg.crop)
             pred = refiner(x)
+            if anchor is not None:
+                with torch.no_grad():
+                    y = torch.where(hand[:, None], y, anchor(x))
             losses = refiner_loss(pred, y, x, hand, cfg)
             if critic is not None:
                 coverage, focus = x[:, 3:4], hand[:, None]

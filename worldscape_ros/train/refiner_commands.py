@@ -77,7 +77,14 @@ def _fit(args: argparse.Namespace) -> int:
     cfg = FitConfig(steps=args.steps, batch=args.batch_size, lr=args.lr, crop=None if args.full_frames else (64, 64),
                     adversarial_weight=args.adversarial_weight, adversarial_region=args.adversarial_region)
     refiner_cfg = replace(engine.config.refiner, enabled=True)  # its size and policy as the config sets them
-    final = fit_refiner(engine, traces, held, args.out, cfg, refiner_cfg, args.max_minutes, args.warm_start)
+    anchor = None
+    if args.anchor:
+        anchor = WorldEngine.from_pretrained(checkpoint=args.anchor, config=args.config).model.refiner
+        if anchor is None:
+            raise TrainError(f'--anchor {args.anchor}: that checkpoint has no refiner')
+        anchor = anchor.float().eval().requires_grad_(False)
+    final = fit_refiner(engine, traces, held, args.out, cfg, refiner_cfg, args.max_minutes, args.warm_start,
+                        anchor)
     log.info('%d training samples from %d shards; wrote %s', len(traces), traces.shards, final)
     return 0
 
@@ -100,6 +107,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    'sets the refiner fitted')
     f.add_argument('--warm-start', action='store_true',
                    help="start from the checkpoint's refiner (else afresh); a saved fit in --out resumes either way")
+    f.add_argument('--anchor', help="a checkpoint whose refiner's output is the target outside the hand's region "
+                   '(the truth inside it): a fit for the hand that keeps that refiner elsewhere')
     f.add_argument('--full-frames', action='store_true', help='train on whole frames instead of 64x64 crops')
     f.add_argument('--steps', type=int, default=4000)
     f.add_argument('--batch-size', type=int, default=16)
