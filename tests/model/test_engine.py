@@ -350,7 +350,8 @@ def test_caching_from_the_last_step_saves_the_clean_pass(micro_config, randomize
 
 
 def test_the_refiner_reads_the_start_hands_colour_over_where_the_hand_is_now(micro_config, randomize):
-    cfg = micro_config.replace(refiner=dataclasses.replace(micro_config.refiner, hand_colour=True))
+    cfg = micro_config.replace(refiner=dataclasses.replace(micro_config.refiner, hand_colour=True, hand_paint='region',
+                                                           show_under_hand=False))
     e = WorldEngine(randomize(WorldModel(cfg), seed=3), EngineOptions(seed=7))
     kp = np.zeros((21, 3))
     kp[:, 0] = np.linspace(-0.08, 0.08, 21)
