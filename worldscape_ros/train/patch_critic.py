@@ -19,7 +19,7 @@ CONDITION_CHANNELS = 1  # the render's coverage
 
 class PatchCritic(nn.Module):
     """(B, 3 + 1, H, W) image and coverage -> (B, 1, H/4, W/4) realness logits, one per overlapping patch
-    (receptive field 22 pixels)."""
+    (receptive field 26 pixels)."""
 
     def __init__(self, width: int = 32) -> None:
         super().__init__()
