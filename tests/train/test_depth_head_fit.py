@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from train_clips import forward_poses, make_episode
+from train_clips import write_walk_and_hand
 
-from worldscape_ros.data.episode import read_episode, write_episode
+from worldscape_ros.data.episode import read_episode
 from worldscape_ros.errors import TrainError
 from worldscape_ros.model.checkpoint import load_checkpoint
 from worldscape_ros.model.config import HeadsConfig, SamplerConfig
@@ -29,11 +29,7 @@ def one_pass(micro_config):
 
 @pytest.fixture
 def traced(tmp_path, one_pass):
-    eps = []
-    for seed, hands in ((0, False), (1, True)):
-        ep = make_episode(seed, 6, one_pass.height, one_pass.width, hands=hands)
-        ep.poses = forward_poses(6, step=0.05, yaw=0.1)
-        eps.append(write_episode(tmp_path / 'eps' / f'ep{seed}.episode.npz', ep))
+    eps = write_walk_and_hand(tmp_path / 'eps', 6, one_pass.height, one_pass.width, step=0.05, yaw=0.1)
     torch.manual_seed(0)
     engine = WorldEngine(WorldModel(one_pass), EngineOptions(seed=0))
     n = trace_depth(engine, eps, tmp_path / 'traces', frames=6)

@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 import torch
-from train_clips import forward_poses, make_episode
+from train_clips import forward_poses, write_walk_and_hand
 
-from worldscape_ros.data.episode import write_episode
 from worldscape_ros.errors import TrainError
 from worldscape_ros.model.checkpoint import load_checkpoint
 from worldscape_ros.model.config import RefinerConfig
@@ -18,11 +17,8 @@ from worldscape_ros.train.refiner import FitConfig, Traces, fit_refiner, trace_e
 
 @pytest.fixture
 def traced(tmp_path, micro_config):
-    eps = []
-    for seed, hands in ((0, False), (1, True)):
-        ep = make_episode(seed, 6, micro_config.height, micro_config.width, hands=hands)
-        ep.poses = forward_poses(6, step=0.0, yaw=0.12)  # turning in place: every step reveals a strip
-        eps.append(write_episode(tmp_path / 'eps' / f'ep{seed}.episode.npz', ep))
+    # turning in place: every step reveals a strip
+    eps = write_walk_and_hand(tmp_path / 'eps', 6, micro_config.height, micro_config.width, step=0.0, yaw=0.12)
     torch.manual_seed(0)
     engine = WorldEngine(WorldModel(micro_config.replace(refiner=RefinerConfig())), EngineOptions(seed=0))
     n = trace_episodes(engine, eps, tmp_path / 'traces', frames=6)

@@ -6,9 +6,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from train_clips import forward_poses, make_episode
+from train_clips import write_walk_and_hand
 
-from worldscape_ros.data.episode import read_episode, write_episode
+from worldscape_ros.data.episode import read_episode
 from worldscape_ros.errors import TrainError
 from worldscape_ros.model.checkpoint import load_checkpoint
 from worldscape_ros.model.engine import WorldEngine
@@ -26,11 +26,7 @@ from worldscape_ros.train.start_depth import (
 
 @pytest.fixture
 def traced(tmp_path, micro_config):
-    eps = []
-    for seed, hands in ((0, False), (1, True)):
-        ep = make_episode(seed, 6, micro_config.height, micro_config.width, hands=hands)
-        ep.poses = forward_poses(6, step=0.05, yaw=0.1)
-        eps.append(write_episode(tmp_path / 'eps' / f'ep{seed}.episode.npz', ep))
+    eps = write_walk_and_hand(tmp_path / 'eps', 6, micro_config.height, micro_config.width, step=0.05, yaw=0.1)
     torch.manual_seed(0)
     engine = WorldEngine(WorldModel(micro_config), EngineOptions(seed=0))
     n = trace_starts(engine, eps, tmp_path / 'traces', every=2, frames=6)

@@ -61,6 +61,18 @@ def make_episode(seed: int, frames: int, height: int, width: int, hands: bool = 
                    meta={'kind': 'manip' if hands else 'nav'})
 
 
+def write_walk_and_hand(folder: Path, frames: int, height: int, width: int, step: float = 0.05,
+                        yaw: float = 0.1) -> list[Path]:
+    """Two episodes a trace replays: a walk without a hand (seed 0) and one with a hand (seed 1), both on the
+    cameras forward_poses(frames, step, yaw)."""
+    paths = []
+    for seed, hands in ((0, False), (1, True)):
+        ep = make_episode(seed, frames, height, width, hands=hands)
+        ep.poses = forward_poses(frames, step=step, yaw=yaw)
+        paths.append(write_episode(folder / f'ep{seed}.episode.npz', ep))
+    return paths
+
+
 def write_dataset(root: Path, episodes: int, frames: int, height: int, width: int) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for i in range(episodes):
