@@ -306,3 +306,26 @@ def test_the_engine_draws_a_carried_object_where_the_hand_carries_it():
     err_left = object_position_error(left[0], truth[0], obj, hand)['object_error_px'][1:]
     # a random network draws nothing like the object: only the carried points can be found where the truth is
     assert np.nanmax(err) < 3.0 and not np.nanmin(np.nan_to_num(err_left, nan=np.inf)) < 3.0
+
+
+def test_the_place_a_held_object_left_is_vacated_and_uncovered_and_nothing_is_vacated_without_a_grasp():
+    obj = TABLE.objects[0]
+    scene, parts = table_scene()
+    xyz = scene.xyz
+    unseen = (torch.linalg.norm(xyz[:, :2] - torch.from_numpy(obj.position[:2]).float(), dim=1) < 0.05) & (
+        xyz[:, 2] <= TABLE.table_top + 1e-4)
+    scene.take(unseen)  # the table under the object, which a start frame never sees
+    tracker = GraspTracker()
+    tracker.look(scene, CAMERA, in_camera(hand_holding(obj.position, CLOSED).landmarks_world()), K, H, W)
+    lift = np.array([0.05, 0.1, 0.12])
+    view = tracker.look(scene, CAMERA, in_camera(hand_holding(obj.position + lift, CLOSED).landmarks_world()), K, H, W)
+    hole = view.vacated & ~view.render.mask
+    assert hole.sum() > 10
+    v, u = np.nonzero(hole.numpy())
+    was = in_camera(parts[obj.name].mean(0))
+    assert np.hypot(u.mean() + 0.5 - (K[0, 0] * was[0] / was[2] + K[0, 2]),
+                    v.mean() + 0.5 - (K[1, 1] * was[1] / was[2] + K[1, 2])) < 6.0  # where it stood
+    assert not bool((view.vacated & view.held).any())
+    for step in hand_script('reach', TABLE, 10, seed=SEED):
+        reach = GraspTracker().look(scene, CAMERA, in_camera(step.hand.landmarks_world()), K, H, W)
+        assert not bool(reach.vacated.any())

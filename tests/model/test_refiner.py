@@ -2,7 +2,15 @@ import pytest
 import torch
 
 from worldscape_ros.model.config import RefinerConfig
-from worldscape_ros.model.refiner import IN_CHANNELS, Refiner, edit_region, refiner_inputs, smooth_fill
+from worldscape_ros.model.refiner import (
+    IN_CHANNELS,
+    Refiner,
+    edit_region,
+    hand_weight,
+    refine,
+    refiner_inputs,
+    smooth_fill,
+)
 
 H, W = 32, 48
 
@@ -84,3 +92,58 @@ def test_a_refiner_reading_the_hand_colour_takes_three_channels_more_and_refuses
     assert r(with_colour[None]).shape == (1, 3, H, W)
     with pytest.raises(ValueError, match='input channels'):
         r(x[None])
+
+
+def _random_refiner(seed: int) -> Refiner:
+    torch.manual_seed(seed)
+    r = Refiner(RefinerConfig(enabled=True))
+    for p in r.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    return r
+
+
+class _Counting(torch.nn.Module):
+    def __init__(self, inner: Refiner) -> None:
+        super().__init__()
+        self.inner, self.frames = inner, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.frames += x.shape[0]
+        return self.inner(x)
+
+
+def test_the_hand_weight_is_one_on_the_hand_and_fades_to_zero_over_twice_the_feather():
+    dynamic = torch.zeros(1, H, W, dtype=torch.bool)
+    dynamic[0, 10:14, 20:26] = True
+    w = hand_weight(dynamic, 2)[0, 0]
+    assert float(w.min()) >= 0 and float(w.max()) <= 1
+    assert bool((w[dynamic[0]] == 1).all())
+    assert [round(float(v), 3) for v in w[12, 25:31]] == [1, 0.8, 0.6, 0.4, 0.2, 0]  # a seam of 2 x feather
+    far = torch.ones(H, W, dtype=torch.bool)
+    far[6:18, 16:30] = False
+    assert bool((w[far] == 0).all())
+    assert torch.equal(hand_weight(dynamic, 0), dynamic[:, None].float())
+
+
+def test_frames_without_a_hand_are_formed_by_the_scene_refiner_alone_and_never_run_the_hand_refiner():
+    x = torch.stack([inputs(0)[0], inputs(1)[0]])
+    scene, hand = _random_refiner(0), _Counting(_random_refiner(1))
+    none = torch.zeros(2, H, W, dtype=torch.bool)
+    assert torch.equal(refine(scene, hand, x, none, 2), scene(x))  # type: ignore[arg-type]
+    assert hand.frames == 0
+    assert torch.equal(refine(scene, None, x, none | True, 2), scene(x))
+
+
+def test_the_hand_refiner_writes_the_hand_and_the_scene_refiner_the_rest():
+    x = torch.stack([inputs(0)[0], inputs(1)[0]])
+    scene, hand = _random_refiner(0), _Counting(_random_refiner(1))
+    dynamic = torch.zeros(2, H, W, dtype=torch.bool)
+    dynamic[1, 8:16, 28:40] = True  # a hand over the revealed strip of the second frame only
+    out = refine(scene, hand, x, dynamic, 2)  # type: ignore[arg-type]
+    assert hand.frames == 1
+    s_out, h_out = scene(x), hand.inner(x)
+    assert torch.equal(out[0], s_out[0])
+    assert torch.allclose(out[1][:, dynamic[1]], h_out[1][:, dynamic[1]], atol=1e-6)
+    w = hand_weight(dynamic, 2)[1, 0]
+    assert torch.allclose(out[1][:, w == 0], s_out[1][:, w == 0])
+    assert not torch.allclose(out[1], s_out[1])

@@ -146,3 +146,52 @@ def test_outside_the_hand_an_anchored_fit_learns_the_anchors_output_not_the_trut
     assert loss == 0.0  # the refiner starts as the anchor: nothing to learn
     fit_refiner(own, traces, None, tmp_path / 'b', cfg, RefinerConfig(enabled=True), warm_start=True)
     assert float((tmp_path / 'b' / 'metrics.csv').read_text().splitlines()[1].split(',')[1]) > 0  # the truth
+
+
+def _random_scene_engine(micro_config, seed: int = 5) -> WorldEngine:
+    torch.manual_seed(seed)
+    own = WorldEngine(WorldModel(micro_config.replace(refiner=RefinerConfig(enabled=True))), EngineOptions(seed=0))
+    for p in own.model.refiner.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    return own
+
+
+def test_a_hand_fit_trains_the_hand_refiner_and_ships_the_scene_refiner_unchanged(traced, tmp_path, micro_config):
+    _, folder, _ = traced
+    own = _random_scene_engine(micro_config)
+    scene = {k: v.clone() for k, v in own.model.refiner.state_dict().items()}
+    cfg = FitConfig(steps=4, batch=4, lr=3e-3, log_every=2, crop=(16, 24))
+    final = fit_refiner(own, Traces([folder]), None, tmp_path / 'h', cfg, RefinerConfig(enabled=True),
+                        warm_start=True, scene=own.model.refiner)
+    model, _ = load_checkpoint(final)
+    assert model.config.refiner.hand_refiner and model.hand_refiner is not None and model.refiner is not None
+    assert all(torch.equal(model.refiner.state_dict()[k], v) for k, v in scene.items())
+    hand = model.hand_refiner.state_dict()
+    assert any(not torch.equal(hand[k], v) for k, v in scene.items())  # started from the scene refiner, moved
+
+
+def test_a_hand_refiner_equal_to_the_scene_refiner_changes_no_frame(traced, tmp_path, micro_config):
+    from worldscape_ros.data.episode import read_episode
+    from worldscape_ros.train.engine_traces import replay
+
+    _, folder, _ = traced
+    own = _random_scene_engine(micro_config)
+    final = fit_refiner(own, Traces([folder]), None, tmp_path / 'h', FitConfig(steps=0),
+                        RefinerConfig(enabled=True), warm_start=True, scene=own.model.refiner)
+    both = WorldEngine(load_checkpoint(final)[0], EngineOptions(seed=0))
+    assert both.model.hand_refiner is not None
+    hand_episode = read_episode(sorted(folder.parent.joinpath('eps').glob('*.episode.npz'))[1])
+    alone = replay(own, hand_episode, 4)
+    for a, b in zip(alone, replay(both, hand_episode, 4), strict=True):
+        assert np.abs(a.rgb.astype(int) - b.rgb.astype(int)).max() <= 1  # w * x + (1 - w) * x, rounded
+    for p in both.model.hand_refiner.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    assert any(not np.array_equal(a.rgb, b.rgb) for a, b in zip(alone, replay(both, hand_episode, 4)))
+
+
+def test_a_hand_fit_takes_no_anchor(traced, tmp_path, micro_config):
+    _, folder, _ = traced
+    own = _random_scene_engine(micro_config)
+    with pytest.raises(TrainError, match='needs no anchor'):
+        fit_refiner(own, Traces([folder]), None, tmp_path / 'h', FitConfig(steps=0), RefinerConfig(enabled=True),
+                    anchor=own.model.refiner, scene=own.model.refiner)

@@ -147,7 +147,8 @@ _OPTIONAL_AT_DEFAULT: dict[str, dict[str, Any]] = {
     # the memory's gate, thinning and byte budget, once MemoryConfig's own defaults, joined the model config
     'memory': {'pool_bytes': None, 'gate_distance_m': 0.25, 'gate_angle_deg': 15.0, 'gate_content': 0.9,
                'fps_angle_weight_m': 1.0},
-    'refiner': {'hand_paint': 'region', 'show_under_hand': False},  # the hand's later conditioning, off
+    'refiner': {'hand_paint': 'region', 'show_under_hand': False, 'hand_refiner': False,  # the hand's, later: off
+                'hand_feather': 2},
 }
 
 
@@ -189,6 +190,11 @@ class RefinerConfig:
     # true: the static scene the memory renders under the hand's region is shown to the refiner, which then
     # draws the hand over it instead of over a smooth fill (the region stays the refiner's to write)
     show_under_hand: bool = False
+    # true: a second refiner of the same shape (the hand refiner) writes the hand's dynamic region (the hand and
+    # what it holds), fading into the first's output around it; the first writes the rest of the view, so a
+    # frame without a hand is formed exactly as without it
+    hand_refiner: bool = False
+    hand_feather: int = 2  # the seam: the hand refiner's output fades out over 2 x this many pixels
 
 
 @dataclass(frozen=True)
@@ -266,6 +272,7 @@ class ModelConfig:
              f'refiner.imagined must be one of {", ".join(IMAGINED_MODES)}, got {self.refiner.imagined!r}')
         need(self.refiner.hand_paint in HAND_PAINTS,
              f'refiner.hand_paint must be one of {", ".join(HAND_PAINTS)}, got {self.refiner.hand_paint!r}')
+        need(self.refiner.hand_feather >= 0, f'refiner.hand_feather must be >= 0, got {self.refiner.hand_feather}')
         need(self.height > 0 and self.width > 0, f'image size must be positive, got {self.width}x{self.height}')
         down = self.codec.spatial_down
         need(down > 0 and down & (down - 1) == 0, f'codec.spatial_down must be a power of two, got {down}')

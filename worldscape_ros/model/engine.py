@@ -385,7 +385,8 @@ class WorldEngine(ResumableSession):
 
     def _compose(self, guess: GeometricGuess, imagined: torch.Tensor, pose_video: np.ndarray | None) -> torch.Tensor:
         """7. the output frames (Fv, 3, H, W) of a chunk (or of a batch's frames, joined) (guess.py)."""
-        return compose(self.config, guess, imagined, pose_video, self.model.refiner, self.trace, self.device)
+        return compose(self.config, guess, imagined, pose_video, self.model.refiner, self.model.hand_refiner,
+                       self.trace, self.device)
 
     def _sight(self, poses: list[np.ndarray], kps: list[np.ndarray | None], render: bool, t0: float) -> Sight:
         hand, drawn = None, None

@@ -4,7 +4,7 @@ What a network this size cannot afford to learn, geometry gives: when the finger
 points around the grasp point are the held object; they leave the static scene, ride rigidly with the palm, are
 rendered on top of the static render where the hand carries them, and go back into the scene where the hand
 opens (they stay where they were placed). The hole the object leaves behind is left uncovered, for the refiner
-to fill.
+(the hand refiner, when there is one) to fill.
 
 1. closed or open: the closure is the mean fingertip-to-wrist distance (index to pinky) in palm lengths (wrist
    to middle MCP), which falls monotonically as the fingers curl (synthetic/hand.py: 1.88 open, 1.85 at the
@@ -198,6 +198,9 @@ class GraspView:
     render: SceneRender  # the static scene, the held object z-buffered on top
     held: torch.Tensor  # (H, W) bool: pixels the held object shows in (which the hand's region must not hide)
     moving: torch.Tensor  # (H, W) bool: the held object's footprint, grown: never committed as static scene
+    # (H, W) bool: the place the held object was taken from, where the static render has nothing (the object
+    # left it), grown like `moving`: the hand changed it, so the hand refiner fills it, and the fill is committed
+    vacated: torch.Tensor
 
 
 class GraspTracker:
@@ -269,7 +272,7 @@ class GraspTracker:
             obj = self.placed.render(c2w, K, height, width)
             shows = obj.mask & static.mask & (obj.depth <= static.depth + PLACED_DEPTH_TOL_M)
         else:
-            return GraspView(static, none, none)
+            return GraspView(static, none, none, none)
         if kp_cam is not None:
             shows &= obj.depth < hand_depth(validate_keypoints(kp_cam), np.asarray(K, np.float64), height,
                                             width).to(obj.depth.device)
@@ -277,10 +280,13 @@ class GraspTracker:
                              static.mask | shows, torch.where(shows, obj.trust, static.trust),
                              torch.where(shows, obj.born, static.born))
         if self.held is None:
-            return GraspView(render, shows, none)  # a placed object is static scene again
+            return GraspView(render, shows, none, none)  # a placed object is static scene again
+        left = self.held.points.render(c2w, K, height, width).mask & ~render.mask  # the onset place, now a hole
+        return GraspView(render, shows, self._grown(obj.mask), self._grown(left))
+
+    def _grown(self, mask: torch.Tensor) -> torch.Tensor:
         m = self.config.moving_margin_px
-        moving = F.max_pool2d(obj.mask[None, None].float(), 2 * m + 1, stride=1, padding=m)[0, 0] > 0
-        return GraspView(render, shows, moving)
+        return F.max_pool2d(mask[None, None].float(), 2 * m + 1, stride=1, padding=m)[0, 0] > 0
 
     def _grasp(self, scene: SceneMemory, kp_w: np.ndarray, extra: ScenePoints | None) -> None:
         """Grasp onset: the points of the object at the grasp point leave the scene (and `extra` is searched)."""

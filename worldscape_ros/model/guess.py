@@ -19,11 +19,11 @@ from worldscape_ros.model import hands
 from worldscape_ros.model.config import ModelConfig
 from worldscape_ros.model.frames import GeometricGuess
 from worldscape_ros.model.grasp import GraspTracker
-from worldscape_ros.model.refiner import Refiner, refiner_inputs
+from worldscape_ros.model.refiner import Refiner, refine, refiner_inputs
 from worldscape_ros.model.scene_memory import OBSERVED, SceneMemory
 
-# Called with a chunk's refiner inputs (Fv, in_channels, H, W) and its hand region (Fv, H, W): training traces
-# what the engine shows the refiner.
+# Called with a chunk's refiner inputs (Fv, in_channels, H, W) and the area the hand changes (Fv, H, W): training
+# traces what the engine shows the refiner.
 Trace = Callable[[torch.Tensor, torch.Tensor], None]
 
 
@@ -73,7 +73,8 @@ def render_guess(cfg: ModelConfig, scene: SceneMemory, grasp: GraspTracker, pose
     under = rendered & hand & ~held  # the static scene the memory holds behind the hand
     under_hand = torch.cat([rgb_all, trust_all[:, None]], 1) * under[:, None] if cfg.refiner.show_under_hand \
         else None  # (Fv, 4, H, W)
-    return GeometricGuess(cov, depth, mask_v, rgb, trust, dynamic, painted, under_hand)
+    hand_area = dynamic | torch.stack([v.vacated for v in views])
+    return GeometricGuess(cov, depth, mask_v, rgb, trust, dynamic, painted, under_hand, hand_area)
 
 
 def _per_frame(cfg: ModelConfig, kps: list[np.ndarray | None], mask: Callable[[np.ndarray], np.ndarray],
@@ -84,10 +85,11 @@ def _per_frame(cfg: ModelConfig, kps: list[np.ndarray | None], mask: Callable[[n
 
 
 def compose(cfg: ModelConfig, guess: GeometricGuess, imagined: torch.Tensor, pose_video: np.ndarray | None,
-            refiner: Refiner | None, trace: Trace | None, device: torch.device) -> torch.Tensor:
+            refiner: Refiner | None, hand_refiner: Refiner | None, trace: Trace | None,
+            device: torch.device) -> torch.Tensor:
     """The output frames (Fv, 3, H, W) in [0, 1]: the render where it covers, the refiner's (or, without one,
-    the DiT's) imagination elsewhere. imagined (Fv, 3, H, W): the DiT's decoded frames; pose_video (Fv, H, W, 3)
-    uint8, the hand drawn."""
+    the DiT's) imagination elsewhere, the hand refiner's over the hand when there is one. imagined (Fv, 3, H, W):
+    the DiT's decoded frames; pose_video (Fv, H, W, 3) uint8, the hand drawn."""
     if refiner is not None or trace is not None:
         pv = None if pose_video is None else torch.from_numpy(pose_video).to(device).permute(0, 3, 1, 2) / 255
         radius = cfg.refiner.inpaint_radius
@@ -106,8 +108,9 @@ def compose(cfg: ModelConfig, guess: GeometricGuess, imagined: torch.Tensor, pos
                                              None if pv is None else pv[i], radius,
                                              None if colour is None else colour[i])
                               for i in range(imagined.shape[0])])  # (Fv, in_channels, H, W)
+        area = guess.dynamic if guess.hand_area is None else guess.hand_area
         if trace is not None:
-            trace(inputs, guess.dynamic)
+            trace(inputs, area)
         if refiner is not None:
-            return refiner(inputs).float()
+            return refine(refiner, hand_refiner, inputs, area, cfg.refiner.hand_feather).float()
     return torch.where(guess.mask[:, None], guess.rgb, imagined.clamp(0, 1))

@@ -7,7 +7,9 @@ predicts a residual over a start: a proposed imagined pixel as rendered, else a 
 Telea inpainting), from:
   the render and its coverage and trust, the smooth fill, the DiT's decoded frame (its imagination of the
   whole view), and the hand's pose video (where the hand is now).
-A small U-Net with a dilated bottleneck, so one pass sees across a revealed strip.
+A small U-Net with a dilated bottleneck, so one pass sees across a revealed strip. With `refiner.hand_refiner`, a
+second one writes the hand's dynamic region (`refine`): the scene refiner is then fitted for the static world and
+the hand refiner for the hand, and neither's fit moves the other's pixels.
 
 Its inputs are made by `refiner_inputs`, called by the engine per frame and by training on what the engine
 traced, so both see the same thing.
@@ -108,3 +110,30 @@ class Refiner(nn.Module):
         imagined = (fill + self.out(d1)).clamp(0, 1)
         edit = edit_region(~coverage[:, 0], self.config.edge_band)[:, None]
         return torch.where(edit, imagined, render)
+
+
+def hand_weight(dynamic: torch.Tensor, feather: int) -> torch.Tensor:
+    """(B, H, W) bool dynamic region -> (B, 1, H, W) in [0, 1]: 1 on it, fading linearly to 0 over the
+    2 x `feather` pixels around it (a seam the two refiners' outputs cross smoothly)."""
+    w = dynamic[:, None].float()
+    if feather <= 0:
+        return w
+    k = 2 * feather + 1
+    grown = F.max_pool2d(w, k, stride=1, padding=feather)
+    return F.avg_pool2d(grown, k, stride=1, padding=feather, count_include_pad=False)
+
+
+def refine(refiner: Refiner, hand_refiner: Refiner | None, inputs: torch.Tensor, dynamic: torch.Tensor,
+           feather: int) -> torch.Tensor:
+    """The output (B, 3, H, W) from refiner inputs (B, in_channels, H, W): the scene refiner's, with the hand
+    refiner's over each frame's dynamic region (B, H, W) bool (the hand and what it holds). Frames without one
+    never run the hand refiner."""
+    out = refiner(inputs)
+    if hand_refiner is None:
+        return out
+    rows = dynamic.flatten(1).any(1).nonzero()[:, 0]
+    if not len(rows):
+        return out
+    w = hand_weight(dynamic[rows], feather)
+    blended = w * hand_refiner(inputs[rows]) + (1 - w) * out[rows]
+    return out.index_copy(0, rows, blended)

@@ -50,6 +50,7 @@ class WorldModel(nn.Module):
                                       if config.heads.depth and channels else None)
         self.gaussian_head = GaussianHead(config) if config.heads.gaussians else None
         self.refiner = Refiner(config.refiner) if config.refiner.enabled else None
+        self.hand_refiner = Refiner(config.refiner) if config.refiner.enabled and config.refiner.hand_refiner else None
 
     def num_parameters(self, part: str | None = None) -> int:
         module = self if part is None else getattr(self, part)

@@ -19,8 +19,8 @@ import json
 import logging
 import math
 import time
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,7 @@ from worldscape_ros.fileio import atomic_path
 from worldscape_ros.model.checkpoint import save_checkpoint
 from worldscape_ros.model.config import RefinerConfig
 from worldscape_ros.model.engine import WorldEngine
-from worldscape_ros.model.refiner import HAND_COLOUR_CHANNELS, IN_CHANNELS, Refiner
+from worldscape_ros.model.refiner import HAND_COLOUR_CHANNELS, IN_CHANNELS, Refiner, hand_weight
 from worldscape_ros.train.engine_traces import pending_shards, replay
 from worldscape_ros.train.patch_critic import PatchCritic, critic_loss, generator_loss
 
@@ -203,19 +203,27 @@ def _load(out: Path, parts: Parts) -> int:
 
 def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, out: Path, cfg: FitConfig,
                 refiner_cfg: RefinerConfig, max_minutes: float | None = None, warm_start: bool = False,
-                anchor: Refiner | None = None) -> Path:
+                anchor: Refiner | None = None, scene: Refiner | None = None) -> Path:
     """Train the refiner (resuming from `out`), then save the engine's model with it as out/final.safetensors.
-    warm_start: a fit with nothing to resume starts from the checkpoint's own refiner instead of afresh.
+    warm_start: a fit with nothing to resume starts from the checkpoint's own refiner (of the part fitted; a
+    hand refiner the checkpoint lacks starts from its scene refiner) instead of afresh.
     anchor: a frozen refiner whose output is the target outside the hand's region (the truth stays the target
-    inside it), so a fit for the hand keeps what another refiner does everywhere else."""
+    inside it), so a fit for the hand keeps what another refiner does everywhere else.
+    scene: a frozen scene refiner; the fit is then of the hand refiner (refiner.hand_refiner), trained on the
+    output the two form together (model/refiner.py: refine), and saved beside it."""
     if cfg.adversarial_region not in ADVERSARIAL_REGIONS:
         raise TrainError(f'adversarial region must be one of {", ".join(ADVERSARIAL_REGIONS)}, '
                          f'got {cfg.adversarial_region!r}')
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
+    if scene is not None:
+        if anchor is not None:
+            raise TrainError('a hand refiner is fitted beside a scene refiner, which needs no anchor')
+        refiner_cfg = replace(refiner_cfg, hand_refiner=True)
+        scene = scene.float().eval().requires_grad_(False)
     refiner = Refiner(refiner_cfg)
     if warm_start:
-        own = engine.model.refiner
+        own = engine.model.refiner if scene is None else (engine.model.hand_refiner or engine.model.refiner)
         if own is None:
             raise TrainError('--warm-start: the checkpoint has no refiner to start from')
         try:
@@ -226,6 +234,16 @@ def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, ou
         raise TrainError(f'traces have {traces.inputs.shape[1]} input channels, this refiner takes '
                          f'{refiner.in_channels} (refiner.hand_colour {refiner_cfg.hand_colour})')
     opt = torch.optim.AdamW(refiner.parameters(), lr=cfg.lr, weight_decay=1e-4)
+
+    def form(x: torch.Tensor, hand: torch.Tensor) -> torch.Tensor:
+        """The output trained: the refiner's, or the hand refiner's blended over the frozen scene refiner's."""
+        if scene is None:
+            return refiner(x)
+        with torch.no_grad():
+            under = scene(x)
+        w = hand_weight(hand, refiner_cfg.hand_feather)
+        return w * refiner(x) + (1 - w) * under
+
     parts: dict[str, tuple[torch.nn.Module, torch.optim.Optimizer]] = {'model': (refiner, opt)}
     critic: PatchCritic | None = None
     if cfg.adversarial_weight > 0:
@@ -252,7 +270,7 @@ def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, ou
             for g in opt.param_groups:
                 g['lr'] = lr
             x, y, hand = traces.batch(torch.randint(len(traces), (cfg.batch,)), cfg.crop)
-            pred = refiner(x)
+            pred = form(x, hand)
             if anchor is not None:
                 with torch.no_grad():
                     y = torch.where(hand[:, None], y, anchor(x))
@@ -275,7 +293,7 @@ def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, ou
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             if step % cfg.log_every == 0:
-                ho = hole_psnr(refiner, held_out) if held_out is not None else (math.nan, math.nan, math.nan)
+                ho = hole_psnr(form, held_out) if held_out is not None else (math.nan, math.nan, math.nan)
                 n = cfg.log_every
                 writer.writerow([step, sums['loss'] / n, sums['l1'] / n, sums['gradient'] / n, *ho[:2],
                                  round(time.perf_counter() - t0, 1), ho[2], *(sums[k] / n for k in extra)])
@@ -291,31 +309,34 @@ def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, ou
                 break
     model = engine.model.cpu()
     model.config = model.config.replace(refiner=refiner_cfg)
-    model.refiner = refiner.eval()
+    if scene is None:
+        model.refiner = refiner.eval()
+    else:
+        model.refiner, model.hand_refiner = scene, refiner.eval()
     final = out / 'final.safetensors'
     save_checkpoint(final, model, {'refiner': {'steps': step, 'samples': len(traces)}})
     return final
 
 
 @torch.no_grad()
-def hole_psnr(refiner: Refiner, traces: Traces, limit: int = 64) -> tuple[float, float, float]:
-    """Over the hole pixels of up to `limit` held-out samples: the refiner's pooled PSNR, the smooth fill's, and
-    the refiner's image-gradient energy there over the truth's (1: as much structure as the scene; a smooth
-    fill falls below)."""
-    refiner.eval()
+def hole_psnr(form: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], traces: Traces,
+              limit: int = 64) -> tuple[float, float, float]:
+    """Over the hole pixels of up to `limit` held-out samples: the pooled PSNR of the output `form` makes from
+    inputs and hand region, the smooth fill's, and the output's image-gradient energy there over the truth's
+    (1: as much structure as the scene; a smooth fill falls below). The refiner has no layer that trains
+    differently (GroupNorm, no dropout), so it is scored as it trains."""
     se_r, se_f, n, energy, energy_true = 0.0, 0.0, 0, 0.0, 0.0
     picks = torch.linspace(0, len(traces) - 1, min(limit, len(traces))).round().long()  # spread over all shards
     for i in range(0, len(picks), 32):
-        x, y, _ = traces.batch(picks[i:i + 32])
+        x, y, hand = traces.batch(picks[i:i + 32])
         hole = (x[:, 3] < 0.5)[:, None].expand(-1, 3, -1, -1)
-        pred = refiner(x)
+        pred = form(x, hand)
         se_r += float(((pred - y) ** 2)[hole].sum())
         se_f += float(((x[:, 5:8] - y) ** 2)[hole].sum())
         n += int(hole.sum())
         inner = hole[:, :1, 1:, 1:] & hole[:, :1, :-1, 1:] & hole[:, :1, 1:, :-1]  # a hole pixel and its neighbours
         energy += _gradient_energy(pred, inner)
         energy_true += _gradient_energy(y, inner)
-    refiner.train()
     if not n:
         return math.nan, math.nan, math.nan
     return -10 * math.log10(se_r / n), -10 * math.log10(se_f / n), energy / max(energy_true, 1e-12)

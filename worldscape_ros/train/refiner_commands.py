@@ -83,8 +83,16 @@ def _fit(args: argparse.Namespace) -> int:
         if anchor is None:
             raise TrainError(f'--anchor {args.anchor}: that checkpoint has no refiner')
         anchor = anchor.float().eval().requires_grad_(False)
+    scene = None
+    if args.part == 'hand':
+        source = engine if args.scene_from is None else WorldEngine.from_pretrained(checkpoint=args.scene_from)
+        scene = source.model.refiner
+        if scene is None:
+            raise TrainError(f'--part hand: {args.scene_from or "the checkpoint"} has no scene refiner to fit beside')
+    elif args.scene_from:
+        raise TrainError('--scene-from is for --part hand')
     final = fit_refiner(engine, traces, held, args.out, cfg, refiner_cfg, args.max_minutes, args.warm_start,
-                        anchor)
+                        anchor, scene)
     log.info('%d training samples from %d shards; wrote %s', len(traces), traces.shards, final)
     return 0
 
@@ -106,9 +114,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument('--config', help="model config name or YAML (default: the checkpoint's); its refiner section "
                    'sets the refiner fitted')
     f.add_argument('--warm-start', action='store_true',
-                   help="start from the checkpoint's refiner (else afresh); a saved fit in --out resumes either way")
+                   help="start from the checkpoint's refiner of the part fitted (a hand refiner it lacks: its scene "
+                   "refiner; else afresh); a saved fit in --out resumes either way")
     f.add_argument('--anchor', help="a checkpoint whose refiner's output is the target outside the hand's region "
                    '(the truth inside it): a fit for the hand that keeps that refiner elsewhere')
+    f.add_argument('--part', choices=('scene', 'hand'), default='scene',
+                   help="the refiner fitted: the scene's (default), or the hand's (refiner.hand_refiner), which "
+                   "writes the hand's region over a frozen scene refiner's output")
+    f.add_argument('--scene-from', help="with --part hand: the checkpoint whose refiner is the scene refiner "
+                   "(default: --checkpoint's)")
     f.add_argument('--full-frames', action='store_true', help='train on whole frames instead of 64x64 crops')
     f.add_argument('--steps', type=int, default=4000)
     f.add_argument('--batch-size', type=int, default=16)
