@@ -66,9 +66,15 @@ def test_the_memory_section_is_the_memory_config_and_its_new_fields_stay_out_of_
 
 def test_the_refiners_hand_settings_are_checked_and_saved_only_when_set():
     cfg = load_config('ws-tiny')
-    assert {'hand_paint', 'show_under_hand'}.isdisjoint(
+    later = {'hand_paint', 'show_under_hand', 'hand_refiner', 'hand_feather', 'start_hand', 'start_hand_margin_px'}
+    assert later.isdisjoint(
         ModelConfig.from_dict({**cfg.to_dict(), 'refiner': {'enabled': True}}).to_dict()['refiner'])
-    drawn = cfg.replace(refiner=cfg.refiner.__class__(enabled=True, hand_paint='silhouette', show_under_hand=True))
+    drawn = cfg.replace(refiner=cfg.refiner.__class__(enabled=True, hand_paint='silhouette', show_under_hand=True,
+                                                      hand_refiner=True, start_hand='silhouette'))
     assert ModelConfig.from_dict(drawn.to_dict()) == drawn
     with pytest.raises(ConfigError, match="refiner.hand_paint must be one of region, silhouette, got 'mesh'"):
         cfg.replace(refiner=cfg.refiner.__class__(hand_paint='mesh'))
+    with pytest.raises(ConfigError, match="refiner.start_hand must be one of region, silhouette, got 'hull'"):
+        cfg.replace(refiner=cfg.refiner.__class__(start_hand='hull'))
+    with pytest.raises(ConfigError, match='refiner.hand_feather must be >= 0, got -1'):
+        cfg.replace(refiner=cfg.refiner.__class__(hand_feather=-1))

@@ -335,6 +335,29 @@ def test_the_start_hand_stays_out_of_the_scene_memory(engine):
     assert not render.mask[centre] and render.mask[0, 0]
 
 
+@pytest.mark.parametrize('start_hand', ['region', 'silhouette'])
+def test_the_scene_memory_keeps_the_start_frame_around_the_hand_but_not_the_hand(micro_config, randomize,
+                                                                                   start_hand):
+    refiner = dataclasses.replace(micro_config.refiner, start_hand=start_hand, start_hand_margin_px=1)
+    cfg = micro_config.replace(refiner=refiner)
+    e = WorldEngine(randomize(WorldModel(cfg), seed=3), EngineOptions(seed=7))
+    kp = np.zeros((21, 3))
+    kp[:, 0] = np.linspace(-0.08, 0.08, 21)
+    kp[:, 1] = np.tile([-0.06, 0.0, 0.06], 7)
+    kp[:, 2] = 0.5  # spread over the view: gaps between the bones
+    e.reset(np.full((cfg.height, cfg.width, 3), 60, np.uint8), camera_pose(BaseState(height=cfg.camera_height)),
+            e.intrinsics, np.full((cfg.height, cfg.width), 2.0, np.float32), hand_keypoints=kp)
+    seen = e.scene.render(e._reference, e.intrinsics, cfg.height, cfg.width).mask.numpy()
+    region = hands.hand_region(kp, e.intrinsics, cfg.height, cfg.width, cfg.refiner.hand_margin)
+    grown = hands.hand_silhouette(kp, e.intrinsics, cfg.height, cfg.width, margin_px=1)
+    assert not (seen & grown).any()  # the hand is never static scene
+    assert seen[~region].all()
+    if start_hand == 'region':
+        assert not (seen & region).any()
+    else:
+        assert seen[region & ~grown].all() and (region & ~grown).any()  # the table between the fingers is seen
+
+
 @pytest.mark.parametrize('reuse, passes', [(False, 3), (True, 2)])
 def test_caching_from_the_last_step_saves_the_clean_pass(micro_config, randomize, reuse, passes):
     sampler = micro_config.sampler.__class__(steps=2, cache_from_last_step=reuse)

@@ -185,6 +185,19 @@ def test_the_silhouette_holds_every_joint_and_lies_inside_the_hands_region():
     assert sil.sum() < hand_region(kp, K, H, W, margin=0.0).sum()  # the gaps between spread fingers are not hand
 
 
+def test_a_silhouette_grown_by_a_margin_is_the_silhouette_dilated_by_that_disc():
+    import cv2
+
+    K = intrinsics_from_fov(W, H, 60.0)
+    kp = open_hand_cam()
+    sil = hand_silhouette(kp, K, H, W)
+    assert np.array_equal(hand_silhouette(kp, K, H, W, margin_px=0), sil)
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    grown = hand_silhouette(kp, K, H, W, margin_px=2)
+    assert np.array_equal(grown, cv2.dilate(sil.astype(np.uint8), disc).astype(bool))
+    assert grown.sum() > sil.sum()
+
+
 def test_a_farther_hand_has_a_smaller_silhouette_and_one_behind_the_camera_none():
     K = intrinsics_from_fov(W, H, 60.0)
     near, far = hand_silhouette(open_hand_cam(0.4), K, H, W), hand_silhouette(open_hand_cam(0.8), K, H, W)

@@ -148,7 +148,7 @@ _OPTIONAL_AT_DEFAULT: dict[str, dict[str, Any]] = {
     'memory': {'pool_bytes': None, 'gate_distance_m': 0.25, 'gate_angle_deg': 15.0, 'gate_content': 0.9,
                'fps_angle_weight_m': 1.0},
     'refiner': {'hand_paint': 'region', 'show_under_hand': False, 'hand_refiner': False,  # the hand's, later: off
-                'hand_feather': 2},
+                'hand_feather': 2, 'start_hand': 'region', 'start_hand_margin_px': 3},
 }
 
 
@@ -165,6 +165,7 @@ class SceneConfig:
 
 IMAGINED_MODES = ('keep', 'propose', 'hide')
 HAND_PAINTS = ('region', 'silhouette')
+START_HANDS = ('region', 'silhouette')
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,11 @@ class RefinerConfig:
     # frame without a hand is formed exactly as without it
     hand_refiner: bool = False
     hand_feather: int = 2  # the seam: the hand refiner's output fades out over 2 x this many pixels
+    # What of a session's first frame the scene memory leaves out as the hand: its whole 'region', or its
+    # 'silhouette' (hands.hand_silhouette) grown by start_hand_margin_px, so the table and objects around the
+    # start hand are seen, not imagined, once the hand moves off
+    start_hand: str = 'region'
+    start_hand_margin_px: int = 3
 
 
 @dataclass(frozen=True)
@@ -273,6 +279,10 @@ class ModelConfig:
         need(self.refiner.hand_paint in HAND_PAINTS,
              f'refiner.hand_paint must be one of {", ".join(HAND_PAINTS)}, got {self.refiner.hand_paint!r}')
         need(self.refiner.hand_feather >= 0, f'refiner.hand_feather must be >= 0, got {self.refiner.hand_feather}')
+        need(self.refiner.start_hand in START_HANDS,
+             f'refiner.start_hand must be one of {", ".join(START_HANDS)}, got {self.refiner.start_hand!r}')
+        need(self.refiner.start_hand_margin_px >= 0,
+             f'refiner.start_hand_margin_px must be >= 0, got {self.refiner.start_hand_margin_px}')
         need(self.height > 0 and self.width > 0, f'image size must be positive, got {self.width}x{self.height}')
         down = self.codec.spatial_down
         need(down > 0 and down & (down - 1) == 0, f'codec.spatial_down must be a power of two, got {down}')

@@ -1,7 +1,8 @@
 """The geometric guess: the scene memory started from a session's first frame, rendered into a chunk's cameras
 (step 2 of engine.py), and the output formed from it (step 7).
 
-The scene memory holds everything seen or imagined, the hand's region always left out (the hand moves on). The
+The scene memory holds everything seen or imagined, the hand always left out (the hand moves on): from the
+first frame what `refiner.start_hand` says is the hand, from every later one its whole region. The
 guess renders it into each of the chunk's cameras, frame by frame, with what the hand holds carried along
 (grasp.py); the DiT is conditioned on the render's latent and its coverage per latent pixel. The output keeps
 the render where it covers; the refiner (or, without one, the DiT) writes the rest.
@@ -32,14 +33,21 @@ def hand_region(cfg: ModelConfig, kp: np.ndarray, intrinsics: np.ndarray) -> np.
     return hands.hand_region(kp, intrinsics, cfg.height, cfg.width, cfg.refiner.hand_margin)
 
 
+def start_hand(cfg: ModelConfig, kp: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
+    """(H, W) bool: what of a session's first frame the scene memory leaves out as the hand (refiner.start_hand)."""
+    if cfg.refiner.start_hand == 'region':
+        return hand_region(cfg, kp, intrinsics)
+    return hands.hand_silhouette(kp, intrinsics, cfg.height, cfg.width, margin_px=cfg.refiner.start_hand_margin_px)
+
+
 def start_scene(cfg: ModelConfig, scene: SceneMemory, grasp: GraspTracker, frame: torch.Tensor, depth: torch.Tensor,
                 pose: np.ndarray, intrinsics: np.ndarray, kp: np.ndarray | None) -> None:
     """Start the scene memory afresh from a session's first frame (3, H, W) in [0, 1] and its metric depth
-    (H, W), seen from `pose`: all of it OBSERVED but the region of the hand (kp (21, 3), or None: no hand); a
+    (H, W), seen from `pose`: all of it OBSERVED but the hand (kp (21, 3), or None: no hand; `start_hand`); a
     hand closed at the start holds what is in it."""
     scene.reset()
     grasp.reset()
-    static = None if kp is None else ~torch.from_numpy(hand_region(cfg, kp, intrinsics)).to(frame.device)
+    static = None if kp is None else ~torch.from_numpy(start_hand(cfg, kp, intrinsics)).to(frame.device)
     scene.commit(frame, depth, pose, intrinsics, mask=static, trust=OBSERVED)
     if kp is not None and static is not None:
         grasp.start(scene, frame, depth, pose, intrinsics, kp, ~static)

@@ -201,10 +201,11 @@ PALM_JOINTS = (0, 1, 5, 9, 13, 17)  # wrist, thumb CMC and the four MCPs: the pa
 
 
 def hand_silhouette(kp_cam: np.ndarray, K: np.ndarray, height: int, width: int,
-                    finger_radius_m: float = FINGER_WIDTH_M / 2) -> np.ndarray:
+                    finger_radius_m: float = FINGER_WIDTH_M / 2, margin_px: int = 0) -> np.ndarray:
     """Where a hand of these keypoints covers the image: a capsule of a finger's radius along every bone (its
-    pixel radius from the bone's depth) and the palm's polygon grown by that radius -> (H, W) bool. A generic
-    hand's shape, for conditioning: what the hand looks like stays the model's to draw."""
+    pixel radius from the bone's depth) and the palm's polygon grown by that radius -> (H, W) bool, all of it
+    grown by `margin_px` pixels. A generic hand's shape, for conditioning: what the hand looks like stays the
+    model's to draw."""
     import cv2
 
     kp = validate_keypoints(kp_cam)
@@ -238,4 +239,7 @@ def hand_silhouette(kp_cam: np.ndarray, K: np.ndarray, height: int, width: int,
         if grow > 0:
             poly = cv2.dilate(poly, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
         out |= poly.astype(bool)
+    if margin_px > 0:
+        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin_px + 1, 2 * margin_px + 1))
+        out = cv2.dilate(out.astype(np.uint8), disc).astype(bool)
     return out
