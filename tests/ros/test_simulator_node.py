@@ -545,7 +545,8 @@ def test_console_script_process_publishes_images_to_another_process(tmp_path):
     executor.add_node(node)
     try:
         deadline = time.monotonic() + 60
-        while len(images.msgs) < 3 and time.monotonic() < deadline and proc.poll() is None:
+        # the two subscriptions are matched one after the other: wait for both, not the first
+        while (len(images.msgs) < 3 or not clock.msgs) and time.monotonic() < deadline and proc.poll() is None:
             executor.spin_once(timeout_sec=0.1)
         assert len(images.msgs) >= 3, f'no images from the simulator process; its output:\n{proc.stdout}'
         msg = images.msgs[-1]
