@@ -10,7 +10,7 @@ from worldscape_ros.model.checkpoint import load_checkpoint
 from worldscape_ros.model.config import RefinerConfig
 from worldscape_ros.model.engine import WorldEngine
 from worldscape_ros.model.options import EngineOptions
-from worldscape_ros.model.refiner import IN_CHANNELS
+from worldscape_ros.model.refiner import IN_CHANNELS, Refiner
 from worldscape_ros.model.world_model import WorldModel
 from worldscape_ros.train.refiner import FitConfig, Traces, fit_refiner, trace_episodes
 
@@ -195,3 +195,26 @@ def test_a_hand_fit_takes_no_anchor(traced, tmp_path, micro_config):
     with pytest.raises(TrainError, match='needs no anchor'):
         fit_refiner(own, Traces([folder]), None, tmp_path / 'h', FitConfig(steps=0), RefinerConfig(enabled=True),
                     anchor=own.model.refiner, scene=own.model.refiner)
+
+
+def test_a_scene_fit_beside_a_hand_refiner_learns_nothing_where_the_hand_refiner_writes(traced, tmp_path,
+                                                                                         micro_config):
+    _, folder, _ = traced
+    torch.manual_seed(5)
+    cfg = micro_config.replace(refiner=RefinerConfig(enabled=True, hand_refiner=True))
+    both = WorldEngine(WorldModel(cfg), EngineOptions(seed=0))
+    for p in both.model.hand_refiner.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    hand = {k: v.clone() for k, v in both.model.hand_refiner.state_dict().items()}
+    traces = Traces([folder])
+    traces.hand[:] = True  # the hand refiner writes every pixel: the scene refiner's output never shows
+    fit = FitConfig(steps=3, batch=4, log_every=1, crop=None)
+    model, _ = load_checkpoint(fit_refiner(both, traces, None, tmp_path / 's', fit, cfg.refiner))
+    assert all(torch.equal(model.hand_refiner.state_dict()[k], v) for k, v in hand.items())
+    torch.manual_seed(fit.seed)
+    start = Refiner(cfg.refiner).state_dict()  # the fit's fresh start
+    moved = max(float((model.refiner.state_dict()[k] - v).abs().max()) for k, v in start.items())
+    assert moved < 1e-5  # weight decay alone
+    traces.hand[:] = False  # and where it does not write, the scene refiner learns
+    model, _ = load_checkpoint(fit_refiner(both, traces, None, tmp_path / 't', fit, cfg.refiner))
+    assert max(float((model.refiner.state_dict()[k] - v).abs().max()) for k, v in start.items()) > 1e-3

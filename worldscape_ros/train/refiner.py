@@ -210,7 +210,8 @@ def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, ou
     anchor: a frozen refiner whose output is the target outside the hand's region (the truth stays the target
     inside it), so a fit for the hand keeps what another refiner does everywhere else.
     scene: a frozen scene refiner; the fit is then of the hand refiner (refiner.hand_refiner), trained on the
-    output the two form together (model/refiner.py: refine), and saved beside it."""
+    output the two form together (model/refiner.py: refine), and saved beside it. A fit of the scene refiner of
+    a model with a hand refiner is likewise trained on that output, the hand refiner frozen."""
     if cfg.adversarial_region not in ADVERSARIAL_REGIONS:
         raise TrainError(f'adversarial region must be one of {", ".join(ADVERSARIAL_REGIONS)}, '
                          f'got {cfg.adversarial_region!r}')
@@ -235,14 +236,21 @@ def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, ou
                          f'{refiner.in_channels} (refiner.hand_colour {refiner_cfg.hand_colour})')
     opt = torch.optim.AdamW(refiner.parameters(), lr=cfg.lr, weight_decay=1e-4)
 
+    frozen_hand = engine.model.hand_refiner if scene is None and refiner_cfg.hand_refiner else None
+    if frozen_hand is not None:
+        frozen_hand = frozen_hand.float().eval().requires_grad_(False)
+
     def form(x: torch.Tensor, hand: torch.Tensor) -> torch.Tensor:
-        """The output trained: the refiner's, or the hand refiner's blended over the frozen scene refiner's."""
-        if scene is None:
+        """The output trained, as the engine forms it: the hand refiner's over the hand's area, the scene
+        refiner's elsewhere, one of the two frozen (or the refiner's alone, in a model without a hand refiner)."""
+        if scene is None and frozen_hand is None:
             return refiner(x)
-        with torch.no_grad():
-            under = scene(x)
         w = hand_weight(hand, refiner_cfg.hand_feather)
-        return w * refiner(x) + (1 - w) * under
+        with torch.no_grad():
+            fixed = (scene if scene is not None else frozen_hand)(x)  # type: ignore[misc]
+        if scene is not None:
+            return w * refiner(x) + (1 - w) * fixed
+        return w * fixed + (1 - w) * refiner(x)
 
     parts: dict[str, tuple[torch.nn.Module, torch.optim.Optimizer]] = {'model': (refiner, opt)}
     critic: PatchCritic | None = None
