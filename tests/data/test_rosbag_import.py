@@ -396,11 +396,29 @@ def test_a_worldscape_rollout_bag_imports_with_the_engines_poses_and_intrinsics(
     assert got.meta['has_depth'] and np.isfinite(got.depth).mean() > 0.9
 
 
+def wait_for_subscriber(topic: str, domain_id: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Until the graph shows a subscription to `topic` (the process `proc` starting up, slowly on a loaded host)."""
+    import rclpy
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain_id)
+    probe = rclpy.create_node('subscriber_probe', context=context)
+    try:
+        deadline = time.monotonic() + timeout
+        while probe.count_subscribers(topic) < 1:
+            assert proc.poll() is None and time.monotonic() < deadline, f'no subscriber to {topic} came up'
+            time.sleep(0.1)
+    finally:
+        probe.destroy_node()
+        context.try_shutdown()
+
+
 @pytest.mark.slow
 @pytest.mark.ros
 def test_a_recorder_bag_of_the_running_simulator_imports_with_its_poses_and_intrinsics(tmp_path, monkeypatch):
     from worldscape_ros.model.engine import WorldEngine
     from worldscape_ros.model.kinematics import NavAction, state_from_camera_pose
+    from worldscape_ros.ros.recorder_node import IMAGE_TOPIC
     from worldscape_ros.tools.scripts import load_script
 
     monkeypatch.setenv('ROS_DOMAIN_ID', str(100 + os.getpid() % 120))
@@ -417,6 +435,7 @@ def test_a_recorder_bag_of_the_running_simulator_imports_with_its_poses_and_intr
                 'realtime:=false')
     rec = spawn('worldscape_ros.ros.recorder_node', f'out:={live}')
     try:
+        wait_for_subscriber(IMAGE_TOPIC, int(os.environ['ROS_DOMAIN_ID']), rec)  # else its first frames are lost
         teleop = subprocess.run([sys.executable, '-m', 'worldscape_ros.ros.scripted_teleop', '--ros-args', '-p',
                                  f'actions:={actions}', '-p', 'wait:=90.0'], capture_output=True, text=True,
                                 timeout=240)
