@@ -175,6 +175,18 @@ def test_the_hand_colour_is_what_the_frame_shows_inside_the_keypoints_and_unknow
     assert hand_colour(rgb, away, K) is None
 
 
+def test_the_hand_colour_read_over_the_silhouette_leaves_out_what_shows_between_the_fingers():
+    K = intrinsics_from_fov(W, H, 60.0)
+    kp = open_hand_cam()
+    rgb = np.full((H, W, 3), 40, np.uint8)
+    rgb[hand_region(kp, K, H, W, margin=0.0)] = (40, 200, 40)  # a green object between the spread fingers
+    rgb[hand_silhouette(kp, K, H, W)] = (230, 180, 150)
+    skin = np.array([230, 180, 150]) / 255
+    assert np.allclose(hand_colour(rgb, kp, K, where='silhouette'), skin)
+    with pytest.raises(ValueError, match="the hand colour is read over one of hull, silhouette, got 'palm'"):
+        hand_colour(rgb, kp, K, where='palm')
+
+
 def test_the_silhouette_holds_every_joint_and_lies_inside_the_hands_region():
     K = intrinsics_from_fov(W, H, 60.0)
     kp = open_hand_cam()

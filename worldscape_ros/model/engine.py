@@ -150,7 +150,9 @@ class WorldEngine(ResumableSession):
         d = torch.from_numpy(depth.astype(np.float32)).to(self.device) if depth is not None else pred_depth[0]
         self._remember(kv, poses[-1], x0)
         start_scene(cfg, self.scene, self.grasp, video[0, -1].float(), d, self._reference, self.intrinsics, kp)
-        self._hand_colour = None if kp is None else hands.hand_colour(rgb, kp, self.intrinsics)
+        # read where it is painted: the silhouette holds less of what the hand holds or stands over than the hull
+        where = 'silhouette' if cfg.refiner.hand_paint == 'silhouette' else 'hull'
+        self._hand_colour = None if kp is None else hands.hand_colour(rgb, kp, self.intrinsics, where)
         latency = 1e3 * (time.perf_counter() - t0)
         return Frame(rgb=rgb.copy(), depth=d.cpu().numpy().astype(np.float32), pose=self._reference.copy(),
                      index=0, latency_ms=latency)

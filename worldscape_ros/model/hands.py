@@ -165,12 +165,17 @@ FINGER_WIDTH_M = 0.02  # a finger's width, for the hand's image footprint
 MIN_HAND_PIXELS = 8  # fewer pixels of the hand in view: its colour is unknown
 
 
-def hand_colour(rgb: np.ndarray, kp_cam: np.ndarray, K: np.ndarray) -> np.ndarray | None:
+HAND_COLOUR_AREAS = ('hull', 'silhouette')
+
+
+def hand_colour(rgb: np.ndarray, kp_cam: np.ndarray, K: np.ndarray, where: str = 'hull') -> np.ndarray | None:
     """The hand's colour in a frame that shows it: the median RGB in [0, 1] over the convex hull of its projected
-    keypoints (no margin: mostly the hand itself) -> (3,), or None when too little of it is in view.
-    rgb (H, W, 3) uint8."""
+    keypoints (no margin: mostly the hand itself), or over its `silhouette` (less of what the hand holds or
+    stands over) -> (3,), or None when too little of it is in view. rgb (H, W, 3) uint8."""
+    if where not in HAND_COLOUR_AREAS:
+        raise ValueError(f'the hand colour is read over one of {", ".join(HAND_COLOUR_AREAS)}, got {where!r}')
     H, W = rgb.shape[:2]
-    inside = hand_region(kp_cam, K, H, W, margin=0.0)
+    inside = hand_region(kp_cam, K, H, W, margin=0.0) if where == 'hull' else hand_silhouette(kp_cam, K, H, W)
     if inside.sum() < MIN_HAND_PIXELS:
         return None
     return np.median(rgb[inside].astype(np.float32), axis=0) / 255
