@@ -218,3 +218,15 @@ def test_a_scene_fit_beside_a_hand_refiner_learns_nothing_where_the_hand_refiner
     traces.hand[:] = False  # and where it does not write, the scene refiner learns
     model, _ = load_checkpoint(fit_refiner(both, traces, None, tmp_path / 't', fit, cfg.refiner))
     assert max(float((model.refiner.state_dict()[k] - v).abs().max()) for k, v in start.items()) > 1e-3
+
+
+def test_a_hand_fit_on_batches_without_a_hand_leaves_the_hand_refiner_as_it_started(traced, tmp_path, micro_config):
+    _, folder, _ = traced
+    own = _random_scene_engine(micro_config)
+    traces = Traces([folder])
+    traces.hand[:] = False  # nothing the hand refiner writes
+    start = {k: v.clone() for k, v in own.model.refiner.state_dict().items()}
+    final = fit_refiner(own, traces, None, tmp_path / 'h', FitConfig(steps=3, batch=4, log_every=1, crop=(16, 24)),
+                        RefinerConfig(enabled=True), warm_start=True, scene=own.model.refiner)
+    hand = load_checkpoint(final)[0].hand_refiner.state_dict()
+    assert all(torch.equal(hand[k], v) for k, v in start.items())

@@ -38,11 +38,11 @@ class GeometricGuess:
     rgb: torch.Tensor  # (Fv, 3, H, W) the render, 0 where uncovered
     trust: torch.Tensor  # (Fv, H, W) scene_memory.OBSERVED / IMAGINED, 0 where uncovered
     dynamic: torch.Tensor  # (Fv, H, W) bool, the hand's region: never static scene
+    # (Fv, H, W) bool: what the hand changes: `dynamic`, and the holes a held object left (refiner.hand_refiner)
+    hand_area: torch.Tensor
     hand_colour: torch.Tensor  # (Fv, 3, H, W) the start hand's colour over the hand (refiner.hand_paint); 0: unknown
     # (Fv, 4, H, W) the render's RGB and trust under the hand's region, 0 elsewhere (refiner.show_under_hand)
     under_hand: torch.Tensor | None = None
-    # (Fv, H, W) bool: what the hand changes: `dynamic`, and the holes a held object left (refiner.hand_refiner)
-    hand_area: torch.Tensor | None = None
 
 
 @dataclass

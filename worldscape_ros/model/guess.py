@@ -82,7 +82,7 @@ def render_guess(cfg: ModelConfig, scene: SceneMemory, grasp: GraspTracker, pose
     under_hand = torch.cat([rgb_all, trust_all[:, None]], 1) * under[:, None] if cfg.refiner.show_under_hand \
         else None  # (Fv, 4, H, W)
     hand_area = dynamic | torch.stack([v.vacated for v in views])
-    return GeometricGuess(cov, depth, mask_v, rgb, trust, dynamic, painted, under_hand, hand_area)
+    return GeometricGuess(cov, depth, mask_v, rgb, trust, dynamic, hand_area, painted, under_hand)
 
 
 def _per_frame(cfg: ModelConfig, kps: list[np.ndarray | None], mask: Callable[[np.ndarray], np.ndarray],
@@ -116,9 +116,8 @@ def compose(cfg: ModelConfig, guess: GeometricGuess, imagined: torch.Tensor, pos
                                              None if pv is None else pv[i], radius,
                                              None if colour is None else colour[i])
                               for i in range(imagined.shape[0])])  # (Fv, in_channels, H, W)
-        area = guess.dynamic if guess.hand_area is None else guess.hand_area
         if trace is not None:
-            trace(inputs, area)
+            trace(inputs, guess.hand_area)
         if refiner is not None:
-            return refine(refiner, hand_refiner, inputs, area, cfg.refiner.hand_feather).float()
+            return refine(refiner, hand_refiner, inputs, guess.hand_area, cfg.refiner.hand_feather).float()
     return torch.where(guess.mask[:, None], guess.rgb, imagined.clamp(0, 1))

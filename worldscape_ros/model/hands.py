@@ -181,6 +181,16 @@ def hand_colour(rgb: np.ndarray, kp_cam: np.ndarray, K: np.ndarray, where: str =
     return np.median(rgb[inside].astype(np.float32), axis=0) / 255
 
 
+def _grown(mask: np.ndarray, px: int) -> np.ndarray:
+    """(H, W) mask -> (H, W) bool: grown by a disc of `px` pixels' radius."""
+    import cv2
+
+    if px <= 0:
+        return mask.astype(bool)
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * px + 1, 2 * px + 1))
+    return cv2.dilate(mask.astype(np.uint8), disc).astype(bool)
+
+
 def hand_region(kp_cam: np.ndarray, K: np.ndarray, height: int, width: int, margin: float = 1.5) -> np.ndarray:
     """Where the hand is in the image: the convex hull of its projected keypoints (those in front of the camera),
     grown by `margin` finger widths at the hand's depth -> (H, W) bool. The scene memory leaves it out (the hand
@@ -196,10 +206,7 @@ def hand_region(kp_cam: np.ndarray, K: np.ndarray, height: int, width: int, marg
     uv = np.clip(uv, -4 * (width + height), 4 * (width + height))  # far off-image points stay drawable
     hull = cv2.convexHull(np.round(uv - 0.5).astype(np.int32))
     cv2.fillConvexPoly(out, hull, 1)
-    grow = int(np.ceil(margin * K[0, 0] * FINGER_WIDTH_M / float(np.median(kp[front, 2]))))
-    if grow > 0:
-        out = cv2.dilate(out, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
-    return out.astype(bool)
+    return _grown(out, int(np.ceil(margin * K[0, 0] * FINGER_WIDTH_M / float(np.median(kp[front, 2])))))
 
 
 PALM_JOINTS = (0, 1, 5, 9, 13, 17)  # wrist, thumb CMC and the four MCPs: the palm's outline
@@ -240,11 +247,5 @@ def hand_silhouette(kp_cam: np.ndarray, K: np.ndarray, height: int, width: int,
     if len(palm) >= 3:
         poly: np.ndarray = np.zeros((height, width), np.uint8)
         cv2.fillConvexPoly(poly, cv2.convexHull(np.round(uv[palm] - 0.5).astype(np.int32)), 1)
-        grow = int(round(float(np.median(radius[palm]))))
-        if grow > 0:
-            poly = cv2.dilate(poly, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
-        out |= poly.astype(bool)
-    if margin_px > 0:
-        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin_px + 1, 2 * margin_px + 1))
-        out = cv2.dilate(out.astype(np.uint8), disc).astype(bool)
-    return out
+        out |= _grown(poly, int(round(float(np.median(radius[palm])))))
+    return _grown(out, margin_px)

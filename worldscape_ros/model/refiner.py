@@ -123,17 +123,17 @@ def hand_weight(dynamic: torch.Tensor, feather: int) -> torch.Tensor:
     return F.avg_pool2d(grown, k, stride=1, padding=feather, count_include_pad=False)
 
 
-def refine(refiner: Refiner, hand_refiner: Refiner | None, inputs: torch.Tensor, dynamic: torch.Tensor,
+def refine(refiner: Refiner, hand_refiner: Refiner | None, inputs: torch.Tensor, hand_area: torch.Tensor,
            feather: int) -> torch.Tensor:
     """The output (B, 3, H, W) from refiner inputs (B, in_channels, H, W): the scene refiner's, with the hand
-    refiner's over each frame's dynamic region (B, H, W) bool (the hand and what it holds). Frames without one
-    never run the hand refiner."""
+    refiner's over each frame's hand area (B, H, W) bool (the hand, what it holds, the place that held it). Frames
+    without one never run the hand refiner. Training calls it too (train/refiner.py), either refiner frozen."""
     out = refiner(inputs)
     if hand_refiner is None:
         return out
-    rows = dynamic.flatten(1).any(1).nonzero()[:, 0]
+    rows = hand_area.flatten(1).any(1).nonzero()[:, 0]
     if not len(rows):
         return out
-    w = hand_weight(dynamic[rows], feather)
+    w = hand_weight(hand_area[rows], feather)
     blended = w * hand_refiner(inputs[rows]) + (1 - w) * out[rows]
     return out.index_copy(0, rows, blended)

@@ -33,7 +33,7 @@ from worldscape_ros.fileio import atomic_path
 from worldscape_ros.model.checkpoint import save_checkpoint
 from worldscape_ros.model.config import RefinerConfig
 from worldscape_ros.model.engine import WorldEngine
-from worldscape_ros.model.refiner import HAND_COLOUR_CHANNELS, IN_CHANNELS, Refiner, hand_weight
+from worldscape_ros.model.refiner import HAND_COLOUR_CHANNELS, IN_CHANNELS, Refiner, refine
 from worldscape_ros.train.engine_traces import pending_shards, replay
 from worldscape_ros.train.patch_critic import PatchCritic, critic_loss, generator_loss
 
@@ -221,7 +221,8 @@ def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, ou
         if anchor is not None:
             raise TrainError('a hand refiner is fitted beside a scene refiner, which needs no anchor')
         refiner_cfg = replace(refiner_cfg, hand_refiner=True)
-        scene = scene.float().eval().requires_grad_(False)
+        scene = _frozen(scene)
+    anchor = None if anchor is None else _frozen(anchor)
     refiner = Refiner(refiner_cfg)
     if warm_start:
         own = engine.model.refiner if scene is None else (engine.model.hand_refiner or engine.model.refiner)
@@ -236,21 +237,13 @@ def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, ou
                          f'{refiner.in_channels} (refiner.hand_colour {refiner_cfg.hand_colour})')
     opt = torch.optim.AdamW(refiner.parameters(), lr=cfg.lr, weight_decay=1e-4)
 
-    frozen_hand = engine.model.hand_refiner if scene is None and refiner_cfg.hand_refiner else None
-    if frozen_hand is not None:
-        frozen_hand = frozen_hand.float().eval().requires_grad_(False)
+    own_hand = engine.model.hand_refiner if scene is None and refiner_cfg.hand_refiner else None
+    # the output trained is the one the engine forms (model/refiner.py: refine), the other refiner frozen
+    scene_part, hand_part = (scene, refiner) if scene is not None else (
+        refiner, None if own_hand is None else _frozen(own_hand))
 
     def form(x: torch.Tensor, hand: torch.Tensor) -> torch.Tensor:
-        """The output trained, as the engine forms it: the hand refiner's over the hand's area, the scene
-        refiner's elsewhere, one of the two frozen (or the refiner's alone, in a model without a hand refiner)."""
-        if scene is None and frozen_hand is None:
-            return refiner(x)
-        w = hand_weight(hand, refiner_cfg.hand_feather)
-        with torch.no_grad():
-            fixed = (scene if scene is not None else frozen_hand)(x)  # type: ignore[misc]
-        if scene is not None:
-            return w * refiner(x) + (1 - w) * fixed
-        return w * fixed + (1 - w) * refiner(x)
+        return refine(scene_part, hand_part, x, hand, refiner_cfg.hand_feather)
 
     parts: dict[str, tuple[torch.nn.Module, torch.optim.Optimizer]] = {'model': (refiner, opt)}
     critic: PatchCritic | None = None
@@ -294,9 +287,10 @@ def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, ou
                 losses['adversarial'] = generator_loss(critic, pred, coverage, focus)
                 losses['loss'] = losses['loss'] + cfg.adversarial_weight * losses['adversarial']
             opt.zero_grad(set_to_none=True)
-            losses['loss'].backward()
-            torch.nn.utils.clip_grad_norm_(refiner.parameters(), 1.0)
-            opt.step()
+            if losses['loss'].requires_grad:  # a hand fit's batch without a hand gives it nothing to learn
+                losses['loss'].backward()
+                torch.nn.utils.clip_grad_norm_(refiner.parameters(), 1.0)
+                opt.step()
             step += 1
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
@@ -324,6 +318,10 @@ def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, ou
     final = out / 'final.safetensors'
     save_checkpoint(final, model, {'refiner': {'steps': step, 'samples': len(traces)}})
     return final
+
+
+def _frozen(refiner: Refiner) -> Refiner:
+    return refiner.float().eval().requires_grad_(False)
 
 
 @torch.no_grad()

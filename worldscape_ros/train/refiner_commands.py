@@ -82,7 +82,6 @@ def _fit(args: argparse.Namespace) -> int:
         anchor = WorldEngine.from_pretrained(checkpoint=args.anchor, config=args.config).model.refiner
         if anchor is None:
             raise TrainError(f'--anchor {args.anchor}: that checkpoint has no refiner')
-        anchor = anchor.float().eval().requires_grad_(False)
     scene = None
     if args.part == 'hand':
         source = engine if args.scene_from is None else WorldEngine.from_pretrained(checkpoint=args.scene_from)
