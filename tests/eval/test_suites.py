@@ -19,6 +19,14 @@ def test_shipped_suites_load_with_held_out_seeds_and_small_defaults():
     assert {sc.script for sc in by_name['manip'].scenarios} == {'reach', 'grasp', 'carry', 'place'}
 
 
+def test_the_validation_suite_shares_no_seed_with_the_test_suites_and_is_not_in_all():
+    val = load_suite('validation')
+    test_seeds = {sc.seed for s in load_suites('all') for sc in s.scenarios}
+    assert val.seeds and all(seed >= HELD_OUT_SEED_MIN for seed in val.seeds)
+    assert not set(val.seeds) & test_seeds
+    assert 'validation' not in {s.name for s in load_suites('all')}
+
+
 def test_frames_override_applies_to_all_but_keeps_idle_long_enough():
     nav = load_suite('nav', frames=6)
     assert all(sc.frames == 6 for sc in nav.scenarios)

@@ -32,7 +32,8 @@ import numpy as np
 from worldscape_ros.errors import EvalError
 from worldscape_ros.fileio import read_yaml_mapping
 
-SUITE_NAMES = ('nav', 'memory', 'revisit', 'idle', 'manip')
+SUITE_NAMES = ('nav', 'memory', 'revisit', 'idle', 'manip')  # the test suites: 'all'
+VALIDATION_SUITES = ('validation',)  # other held-out seeds, for choosing settings; never in 'all'
 NAV_SCRIPTS = ('straight', 'turn_left', 'turn_right', 'strafe', 'mixed', 'out_and_back', 'loop', 'idle',
                'corner_out_and_back', 'loop_revisit')  # synthetic/trajectories.SCRIPTS, without importing MuJoCo
 MANIP_SCRIPTS = ('reach', 'grasp', 'lift', 'carry', 'place', 'pick_and_place')
@@ -105,8 +106,9 @@ def suite_path(name: str) -> Path:
 
 
 def load_suites(name_or_path: str, frames: int | None = None) -> list[Suite]:
-    """'nav' | 'memory' | 'revisit' | 'idle' | 'manip' | 'all' | a path to a suite YAML, or several joined by commas;
-    `frames` overrides every scenario's frame count (idle keeps at least its own: it measures drift at frame 100)."""
+    """'nav' | 'memory' | 'revisit' | 'idle' | 'manip' | 'all' | 'validation' | a path to a suite YAML, or several
+    joined by commas; `frames` overrides every scenario's frame count (idle keeps at least its own: it measures
+    drift at frame 100)."""
     if name_or_path == 'all':
         return [load_suite(n, frames) for n in SUITE_NAMES]
     names = [n.strip() for n in name_or_path.split(',') if n.strip()]
@@ -117,10 +119,11 @@ def load_suites(name_or_path: str, frames: int | None = None) -> list[Suite]:
 
 def load_suite(name_or_path: str, frames: int | None = None) -> Suite:
     path = Path(name_or_path)
-    if name_or_path in SUITE_NAMES:
+    if name_or_path in SUITE_NAMES + VALIDATION_SUITES:
         path = suite_path(name_or_path)
     elif path.suffix not in ('.yaml', '.yml'):
-        raise EvalError(f'unknown suite {name_or_path!r}; expected one of {", ".join(SUITE_NAMES + ("all",))} '
+        raise EvalError(f'unknown suite {name_or_path!r}; expected one of '
+                        f'{", ".join(SUITE_NAMES + VALIDATION_SUITES + ("all",))} '
                         'or a path to a suite .yaml')
     data = read_yaml_mapping(path, 'suite file', EvalError)
     if frames is not None and frames < 2:
