@@ -309,6 +309,17 @@ def test_an_unknown_imagined_mode_is_one_config_error(micro_config):
         micro_config.replace(refiner=dataclasses.replace(micro_config.refiner, imagined='blend'))
 
 
+@pytest.mark.parametrize('margin', [0.0, 1000.0])
+def test_a_commit_margin_wider_than_the_view_commits_nothing_imagined(micro_config, randomize, margin):
+    cfg = micro_config.replace(scene=dataclasses.replace(micro_config.scene, commit_margin_px=margin))
+    e = WorldEngine(randomize(WorldModel(cfg), seed=3), EngineOptions(seed=7))
+    start(e)
+    held = len(e.scene)
+    for a in [NavAction(yaw_rate=1.5)] * 3:
+        e.step(a)
+    assert (len(e.scene) == held) == (margin > 0)
+
+
 def test_memory_off_commits_nothing_imagined(micro_config, randomize):
     e = WorldEngine(randomize(WorldModel(micro_config), seed=3), EngineOptions(seed=7, memory=False))
     start(e)

@@ -147,6 +147,7 @@ _OPTIONAL_AT_DEFAULT: dict[str, dict[str, Any]] = {
     # the memory's gate, thinning and byte budget, once MemoryConfig's own defaults, joined the model config
     'memory': {'pool_bytes': None, 'gate_distance_m': 0.25, 'gate_angle_deg': 15.0, 'gate_content': 0.9,
                'fps_angle_weight_m': 1.0},
+    'scene': {'commit_margin_px': 0.0},  # later: off
     'refiner': {'hand_paint': 'region', 'show_under_hand': False, 'hand_refiner': False,  # the hand's, later: off
                 'hand_feather': 2, 'start_hand': 'region', 'start_hand_margin_px': 3},
 }
@@ -161,6 +162,11 @@ class SceneConfig:
     supersample: int = 2  # sub-pixel points per pixel and axis at commit (no cracks up to this zoom)
     max_depth_m: float = 50.0  # farther pixels (sky, far-plane leaks) are not committed
     commit_imagined: bool = True  # what the model imagines joins the scene (revisits see it again)
+    # Imagined pixels closer than this to an observed pixel of their frame (one without a hand) are not
+    # committed: there each frame fills afresh from the real boundary beside them, where a strip committed a
+    # frame before would be extended instead, its errors with it. A second look there is then filled anew, not
+    # the same: fidelity for sameness (models/ws-tiny.md has both figures)
+    commit_margin_px: float = 0.0
 
 
 IMAGINED_MODES = ('keep', 'propose', 'hide')
@@ -281,6 +287,8 @@ class ModelConfig:
         need(self.refiner.hand_feather >= 0, f'refiner.hand_feather must be >= 0, got {self.refiner.hand_feather}')
         need(self.refiner.start_hand in START_HANDS,
              f'refiner.start_hand must be one of {", ".join(START_HANDS)}, got {self.refiner.start_hand!r}')
+        need(self.scene.commit_margin_px >= 0,
+             f'scene.commit_margin_px must be >= 0, got {self.scene.commit_margin_px}')
         need(self.refiner.start_hand_margin_px >= 0,
              f'refiner.start_hand_margin_px must be >= 0, got {self.refiner.start_hand_margin_px}')
         need(self.height > 0 and self.width > 0, f'image size must be positive, got {self.width}x{self.height}')

@@ -48,7 +48,7 @@ from worldscape_ros.model.context import context_kv, memory_config, memory_entry
 from worldscape_ros.model.dit import Conditioning, DiTOutput, LayerKV
 from worldscape_ros.model.frames import DenoiseStep, Frame, GeometricGuess, InFlight, Leaving, Sight
 from worldscape_ros.model.grasp import GraspTracker
-from worldscape_ros.model.guess import Trace, compose, render_guess, start_scene
+from worldscape_ros.model.guess import Trace, committable, compose, render_guess, start_scene
 from worldscape_ros.model.inputs import checked_action, checked_start, chunk_keypoints, trajectory_keypoints
 from worldscape_ros.model.kinematics import BaseState, camera_pose, integrate, state_from_camera_pose
 from worldscape_ros.model.memory import HierarchicalMemory, MemoryEntry
@@ -324,9 +324,9 @@ class WorldEngine(ResumableSession):
             if self.options.carry_depth:  # the scene's depth where it is seen; the head fills the rest
                 depth_v = torch.where(guess.mask, guess.depth, depth_v)
             if self.commit_imagined:  # what was imagined joins the scene: the next look sees the same
+                commit = committable(cfg, guess)
                 for i, pose in enumerate(chunk.poses):
-                    self.scene.commit(video[i], depth_v[i], pose, self.intrinsics,
-                                      mask=~guess.mask[i] & ~guess.dynamic[i], trust=IMAGINED,
+                    self.scene.commit(video[i], depth_v[i], pose, self.intrinsics, mask=commit[i], trust=IMAGINED,
                                       frame_index=self._frame_index + 1 + i)
         self._remember(kv, chunk.poses[-1], x0)
         k = cfg.frames_per_chunk
