@@ -97,8 +97,8 @@ def committable(cfg: ModelConfig, guess: GeometricGuess) -> torch.Tensor:
     """(Fv, H, W) bool: the imagined pixels of each frame that join the scene memory: those the render does not
     cover, never the hand's region, and in a frame without a hand none closer than scene.commit_margin_px to an
     observed pixel. A frame with a hand commits all it imagines: there that is what the hand uncovered or a held
-    object left, which must stay as drawn once the hand has moved on (with the margin, carry's object error rose
-    from 2.0 to 6.7 px: the place it left was redrawn each frame)."""
+    object left, which stays as drawn once the hand has moved on (with the margin there too, carry's object error
+    rose from 2.0 to 6.7 px)."""
     imagined = ~guess.mask & ~guess.dynamic
     margin = cfg.scene.commit_margin_px
     if margin <= 0:
