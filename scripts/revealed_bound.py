@@ -26,7 +26,7 @@ import json
 import cv2
 import numpy as np
 
-from worldscape_ros.eval.baselines import forward_warp, inpaint_holes
+from worldscape_ros.eval.baselines import ReprojectionInpaint, inpaint_holes
 from worldscape_ros.eval.ground_truth import ground_truth
 from worldscape_ros.eval.revealed import revealed_masks, revealed_scores
 from worldscape_ros.eval.structure import StructureBand, gradient_energy_ratio
@@ -44,7 +44,9 @@ def fills(rgb: np.ndarray, depth0: np.ndarray, poses: np.ndarray, K: np.ndarray,
           blurs: tuple[int, ...], shifts: tuple[int, ...]) -> dict[str, np.ndarray]:
     """rgb (T, H, W, 3) uint8 ground truth, masks (T, H, W) revealed -> each oracle's frames (T, H, W, 3) uint8."""
     truth = rgb.astype(np.float32)
-    telea = np.stack([rgb[0]] + [inpaint_holes(*forward_warp(rgb[0], depth0, poses[0], p, K))[0]
+    baseline = ReprojectionInpaint()  # its warp and inpainting radius, so the Telea fill is the baseline's frames
+    baseline.reset(rgb[0], poses[0], K, depth0)
+    telea = np.stack([rgb[0]] + [inpaint_holes(*baseline.warp(p), baseline.radius)[0]
                                  for p in poses[1:]]).astype(np.float32)
     rev = masks[..., None]
     out = {'telea': telea, 'mean': telea.copy()}

@@ -280,6 +280,8 @@ class ModelConfig:
             if not ok:
                 raise ConfigError(f'model config {self.name!r}: {what}')
 
+        need(self.scene.commit_margin_px >= 0,
+             f'scene.commit_margin_px must be >= 0, got {self.scene.commit_margin_px}')
         need(self.refiner.imagined in IMAGINED_MODES,
              f'refiner.imagined must be one of {", ".join(IMAGINED_MODES)}, got {self.refiner.imagined!r}')
         need(self.refiner.hand_paint in HAND_PAINTS,
@@ -287,8 +289,6 @@ class ModelConfig:
         need(self.refiner.hand_feather >= 0, f'refiner.hand_feather must be >= 0, got {self.refiner.hand_feather}')
         need(self.refiner.start_hand in START_HANDS,
              f'refiner.start_hand must be one of {", ".join(START_HANDS)}, got {self.refiner.start_hand!r}')
-        need(self.scene.commit_margin_px >= 0,
-             f'scene.commit_margin_px must be >= 0, got {self.scene.commit_margin_px}')
         need(self.refiner.start_hand_margin_px >= 0,
              f'refiner.start_hand_margin_px must be >= 0, got {self.refiner.start_hand_margin_px}')
         need(self.height > 0 and self.width > 0, f'image size must be positive, got {self.width}x{self.height}')
