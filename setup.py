@@ -9,7 +9,7 @@ setup(
     name=package_name,
     version='0.1.0',
     packages=find_packages(include=['worldscape_ros', 'worldscape_ros.*']),
-    package_data={'worldscape_ros': ['eval/suites/*.yaml']},
+    package_data={'worldscape_ros': ['eval/suites/*.yaml', 'eval/scenes/*.xml']},
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),

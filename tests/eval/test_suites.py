@@ -27,6 +27,14 @@ def test_the_validation_suite_shares_no_seed_with_the_test_suites_and_is_not_in_
     assert 'validation' not in {s.name for s in load_suites('all')}
 
 
+def test_the_handmade_scene_suite_is_its_own_scene_with_its_own_seeds_and_not_in_all():
+    lroom = load_suite('lroom')
+    other = {sc.seed for s in load_suites('all') + [load_suite('validation')] for sc in s.scenarios}
+    assert {sc.scene_kind for sc in lroom.scenarios} == {'l_room'}
+    assert not set(lroom.seeds) & other
+    assert 'lroom' not in {s.name for s in load_suites('all')}
+
+
 def test_frames_override_applies_to_all_but_keeps_idle_long_enough():
     nav = load_suite('nav', frames=6)
     assert all(sc.frames == 6 for sc in nav.scenarios)
@@ -58,6 +66,8 @@ def test_image_start_scenario_resolves_relative_paths(tmp_path):
     ({'name': 'x', 'kind': 'nav', 'seeds': [90001], 'scripts': ['straight'], 'colour': 1}, 'unknown keys: colour'),
     ({'name': 'x', 'kind': 'nav', 'seeds': [90001, 90001], 'scripts': ['straight']}, 'duplicate scenario names'),
     ({'name': 'x', 'kind': 'nav', 'frames': 1, 'seeds': [90001], 'scripts': ['straight']}, 'need frames >= 2'),
+    ({'name': 'x', 'kind': 'nav', 'scene_kind': 'castle', 'seeds': [90001], 'scripts': ['straight']},
+     "unknown navigation scene kind 'castle'"),
     ({'name': 'x', 'kind': 'nav', 'scenarios': [{'script': 'straight', 'start': {'image': 'a.png'}}]},
      'start must be a mapping with image, pose'),
 ])

@@ -35,7 +35,7 @@ from worldscape_ros.eval.runner import (
     write_json,
     write_text,
 )
-from worldscape_ros.eval.suites import SUITE_NAMES, VALIDATION_SUITES, Scenario, Suite, load_suites
+from worldscape_ros.eval.suites import HANDMADE_SUITES, SUITE_NAMES, VALIDATION_SUITES, Scenario, Suite, load_suites
 from worldscape_ros.model.protocol import OfflineEngine
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument('--config', default=None, help="model config name or YAML (default: the checkpoint's, or ws-tiny)")
     p.add_argument('--suite', default='nav',
                    help=f'{"|".join(SUITE_NAMES)}|all (the test suites), {"|".join(VALIDATION_SUITES)} (other '
-                   'held-out seeds, for choosing settings), a suite YAML path, or several joined by commas')
+                   f'held-out seeds, for choosing settings), {"|".join(HANDMADE_SUITES)} (a held-out scene written '
+                   'by hand, outside the generator), a suite YAML path, or several joined by commas')
     p.add_argument('--out', required=True, type=Path, help='output folder')
     p.add_argument('--frames', type=int, default=None, help='override frames per scenario (idle keeps >= 101)')
     p.add_argument('--device', default='cpu', help='cpu or cuda')

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from worldscape_ros.eval.handmade import HANDMADE_SCENES, handmade_scene
 from worldscape_ros.eval.suites import Scenario
 from worldscape_ros.model.camera import check_intrinsics, check_rigid
 from worldscape_ros.model.kinematics import NavAction, camera_pose, integrate, state_from_camera_pose
@@ -51,7 +52,8 @@ def ground_truth(scenario: Scenario) -> GroundTruth:
         ep = manip_episode(s.seed, s.script, s.frames, s.width, s.height, s.fps)
         hand, obj = manip_masks(s.seed, s.script, s.frames, s.width, s.height)
     else:
-        ep = nav_episode(s.seed, s.script, s.frames, s.width, s.height, s.fps, scene_kind=s.scene_kind)
+        scene = handmade_scene(s.scene_kind, s.seed) if s.scene_kind in HANDMADE_SCENES else None
+        ep = nav_episode(s.seed, s.script, s.frames, s.width, s.height, s.fps, scene_kind=s.scene_kind, scene=scene)
     return GroundTruth(rgb=ep.rgb, depth=ep.depth, poses=np.asarray(ep.poses, np.float64),
                        intrinsics=np.asarray(ep.intrinsics, np.float64), actions=np.asarray(ep.actions, np.float32),
                        keypoints3d=ep.keypoints3d, keypoints2d=ep.keypoints2d, visibility=ep.visibility,

@@ -8,7 +8,7 @@ action script, over held-out seeds. Suites are YAML files in eval/suites/ (or an
     frames: 16                    # frames per scenario, the start frame included
     fps: 10.0
     stride: 2                     # frame gap for action following
-    scene_kind: room              # nav: room | yard
+    scene_kind: room              # nav: room | yard (the generator's) | l_room (eval/handmade.py)
     seeds: [90001, 90002]         # held out: training data uses seeds below 90000
     scripts: [straight, turn_left]
     scenarios:                    # optional extra scenarios; any key above may be overridden per scenario
@@ -30,10 +30,13 @@ from typing import Any
 import numpy as np
 
 from worldscape_ros.errors import EvalError
+from worldscape_ros.eval.handmade import HANDMADE_SCENES
 from worldscape_ros.fileio import read_yaml_mapping
 
 SUITE_NAMES = ('nav', 'memory', 'revisit', 'idle', 'manip')  # the test suites: 'all'
 VALIDATION_SUITES = ('validation',)  # other held-out seeds, for choosing settings; never in 'all'
+HANDMADE_SUITES = ('lroom',)  # held-out scenes outside the generator (eval/handmade.py); not in 'all'
+NAV_SCENE_KINDS = ('room', 'yard') + HANDMADE_SCENES
 NAV_SCRIPTS = ('straight', 'turn_left', 'turn_right', 'strafe', 'mixed', 'out_and_back', 'loop', 'idle',
                'corner_out_and_back', 'loop_revisit')  # synthetic/trajectories.SCRIPTS, without importing MuJoCo
 MANIP_SCRIPTS = ('reach', 'grasp', 'lift', 'carry', 'place', 'pick_and_place')
@@ -106,7 +109,7 @@ def suite_path(name: str) -> Path:
 
 
 def load_suites(name_or_path: str, frames: int | None = None) -> list[Suite]:
-    """'nav' | 'memory' | 'revisit' | 'idle' | 'manip' | 'all' | 'validation' | a path to a suite YAML, or several
+    """'nav' | 'memory' | 'revisit' | 'idle' | 'manip' | 'all' | 'validation' | 'lroom' | a suite YAML path, or several
     joined by commas; `frames` overrides every scenario's frame count (idle keeps at least its own: it measures
     drift at frame 100)."""
     if name_or_path == 'all':
@@ -119,11 +122,11 @@ def load_suites(name_or_path: str, frames: int | None = None) -> list[Suite]:
 
 def load_suite(name_or_path: str, frames: int | None = None) -> Suite:
     path = Path(name_or_path)
-    if name_or_path in SUITE_NAMES + VALIDATION_SUITES:
+    if name_or_path in SUITE_NAMES + VALIDATION_SUITES + HANDMADE_SUITES:
         path = suite_path(name_or_path)
     elif path.suffix not in ('.yaml', '.yml'):
         raise EvalError(f'unknown suite {name_or_path!r}; expected one of '
-                        f'{", ".join(SUITE_NAMES + VALIDATION_SUITES + ("all",))} '
+                        f'{", ".join(SUITE_NAMES + VALIDATION_SUITES + HANDMADE_SUITES + ("all",))} '
                         'or a path to a suite .yaml')
     data = read_yaml_mapping(path, 'suite file', EvalError)
     if frames is not None and frames < 2:
@@ -191,6 +194,10 @@ def _scenario(suite: str, kind: str, entry: Any, defaults: dict[str, Any], where
     n = int(e['frames'])
     if frames is not None:
         n = max(frames, n) if script == 'idle' else frames
+    scene_kind = str(e['scene_kind'])
+    if kind == 'nav' and start is None and scene_kind not in NAV_SCENE_KINDS:
+        raise EvalError(f'{where}: unknown navigation scene kind {scene_kind!r}; expected one of '
+                        f'{", ".join(NAV_SCENE_KINDS)}')
     width, height, fps, stride = int(e['width']), int(e['height']), float(e['fps']), int(e['stride'])
     if n < 2 or width < 16 or height < 16 or not (fps > 0 and math.isfinite(fps)) or stride < 1:
         raise EvalError(f'{where}: need frames >= 2, width and height >= 16, fps > 0, stride >= 1; got '
@@ -198,7 +205,7 @@ def _scenario(suite: str, kind: str, entry: Any, defaults: dict[str, Any], where
     default_name = f'{script}_{seed}' if start is None else f'{script}_{Path(start.image).stem}'
     return Scenario(suite=suite, name=str(e.get('name', default_name)), kind=kind, script=script, seed=seed,
                     frames=n, width=width, height=height, fps=fps, stride=stride,
-                    scene_kind=str(e['scene_kind']), start=start)
+                    scene_kind=scene_kind, start=start)
 
 
 def _image_start(data: Any, where: str, base_dir: Path | None) -> ImageStart:

@@ -45,15 +45,18 @@ def _stable_index(name: str) -> int:
 
 
 def nav_episode(scene_seed: int, script: str, frames: int, width: int, height: int, fps: float = 10.0,
-                scene_kind: str = 'room') -> Episode:
-    """A navigation episode: `script` is a datagen family or a `script_actions` name."""
+                scene_kind: str = 'room', scene: SceneSpec | None = None) -> Episode:
+    """A navigation episode: `script` is a datagen family or a `script_actions` name. `scene`: a scene made
+    elsewhere (eval/handmade.py) in place of the generator's `scene_kind` room or yard; `scene_seed` still
+    draws the start in it."""
     _check(frames, width, height, fps)
-    if scene_kind not in NAV_KINDS:
+    if scene is None and scene_kind not in NAV_KINDS:
         raise ValueError(f'navigation scene kind must be one of {", ".join(NAV_KINDS)}, got {scene_kind!r}')
     if script not in FAMILIES and script not in SCRIPTS:
         raise ValueError(f'unknown navigation script {script!r}; expected a family ({", ".join(FAMILIES)}) '
                          f'or a script ({", ".join(SCRIPTS)})')
-    scene = make_scene(scene_kind, scene_seed)
+    if scene is None:
+        scene = make_scene(scene_kind, scene_seed)
     free = scene.free_space
     rng = np.random.default_rng([scene_seed, _stable_index(script)])
     start = start_state(free, rng)
