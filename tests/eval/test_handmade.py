@@ -28,7 +28,12 @@ def test_a_handmade_scenario_renders_its_scene_not_a_generated_room():
     assert a.depth.max() <= handmade_scene('l_room').max_depth and a.depth.min() > 0.05
 
 
+def test_the_offices_pillar_and_desk_are_not_free_space():
+    free = handmade_scene('office').free_space
+    assert free.is_free(1.3, -0.8) and not free.is_free(0.2, 0.1) and not free.is_free(-1.9, -0.6)
+
+
 def test_an_unknown_handmade_scene_is_named():
-    assert 'l_room' in HANDMADE_SCENES
+    assert set(HANDMADE_SCENES) == {'l_room', 'office'}
     with pytest.raises(EvalError, match="unknown hand-made scene 'castle'"):
         handmade_scene('castle')

@@ -27,12 +27,13 @@ def test_the_validation_suite_shares_no_seed_with_the_test_suites_and_is_not_in_
     assert 'validation' not in {s.name for s in load_suites('all')}
 
 
-def test_the_handmade_scene_suite_is_its_own_scene_with_its_own_seeds_and_not_in_all():
-    lroom = load_suite('lroom')
-    other = {sc.seed for s in load_suites('all') + [load_suite('validation')] for sc in s.scenarios}
-    assert {sc.scene_kind for sc in lroom.scenarios} == {'l_room'}
-    assert not set(lroom.seeds) & other
-    assert 'lroom' not in {s.name for s in load_suites('all')}
+@pytest.mark.parametrize('suite, scene', [('lroom', 'l_room'), ('office', 'office')])
+def test_a_handmade_scene_suite_is_its_own_scene_with_its_own_seeds_and_not_in_all(suite, scene):
+    handmade = load_suite(suite)
+    others = load_suites('all') + [load_suite(n) for n in ('validation', 'lroom', 'office') if n != suite]
+    assert {sc.scene_kind for sc in handmade.scenarios} == {scene}
+    assert not set(handmade.seeds) & {sc.seed for s in others for sc in s.scenarios}
+    assert suite not in {s.name for s in load_suites('all')}
 
 
 def test_frames_override_applies_to_all_but_keeps_idle_long_enough():

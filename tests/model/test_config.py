@@ -78,3 +78,15 @@ def test_the_refiners_hand_settings_are_checked_and_saved_only_when_set():
         cfg.replace(refiner=cfg.refiner.__class__(start_hand='hull'))
     with pytest.raises(ConfigError, match='refiner.hand_feather must be >= 0, got -1'):
         cfg.replace(refiner=cfg.refiner.__class__(hand_feather=-1))
+
+
+def test_the_crack_rule_and_the_far_side_fill_are_checked_and_saved_only_when_set():
+    cfg = load_config('ws-tiny')
+    plain = ModelConfig.from_dict({**cfg.to_dict(), 'scene': {}, 'refiner': {'enabled': True}}).to_dict()
+    assert 'crack_px' not in plain.get('scene', {}) and 'fill' not in plain['refiner']
+    set_ = cfg.replace(scene=cfg.scene.__class__(crack_px=3), refiner=cfg.refiner.__class__(fill='far_side'))
+    assert ModelConfig.from_dict(set_.to_dict()) == set_
+    with pytest.raises(ConfigError, match='scene.crack_px must be an int >= 0, got -1'):
+        cfg.replace(scene=cfg.scene.__class__(crack_px=-1))
+    with pytest.raises(ConfigError, match="refiner.fill must be one of telea, far_side, got 'navier'"):
+        cfg.replace(refiner=cfg.refiner.__class__(fill='navier'))

@@ -59,6 +59,21 @@ def test_the_smooth_fill_leaves_covered_pixels_and_fills_holes():
     assert float(filled[0, hole].min()) > 0.7  # filled from the red surroundings
 
 
+def test_the_far_side_fill_continues_the_background_a_near_object_uncovers():
+    render = torch.zeros(3, H, W)
+    render[2] = 0.9  # a far blue wall
+    render[:, :, 17:20] = torch.tensor([0.9, 0.0, 0.0])[:, None, None]  # a thin near red pole in front of it
+    depth = torch.full((H, W), 4.0)
+    depth[:, 17:20] = 1.0
+    hole = torch.zeros(H, W, dtype=torch.bool)
+    hole[:, 20:24] = True  # what the pole uncovered as the camera moved
+    telea = smooth_fill(render * ~hole, hole, 3.0)
+    far = smooth_fill(render * ~hole, hole, 3.0, depth * ~hole)
+    assert float(telea[0, :, 20].mean()) > 0.3  # Telea smears the pole into the uncovered strip
+    assert float(far[0, hole].max()) < 0.05 and float(far[2, hole].min()) > 0.85  # the wall behind it continues
+    assert torch.equal(far[:, ~hole], render[:, ~hole])  # the pole itself stays as rendered
+
+
 def test_the_refiner_accepts_frames_of_the_config_size_only_by_its_strides():
     r = Refiner(RefinerConfig(enabled=True))
     assert r(torch.rand(2, IN_CHANNELS, 96, 128)).shape == (2, 3, 96, 128)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from worldscape_ros.model.camera import intrinsics_from_fov, unproject_depth
-from worldscape_ros.model.reproject import render_points, render_views
+from worldscape_ros.model.reproject import render_points, render_views, within_cracks
 
 H, W = 48, 64
 
@@ -219,3 +219,13 @@ def test_closed_form_inverse_matches_linalg_inv():
     K = torch.tensor([[[100.0, 0.5, 30.0], [0.0, 90.0, 20.0], [0.0, 0.0, 1.0]],
                       [[2.0, 1.0, 0.0], [1.0, 3.0, 1.0], [0.0, 1.0, 4.0]]], dtype=torch.float64)
     torch.testing.assert_close(_inverse_3x3(K), torch.linalg.inv(K))
+
+
+def test_within_cracks_marks_empty_runs_with_cover_in_reach_on_both_sides_and_never_at_the_border():
+    row = torch.tensor([[1, 0, 0, 0, 1, 0, 0, 1, 1, 0]], dtype=torch.bool)  # a gap of 3, a gap of 2, an open end
+    assert within_cracks(row, 1).tolist() == [[False] * 10]
+    assert within_cracks(row, 2).tolist() == [[0, 0, 1, 0, 0, 1, 1, 0, 0, 0]]
+    assert within_cracks(row, 3).tolist() == [[0, 1, 1, 1, 0, 1, 1, 0, 0, 0]]
+    column = within_cracks(row.T.contiguous(), 3)
+    assert torch.equal(column, within_cracks(row, 3).T)  # columns as rows
+    assert not bool(within_cracks(torch.zeros(4, 5, dtype=torch.bool), 3).any())

@@ -133,6 +133,24 @@ def test_an_imagined_point_never_hides_an_observed_one():
     assert torch.equal((r.rgb * 255).round(), (rgb * 255).round())
 
 
+@pytest.mark.parametrize('crack_px, drawn', [(0, True), (3, False)])
+def test_imagined_points_behind_a_crack_in_an_observed_surface_are_not_drawn_with_crack_px(crack_px, drawn):
+    rgb, d = frame()
+    seen = torch.ones(H, W, dtype=torch.bool)
+    seen[:, 14:17] = False  # a crack three pixels wide
+    seen[:, :3] = False  # an open strip at the border: no crack
+    sm = SceneMemory(SceneConfig(crack_px=crack_px))
+    sm.commit(rgb, d, pose(), K, mask=seen, trust=OBSERVED)
+    sm.commit(torch.zeros_like(rgb), d * 2, pose(), K, trust=IMAGINED, frame_index=1)  # a surface behind it all
+    r = sm.render(pose(), K, H, W)
+    crack = r.mask[:, 14:17]
+    assert bool(crack.all()) if drawn else not bool(crack.any())
+    if not drawn:
+        assert bool((r.depth[:, 14:17] == 0).all())  # empty, for the refiner to fill
+    assert bool(((r.trust[:, :3] - IMAGINED).abs() < 0.01).all())  # the open strip shows the imagined surface
+    assert bool((r.trust[seen] == OBSERVED).all())
+
+
 def test_a_view_of_nothing_held_renders_empty():
     rgb, d = frame()
     sm = SceneMemory()

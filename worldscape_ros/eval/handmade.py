@@ -1,6 +1,6 @@
-"""Scenes written by hand, outside the scene generator: the held-out scene of `worldscape eval --suite lroom`
-(MJCF in eval/scenes/). A model trained on the generator's rooms meets here textures, shapes and a layout it has
-never seen; the generator's seeds cannot reach them."""
+"""Scenes written by hand, outside the scene generator: the held-out scenes of `worldscape eval --suite lroom`
+and `--suite office` (MJCF in eval/scenes/). A model trained on the generator's rooms meets here textures, shapes
+and layouts it has never seen; the generator's seeds cannot reach them."""
 
 from __future__ import annotations
 
@@ -23,6 +23,13 @@ _LAYOUTS: dict[str, tuple[tuple[float, float, float, float], list[list[float]], 
                 [-1.2, -1.5, 0.55, 0.35, 0.0],  # table
                 [1.7, -2.3, 0.7, 0.18, 0.0]],  # shelf
                [[2.6, 0.0, 0.32], [0.35, 0.15, 0.16]],  # plant, lamp
+               12.0),
+    'office': ((-2.5, 2.5, -2.0, 2.0),
+               [[0.2, 0.1, 0.2, 0.2, 0.0],  # pillar
+                [-1.9, -0.6, 0.4, 0.8, 0.0],  # desk
+                [-1.18, -0.5, 0.24, 0.24, 0.0],  # chair
+                [2.15, -1.7, 0.3, 0.25, 0.0]],  # cabinet
+               [[-2.1, 1.6, 0.15]],  # coat stand
                12.0),
 }
 HANDMADE_SCENES = tuple(_LAYOUTS)

@@ -8,7 +8,7 @@ action script, over held-out seeds. Suites are YAML files in eval/suites/ (or an
     frames: 16                    # frames per scenario, the start frame included
     fps: 10.0
     stride: 2                     # frame gap for action following
-    scene_kind: room              # nav: room | yard (the generator's) | l_room (eval/handmade.py)
+    scene_kind: room              # nav: room | yard (the generator's) | l_room | office (eval/handmade.py)
     seeds: [90001, 90002]         # held out: training data uses seeds below 90000
     scripts: [straight, turn_left]
     scenarios:                    # optional extra scenarios; any key above may be overridden per scenario
@@ -35,7 +35,7 @@ from worldscape_ros.fileio import read_yaml_mapping
 
 SUITE_NAMES = ('nav', 'memory', 'revisit', 'idle', 'manip')  # the test suites: 'all'
 VALIDATION_SUITES = ('validation',)  # other held-out seeds, for choosing settings; never in 'all'
-HANDMADE_SUITES = ('lroom',)  # held-out scenes outside the generator (eval/handmade.py); not in 'all'
+HANDMADE_SUITES = ('lroom', 'office')  # held-out scenes outside the generator (eval/handmade.py); not in 'all'
 NAV_SCENE_KINDS = ('room', 'yard') + HANDMADE_SCENES
 NAV_SCRIPTS = ('straight', 'turn_left', 'turn_right', 'strafe', 'mixed', 'out_and_back', 'loop', 'idle',
                'corner_out_and_back', 'loop_revisit')  # synthetic/trajectories.SCRIPTS, without importing MuJoCo
@@ -109,7 +109,8 @@ def suite_path(name: str) -> Path:
 
 
 def load_suites(name_or_path: str, frames: int | None = None) -> list[Suite]:
-    """'nav' | 'memory' | 'revisit' | 'idle' | 'manip' | 'all' | 'validation' | 'lroom' | a suite YAML path, or several
+    """'nav' | 'memory' | 'revisit' | 'idle' | 'manip' | 'all' | 'validation' | 'lroom' | 'office' | a suite YAML
+    path, or several
     joined by commas; `frames` overrides every scenario's frame count (idle keeps at least its own: it measures
     drift at frame 100)."""
     if name_or_path == 'all':

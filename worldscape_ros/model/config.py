@@ -147,9 +147,9 @@ _OPTIONAL_AT_DEFAULT: dict[str, dict[str, Any]] = {
     # the memory's gate, thinning and byte budget, once MemoryConfig's own defaults, joined the model config
     'memory': {'pool_bytes': None, 'gate_distance_m': 0.25, 'gate_angle_deg': 15.0, 'gate_content': 0.9,
                'fps_angle_weight_m': 1.0},
-    'scene': {'commit_margin_px': 0.0},  # later: off
+    'scene': {'commit_margin_px': 0.0, 'crack_px': 0},  # later: off
     'refiner': {'hand_paint': 'region', 'show_under_hand': False, 'hand_refiner': False,  # the hand's, later: off
-                'hand_feather': 2, 'start_hand': 'region', 'start_hand_margin_px': 3},
+                'hand_feather': 2, 'start_hand': 'region', 'start_hand_margin_px': 3, 'fill': 'telea'},
 }
 
 
@@ -167,11 +167,17 @@ class SceneConfig:
     # frame before would be extended instead, its errors with it. A second look there is then filled anew, not
     # the same: fidelity for sameness (models/ws-tiny.md has both figures)
     commit_margin_px: float = 0.0
+    # An empty pixel with observed pixels at most this far on both sides along its row or column is a crack in a
+    # near observed surface, magnified past its points' spacing: imagined points (which fill what no observed
+    # point covers) are not drawn there, since whatever shows through lies behind that surface; the crack is
+    # left to the crack fill and the refiner. 0: imagined points fill every pixel no observed point covers
+    crack_px: int = 0
 
 
 IMAGINED_MODES = ('keep', 'propose', 'hide')
 HAND_PAINTS = ('region', 'silhouette')
 START_HANDS = ('region', 'silhouette')
+FILLS = ('telea', 'far_side')
 
 
 @dataclass(frozen=True)
@@ -207,6 +213,10 @@ class RefinerConfig:
     # start hand are seen, not imagined, once the hand moves off
     start_hand: str = 'region'
     start_hand_margin_px: int = 3
+    # The smooth fill the refiner starts from: 'telea' inpaints each hole from all its borders; 'far_side' leaves
+    # out the nearer side of a depth edge at the hole (refiner.far_side_sources), so what a near object uncovers
+    # is continued from the background behind it, not smeared from the object
+    fill: str = 'telea'
 
 
 @dataclass(frozen=True)
@@ -282,6 +292,9 @@ class ModelConfig:
 
         need(self.scene.commit_margin_px >= 0,
              f'scene.commit_margin_px must be >= 0, got {self.scene.commit_margin_px}')
+        need(isinstance(self.scene.crack_px, int) and self.scene.crack_px >= 0,
+             f'scene.crack_px must be an int >= 0, got {self.scene.crack_px!r}')
+        need(self.refiner.fill in FILLS, f'refiner.fill must be one of {", ".join(FILLS)}, got {self.refiner.fill!r}')
         need(self.refiner.imagined in IMAGINED_MODES,
              f'refiner.imagined must be one of {", ".join(IMAGINED_MODES)}, got {self.refiner.imagined!r}')
         need(self.refiner.hand_paint in HAND_PAINTS,

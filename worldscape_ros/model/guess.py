@@ -131,9 +131,11 @@ def compose(cfg: ModelConfig, guess: GeometricGuess, imagined: torch.Tensor, pos
                 under = under * (under[:, 3:] >= OBSERVED)
             rgb, trust = rgb + under[:, :3], trust + under[:, 3]
         colour = guess.hand_colour if cfg.refiner.hand_colour else None
+        depth = guess.depth * shown if cfg.refiner.fill == 'far_side' else None
         inputs = torch.stack([refiner_inputs(rgb[i], kept[i], trust[i], imagined[i],
                                              None if pv is None else pv[i], radius,
-                                             None if colour is None else colour[i])
+                                             None if colour is None else colour[i],
+                                             None if depth is None else depth[i])
                               for i in range(imagined.shape[0])])  # (Fv, in_channels, H, W)
         if trace is not None:
             trace(inputs, guess.hand_area)

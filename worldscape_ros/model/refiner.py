@@ -4,7 +4,7 @@ What the render covers is kept as rendered (it is the scene as seen); the refine
 render does not cover, plus a one-pixel band around them (edges, cracks). The scene memory's imagined points are
 kept like observed ones, or (`refiner.imagined`) proposed for the refiner to correct, or hidden from it. It
 predicts a residual over a start: a proposed imagined pixel as rendered, else a smooth fill of the hole (OpenCV's
-Telea inpainting), from:
+Telea inpainting; with `refiner.fill: far_side`, from the far side of a depth edge only), from:
   the render and its coverage and trust, the smooth fill, the DiT's decoded frame (its imagination of the
   whole view), and the hand's pose video (where the hand is now).
 A small U-Net with a dilated bottleneck, so one pass sees across a revealed strip. With `refiner.hand_refiner`, a
@@ -33,13 +33,39 @@ def in_channels(config: RefinerConfig) -> int:
     return IN_CHANNELS + (HAND_COLOUR_CHANNELS if config.hand_colour else 0)
 
 
-def smooth_fill(render: torch.Tensor, hole: torch.Tensor, radius: float) -> torch.Tensor:
-    """Telea inpainting of the render's holes: (3, H, W) in [0, 1], (H, W) bool -> (3, H, W)."""
+# refiner.fill 'far_side': the border pixels of a hole left out of Telea's sources
+FAR_SIDE_WINDOW = 11  # px: the neighbourhood a border pixel is compared with
+FAR_SIDE_RATIO = 0.3  # nearer than (1 - this) x the farthest depth there: the near side of a depth edge
+FAR_SIDE_GROW = 1  # px: the near side left out this much wider, so its antialiased edge is no source either
+
+
+def near_side(depth: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the covered pixels by a hole that lie on the near side of a depth edge there. depth (H, W)
+    metres (0 in the hole), hole (H, W) bool."""
+    square = cv2.getStructuringElement(cv2.MORPH_RECT, (FAR_SIDE_WINDOW, FAR_SIDE_WINDOW))
+    d = np.where(hole, 0.0, depth).astype(np.float32)
+    farthest = cv2.dilate(d, square)
+    by_hole = cv2.dilate(hole.astype(np.uint8), square) > 0
+    near = ~hole & by_hole & (d < (1 - FAR_SIDE_RATIO) * farthest)
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * FAR_SIDE_GROW + 1, 2 * FAR_SIDE_GROW + 1))
+    return (cv2.dilate(near.astype(np.uint8), disc) > 0) & ~hole
+
+
+def smooth_fill(render: torch.Tensor, hole: torch.Tensor, radius: float,
+                depth: torch.Tensor | None = None) -> torch.Tensor:
+    """Telea inpainting of the render's holes: (3, H, W) in [0, 1], (H, W) bool -> (3, H, W). With the render's
+    depth (H, W) (refiner.fill 'far_side'), the near side of a depth edge at a hole is no source: what a near
+    object uncovers is continued from what lies behind it."""
     if not bool(hole.any()):
         return render
     img = (render.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
-    holes = hole.cpu().numpy().astype(np.uint8)
-    filled = cv2.inpaint(np.ascontiguousarray(img), holes, radius, cv2.INPAINT_TELEA)
+    holes = hole.cpu().numpy()
+    unknown = holes
+    if depth is not None:
+        unknown = holes | near_side(depth.detach().float().cpu().numpy(), holes)
+        if unknown.all():
+            unknown = holes
+    filled = cv2.inpaint(np.ascontiguousarray(img), unknown.astype(np.uint8), radius, cv2.INPAINT_TELEA)
     filled_t = torch.from_numpy(filled).to(render.device).permute(2, 0, 1).float() / 255
     return torch.where(hole, filled_t, render.float())  # covered pixels exactly as rendered
 
@@ -55,13 +81,14 @@ def edit_region(hole: torch.Tensor, band: int) -> torch.Tensor:
 
 def refiner_inputs(render: torch.Tensor, coverage: torch.Tensor, trust: torch.Tensor, dit_frame: torch.Tensor,
                    pose_video: torch.Tensor | None, radius: float,
-                   hand_colour: torch.Tensor | None = None) -> torch.Tensor:
+                   hand_colour: torch.Tensor | None = None, depth: torch.Tensor | None = None) -> torch.Tensor:
     """One frame's refiner input (IN_CHANNELS, H, W). render (3, H, W) in [0, 1]; coverage (H, W) bool: the
     pixels kept as rendered; trust (H, W): > 0 where the render holds a point, so a rendered pixel outside
     `coverage` (an imagined one the refiner may rewrite) starts from its rendered colour, and only pixels with
     no point start from the smooth fill; dit_frame (3, H, W); pose_video (3, H, W) or None (no hand);
-    hand_colour (3, H, W) given only to a refiner that reads it (refiner.hand_colour)."""
-    fill = smooth_fill(render, ~coverage & (trust <= 0), radius)
+    hand_colour (3, H, W) given only to a refiner that reads it (refiner.hand_colour); depth (H, W): the render's,
+    given for the far-side smooth fill (refiner.fill)."""
+    fill = smooth_fill(render, ~coverage & (trust <= 0), radius, depth)
     pv = torch.zeros_like(render) if pose_video is None else pose_video.float()
     extra = [] if hand_colour is None else [hand_colour.float()]
     return torch.cat([render.float(), coverage[None].float(), trust[None].float(), fill,

@@ -124,6 +124,24 @@ def fill_one_pixel_cracks(image: torch.Tensor, depth: torch.Tensor,
     return out_image, out_depth, out_mask
 
 
+def within_cracks(mask: torch.Tensor, reach: int) -> torch.Tensor:
+    """(H, W) bool covered -> (H, W) bool: the empty pixels with a covered pixel at most `reach` pixels away on
+    both sides along their row, or on both sides along their column (a crack up to 2 reach - 1 pixels wide)."""
+    H, W = mask.shape
+    crack = torch.zeros_like(mask)
+    for dim, n in ((0, H), (1, W)):
+        before, after = torch.zeros_like(mask), torch.zeros_like(mask)
+        for s in range(1, min(reach, n - 1) + 1):
+            if dim == 0:
+                before[s:] |= mask[:-s]
+                after[:-s] |= mask[s:]
+            else:
+                before[:, s:] |= mask[:, :-s]
+                after[:, :-s] |= mask[:, s:]
+        crack |= before & after
+    return crack & ~mask
+
+
 def render_points(points: torch.Tensor, colors: torch.Tensor, target_c2w: torch.Tensor, K: torch.Tensor,
                   height: int, width: int, fill_cracks: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Z-buffered nearest splat of world points into the target camera.

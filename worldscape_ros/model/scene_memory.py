@@ -24,7 +24,7 @@ import torch
 
 from worldscape_ros.model.camera import check_intrinsics, check_rigid
 from worldscape_ros.model.config import SceneConfig
-from worldscape_ros.model.reproject import _rigid_inverse, fill_one_pixel_cracks
+from worldscape_ros.model.reproject import _rigid_inverse, fill_one_pixel_cracks, within_cracks
 from worldscape_ros.model.scene_index import VOXEL_BITS, VOXEL_OFFSET, CellIndex, merge_positions, scattered
 
 OBSERVED = 1.0  # trust of a point from a given frame
@@ -292,7 +292,8 @@ class SceneMemory:
     def render(self, target_c2w: np.ndarray | torch.Tensor, K: np.ndarray, height: int, width: int,
                fill_cracks: bool = True, cull: bool = True) -> SceneRender:
         """The store seen from the target camera: z-buffered nearest splat of the observed points, then of the
-        imagined ones where no observed point lands. `cull`: project only the main store's cells that can be in
+        imagined ones where no observed point lands (nor, with scene.crack_px, in a crack between observed
+        ones). `cull`: project only the main store's cells that can be in
         view (the same render, cheaper)."""
         check_intrinsics(np.asarray(K))
         dev = self.device
@@ -331,6 +332,9 @@ class SceneMemory:
         owner, depth = _zbuffer_by_key(cam, Kt, height, width, observed, keys)
         if not bool(observed.all()):
             owner_i, depth_i = _zbuffer_by_key(cam, Kt, height, width, ~observed, keys)
+            if self.config.crack_px > 0:  # not through a crack in a near observed surface (SceneConfig.crack_px)
+                behind = within_cracks(owner >= 0, self.config.crack_px)
+                owner_i, depth_i = torch.where(behind, -1, owner_i), torch.where(behind, 0.0, depth_i)
             depth = torch.where(owner >= 0, depth, depth_i)
             owner = torch.where(owner >= 0, owner, owner_i)
         mask = owner >= 0
