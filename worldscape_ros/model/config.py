@@ -214,7 +214,7 @@ class RefinerConfig:
     start_hand: str = 'region'
     start_hand_margin_px: int = 3
     # The smooth fill the refiner starts from: 'telea' inpaints each hole from all its borders; 'far_side' leaves
-    # out the nearer side of a depth edge at the hole (refiner.far_side_sources), so what a near object uncovers
+    # out the nearer side of a depth edge at the hole (refiner.near_side), so what a near object uncovers
     # is continued from the background behind it, not smeared from the object
     fill: str = 'telea'
 

@@ -293,8 +293,7 @@ class SceneMemory:
                fill_cracks: bool = True, cull: bool = True) -> SceneRender:
         """The store seen from the target camera: z-buffered nearest splat of the observed points, then of the
         imagined ones where no observed point lands (nor, with scene.crack_px, in a crack between observed
-        ones). `cull`: project only the main store's cells that can be in
-        view (the same render, cheaper)."""
+        ones). `cull`: project only the main store's cells that can be in view (the same render, cheaper)."""
         check_intrinsics(np.asarray(K))
         dev = self.device
         c2w = torch.as_tensor(np.asarray(target_c2w, dtype=np.float64)).float().to(dev)
