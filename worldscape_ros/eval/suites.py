@@ -36,7 +36,7 @@ from worldscape_ros.fileio import read_yaml_mapping
 SUITE_NAMES = ('nav', 'memory', 'revisit', 'idle', 'manip')  # the test suites: 'all'
 VALIDATION_SUITES = ('validation',)  # other held-out seeds, for choosing settings; never in 'all'
 HANDMADE_SUITES = ('lroom', 'office')  # held-out scenes outside the generator (eval/handmade.py); not in 'all'
-NAV_SCENE_KINDS = ('room', 'yard') + HANDMADE_SCENES
+NAV_SCENE_KINDS = ('room', 'yard') + HANDMADE_SCENES  # synthetic/scenes.NAV_KINDS, then the hand-made ones
 NAV_SCRIPTS = ('straight', 'turn_left', 'turn_right', 'strafe', 'mixed', 'out_and_back', 'loop', 'idle',
                'corner_out_and_back', 'loop_revisit')  # synthetic/trajectories.SCRIPTS, without importing MuJoCo
 MANIP_SCRIPTS = ('reach', 'grasp', 'lift', 'carry', 'place', 'pick_and_place')

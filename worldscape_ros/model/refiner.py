@@ -41,7 +41,7 @@ FAR_SIDE_GROW = 1  # px: the near side left out this much wider, so its antialia
 
 def near_side(depth: np.ndarray, hole: np.ndarray) -> np.ndarray:
     """(H, W) bool: the covered pixels by a hole that lie on the near side of a depth edge there. depth (H, W)
-    metres (0 in the hole), hole (H, W) bool."""
+    metres (not read in the hole), hole (H, W) bool."""
     square = cv2.getStructuringElement(cv2.MORPH_RECT, (FAR_SIDE_WINDOW, FAR_SIDE_WINDOW))
     d = np.where(hole, 0.0, depth).astype(np.float32)
     farthest = cv2.dilate(d, square)
