@@ -36,14 +36,11 @@ def test_a_handmade_scene_suite_is_its_own_scene_with_its_own_seeds_and_not_in_a
     assert suite not in {s.name for s in load_suites('all')}
 
 
-def test_the_mujoco_free_name_lists_are_the_generators_own():
-    from worldscape_ros.eval.handmade import HANDMADE_SCENES
-    from worldscape_ros.eval.suites import NAV_SCENE_KINDS, NAV_SCRIPTS
-    from worldscape_ros.synthetic.scenes import NAV_KINDS
+def test_the_mujoco_free_script_names_are_the_generators_own():
+    from worldscape_ros.eval.suites import NAV_SCRIPTS
     from worldscape_ros.synthetic.trajectories import SCRIPTS
 
     assert NAV_SCRIPTS == SCRIPTS
-    assert NAV_SCENE_KINDS == NAV_KINDS + HANDMADE_SCENES
 
 
 def test_frames_override_applies_to_all_but_keeps_idle_long_enough():

@@ -37,9 +37,28 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
         run_datagen(_config(tmp_path, episodes=1, frames=4), progress=False)
 
 
+def test_furnished_worlds_give_furnished_rooms_and_keep_procedural_manifests_as_they_were(tmp_path):
+    from worldscape_ros.synthetic.datagen import episode_plan
+
+    furnished = _config(tmp_path, worlds='furnished', episodes=6)
+    assert {episode_plan(furnished, i).scene_kind for i in range(6)} == {'furnished'}
+    procedural = _config(tmp_path, episodes=40)
+    assert {episode_plan(procedural, i).scene_kind for i in range(40)} == {'room', 'yard'}
+    # the same episode draws the same scene seed and family in either world
+    assert [episode_plan(furnished, i).script for i in range(6)] == [episode_plan(procedural, i).script
+                                                                      for i in range(6)]
+    assert 'worlds' not in procedural.settings() and furnished.settings()['worlds'] == 'furnished'
+    run_datagen(_config(tmp_path, worlds='furnished', episodes=1), progress=False)
+    assert read_episode(tmp_path / 'out' / 'nav_000000.episode.npz').meta['scene_kind'] == 'furnished'
+
+
 def test_bad_input_is_one_clear_error(tmp_path):
     with pytest.raises(DatagenError, match="unknown kind 'fly'"):
         _config(tmp_path, kind='fly')
+    with pytest.raises(DatagenError, match="unknown worlds 'moon'"):
+        _config(tmp_path, worlds='moon')
+    with pytest.raises(DatagenError, match='--worlds furnished is for nav episodes'):
+        _config(tmp_path, kind='manip', worlds='furnished')
     with pytest.raises(DatagenError, match='--episodes must be a positive integer'):
         _config(tmp_path, episodes=0)
     with pytest.raises(DatagenError, match='--size must look like WIDTHxHEIGHT'):

@@ -27,6 +27,7 @@ from gymnasium.error import ResetNeeded
 from worldscape_ros.model.frames import Frame
 from worldscape_ros.model.kinematics import NAV_ACTION_DIM, NavAction
 from worldscape_ros.model.protocol import LiveEngine
+from worldscape_ros.synthetic.kinds import SCENE_KINDS
 
 MAX_DEPTH = 1000.0  # m: the bound of the depth observation
 MAX_RANGE = 1e5  # m: the bound of positions in observations (sessions never drive that far)
@@ -60,8 +61,8 @@ class WorldScapeNavEnv(gymnasium.Env):
                  engine: LiveEngine | None = None, engine_seed: int = 0) -> None:
         if render_mode not in (None, 'rgb_array'):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        if scene_kind not in ('room', 'yard', 'table'):
-            raise ValueError(f"scene_kind must be 'room', 'yard' or 'table', got {scene_kind!r}")
+        if scene_kind not in SCENE_KINDS:
+            raise ValueError(f'scene_kind must be one of {", ".join(SCENE_KINDS)}, got {scene_kind!r}')
         if not (0 < goal_distance[0] <= goal_distance[1]) or not goal_radius > 0:
             raise ValueError(f'goal_distance must be 0 < min <= max and goal_radius > 0, got {goal_distance}, '
                              f'{goal_radius}')

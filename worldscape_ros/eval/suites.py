@@ -32,11 +32,12 @@ import numpy as np
 from worldscape_ros.errors import EvalError
 from worldscape_ros.eval.handmade import HANDMADE_SCENES
 from worldscape_ros.fileio import read_yaml_mapping
+from worldscape_ros.synthetic.kinds import NAV_KINDS
 
 SUITE_NAMES = ('nav', 'memory', 'revisit', 'idle', 'manip')  # the test suites: 'all'
 VALIDATION_SUITES = ('validation',)  # other held-out seeds, for choosing settings; never in 'all'
 HANDMADE_SUITES = ('lroom', 'office')  # held-out scenes outside the generator (eval/handmade.py); not in 'all'
-NAV_SCENE_KINDS = ('room', 'yard') + HANDMADE_SCENES  # synthetic/scenes.NAV_KINDS, then the hand-made ones
+NAV_SCENE_KINDS = NAV_KINDS + HANDMADE_SCENES
 NAV_SCRIPTS = ('straight', 'turn_left', 'turn_right', 'strafe', 'mixed', 'out_and_back', 'loop', 'idle',
                'corner_out_and_back', 'loop_revisit')  # synthetic/trajectories.SCRIPTS, without importing MuJoCo
 MANIP_SCRIPTS = ('reach', 'grasp', 'lift', 'carry', 'place', 'pick_and_place')

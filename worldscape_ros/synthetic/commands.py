@@ -14,7 +14,7 @@ def _datagen(args: argparse.Namespace) -> int:
 
     width, height = parse_size(args.size)
     config = DatagenConfig(kind=args.kind, episodes=args.episodes, frames=args.frames, width=width, height=height,
-                           seed=args.seed, out=Path(args.out), workers=args.workers, fps=args.fps)
+                           seed=args.seed, out=Path(args.out), workers=args.workers, fps=args.fps, worlds=args.worlds)
     stats = run_datagen(config, progress=not args.no_progress)
     log.info('%d episodes generated, %d skipped, %d frames in %.1f s (%.1f frames/s) -> %s', stats['generated'],
              stats['skipped'], stats['frames'], stats['seconds'], stats['frames_per_s'], config.out)
@@ -41,6 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument('--out', required=True, help='output folder')
     p.add_argument('--workers', type=int, default=1, help='parallel worker processes (one renderer each)')
     p.add_argument('--fps', type=float, default=10.0, help='episode frame rate for integrating actions')
+    p.add_argument('--worlds', default='procedural', help="nav scenes: 'procedural' (rooms and yards painted with "
+                   "procedural textures, default) or 'furnished' (rooms of built-in paint and furniture on thin legs)")
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
     p.set_defaults(func=_datagen)
 

@@ -27,6 +27,7 @@ from worldscape_ros.synthetic.trajectories import FAMILIES
 
 log = logging.getLogger(__name__)
 DATAGEN_KINDS = ('nav', 'manip')
+NAV_WORLDS = ('procedural', 'furnished')  # rooms and yards as painted by textures.py; or furnished rooms
 MANIFEST = 'datagen.json'
 
 
@@ -41,10 +42,15 @@ class DatagenConfig:
     out: Path
     workers: int = 1
     fps: float = 10.0
+    worlds: str = 'procedural'  # nav only: NAV_WORLDS
 
     def __post_init__(self) -> None:
         if self.kind not in DATAGEN_KINDS:
             raise DatagenError(f'unknown kind {self.kind!r}; expected one of {", ".join(DATAGEN_KINDS)}')
+        if self.worlds not in NAV_WORLDS:
+            raise DatagenError(f'unknown worlds {self.worlds!r}; expected one of {", ".join(NAV_WORLDS)}')
+        if self.worlds != 'procedural' and self.kind != 'nav':
+            raise DatagenError(f'--worlds {self.worlds} is for nav episodes, not {self.kind}')
         for name in ('episodes', 'frames', 'width', 'height', 'workers'):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
@@ -58,6 +64,8 @@ class DatagenConfig:
         d = asdict(self)
         for key in ('out', 'workers', 'episodes'):  # these may change between resumed runs
             d.pop(key)
+        if self.worlds == 'procedural':  # as written before furnished rooms existed, so those folders resume
+            d.pop('worlds')
         return d
 
 
@@ -89,8 +97,9 @@ def episode_plan(config: DatagenConfig, index: int) -> EpisodePlan:
     rng = np.random.default_rng([config.seed, index, DATAGEN_KINDS.index(config.kind)])
     scene_seed = int(rng.integers(0, 2**31 - 1))
     if config.kind == 'nav':
-        return EpisodePlan(scene_seed, 'room' if rng.random() < 0.7 else 'yard',
-                           FAMILIES[int(rng.integers(len(FAMILIES)))])
+        outdoor = rng.random() >= 0.7
+        scene_kind = 'furnished' if config.worlds == 'furnished' else 'yard' if outdoor else 'room'
+        return EpisodePlan(scene_seed, scene_kind, FAMILIES[int(rng.integers(len(FAMILIES)))])
     script = 'pick_and_place' if rng.random() < 0.6 else HAND_SCRIPTS[int(rng.integers(len(HAND_SCRIPTS)))]
     return EpisodePlan(scene_seed, 'table', script)
 

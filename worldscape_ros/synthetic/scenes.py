@@ -15,10 +15,9 @@ import mujoco
 import numpy as np
 
 from worldscape_ros.synthetic.hand import hand_mjcf
+from worldscape_ros.synthetic.kinds import SCENE_KINDS
 from worldscape_ros.synthetic.textures import texture_png
 
-SCENE_KINDS = ('room', 'yard', 'table')
-NAV_KINDS = ('room', 'yard')
 ROBOT_RADIUS = 0.35  # clearance the navigation camera keeps from walls and furniture (m)
 # Skin tones and gloves for the hand (RGB in [0, 1]).
 HAND_COLOURS = np.array([[0.86, 0.66, 0.52], [0.55, 0.37, 0.26], [0.96, 0.82, 0.70], [0.15, 0.35, 0.85],
@@ -101,12 +100,18 @@ class SceneSpec:
 
 
 def make_scene(kind: str, seed: int) -> SceneSpec:
-    """A procedural scene of `kind` ('room', 'yard' or 'table') from an integer seed."""
+    """A procedural scene of `kind` ('room', 'yard', 'table' or 'furnished': synthetic/furnished.py) from an
+    integer seed."""
     if kind not in SCENE_KINDS:
         raise ValueError(f'unknown scene kind {kind!r}; expected one of {", ".join(SCENE_KINDS)}')
     if not isinstance(seed, int | np.integer) or seed < 0:
         raise ValueError(f'scene seed must be a non-negative integer, got {seed!r}')
-    builder = _SceneBuilder(np.random.default_rng([int(seed), SCENE_KINDS.index(kind)]))
+    rng = np.random.default_rng([int(seed), SCENE_KINDS.index(kind)])
+    if kind == 'furnished':
+        from worldscape_ros.synthetic.furnished import FurnishedBuilder
+
+        return FurnishedBuilder(rng).furnished(seed)
+    builder = _SceneBuilder(rng)
     if kind == 'room':
         return builder.room(seed)
     if kind == 'yard':

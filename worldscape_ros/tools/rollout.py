@@ -31,6 +31,7 @@ from worldscape_ros.errors import WorldScapeError
 from worldscape_ros.fileio import atomic_write_json
 from worldscape_ros.model.kinematics import BaseState, camera_pose, state_from_camera_pose
 from worldscape_ros.model.protocol import LiveEngine, OfflineEngine, RollingEngine
+from worldscape_ros.synthetic.kinds import SCENE_KINDS
 from worldscape_ros.tools import messages as M
 from worldscape_ros.tools.bag import SIM_TOPICS, BagWriter, stale_partials, stop_on_signals
 from worldscape_ros.tools.scripts import ActionScript
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SCENE_KINDS = ('room', 'yard', 'table')
 OUTPUTS = ('bag', 'rollout.mp4', 'contact_sheet.png', 'summary.json')  # what a rollout writes into --out
 
 
