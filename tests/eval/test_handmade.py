@@ -5,7 +5,7 @@ from worldscape_ros.errors import EvalError
 from worldscape_ros.eval.ground_truth import ground_truth
 from worldscape_ros.eval.handmade import HANDMADE_SCENES, handmade_scene
 from worldscape_ros.eval.suites import parse_suite
-from worldscape_ros.synthetic.scenes import ROBOT_RADIUS
+from worldscape_ros.synthetic.builder import ROBOT_RADIUS
 
 
 def test_the_l_rooms_solid_corner_and_furniture_are_not_free_space():

@@ -6,7 +6,8 @@ import torch
 from worldscape_ros.errors import ConfigError
 from worldscape_ros.model.config import ModelConfig, load_config
 from worldscape_ros.model.frames import GeometricGuess
-from worldscape_ros.model.guess import committable
+from worldscape_ros.model.guess import committable, compose
+from worldscape_ros.model.refiner import Refiner
 from worldscape_ros.model.scene_memory import IMAGINED, OBSERVED
 
 H, W = 24, 40
@@ -66,3 +67,35 @@ def test_the_commit_margin_is_checked_and_saved_only_when_set():
         scene=dataclasses.replace(cfg.scene, commit_margin_px=0.0)).to_dict().get('scene', {})
     with pytest.raises(ConfigError, match='scene.commit_margin_px must be >= 0, got -1'):
         _config(-1.0)
+
+
+def _compose_strafe(sigma: float, hand: bool = False) -> tuple[GeometricGuess, torch.Tensor]:
+    """The strafe guess with a red observed wall and a green strip imagined before it, formed by a fresh refiner
+    (whose output in a hole is its smooth fill) under refiner.anchor_sigma = sigma, at full weight everywhere."""
+    cfg = load_config('ws-tiny')
+    cfg = cfg.replace(refiner=dataclasses.replace(cfg.refiner, anchor_sigma=sigma, anchor_reach_px=0.0))
+    g = _strafe_guess()
+    g.rgb[:, :, :, :10] = torch.tensor([0.8, 0.1, 0.1])[:, None, None]
+    g.rgb[:, :, :, 10:20] = torch.tensor([0.1, 0.8, 0.1])[:, None, None]
+    if hand:
+        g.dynamic[:, 20:, 36:] = True
+        g.hand_area = g.dynamic.clone()
+    torch.manual_seed(0)
+    out = compose(cfg, g, torch.rand(1, 3, H, W), None, Refiner(cfg.refiner).eval(), None, None, torch.device('cpu'))
+    return g, out
+
+
+def test_anchoring_gives_the_hole_the_colour_the_observed_wall_continues_into_not_the_imagined_strips():
+    g, plain = _compose_strafe(0.0)
+    _, anchored = _compose_strafe(4.0)
+    far = (slice(None), slice(None), slice(None), slice(30, None))  # the hole, away from the imagined strip
+    assert plain[far][:, 1].mean() > 0.7 and plain[far][:, 0].mean() < 0.2  # continued from the green strip
+    assert anchored[far][:, 0].mean() > 0.7 and anchored[far][:, 1].mean() < 0.2  # the red wall's colour
+    # what was seen and what was imagined before is formed as without anchoring, to the bit
+    assert torch.equal(anchored[..., :19], plain[..., :19])
+
+
+def test_anchoring_leaves_a_frame_with_a_hand_as_it_was():
+    _, plain = _compose_strafe(0.0, hand=True)
+    _, anchored = _compose_strafe(4.0, hand=True)
+    assert torch.equal(anchored, plain)

@@ -5,6 +5,7 @@ from worldscape_ros.model.config import RefinerConfig
 from worldscape_ros.model.refiner import (
     IN_CHANNELS,
     Refiner,
+    anchor_low_frequencies,
     edit_region,
     hand_weight,
     refine,
@@ -162,3 +163,20 @@ def test_the_hand_refiner_writes_the_hand_and_the_scene_refiner_the_rest():
     w = hand_weight(dynamic, 2)[1, 0]
     assert torch.allclose(out[1][:, w == 0], s_out[1][:, w == 0])
     assert not torch.allclose(out[1], s_out[1])
+
+
+def test_anchoring_swaps_low_frequencies_keeps_detail_and_touches_only_where_told():
+    detail = 0.1 * (torch.arange(W) % 2).float().expand(3, H, W)  # a one-pixel stripe: above any blur's reach
+    out = torch.tensor([0.1, 0.7, 0.1])[:, None, None] + detail  # green, striped
+    fill = torch.tensor([0.6, 0.2, 0.2])[:, None, None].expand(3, H, W)  # red, smooth
+    where = torch.zeros(H, W, dtype=torch.bool)
+    where[:, 24:] = True
+    anchored = anchor_low_frequencies(out, fill, where, sigma=3.0)
+    assert torch.equal(anchored[..., :24], out[..., :24])
+    inner = anchored[..., 36:44]  # away from where's edge, whose blur still sees the green side
+    stripe = inner[:, :, 1::2].mean() - inner[:, :, 0::2].mean()
+    assert abs(float(stripe) - 0.1) < 0.02  # the detail kept
+    assert abs(float(inner[0].mean()) - 0.6) < 0.01 and abs(float(inner[1].mean()) - 0.2) < 0.01  # red's colour
+    near_and_far = anchor_low_frequencies(out, fill, where, 3.0, source=~where, reach=4.0)
+    near, far = near_and_far[1, :, 24].mean(), near_and_far[1, :, W - 1].mean()
+    assert float(near) < 0.6 < float(far)  # next to the source it takes the fill's colour, far off it keeps its own

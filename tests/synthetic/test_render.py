@@ -5,9 +5,10 @@ import torch
 
 from worldscape_ros.model.camera import intrinsics_from_fov, project, unproject_depth
 from worldscape_ros.model.kinematics import BaseState, camera_pose
+from worldscape_ros.synthetic.builder import FreeSpace, SceneSpec
 from worldscape_ros.synthetic.episodes import nav_episode
 from worldscape_ros.synthetic.render import SceneRenderer
-from worldscape_ros.synthetic.scenes import FreeSpace, SceneSpec, make_scene
+from worldscape_ros.synthetic.scenes import make_scene
 
 
 def _pose(x=0.0, y=0.0, yaw=0.3, pitch=0.1):

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from worldscape_ros.synthetic.scenes import ROBOT_RADIUS, make_scene
+from worldscape_ros.synthetic.builder import ROBOT_RADIUS
+from worldscape_ros.synthetic.scenes import make_scene
 
 
 @pytest.mark.parametrize('kind', ['room', 'yard', 'table', 'furnished'])

@@ -12,7 +12,7 @@ import numpy as np
 from worldscape_ros.errors import EvalError
 
 if TYPE_CHECKING:  # MuJoCo is imported only to render
-    from worldscape_ros.synthetic.scenes import SceneSpec
+    from worldscape_ros.synthetic.builder import SceneSpec
 
 # name -> (free-space bounds xmin, xmax, ymin, ymax; obstacle boxes [cx, cy, hx, hy, yaw]; circles [cx, cy, r];
 # the farthest depth any view can hold, m)
@@ -38,7 +38,7 @@ HANDMADE_SCENES = tuple(_LAYOUTS)
 def handmade_scene(name: str, seed: int = 0) -> SceneSpec:
     """The SceneSpec of the hand-written scene `name`; `seed` is recorded only (the scene is one scene: the seed
     picks the start in it)."""
-    from worldscape_ros.synthetic.scenes import FreeSpace, SceneSpec
+    from worldscape_ros.synthetic.builder import FreeSpace, SceneSpec
 
     if name not in _LAYOUTS:
         raise EvalError(f'unknown hand-made scene {name!r}; expected one of {", ".join(HANDMADE_SCENES)}')

@@ -149,7 +149,8 @@ _OPTIONAL_AT_DEFAULT: dict[str, dict[str, Any]] = {
                'fps_angle_weight_m': 1.0},
     'scene': {'commit_margin_px': 0.0, 'crack_px': 0},  # later: off
     'refiner': {'hand_paint': 'region', 'show_under_hand': False, 'hand_refiner': False,  # the hand's, later: off
-                'hand_feather': 2, 'start_hand': 'region', 'start_hand_margin_px': 3, 'fill': 'telea'},
+                'hand_feather': 2, 'start_hand': 'region', 'start_hand_margin_px': 3, 'fill': 'telea',
+                'anchor_sigma': 0.0, 'anchor_reach_px': 0.0},
 }
 
 
@@ -217,6 +218,14 @@ class RefinerConfig:
     # out the nearer side of a depth edge at the hole (refiner.near_side), so what a near object uncovers
     # is continued from the background behind it, not smeared from the object
     fill: str = 'telea'
+    # > 0: where no observed point lands (and no hand is), the output's low frequencies (a Gaussian of this many
+    # pixels) are those of a smooth fill from the observed points alone; the refiner's imagination keeps its
+    # detail but takes its colour from what the seen world continues into, so a colour the DiT hallucinates
+    # cannot grow strip by committed strip
+    anchor_sigma: float = 0.0
+    # > 0: the anchor's weight falls as exp(-d / this) with the distance d (pixels) from the nearest observed
+    # pixel, so far from what was seen the refiner's own colour stays
+    anchor_reach_px: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -295,6 +304,9 @@ class ModelConfig:
         need(isinstance(self.scene.crack_px, int) and self.scene.crack_px >= 0,
              f'scene.crack_px must be an int >= 0, got {self.scene.crack_px!r}')
         need(self.refiner.fill in FILLS, f'refiner.fill must be one of {", ".join(FILLS)}, got {self.refiner.fill!r}')
+        need(self.refiner.anchor_sigma >= 0, f'refiner.anchor_sigma must be >= 0, got {self.refiner.anchor_sigma}')
+        need(self.refiner.anchor_reach_px >= 0,
+             f'refiner.anchor_reach_px must be >= 0, got {self.refiner.anchor_reach_px}')
         need(self.refiner.imagined in IMAGINED_MODES,
              f'refiner.imagined must be one of {", ".join(IMAGINED_MODES)}, got {self.refiner.imagined!r}')
         need(self.refiner.hand_paint in HAND_PAINTS,

@@ -21,7 +21,7 @@ from worldscape_ros.model import hands
 from worldscape_ros.model.config import ModelConfig
 from worldscape_ros.model.frames import GeometricGuess
 from worldscape_ros.model.grasp import GraspTracker
-from worldscape_ros.model.refiner import Refiner, refine, refiner_inputs
+from worldscape_ros.model.refiner import Refiner, anchor_low_frequencies, refine, refiner_inputs, smooth_fill
 from worldscape_ros.model.scene_memory import OBSERVED, SceneMemory
 
 # Called with a chunk's refiner inputs (Fv, in_channels, H, W) and the area the hand changes (Fv, H, W): training
@@ -111,6 +111,24 @@ def committable(cfg: ModelConfig, guess: GeometricGuess) -> torch.Tensor:
     return imagined & torch.from_numpy(far).to(imagined.device)
 
 
+def _anchored(cfg: ModelConfig, guess: GeometricGuess, observed: torch.Tensor, kept: torch.Tensor,
+              out: torch.Tensor) -> torch.Tensor:
+    """refiner.anchor_sigma: in each frame without a hand and with observed points in view, what the refiner
+    wrote (outside `kept`) takes the low frequencies of a smooth fill from the observed points alone. Imagined
+    points kept as rendered stay as they were committed."""
+    frames = []
+    for i in range(out.shape[0]):
+        written = ~kept[i]
+        if bool(guess.hand_area[i].any()) or not bool(observed[i].any()) or not bool(written.any()):
+            frames.append(out[i])
+            continue
+        depth = guess.depth[i] * observed[i] if cfg.refiner.fill == 'far_side' else None
+        fill = smooth_fill(guess.rgb[i] * observed[i], ~observed[i], cfg.refiner.inpaint_radius, depth)
+        frames.append(anchor_low_frequencies(out[i], fill, written, cfg.refiner.anchor_sigma, observed[i],
+                                             cfg.refiner.anchor_reach_px))
+    return torch.stack(frames)
+
+
 def compose(cfg: ModelConfig, guess: GeometricGuess, imagined: torch.Tensor, pose_video: np.ndarray | None,
             refiner: Refiner | None, hand_refiner: Refiner | None, trace: Trace | None,
             device: torch.device) -> torch.Tensor:
@@ -140,5 +158,8 @@ def compose(cfg: ModelConfig, guess: GeometricGuess, imagined: torch.Tensor, pos
         if trace is not None:
             trace(inputs, guess.hand_area)
         if refiner is not None:
-            return refine(refiner, hand_refiner, inputs, guess.hand_area, cfg.refiner.hand_feather).float()
+            out = refine(refiner, hand_refiner, inputs, guess.hand_area, cfg.refiner.hand_feather).float()
+            if cfg.refiner.anchor_sigma > 0:
+                out = _anchored(cfg, guess, observed, kept, out)
+            return out
     return torch.where(guess.mask[:, None], guess.rgb, imagined.clamp(0, 1))

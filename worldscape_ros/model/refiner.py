@@ -17,6 +17,8 @@ traced, so both see the same thing.
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 import torch
@@ -68,6 +70,21 @@ def smooth_fill(render: torch.Tensor, hole: torch.Tensor, radius: float,
     filled = cv2.inpaint(np.ascontiguousarray(img), unknown.astype(np.uint8), radius, cv2.INPAINT_TELEA)
     filled_t = torch.from_numpy(filled).to(render.device).permute(2, 0, 1).float() / 255
     return torch.where(hole, filled_t, render.float())  # covered pixels exactly as rendered
+
+
+def anchor_low_frequencies(out: torch.Tensor, fill: torch.Tensor, where: torch.Tensor, sigma: float,
+                           source: torch.Tensor | None = None, reach: float = 0.0) -> torch.Tensor:
+    """out (3, H, W) with its Gaussian (sigma px) low frequencies replaced by fill's (3, H, W) where (H, W) bool.
+    With reach > 0, the replacement's weight falls as exp(-d / reach) with a pixel's distance d from the nearest
+    pixel of source (H, W) bool, the pixels the fill continues."""
+    size = 2 * math.ceil(3 * sigma) + 1
+    o, f = (x.detach().float().permute(1, 2, 0).cpu().numpy() for x in (out, fill))
+    moved = cv2.GaussianBlur(f, (size, size), sigma) - cv2.GaussianBlur(o, (size, size), sigma)  # (H, W, 3)
+    if reach > 0 and source is not None:
+        d = cv2.distanceTransform((~source).cpu().numpy().astype(np.uint8), cv2.DIST_L2, 5)
+        moved = moved * np.exp(-d / reach)[..., None]
+    anchored = (out.float() + torch.from_numpy(moved).to(out.device).permute(2, 0, 1)).clamp(0, 1)
+    return torch.where(where, anchored, out.float())
 
 
 def edit_region(hole: torch.Tensor, band: int) -> torch.Tensor:

@@ -13,11 +13,12 @@ import numpy as np
 
 from worldscape_ros import __version__
 from worldscape_ros.data.episode import FORMAT_VERSION, Episode
+from worldscape_ros.synthetic.builder import SceneSpec
 from worldscape_ros.synthetic.hand import HAND_GEOM_GROUP, HandRig
 from worldscape_ros.synthetic.hand_scripts import HAND_SCRIPTS, egocentric_camera, hand_script
 from worldscape_ros.synthetic.kinds import NAV_KINDS
 from worldscape_ros.synthetic.render import SceneRenderer
-from worldscape_ros.synthetic.scenes import SceneSpec, make_scene
+from worldscape_ros.synthetic.scenes import make_scene
 from worldscape_ros.synthetic.trajectories import (
     FAMILIES,
     SCRIPTS,

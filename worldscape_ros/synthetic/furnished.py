@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from worldscape_ros.synthetic.scenes import FreeSpace, SceneSpec, _f, _SceneBuilder
+from worldscape_ros.synthetic.builder import FreeSpace, SceneBuilder, SceneSpec, fmt
 
 # Interior palettes (RGB in [0, 1]); each colour is jittered a little per scene.
 WALL_PAINTS = np.array([[0.92, 0.91, 0.88], [0.85, 0.83, 0.78], [0.88, 0.82, 0.66], [0.75, 0.76, 0.74],
@@ -29,7 +29,7 @@ FABRICS = np.array([[0.15, 0.25, 0.55], [0.55, 0.15, 0.15], [0.35, 0.45, 0.30], 
 THIN = (0.012, 0.03)  # radius of a leg, a pole (m): thinner than the generator's furniture ever is
 
 
-class FurnishedBuilder(_SceneBuilder):
+class FurnishedBuilder(SceneBuilder):
     """The scene builder with built-in textures and compound furniture."""
 
     def colour(self, palette: np.ndarray, jitter: float = 0.04) -> np.ndarray:
@@ -44,12 +44,12 @@ class FurnishedBuilder(_SceneBuilder):
         rgb2 = np.clip(rgb1 * self.rng.uniform(0.8, 0.95), 0, 1)
         mark = ''
         if kind == 'flat':
-            mark = f' mark="random" random="{self.rng.uniform(0.0, 0.03):.3f}" markrgb="{_f(*rgb2)}"'
+            mark = f' mark="random" random="{self.rng.uniform(0.0, 0.03):.3f}" markrgb="{fmt(*rgb2)}"'
         elif kind == 'checker' and self.rng.random() < 0.6:
-            mark = f' mark="edge" markrgb="{_f(*(rgb2 * 0.7))}"'
+            mark = f' mark="edge" markrgb="{fmt(*(rgb2 * 0.7))}"'
         self.asset_xml.append(f'<texture name="{name}_tex" type="{"cube" if cube else "2d"}" builtin="{kind}" '
-                              f'rgb1="{_f(*rgb1)}" rgb2="{_f(*rgb2)}" width="128" height="128"{mark}/>')
-        mapping = f' texrepeat="{_f(repeat, repeat)}"' + ('' if cube else ' texuniform="true"')
+                              f'rgb1="{fmt(*rgb1)}" rgb2="{fmt(*rgb2)}" width="128" height="128"{mark}/>')
+        mapping = f' texrepeat="{fmt(repeat, repeat)}"' + ('' if cube else ' texuniform="true"')
         self.asset_xml.append(f'<material name="{name}" texture="{name}_tex"{mapping} '
                               f'specular="{self.rng.uniform(0.02, 0.3):.3f}"/>')
         return name
@@ -58,7 +58,7 @@ class FurnishedBuilder(_SceneBuilder):
         """A material of one colour, no texture (free to make: no texture to upload)."""
         name = f'mat{len(self.asset_xml)}'
         spec = self.rng.uniform(0.05, 0.4) if specular is None else specular
-        self.asset_xml.append(f'<material name="{name}" rgba="{_f(*rgb, 1.0)}" specular="{spec:.3f}"/>')
+        self.asset_xml.append(f'<material name="{name}" rgba="{fmt(*rgb, 1.0)}" specular="{spec:.3f}"/>')
         return name
 
     # -- the shell -------------------------------------------------------------------------------------

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from worldscape_ros.model.kinematics import BaseState, camera_pose, rot_y, rot_z
+from worldscape_ros.synthetic.builder import SceneSpec
 from worldscape_ros.synthetic.hand import HandPose
-from worldscape_ros.synthetic.scenes import SceneSpec
 
 HAND_SCRIPTS = ('reach', 'grasp', 'lift', 'carry', 'place', 'pick_and_place')
 OPEN, CLOSED = 0.12, 0.62  # finger curl

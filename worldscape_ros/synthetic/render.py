@@ -18,7 +18,7 @@ import mujoco
 import numpy as np
 
 from worldscape_ros.model.camera import check_rigid, intrinsics_from_fov
-from worldscape_ros.synthetic.scenes import SceneSpec
+from worldscape_ros.synthetic.builder import SceneSpec
 
 _CV_TO_GL = np.diag([1.0, -1.0, -1.0])  # OpenCV camera axes -> OpenGL camera axes (x same, y and z flipped)
 # Mesa's software rasteriser (osmesa) samples depth off the pixel centre, at (u + 0.375, v + 0.875) in image

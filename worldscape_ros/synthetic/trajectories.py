@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from worldscape_ros.model.kinematics import BaseState, NavAction, camera_pose, integrate
-from worldscape_ros.synthetic.scenes import ROBOT_RADIUS, FreeSpace
+from worldscape_ros.synthetic.builder import ROBOT_RADIUS, FreeSpace
 
 FAMILIES = ('random_walk', 'out_and_back', 'loop', 'turn_in_place', 'strafe')
 SCRIPTS = ('straight', 'turn_left', 'turn_right', 'strafe', 'mixed', 'out_and_back', 'loop', 'idle',
