@@ -163,6 +163,14 @@ def test_writer_refuses_an_existing_bag_and_unknown_topics(tmp_path):
         bag.write_cdr('/c', 0, b'')
 
 
+def test_reading_topics_a_bag_does_not_hold_gives_no_messages(tmp_path):
+    with BagWriter(tmp_path / 'b') as bag:
+        bag.add_topic('/cmd_vel', 'geometry_msgs/msg/Twist')
+        bag.write('/cmd_vel', 1, M.twist(np.zeros(5)))
+    assert list(read_bag(tmp_path / 'b', ['/camera/image_raw'])) == []
+    assert [m.topic for m in read_bag(tmp_path / 'b', ['/camera/image_raw', '/cmd_vel'])] == ['/cmd_vel']
+
+
 def test_log_times_never_go_backwards(tmp_path):
     with BagWriter(tmp_path / 'b') as bag:
         bag.add_topic('/clock', 'rosgraph_msgs/msg/Clock')

@@ -76,6 +76,15 @@ class Recorder:
         self.done = threading.Event()
         self._subs = [node.create_subscription(message_class(s.msgtype), s.name, self._callback(s),
                                                subscription_qos(s), raw=True) for s in specs]
+        self._matched: set[str] = set()
+
+    def report_matches(self) -> None:
+        """Log each topic the first time a publisher of it is matched: what it publishes from then on is
+        recorded (a script that steps the simulator can wait for this line)."""
+        for spec, sub in zip(self.specs.values(), self._subs, strict=True):
+            if spec.name not in self._matched and (n := sub.get_publisher_count()) > 0:
+                self._matched.add(spec.name)
+                self.node.get_logger().info(f'{spec.name}: matched {n} publisher(s)')
 
     def _offered_qos(self, spec: TopicSpec) -> list[Any]:
         infos = self.node.get_publishers_info_by_topic(spec.name)
@@ -140,6 +149,7 @@ def record(node: Node, executor: Executor, params: RecorderParams, stop: threadi
         node.get_logger().info(f'recording {len(specs)} topics into {params.out} ({params.storage})')
         while not stop.is_set() and not recorder.done.is_set():
             executor.spin_once(timeout_sec=0.1)
+            recorder.report_matches()
             bag.flush(force=False)  # quiet topics too: what was recorded a second ago survives a SIGKILL
     except (ValueError, FileExistsError) as exc:
         return refuse(node, exc)

@@ -101,11 +101,21 @@ class ScriptPlayer:
             raise TimeoutError(f'service {client.srv_name} did not answer within {timeout} s')
         return future.result()
 
-    def wait_for_simulator(self, timeout: float) -> None:
+    def wait_for_simulator(self, timeout: float, listeners: int = 1) -> None:
+        """Wait for the simulator's services, then until `listeners` subscriptions (the simulator's, and e.g. a
+        recorder's) are matched to each command publisher: a command published before that is not received."""
+        deadline = time.monotonic() + timeout
         for client in (self.pause, self.step):
-            if not client.wait_for_service(timeout_sec=timeout):
+            if not client.wait_for_service(timeout_sec=max(0.0, deadline - time.monotonic())):
                 raise TimeoutError(f'service {client.srv_name} is not available after {timeout} s '
                                    '(is the simulator node running and active?)')
+        pubs = [self.cmd_pub] + ([self.hands_pub] if self.script.hands is not None else [])
+        for pub in pubs:
+            while pub.get_subscription_count() < listeners:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f'{pub.topic_name} has {pub.get_subscription_count()} matched '
+                                       f'subscription(s) after {timeout} s, waiting for {listeners}')
+                time.sleep(0.01)
 
     def play_lockstep(self, executor: Any, step_timeout: float = 120.0) -> int:
         """Pause the simulator, then one publish + `~/step` per frame. Returns frames generated."""
@@ -149,7 +159,9 @@ class TeleopParams:
     lockstep: bool = described(True, 'pause the simulator and step it one frame per action')
     simulator: str = described('/simulator', 'the simulator node whose ~/pause and ~/step to call')
     settle: float = described(0.05, 's between publishing a command and stepping (lock step)')
-    wait: float = described(60.0, 's to wait for the simulator services')
+    wait: float = described(60.0, 's to wait for the simulator services and the listeners')
+    listeners: int = described(1, 'matched subscriptions to the commands to wait for before playing (lock step): '
+                               'the simulator, plus a recorder that must hold every command')
 
 
 def play(node: Node, executor: Executor, params: TeleopParams) -> None:
@@ -158,7 +170,7 @@ def play(node: Node, executor: Executor, params: TeleopParams) -> None:
                                 params.scene_seed)
     player = ScriptPlayer(node, script, params.simulator, params.settle)
     if params.lockstep:
-        player.wait_for_simulator(params.wait)
+        player.wait_for_simulator(params.wait, params.listeners)
         t0 = time.monotonic()
         n = player.play_lockstep(executor)
     else:

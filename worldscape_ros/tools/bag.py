@@ -363,13 +363,16 @@ class BagMessage:
 
 
 def read_bag(path: str | Path, topics: Iterable[str] | None = None) -> Iterator[BagMessage]:
-    """Messages of a rosbag2 (any storage, version 8 or 9) in log-time order, deserialised by rosbags."""
+    """Messages of a rosbag2 (any storage, version 8 or 9) in log-time order, deserialised by rosbags; with
+    `topics`, those topics' only (none when the bag holds none of them)."""
     path = Path(path)
     if not (path / 'metadata.yaml').is_file():
         raise FileNotFoundError(f'{path} is not a rosbag2 folder (no metadata.yaml)')
     wanted = set(topics) if topics is not None else None
     with AnyReader([path], default_typestore=typestore()) as reader:
         conns = [c for c in reader.connections if wanted is None or c.topic in wanted]
+        if not conns and wanted is not None:
+            return  # rosbags reads an empty connection filter as no filter: every message
         for conn, log_ns, raw in reader.messages(connections=conns):
             yield BagMessage(conn.topic, conn.msgtype, log_ns, reader.deserialize(raw, conn.msgtype))
 
