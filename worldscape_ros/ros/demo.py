@@ -73,8 +73,22 @@ def stop(proc: subprocess.Popen, timeout: float = 30.0) -> int:
     return int(proc.returncode)
 
 
+CAMERA_TOPICS = ('/camera/image_raw', '/camera/depth/image_raw')
+
+
+def wait_for_recording(log: Path, timeout: float) -> None:
+    """Until the recorder's log says it hears the simulator's cameras (recorder_node: report_matches): a frame
+    published before that would not be in the bag."""
+    deadline = time.monotonic() + timeout
+    while not all(f'{t}: matched' in (log.read_text() if log.exists() else '') for t in CAMERA_TOPICS):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f'the recorder did not hear the simulator\'s cameras within {timeout} s (see {log})')
+        time.sleep(0.05)
+
+
 def drive(script: Any, wait_s: float) -> tuple[int, float]:
-    """Play the tour into the simulator in lock step; returns (frames, wall seconds)."""
+    """Play the tour into the simulator in lock step, once the simulator and the recorder both hear its commands;
+    returns (frames, wall seconds)."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
@@ -87,7 +101,7 @@ def drive(script: Any, wait_s: float) -> tuple[int, float]:
     executor.add_node(node)
     try:
         player = ScriptPlayer(node, script, '/simulator')
-        player.wait_for_simulator(wait_s)
+        player.wait_for_simulator(wait_s, listeners=2)
         t0 = time.monotonic()
         frames = player.play_lockstep(executor)
         return frames, time.monotonic() - t0
@@ -189,6 +203,7 @@ def record_tour(kind: str, staging: Path, script: Any, seed: int, checkpoint: st
     try:
         print(f'driving a {len(script)}-frame tour in lock step (simulator and recorder in their own processes) ...',
               flush=True)
+        wait_for_recording(staging / 'recorder.log', wait_s)
         frames, seconds = drive(script, wait_s)
         time.sleep(1.0)  # the last frame's messages reach the recorder
     except (TimeoutError, RuntimeError) as exc:
