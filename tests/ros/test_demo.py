@@ -33,7 +33,7 @@ class StandIns:
         self.stopped.append(proc)
         return self.exit_codes[proc]
 
-    def drive(self, script, wait_s: float) -> tuple[int, float]:
+    def drive(self, script, wait_s: float, recorder_log) -> tuple[int, float]:
         if self.drive_error is not None:
             raise self.drive_error
         return len(script), 4.0
@@ -119,3 +119,12 @@ def test_ctrl_c_while_driving_stops_both_and_exits_130(stand_ins, tmp_path, caps
     assert demo.main(['nav', '--out', str(tmp_path / 'demo'), '--checkpoint', 'random']) == 130
     assert stand_ins.stopped == [REC, SIM]
     assert 'worldscape demo: interrupted' in capsys.readouterr().err
+
+
+def test_the_drive_waits_for_the_recorders_camera_lines_and_names_its_log_when_they_do_not_come(tmp_path):
+    log = tmp_path / 'recorder.log'
+    log.write_text('[INFO] /camera/image_raw: matched 1 publisher(s)\n')
+    with pytest.raises(TimeoutError, match=f'did not hear the simulator.s cameras within 0.2 s \\(see {log}\\)'):
+        demo.wait_for_recording(log, 0.2)
+    log.write_text(log.read_text() + '[INFO] /camera/depth/image_raw: matched 1 publisher(s)\n')
+    demo.wait_for_recording(log, 0.2)

@@ -86,9 +86,10 @@ def wait_for_recording(log: Path, timeout: float) -> None:
         time.sleep(0.05)
 
 
-def drive(script: Any, wait_s: float) -> tuple[int, float]:
-    """Play the tour into the simulator in lock step, once the simulator and the recorder both hear its commands;
-    returns (frames, wall seconds)."""
+def drive(script: Any, wait_s: float, recorder_log: Path) -> tuple[int, float]:
+    """Play the tour into the simulator in lock step, once the recorder (its log says) hears the cameras and the
+    simulator and the recorder both hear the commands; returns (frames, wall seconds)."""
+    wait_for_recording(recorder_log, wait_s)
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
@@ -203,8 +204,7 @@ def record_tour(kind: str, staging: Path, script: Any, seed: int, checkpoint: st
     try:
         print(f'driving a {len(script)}-frame tour in lock step (simulator and recorder in their own processes) ...',
               flush=True)
-        wait_for_recording(staging / 'recorder.log', wait_s)
-        frames, seconds = drive(script, wait_s)
+        frames, seconds = drive(script, wait_s, staging / 'recorder.log')
         time.sleep(1.0)  # the last frame's messages reach the recorder
     except (TimeoutError, RuntimeError) as exc:
         failure = str(exc)
