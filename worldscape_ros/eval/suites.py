@@ -111,9 +111,8 @@ def suite_path(name: str) -> Path:
 
 def load_suites(name_or_path: str, frames: int | None = None) -> list[Suite]:
     """'nav' | 'memory' | 'revisit' | 'idle' | 'manip' | 'all' | 'validation' | 'lroom' | 'office' | a suite YAML
-    path, or several
-    joined by commas; `frames` overrides every scenario's frame count (idle keeps at least its own: it measures
-    drift at frame 100)."""
+    path, or several joined by commas; `frames` overrides every scenario's frame count (idle keeps at least its
+    own: it measures drift at frame 100)."""
     if name_or_path == 'all':
         return [load_suite(n, frames) for n in SUITE_NAMES]
     names = [n.strip() for n in name_or_path.split(',') if n.strip()]

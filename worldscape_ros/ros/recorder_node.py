@@ -81,6 +81,8 @@ class Recorder:
     def report_matches(self) -> None:
         """Log each topic the first time a publisher of it is matched: what it publishes from then on is
         recorded (a script that steps the simulator can wait for this line)."""
+        if len(self._matched) == len(self._subs):
+            return
         for spec, sub in zip(self.specs.values(), self._subs, strict=True):
             if spec.name not in self._matched and (n := sub.get_publisher_count()) > 0:
                 self._matched.add(spec.name)

@@ -8,6 +8,7 @@ metres.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
@@ -16,6 +17,7 @@ import numpy as np
 
 from worldscape_ros.synthetic.textures import texture_png
 
+SHELL_GAP = 2.0  # m between a room's walls and the outer shell seen through its doorways
 ROBOT_RADIUS = 0.35  # clearance the navigation camera keeps from walls and furniture (m)
 # Skin tones and gloves for the hand (RGB in [0, 1]).
 HAND_COLOURS = np.array([[0.86, 0.66, 0.52], [0.55, 0.37, 0.26], [0.96, 0.82, 0.70], [0.15, 0.35, 0.85],
@@ -204,30 +206,35 @@ class SceneBuilder:
         between them leaks the void. Behind doorways an outer shell closes the view.
         """
         floor, ceiling = self.material(repeat=0.5), self.material(repeat=0.5, contrast=0.3)
-        outer = 2.0
-        self.geom('box', (0, 0, -0.05), (hx + outer + 0.2, hy + outer + 0.2, 0.05), floor, name='floor')
-        self.geom('box', (0, 0, height + 0.05), (hx + outer + 0.2, hy + outer + 0.2, 0.05), ceiling,
-                  name='ceiling')
+        self.slabs(hx + SHELL_GAP, hy + SHELL_GAP, height, floor, ceiling)
         doors = set(self.rng.choice(4, size=openings, replace=False).tolist()) if openings else set()
         mat = self.material(repeat=0.7)  # one texture for every wall, tinted per wall: each texture costs time
         for side in range(4):
-            along = hx if side >= 2 else hy  # half length of this wall
-            if side in doors:
-                width = self.rng.uniform(0.9, 1.4)
-                centre = self.rng.uniform(-along + width, along - width)
-                lintel = self.rng.uniform(2.0, min(2.3, height - 0.2))
-                tint = self._tint()
-                self._wall(side, hx, hy, (-along - 0.05, centre - width / 2), (-0.05, height + 0.05), mat, tint)
-                self._wall(side, hx, hy, (centre + width / 2, along + 0.05), (-0.05, height + 0.05), mat, tint)
-                self._wall(side, hx, hy, (centre - width / 2, centre + width / 2), (lintel, height + 0.05), mat,
-                           tint)
-            else:
-                self._wall(side, hx, hy, (-along - 0.05, along + 0.05), (-0.05, height + 0.05), mat, self._tint())
+            self.side_wall(side, hx, hy, height, mat, self._tint, (0.9, 1.4) if side in doors else None)
         if doors:  # the outer shell seen through doorways
-            ox, oy = hx + outer, hy + outer
             for side in range(4):
-                along = ox if side >= 2 else oy
-                self._wall(side, ox, oy, (-along - 0.05, along + 0.05), (-0.05, height + 0.05), mat, self._tint())
+                self.side_wall(side, hx + SHELL_GAP, hy + SHELL_GAP, height, mat, self._tint)
+
+    def slabs(self, hx: float, hy: float, height: float, floor: str, ceiling: str) -> None:
+        """The floor and the ceiling, reaching a little past walls at hx, hy."""
+        self.geom('box', (0, 0, -0.05), (hx + 0.2, hy + 0.2, 0.05), floor, name='floor')
+        self.geom('box', (0, 0, height + 0.05), (hx + 0.2, hy + 0.2, 0.05), ceiling, name='ceiling')
+
+    def side_wall(self, side: int, hx: float, hy: float, height: float, mat: str, tint: Callable[[], np.ndarray],
+                  door_width: tuple[float, float] | None = None) -> None:
+        """The wall on `side` of a room of half extents hx, hy (see _wall), floor to ceiling; with door_width (m,
+        the range its width is drawn from), a doorway in it: the wall either side and a lintel over it."""
+        along = hx if side >= 2 else hy  # half length of this wall
+        if door_width is None:
+            self._wall(side, hx, hy, (-along - 0.05, along + 0.05), (-0.05, height + 0.05), mat, tint())
+            return
+        width = self.rng.uniform(*door_width)
+        centre = self.rng.uniform(-along + width, along - width)
+        lintel = self.rng.uniform(2.0, min(2.3, height - 0.2))
+        colour = tint()
+        self._wall(side, hx, hy, (-along - 0.05, centre - width / 2), (-0.05, height + 0.05), mat, colour)
+        self._wall(side, hx, hy, (centre + width / 2, along + 0.05), (-0.05, height + 0.05), mat, colour)
+        self._wall(side, hx, hy, (centre - width / 2, centre + width / 2), (lintel, height + 0.05), mat, colour)
 
     def _wall(self, side: int, hx: float, hy: float, span: tuple[float, float], z: tuple[float, float],
               mat: str, tint: np.ndarray) -> None:

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from worldscape_ros.synthetic.builder import FreeSpace, SceneBuilder, SceneSpec, fmt
+from worldscape_ros.synthetic.builder import SHELL_GAP, FreeSpace, SceneBuilder, SceneSpec, fmt
 
 # Interior palettes (RGB in [0, 1]); each colour is jittered a little per scene.
 WALL_PAINTS = np.array([[0.92, 0.91, 0.88], [0.85, 0.83, 0.78], [0.88, 0.82, 0.66], [0.75, 0.76, 0.74],
@@ -27,6 +27,10 @@ WOODS = np.array([[0.55, 0.38, 0.22], [0.70, 0.55, 0.38], [0.35, 0.22, 0.13], [0
 FABRICS = np.array([[0.15, 0.25, 0.55], [0.55, 0.15, 0.15], [0.35, 0.45, 0.30], [0.55, 0.55, 0.58],
                     [0.80, 0.70, 0.50], [0.25, 0.25, 0.28], [0.60, 0.40, 0.55]])
 THIN = (0.012, 0.03)  # radius of a leg, a pole (m): thinner than the generator's furniture ever is
+
+
+def _untinted() -> np.ndarray:
+    return np.ones(4)
 
 
 class FurnishedBuilder(SceneBuilder):
@@ -67,32 +71,17 @@ class FurnishedBuilder(SceneBuilder):
         and maybe an L's solid corner or a pillar. Returns the obstacle boxes the shell adds."""
         floor = self.builtin(self.colour(FLOORS), cube=False, repeat=float(self.rng.uniform(0.3, 1.2)))
         ceiling = self.plain(self.colour(WALL_PAINTS[:3], 0.03), specular=0.0)
-        outer = 2.0
-        self.geom('box', (0, 0, -0.05), (hx + outer + 0.2, hy + outer + 0.2, 0.05), floor, name='floor')
-        self.geom('box', (0, 0, height + 0.05), (hx + outer + 0.2, hy + outer + 0.2, 0.05), ceiling, name='ceiling')
+        self.slabs(hx + SHELL_GAP, hy + SHELL_GAP, height, floor, ceiling)
         paint = self.builtin(self.colour(WALL_PAINTS), cube=False, repeat=float(self.rng.uniform(0.5, 2.0)))
         accent_side = int(self.rng.integers(6))  # 4 or 5: no accent wall
         accent = self.builtin(self.colour(WALL_PAINTS), cube=False, repeat=float(self.rng.uniform(0.5, 2.0)))
-        white = np.ones(4)
         doors = set(self.rng.choice(4, size=int(self.rng.integers(1, 3)), replace=False).tolist())
-        for side in range(4):
-            mat = accent if side == accent_side else paint
-            along = hx if side >= 2 else hy
-            if side in doors:
-                width = self.rng.uniform(0.8, 1.3)
-                centre = self.rng.uniform(-along + width, along - width)
-                lintel = self.rng.uniform(2.0, min(2.3, height - 0.2))
-                self._wall(side, hx, hy, (-along - 0.05, centre - width / 2), (-0.05, height + 0.05), mat, white)
-                self._wall(side, hx, hy, (centre + width / 2, along + 0.05), (-0.05, height + 0.05), mat, white)
-                self._wall(side, hx, hy, (centre - width / 2, centre + width / 2), (lintel, height + 0.05), mat,
-                           white)
-            else:
-                self._wall(side, hx, hy, (-along - 0.05, along + 0.05), (-0.05, height + 0.05), mat, white)
+        for side in range(4):  # painted, not tinted
+            self.side_wall(side, hx, hy, height, accent if side == accent_side else paint, _untinted,
+                           (0.8, 1.3) if side in doors else None)
         beyond = self.plain(self.colour(WALL_PAINTS) * self.rng.uniform(0.3, 0.7), specular=0.0)
-        ox, oy = hx + outer, hy + outer
         for side in range(4):  # the darker room seen through the doorways
-            along = ox if side >= 2 else oy
-            self._wall(side, ox, oy, (-along - 0.05, along + 0.05), (-0.05, height + 0.05), beyond, white)
+            self.side_wall(side, hx + SHELL_GAP, hy + SHELL_GAP, height, beyond, _untinted)
         boxes: list[list[float]] = []
         shape = self.rng.random()
         if shape < 0.4:  # an L: one corner is solid, painted like the walls
