@@ -19,18 +19,27 @@ def test_shipped_suites_load_with_held_out_seeds_and_small_defaults():
     assert {sc.script for sc in by_name['manip'].scenarios} == {'reach', 'grasp', 'carry', 'place'}
 
 
-def test_the_validation_suite_shares_no_seed_with_the_test_suites_and_is_not_in_all():
-    val = load_suite('validation')
+@pytest.mark.parametrize('name', ['validation', 'validation_long'])
+def test_a_validation_suite_shares_no_seed_with_the_test_suites_and_is_not_in_all(name):
+    val = load_suite(name)
     test_seeds = {sc.seed for s in load_suites('all') for sc in s.scenarios}
     assert val.seeds and all(seed >= HELD_OUT_SEED_MIN for seed in val.seeds)
     assert not set(val.seeds) & test_seeds
-    assert 'validation' not in {s.name for s in load_suites('all')}
+    assert name not in {s.name for s in load_suites('all')}
+
+
+def test_the_long_validation_suite_holds_the_revisit_suites_scripts_in_other_rooms():
+    long, revisit = load_suite('validation_long'), load_suite('revisit')
+    assert {sc.script for sc in revisit.scenarios} <= {sc.script for sc in long.scenarios}
+    assert not set(long.seeds) & set(load_suite('validation').seeds)
+    assert max(sc.frames for sc in long.scenarios) == max(sc.frames for sc in revisit.scenarios)
 
 
 @pytest.mark.parametrize('suite, scene', [('lroom', 'l_room'), ('office', 'office')])
 def test_a_handmade_scene_suite_is_its_own_scene_with_its_own_seeds_and_not_in_all(suite, scene):
     handmade = load_suite(suite)
-    others = load_suites('all') + [load_suite(n) for n in ('validation', 'lroom', 'office') if n != suite]
+    others = load_suites('all') + [load_suite(n) for n in ('validation', 'validation_long', 'lroom', 'office')
+                                   if n != suite]
     assert {sc.scene_kind for sc in handmade.scenarios} == {scene}
     assert not set(handmade.seeds) & {sc.seed for s in others for sc in s.scenarios}
     assert suite not in {s.name for s in load_suites('all')}

@@ -99,3 +99,48 @@ def test_anchoring_leaves_a_frame_with_a_hand_as_it_was():
     _, plain = _compose_strafe(0.0, hand=True)
     _, anchored = _compose_strafe(4.0, hand=True)
     assert torch.equal(anchored, plain)
+
+
+def _compose_unseen(prior: float, colour: tuple[float, float, float] | None) -> tuple[GeometricGuess, torch.Tensor]:
+    """A view holding no observed point: a green strip imagined before in columns 10-19, the rest a hole, formed
+    by a fresh refiner under the shipped anchor with refiner.anchor_prior = prior; colour: the scene's observed
+    mean colour (None: the scene holds no observed point)."""
+    cfg = load_config('ws-tiny')
+    cfg = cfg.replace(refiner=dataclasses.replace(cfg.refiner, anchor_sigma=4.0, anchor_prior=prior))
+    g = _strafe_guess()
+    g.mask[:, :, :10] = False
+    g.trust[:, :, :10] = 0
+    g.rgb[:, :, :, 10:20] = torch.tensor([0.1, 0.8, 0.1])[:, None, None]
+    g.scene_colour = torch.tensor([[float('nan')] * 3 if colour is None else colour])
+    torch.manual_seed(0)
+    with torch.no_grad():
+        out = compose(cfg, g, torch.rand(1, 3, H, W), None, Refiner(cfg.refiner).eval(), None, None,
+                      torch.device('cpu'))
+    return g, out
+
+
+def test_the_prior_pulls_what_is_imagined_far_from_anything_seen_to_the_scenes_observed_colour():
+    g, plain = _compose_unseen(0.0, (0.6, 0.3, 0.5))
+    _, pulled = _compose_unseen(1.0, (0.6, 0.3, 0.5))
+    far = (slice(None), slice(None), slice(None), slice(30, None))
+    assert plain[far][:, 1].mean() > 0.7  # continued from the green strip: nothing observed holds it
+    assert abs(float(pulled[far][:, 0].mean()) - 0.6) < 0.05 and abs(float(pulled[far][:, 1].mean()) - 0.3) < 0.05
+    assert torch.equal(pulled[g.mask[:, None].expand_as(pulled)], plain[g.mask[:, None].expand_as(plain)])
+    _, half = _compose_unseen(0.5, (0.6, 0.3, 0.5))
+    assert float(pulled[far][:, 1].mean()) < float(half[far][:, 1].mean()) < float(plain[far][:, 1].mean())
+
+
+def test_the_prior_does_nothing_without_an_observed_point_in_the_scene():
+    _, plain = _compose_unseen(0.0, None)
+    _, pulled = _compose_unseen(1.0, None)
+    assert torch.equal(pulled, plain)
+
+
+def test_the_prior_is_checked_and_saved_only_when_set():
+    cfg = load_config('ws-tiny')
+    off = cfg.replace(refiner=dataclasses.replace(cfg.refiner, anchor_prior=0.0))
+    assert 'anchor_prior' not in off.to_dict()['refiner']  # files made before it read the same
+    set_ = cfg.replace(refiner=dataclasses.replace(cfg.refiner, anchor_prior=0.5))
+    assert ModelConfig.from_dict(set_.to_dict()) == set_
+    with pytest.raises(ConfigError, match=r'refiner.anchor_prior must be within \[0, 1\], got 1.5'):
+        cfg.replace(refiner=dataclasses.replace(cfg.refiner, anchor_prior=1.5))

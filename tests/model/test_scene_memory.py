@@ -323,3 +323,42 @@ def test_state_round_trips_with_points_still_in_the_side_store():
 def test_a_negative_side_fraction_is_refused():
     with pytest.raises(ValueError, match='side_fraction'):
         SceneMemory(side_fraction=-0.1)
+
+
+def test_the_observed_colour_is_the_mean_of_the_observed_points_alone_in_both_stores():
+    sm = SceneMemory(side_fraction=1.0)  # what comes after the first join stays in the side store
+    assert sm.observed_colour() is None
+    red = torch.tensor([0.8, 0.2, 0.0])[:, None, None].expand(3, H, W)
+    sm.commit(red, torch.full((H, W), 2.0), pose(), K, trust=OBSERVED)
+    sm.points()  # joined: the red wall is in the main store
+    sm.commit(torch.ones(3, H, W), torch.full((H, W), 3.0), pose(yaw=0.6), K, trust=IMAGINED, frame_index=1)
+    blue = torch.tensor([0.0, 0.2, 0.8])[:, None, None].expand(3, H, W)
+    sm.commit(blue, torch.full((H, W), 2.0), pose(yaw=-0.6), K, trust=OBSERVED, frame_index=2)
+    assert len(sm._main) > 0 and len(sm._side) > 0
+    joined = sm.points()
+    seen = joined.trust == round(OBSERVED * 255)
+    expected = joined.rgb[seen].double().mean(0) / 255
+    assert torch.allclose(sm.observed_colour().double(), expected, atol=1e-6)
+    assert 0.3 < float(sm.observed_colour()[0]) < 0.5  # red and blue, the white imagined points left out
+
+
+def _observed_mean(sm: SceneMemory) -> torch.Tensor | None:
+    p = sm.points()
+    seen = p.trust == round(OBSERVED * 255)
+    return (p.rgb[seen].double().sum(0) / (255 * int(seen.sum()))).float() if bool(seen.any()) else None
+
+
+def test_the_running_observed_colour_follows_takes_puts_prunes_and_reloads():
+    per_frame = H * W * 4
+    sm = toured(SceneMemory(SceneConfig(budget_mb=6 * per_frame * BYTES_PER_POINT / 2**20)), 16)
+    assert sm.pruned > 0  # the budget dropped points, observed ones among them
+    assert torch.equal(sm.observed_colour(), _observed_mean(sm))
+    held = sm.take(sm.points().trust == round(OBSERVED * 255))  # every observed point picked up
+    assert len(held) > 0 and sm.observed_colour() is None and _observed_mean(sm) is None
+    sm.put(held.moved(torch.eye(4)))
+    assert torch.equal(sm.observed_colour(), _observed_mean(sm))
+    other = SceneMemory(SceneConfig(budget_mb=6 * per_frame * BYTES_PER_POINT / 2**20))
+    other.load_state(sm.state())
+    assert torch.equal(other.observed_colour(), sm.observed_colour())
+    sm.reset()
+    assert sm.observed_colour() is None

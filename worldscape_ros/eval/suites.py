@@ -35,7 +35,7 @@ from worldscape_ros.fileio import read_yaml_mapping
 from worldscape_ros.synthetic.kinds import NAV_KINDS
 
 SUITE_NAMES = ('nav', 'memory', 'revisit', 'idle', 'manip')  # the test suites: 'all'
-VALIDATION_SUITES = ('validation',)  # other held-out seeds, for choosing settings; never in 'all'
+VALIDATION_SUITES = ('validation', 'validation_long')  # other held-out seeds, for choosing settings; never in 'all'
 HANDMADE_SUITES = ('lroom', 'office')  # held-out scenes outside the generator (eval/handmade.py); not in 'all'
 NAV_SCENE_KINDS = NAV_KINDS + HANDMADE_SCENES
 NAV_SCRIPTS = ('straight', 'turn_left', 'turn_right', 'strafe', 'mixed', 'out_and_back', 'loop', 'idle',
@@ -110,7 +110,7 @@ def suite_path(name: str) -> Path:
 
 
 def load_suites(name_or_path: str, frames: int | None = None) -> list[Suite]:
-    """'nav' | 'memory' | 'revisit' | 'idle' | 'manip' | 'all' | 'validation' | 'lroom' | 'office' | a suite YAML
+    """'nav' | 'memory' | 'revisit' | 'idle' | 'manip' | 'all' | 'validation[_long]' | 'lroom' | 'office' | a suite YAML
     path, or several joined by commas; `frames` overrides every scenario's frame count (idle keeps at least its
     own: it measures drift at frame 100)."""
     if name_or_path == 'all':

@@ -150,7 +150,7 @@ _OPTIONAL_AT_DEFAULT: dict[str, dict[str, Any]] = {
     'scene': {'commit_margin_px': 0.0, 'crack_px': 0},  # later: off
     'refiner': {'hand_paint': 'region', 'show_under_hand': False, 'hand_refiner': False,  # the hand's, later: off
                 'hand_feather': 2, 'start_hand': 'region', 'start_hand_margin_px': 3, 'fill': 'telea',
-                'anchor_sigma': 0.0, 'anchor_reach_px': 0.0},
+                'anchor_sigma': 0.0, 'anchor_reach_px': 0.0, 'anchor_prior': 0.0},
 }
 
 
@@ -226,6 +226,10 @@ class RefinerConfig:
     # > 0: the anchor's weight falls as exp(-d / this) with the distance d (pixels) from the nearest observed
     # pixel, so far from what was seen the refiner's own colour stays
     anchor_reach_px: float = 0.0
+    # > 0: where that weight leaves off (far from what was seen, and in a frame with nothing observed in view), the
+    # low frequencies are pulled with this weight toward the mean colour of every observed point in the scene
+    # memory, so the imagination's colour cannot drift frame by committed frame where no seen pixel holds it
+    anchor_prior: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -307,6 +311,8 @@ class ModelConfig:
         need(self.refiner.anchor_sigma >= 0, f'refiner.anchor_sigma must be >= 0, got {self.refiner.anchor_sigma}')
         need(self.refiner.anchor_reach_px >= 0,
              f'refiner.anchor_reach_px must be >= 0, got {self.refiner.anchor_reach_px}')
+        need(0 <= self.refiner.anchor_prior <= 1,
+             f'refiner.anchor_prior must be within [0, 1], got {self.refiner.anchor_prior}')
         need(self.refiner.imagined in IMAGINED_MODES,
              f'refiner.imagined must be one of {", ".join(IMAGINED_MODES)}, got {self.refiner.imagined!r}')
         need(self.refiner.hand_paint in HAND_PAINTS,

@@ -83,7 +83,11 @@ def render_guess(cfg: ModelConfig, scene: SceneMemory, grasp: GraspTracker, pose
     under_hand = torch.cat([rgb_all, trust_all[:, None]], 1) * under[:, None] if cfg.refiner.show_under_hand \
         else None  # (Fv, 4, H, W)
     hand_area = dynamic | torch.stack([v.vacated for v in views])
-    return GeometricGuess(cov, depth, mask_v, rgb, trust, dynamic, hand_area, painted, under_hand)
+    scene_colour = None
+    if cfg.refiner.anchor_prior > 0:  # (Fv, 3); NaN: no observed point held
+        seen = scene.observed_colour()
+        scene_colour = (torch.full((3,), float('nan')) if seen is None else seen).to(device).expand(len(poses), 3)
+    return GeometricGuess(cov, depth, mask_v, rgb, trust, dynamic, hand_area, painted, under_hand, scene_colour)
 
 
 def _per_frame(cfg: ModelConfig, kps: list[np.ndarray | None], mask: Callable[[np.ndarray], np.ndarray],
@@ -113,19 +117,26 @@ def committable(cfg: ModelConfig, guess: GeometricGuess) -> torch.Tensor:
 
 def _anchored(cfg: ModelConfig, guess: GeometricGuess, observed: torch.Tensor, kept: torch.Tensor,
               out: torch.Tensor) -> torch.Tensor:
-    """refiner.anchor_sigma: in each frame without a hand and with observed points in view, what the refiner
-    wrote (outside `kept`) takes the low frequencies of a smooth fill from the observed points alone. Imagined
-    points kept as rendered stay as they were committed."""
+    """refiner.anchor_sigma: in each frame without a hand, what the refiner wrote (outside `kept`) takes the low
+    frequencies of a smooth fill from the observed points in view (if any), and where that fill's weight leaves
+    off, with refiner.anchor_prior, of the scene's observed colour. Imagined points kept as rendered stay as
+    they were committed."""
+    r = cfg.refiner
     frames = []
     for i in range(out.shape[0]):
         written = ~kept[i]
-        if bool(guess.hand_area[i].any()) or not bool(observed[i].any()) or not bool(written.any()):
+        prior = None if guess.scene_colour is None or bool(guess.scene_colour[i].isnan().any()) \
+            else guess.scene_colour[i]
+        seen = bool(observed[i].any())
+        if bool(guess.hand_area[i].any()) or not bool(written.any()) or not (seen or prior is not None):
             frames.append(out[i])
             continue
-        depth = guess.depth[i] * observed[i] if cfg.refiner.fill == 'far_side' else None
-        fill = smooth_fill(guess.rgb[i] * observed[i], ~observed[i], cfg.refiner.inpaint_radius, depth)
-        frames.append(anchor_low_frequencies(out[i], fill, written, cfg.refiner.anchor_sigma, observed[i],
-                                             cfg.refiner.anchor_reach_px))
+        fill = None
+        if seen:
+            depth = guess.depth[i] * observed[i] if r.fill == 'far_side' else None
+            fill = smooth_fill(guess.rgb[i] * observed[i], ~observed[i], r.inpaint_radius, depth)
+        frames.append(anchor_low_frequencies(out[i], fill, written, r.anchor_sigma, observed[i],
+                                             r.anchor_reach_px, prior, r.anchor_prior))
     return torch.stack(frames)
 
 

@@ -72,17 +72,28 @@ def smooth_fill(render: torch.Tensor, hole: torch.Tensor, radius: float,
     return torch.where(hole, filled_t, render.float())  # covered pixels exactly as rendered
 
 
-def anchor_low_frequencies(out: torch.Tensor, fill: torch.Tensor, where: torch.Tensor, sigma: float,
-                           source: torch.Tensor | None = None, reach: float = 0.0) -> torch.Tensor:
+def anchor_low_frequencies(out: torch.Tensor, fill: torch.Tensor | None, where: torch.Tensor, sigma: float,
+                           source: torch.Tensor | None = None, reach: float = 0.0,
+                           prior: torch.Tensor | None = None, prior_weight: float = 0.0) -> torch.Tensor:
     """out (3, H, W) with its Gaussian (sigma px) low frequencies replaced by fill's (3, H, W) where (H, W) bool.
     With reach > 0, the replacement's weight falls as exp(-d / reach) with a pixel's distance d from the nearest
-    pixel of source (H, W) bool, the pixels the fill continues."""
+    pixel of source (H, W) bool, the pixels the fill continues. prior (3,): a colour the low frequencies are
+    pulled toward, with prior_weight times what the fill's weight leaves (all of it where fill is None)."""
     size = 2 * math.ceil(3 * sigma) + 1
-    o, f = (x.detach().float().permute(1, 2, 0).cpu().numpy() for x in (out, fill))
-    moved = cv2.GaussianBlur(f, (size, size), sigma) - cv2.GaussianBlur(o, (size, size), sigma)  # (H, W, 3)
-    if reach > 0 and source is not None:
-        d = cv2.distanceTransform((~source).cpu().numpy().astype(np.uint8), cv2.DIST_L2, 5)
-        moved = moved * np.exp(-d / reach)[..., None]
+    o = out.detach().float().permute(1, 2, 0).cpu().numpy()
+    low = cv2.GaussianBlur(o, (size, size), sigma)  # (H, W, 3)
+    weight = np.zeros(o.shape[:2], np.float32)  # (H, W): the fill's share
+    moved = np.zeros_like(o)
+    if fill is not None:
+        f = fill.detach().float().permute(1, 2, 0).cpu().numpy()
+        weight[:] = 1
+        if reach > 0 and source is not None:
+            d = cv2.distanceTransform((~source).cpu().numpy().astype(np.uint8), cv2.DIST_L2, 5)
+            weight = np.exp(-d / reach).astype(np.float32)
+        moved = (cv2.GaussianBlur(f, (size, size), sigma) - low) * weight[..., None]
+    if prior is not None and prior_weight > 0:
+        colour = prior.detach().float().cpu().numpy()[None, None]  # (1, 1, 3)
+        moved = moved + (colour - low) * (prior_weight * (1 - weight))[..., None]
     anchored = (out.float() + torch.from_numpy(moved).to(out.device).permute(2, 0, 1)).clamp(0, 1)
     return torch.where(where, anchored, out.float())
 

@@ -133,6 +133,8 @@ class SceneMemory:
         self._side = _Sorted.empty(self.device)  # new points not yet merged into the main store
         self._index = CellIndex.built(self._main.keys)  # the main store's cells
         self.pruned = 0  # points dropped for the budget since reset
+        self._observed_sum = torch.zeros(3, dtype=torch.float64, device=self.device)  # of the observed points' rgb
+        self._observed_count = 0
 
     def __len__(self) -> int:
         return len(self._main) + len(self._side)
@@ -160,6 +162,19 @@ class SceneMemory:
     def born(self) -> torch.Tensor:
         """(N,) int32: the frame index that made each point."""
         return self._joined().born
+
+    def observed_colour(self) -> torch.Tensor | None:
+        """(3,) float in [0, 1]: the mean colour of the observed points (None: none held), kept as a running
+        sum over what joins and leaves the store."""
+        if not self._observed_count:
+            return None
+        return (self._observed_sum / (255 * self._observed_count)).float()
+
+    def _count_observed(self, rgb: torch.Tensor, trust: torch.Tensor, sign: int) -> None:
+        """Add (sign 1) or remove (-1) points' colours (rgb (n, 3) uint8, trust (n,) uint8) to the observed sum."""
+        seen = trust == round(OBSERVED * 255)
+        self._observed_sum += sign * rgb[seen].sum(0, dtype=torch.float64)
+        self._observed_count += sign * int(seen.sum())
 
     # ---- commit ----------------------------------------------------------------------------------------
     def commit(self, rgb: torch.Tensor, depth: torch.Tensor, c2w: np.ndarray | torch.Tensor, K: np.ndarray,
@@ -220,6 +235,7 @@ class SceneMemory:
         if not n:
             return 0
         self._side = self._side.merged(_Sorted(xyz[first], colours[first], trust[first], born[first], keys))[0]
+        self._count_observed(colours[first], trust[first], 1)
         if len(self._side) > self.side_fraction * self.max_points:
             self._join()
         self._prune()
@@ -239,6 +255,7 @@ class SceneMemory:
 
     def _keep(self, keep: torch.Tensor) -> None:
         """Keep the main store's entries where `keep` (N,) bool is true (removing entries keeps it sorted)."""
+        self._count_observed(self._main.rgb[~keep], self._main.trust[~keep], -1)
         self._index = self._index.kept(keep)
         self._main = self._main.at(keep)
 
@@ -373,6 +390,7 @@ class SceneMemory:
         self._main = _Sorted(xyz[order], rgb.to(torch.uint8).to(dev)[order], trust.to(torch.uint8).to(dev)[order],
                              born.to(torch.int32).to(dev)[order], keys)
         self._index = CellIndex.built(keys)
+        self._count_observed(self._main.rgb, self._main.trust, 1)
 
 
 def _zbuffer_by_key(cam: torch.Tensor, K: torch.Tensor, height: int, width: int, valid: torch.Tensor,
