@@ -83,6 +83,34 @@ def _zbuffer(cam: torch.Tensor, K: torch.Tensor, height: int, width: int,
     return owner.view(B, height, width), depth.view(B, height, width)
 
 
+def zbuffer_by_key(cam: torch.Tensor, K: torch.Tensor, height: int, width: int, valid: torch.Tensor,
+                    keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """_zbuffer of one camera, equal depths won by the highest voxel key (what the scene memory's
+    sorted order gave) instead of the highest index, so the points may come in any order.
+
+    cam (3, M) target camera coordinates, K (3, 3), valid (M,) bool, keys (M,) distinct -> owner (H, W) long
+    (index of the winning point, -1 where empty) and depth (H, W) (0 where empty).
+    """
+    HW = height * width
+    z = cam[2]
+    uvw = (K[None] @ cam[None])[0]  # batched, as _zbuffer projects (the view test's own numbers)
+    zs = z.clamp_min(1e-12)
+    u, v = uvw[0] / zs, uvw[1] / zs
+    ok = (z > 1e-6) & (u >= 0) & (u < width) & (v >= 0) & (v < height) & valid
+    flat = torch.where(ok, v.clamp(0, height - 1).long() * width + u.clamp(0, width - 1).long(), HW)  # spare bin
+    zk = torch.where(ok, z, torch.inf)
+    zbuf = torch.full((HW + 1,), torch.inf, dtype=z.dtype, device=z.device)
+    zbuf = zbuf.scatter_reduce(0, flat, zk, reduce='amin', include_self=True)  # nearest depth per pixel
+    winner = ok & (zk == zbuf[flat])
+    none = torch.full((HW + 1,), -1, dtype=torch.long, device=z.device)
+    top = none.scatter_reduce(0, flat, torch.where(winner, keys, -1), reduce='amax', include_self=True)
+    winner &= keys == top[flat]  # one per pixel: keys are distinct
+    owner = none.scatter_reduce(0, flat, torch.where(winner, torch.arange(len(z), device=z.device), -1),
+                                reduce='amax', include_self=True)[:-1]
+    depth = torch.where(owner >= 0, zbuf[:-1], torch.zeros_like(zbuf[:-1]))
+    return owner.view(height, width), depth.view(height, width)
+
+
 def _finish(owner: torch.Tensor, depth: torch.Tensor, gather: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
             channels: int, dtype: torch.dtype,
             fill_cracks: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -24,7 +24,7 @@ import torch
 
 from worldscape_ros.model.camera import check_intrinsics, check_rigid
 from worldscape_ros.model.config import SceneConfig
-from worldscape_ros.model.reproject import _rigid_inverse, fill_one_pixel_cracks, within_cracks
+from worldscape_ros.model.reproject import _rigid_inverse, fill_one_pixel_cracks, within_cracks, zbuffer_by_key
 from worldscape_ros.model.scene_index import VOXEL_BITS, VOXEL_OFFSET, CellIndex, merge_positions, scattered
 
 OBSERVED = 1.0  # trust of a point from a given frame
@@ -345,9 +345,9 @@ class SceneMemory:
         # Observations win: imagined points (whose depth is the model's guess) only fill what no observed point
         # covers, so a guess never occludes what was seen.
         observed = trust == round(OBSERVED * 255)  # (M,)
-        owner, depth = _zbuffer_by_key(cam, Kt, height, width, observed, keys)
+        owner, depth = zbuffer_by_key(cam, Kt, height, width, observed, keys)
         if not bool(observed.all()):
-            owner_i, depth_i = _zbuffer_by_key(cam, Kt, height, width, ~observed, keys)
+            owner_i, depth_i = zbuffer_by_key(cam, Kt, height, width, ~observed, keys)
             if self.config.crack_px > 0:  # not through a crack in a near observed surface (SceneConfig.crack_px)
                 behind = within_cracks(owner >= 0, self.config.crack_px)
                 owner_i, depth_i = torch.where(behind, -1, owner_i), torch.where(behind, 0.0, depth_i)
@@ -391,34 +391,6 @@ class SceneMemory:
                              born.to(torch.int32).to(dev)[order], keys)
         self._index = CellIndex.built(keys)
         self._count_observed(self._main.rgb, self._main.trust, 1)
-
-
-def _zbuffer_by_key(cam: torch.Tensor, K: torch.Tensor, height: int, width: int, valid: torch.Tensor,
-                    keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """reproject._zbuffer of one camera, equal depths won by the highest voxel key (what the store's sorted
-    order gave) instead of the highest index, so the points may come in any order.
-
-    cam (3, M) target camera coordinates, K (3, 3), valid (M,) bool, keys (M,) distinct -> owner (H, W) long
-    (index of the winning point, -1 where empty) and depth (H, W) (0 where empty).
-    """
-    HW = height * width
-    z = cam[2]
-    uvw = (K[None] @ cam[None])[0]  # batched, as _zbuffer projects (the view test's own numbers)
-    zs = z.clamp_min(1e-12)
-    u, v = uvw[0] / zs, uvw[1] / zs
-    ok = (z > 1e-6) & (u >= 0) & (u < width) & (v >= 0) & (v < height) & valid
-    flat = torch.where(ok, v.clamp(0, height - 1).long() * width + u.clamp(0, width - 1).long(), HW)  # spare bin
-    zk = torch.where(ok, z, torch.inf)
-    zbuf = torch.full((HW + 1,), torch.inf, dtype=z.dtype, device=z.device)
-    zbuf = zbuf.scatter_reduce(0, flat, zk, reduce='amin', include_self=True)  # nearest depth per pixel
-    winner = ok & (zk == zbuf[flat])
-    none = torch.full((HW + 1,), -1, dtype=torch.long, device=z.device)
-    top = none.scatter_reduce(0, flat, torch.where(winner, keys, -1), reduce='amax', include_self=True)
-    winner &= keys == top[flat]  # one per pixel: keys are distinct
-    owner = none.scatter_reduce(0, flat, torch.where(winner, torch.arange(len(z), device=z.device), -1),
-                                reduce='amax', include_self=True)[:-1]
-    depth = torch.where(owner >= 0, zbuf[:-1], torch.zeros_like(zbuf[:-1]))
-    return owner.view(height, width), depth.view(height, width)
 
 
 def _unique_first(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
