@@ -1,5 +1,6 @@
 import math
 
+import cv2
 import numpy as np
 import pytest
 
@@ -8,6 +9,8 @@ from worldscape_ros.eval.baselines import (
     RepeatFirstFrame,
     Reprojection,
     ReprojectionInpaint,
+    ReprojectionInpaintMean,
+    fade_to_mean,
     forward_warp,
     inpaint_holes,
 )
@@ -98,6 +101,36 @@ def test_reprojection_inpaint_keeps_every_warped_pixel_and_fills_every_hole(turn
         assert psnr[1] > psnr[0] + 3  # a smooth fill beats black holes by far
         lo, hi = a.depth[covered].min(), a.depth[covered].max()  # filled depth comes from the covered depths
         assert (b.depth[~covered] >= lo).all() and (b.depth[~covered] <= hi).all()
+
+
+def test_inpaint_mean_is_telea_beside_the_boundary_and_the_start_mean_far_from_it(turning_walk):
+    w = turning_walk
+    holes, telea, mean = Reprojection(), ReprojectionInpaint(), ReprojectionInpaintMean(reach_px=4)
+    for s in (holes, telea, mean):
+        s.reset(w['rgb'][0], w['poses'][0], w['K'], w['depth'][0])
+    colour = w['rgb'][0].reshape(-1, 3).mean(0)
+    for t in (3, 11):
+        a, b, c = holes.step(w['poses'][t]), telea.step(w['poses'][t]), mean.step(w['poses'][t])
+        covered = a.depth > 0
+        np.testing.assert_array_equal(c.rgb[covered], a.rgb[covered])  # what geometry gives is kept exactly
+        np.testing.assert_array_equal(c.depth, b.depth)  # the depth is Telea's
+        d = cv2.distanceTransform((~covered).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)  # exact
+        w_telea = np.exp(-d / 4)[..., None]
+        expected = np.round(w_telea * b.rgb + (1 - w_telea) * colour).clip(0, 255)
+        np.testing.assert_allclose(c.rgb[~covered], expected[~covered], atol=1)
+        far = d > 28  # exp(-7): within half a grey level of the mean
+        assert far.any() or t == 3
+        if far.any():
+            np.testing.assert_allclose(c.rgb[far].mean(0), colour, atol=1)
+
+
+def test_fading_to_the_mean_changes_nothing_without_holes_and_fills_an_all_hole_frame_with_it():
+    rgb = np.random.default_rng(0).integers(0, 256, (8, 10, 3), dtype=np.uint8)
+    assert fade_to_mean(rgb, np.zeros((8, 10), bool), np.array([1.0, 2, 3]), 16) is rgb
+    out = fade_to_mean(rgb, np.ones((8, 10), bool), np.array([10.4, 20.6, 30.0]), 16)
+    assert (out == np.array([10, 21, 30], np.uint8)).all()
+    with pytest.raises(ValueError, match='reach must be a positive number of pixels'):
+        ReprojectionInpaintMean(reach_px=0)
 
 
 def test_inpainting_a_frame_without_holes_or_without_anything_changes_nothing():

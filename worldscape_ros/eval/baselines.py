@@ -5,6 +5,10 @@
   starts), z-buffered, holes left empty (black RGB, depth 0): strong for short horizons, fading as holes grow.
 - ReprojectionInpaint: the same warp with the holes filled by OpenCV's Telea inpainting (RGB and depth): the
   floor a learned model must clear, since it keeps everything geometry gives and fills the rest smoothly.
+- ReprojectionInpaintMean: that Telea fill fading, with the distance from the nearest warped pixel, into the
+  start frame's mean colour: Telea's row-wise smear is a good guess beside the boundary and a poor one far from
+  it, where the scene's mean colour is the better constant. No learning; the strongest of these on the revealed
+  pixels of the validation rooms (models/ws-tiny.md).
 Both reprojections take the start depth given at reset, or, for an RGB-only start, the depth a `StartDepth`
 callable predicts (the model's own start depth: `model_start_depth`).
 - memory_off_model: the world engine with its memory off (sink and local window only).
@@ -22,6 +26,7 @@ import numpy as np
 
 from worldscape_ros.eval.protocol import Frame
 from worldscape_ros.model.camera import check_intrinsics, check_rigid
+from worldscape_ros.model.fade import fade_weight
 from worldscape_ros.model.kinematics import BaseState, NavAction, camera_pose, integrate, state_from_camera_pose
 
 if TYPE_CHECKING:
@@ -29,6 +34,7 @@ if TYPE_CHECKING:
 
 CAMERA_HEIGHT = 1.0  # any fixed height round-trips camera_pose <-> state_from_camera_pose
 INPAINT_RADIUS = 3  # px: Telea's neighbourhood; small, as the holes are filled from their rims inwards anyway
+MEAN_REACH_PX = 16.0  # ReprojectionInpaintMean: chosen of 8, 16, 32 on the validation rooms' revealed pixels
 
 StartDepth = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (rgb, c2w, K) -> (H, W) metres
 
@@ -208,6 +214,39 @@ class ReprojectionInpaint(Reprojection):
         rgb, depth = self.warp(pose)
         rgb, depth = inpaint_holes(rgb, depth, self.radius)
         return Frame(rgb=rgb, depth=depth, pose=pose, index=index, latency_ms=1e3 * (time.perf_counter() - t0))
+
+
+class ReprojectionInpaintMean(ReprojectionInpaint):
+    """The reprojection with Telea's fill of each hole weighted exp(-d / reach) and the start frame's mean colour
+    1 - that, d the distance in pixels from the nearest warped pixel (depth as Telea fills it)."""
+
+    name = 'reprojection_inpaint_mean'
+
+    def __init__(self, fps: float = 10.0, supersample: int = 2, start_depth: StartDepth | None = None,
+                 radius: int = INPAINT_RADIUS, reach_px: float = MEAN_REACH_PX) -> None:
+        super().__init__(fps, supersample, start_depth, radius)
+        if not reach_px > 0:
+            raise ValueError(f'reach must be a positive number of pixels, got {reach_px}')
+        self.reach_px = reach_px
+
+    def step(self, action: NavAction | np.ndarray, hand_keypoints: np.ndarray | None = None) -> Frame:
+        t0 = time.perf_counter()
+        pose, index = self._track.advance(action)
+        rgb, depth = self.warp(pose)
+        holes = ~(depth > 0)
+        rgb, depth = inpaint_holes(rgb, depth, self.radius)
+        rgb = fade_to_mean(rgb, holes, self._track.first_frame.reshape(-1, 3).mean(0), self.reach_px)
+        return Frame(rgb=rgb, depth=depth, pose=pose, index=index, latency_ms=1e3 * (time.perf_counter() - t0))
+
+
+def fade_to_mean(rgb: np.ndarray, holes: np.ndarray, mean: np.ndarray, reach_px: float) -> np.ndarray:
+    """(H, W, 3) uint8 filled frame, (H, W) bool holes, (3,) colour -> the holes weighted exp(-d / reach_px)
+    as filled and the rest the colour, d the distance from the nearest pixel outside them (model.fade, as the
+    engine's refiner.fill_fade_px). A frame that is all hole has nothing to measure from: all colour."""
+    if not holes.any():
+        return rgb
+    w = fade_weight(~holes, reach_px)[..., None]  # (H, W, 1); 1 outside the holes
+    return np.round(w * rgb + (1 - w) * mean).clip(0, 255).astype(np.uint8)
 
 
 def inpaint_holes(rgb: np.ndarray, depth: np.ndarray, radius: int = INPAINT_RADIUS) -> tuple[np.ndarray, np.ndarray]:
