@@ -144,3 +144,51 @@ def test_the_prior_is_checked_and_saved_only_when_set():
     assert ModelConfig.from_dict(set_.to_dict()) == set_
     with pytest.raises(ConfigError, match=r'refiner.anchor_prior must be within \[0, 1\], got 1.5'):
         cfg.replace(refiner=dataclasses.replace(cfg.refiner, anchor_prior=1.5))
+
+
+def _compose_faded(reach: float, hand: bool = False, colour: tuple[float, float, float] | None = (0.2, 0.2, 0.9)
+                   ) -> tuple[GeometricGuess, torch.Tensor]:
+    """The strafe view (a red observed wall, a green strip imagined before, a hole from column 20), formed by a
+    fresh refiner (its output: the smooth fill exactly) with refiner.fill_fade_px = reach."""
+    cfg = load_config('ws-tiny')
+    cfg = cfg.replace(refiner=dataclasses.replace(cfg.refiner, anchor_sigma=0.0, anchor_prior=0.0,
+                                                  fill_fade_px=reach))
+    g = _strafe_guess()
+    g.rgb[:, :, :, :10] = torch.tensor([0.9, 0.1, 0.1])[:, None, None]
+    g.rgb[:, :, :, 10:20] = torch.tensor([0.1, 0.8, 0.1])[:, None, None]
+    g.scene_colour = torch.tensor([[float('nan')] * 3 if colour is None else colour])
+    if hand:
+        g.dynamic[:, 20:, 36:] = True
+        g.hand_area = g.dynamic.clone()
+    with torch.no_grad():
+        out = compose(cfg, g, torch.rand(1, 3, H, W), None, Refiner(cfg.refiner).eval(), None, None,
+                      torch.device('cpu'))
+    return g, out
+
+
+def test_the_fill_fades_into_the_scenes_colour_with_the_distance_from_what_was_observed():
+    g, plain = _compose_faded(0.0)
+    _, faded = _compose_faded(4.0)
+    d = torch.arange(W) - 9.0  # distance of each column from the last observed one (the wall is 10 wide)
+    share = torch.exp(-d / 4.0)
+    hole = slice(21, None)  # the hole, past the refiner's edge band
+    expected = share[hole] * plain[0, :, :, hole] + (1 - share[hole]) * torch.tensor([0.2, 0.2, 0.9])[:, None, None]
+    torch.testing.assert_close(faded[0, :, :, hole], expected, atol=0.02, rtol=0)
+    assert faded[0, 2, :, 36:].mean() > 0.85  # far from the wall: the scene's blue, not the imagined green
+    # what was seen and what was imagined before is formed as without the fade, to the bit
+    assert torch.equal(faded[..., :19], plain[..., :19])
+
+
+def test_the_fade_leaves_a_frame_with_a_hand_or_a_scene_without_observed_points_as_it_was():
+    assert torch.equal(_compose_faded(4.0, hand=True)[1], _compose_faded(0.0, hand=True)[1])
+    assert torch.equal(_compose_faded(4.0, colour=None)[1], _compose_faded(0.0, colour=None)[1])
+
+
+def test_the_fade_is_checked_and_saved_only_when_set():
+    cfg = load_config('ws-tiny')
+    off = cfg.replace(refiner=dataclasses.replace(cfg.refiner, fill_fade_px=0.0))
+    assert 'fill_fade_px' not in off.to_dict()['refiner']  # files made before it read the same
+    set_ = cfg.replace(refiner=dataclasses.replace(cfg.refiner, fill_fade_px=16.0))
+    assert ModelConfig.from_dict(set_.to_dict()) == set_
+    with pytest.raises(ConfigError, match='refiner.fill_fade_px must be >= 0, got -1'):
+        cfg.replace(refiner=dataclasses.replace(cfg.refiner, fill_fade_px=-1.0))

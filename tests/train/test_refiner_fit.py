@@ -129,6 +129,42 @@ def test_a_warm_start_begins_from_the_checkpoints_refiner_and_needs_one(traced, 
     assert saved.keys() == before.keys() and all(torch.equal(saved[k], before[k]) for k in before)
 
 
+def test_a_fresh_residual_starts_from_the_smooth_fill_with_the_checkpoints_features(traced, tmp_path, micro_config):
+    engine, folder, _ = traced
+    traces = Traces([folder])
+    torch.manual_seed(5)
+    own = WorldEngine(WorldModel(micro_config.replace(refiner=RefinerConfig(enabled=True))), EngineOptions(seed=0))
+    for p in own.model.refiner.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    before = {k: v.clone() for k, v in own.model.refiner.state_dict().items()}
+    final = fit_refiner(own, traces, None, tmp_path / 'fresh', FitConfig(steps=0, fresh_residual=True),
+                        RefinerConfig(enabled=True), warm_start=True)
+    model, _ = load_checkpoint(final)
+    saved = model.refiner.state_dict()
+    last = {k for k in saved if k.startswith('out.')}
+    assert last and all(not saved[k].any() for k in last)  # the residual: zero
+    assert all(torch.equal(saved[k], before[k]) for k in before if k not in last)  # the features: kept
+    x, _, hand = traces.batch(torch.arange(4))
+    hole = (x[:, 3] < 0.5)[:, None].expand(-1, 3, -1, -1)
+    with torch.no_grad():
+        assert torch.equal(model.refiner(x)[hole], x[:, 5:8][hole])  # the smooth fill, exactly
+    with pytest.raises(TrainError, match='a fresh residual is for a warm start'):
+        fit_refiner(own, traces, None, tmp_path / 'cold', FitConfig(steps=0, fresh_residual=True),
+                    RefinerConfig(enabled=True))
+
+
+def test_an_l2_fit_lowers_its_loss_and_an_unknown_pixel_loss_is_one_clear_error(traced, tmp_path):
+    engine, folder, _ = traced
+    traces = Traces([folder])
+    cfg = FitConfig(steps=40, batch=4, lr=3e-3, log_every=10, crop=(16, 24), pixel_loss='l2', gradient_weight=0.0)
+    fit_refiner(engine, traces, None, tmp_path / 'l2', cfg, RefinerConfig(enabled=True))
+    losses = [float(r.split(',')[1]) for r in (tmp_path / 'l2' / 'metrics.csv').read_text().splitlines()[1:]]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    with pytest.raises(TrainError, match="pixel loss must be one of l1, l2, got 'l3'"):
+        fit_refiner(engine, traces, None, tmp_path / 'x', FitConfig(steps=1, pixel_loss='l3'),
+                    RefinerConfig(enabled=True))
+
+
 def test_outside_the_hand_an_anchored_fit_learns_the_anchors_output_not_the_truth(traced, tmp_path, micro_config):
     import copy
 

@@ -43,7 +43,8 @@ class GeometricGuess:
     hand_colour: torch.Tensor  # (Fv, 3, H, W) the start hand's colour over the hand (refiner.hand_paint); 0: unknown
     # (Fv, 4, H, W) the render's RGB and trust under the hand's region, 0 elsewhere (refiner.show_under_hand)
     under_hand: torch.Tensor | None = None
-    # (Fv, 3) the mean colour of the scene memory's observed points, NaN where none is held (refiner.anchor_prior)
+    # (Fv, 3) the mean colour of the scene memory's observed points, NaN where none is held (refiner.anchor_prior,
+    # refiner.fill_fade_px)
     scene_colour: torch.Tensor | None = None
 
 

@@ -84,7 +84,7 @@ def render_guess(cfg: ModelConfig, scene: SceneMemory, grasp: GraspTracker, pose
         else None  # (Fv, 4, H, W)
     hand_area = dynamic | torch.stack([v.vacated for v in views])
     scene_colour = None
-    if cfg.refiner.anchor_prior > 0:  # (Fv, 3); NaN: no observed point held
+    if cfg.refiner.anchor_prior > 0 or cfg.refiner.fill_fade_px > 0:  # (Fv, 3); NaN: no observed point held
         seen = scene.observed_colour()
         scene_colour = (torch.full((3,), float('nan')) if seen is None else seen).to(device).expand(len(poses), 3)
     return GeometricGuess(cov, depth, mask_v, rgb, trust, dynamic, hand_area, painted, under_hand, scene_colour)
@@ -140,6 +140,17 @@ def _anchored(cfg: ModelConfig, guess: GeometricGuess, observed: torch.Tensor, k
     return torch.stack(frames)
 
 
+def _fade(cfg: ModelConfig, guess: GeometricGuess, observed: torch.Tensor,
+          i: int) -> tuple[torch.Tensor, torch.Tensor, float] | None:
+    """refiner.fill_fade_px: what frame i's smooth fill fades into away from its observed pixels (the scene's
+    observed colour), or None: the fade is off, the frame has a hand, or the scene holds no observed point."""
+    reach = cfg.refiner.fill_fade_px
+    if reach <= 0 or guess.scene_colour is None or bool(guess.scene_colour[i].isnan().any()) \
+            or bool(guess.hand_area[i].any()):
+        return None
+    return observed[i], guess.scene_colour[i], reach
+
+
 def compose(cfg: ModelConfig, guess: GeometricGuess, imagined: torch.Tensor, pose_video: np.ndarray | None,
             refiner: Refiner | None, hand_refiner: Refiner | None, trace: Trace | None,
             device: torch.device) -> torch.Tensor:
@@ -164,7 +175,7 @@ def compose(cfg: ModelConfig, guess: GeometricGuess, imagined: torch.Tensor, pos
         inputs = torch.stack([refiner_inputs(rgb[i], kept[i], trust[i], imagined[i],
                                              None if pv is None else pv[i], radius,
                                              None if colour is None else colour[i],
-                                             None if depth is None else depth[i])
+                                             None if depth is None else depth[i], _fade(cfg, guess, observed, i))
                               for i in range(imagined.shape[0])])  # (Fv, in_channels, H, W)
         if trace is not None:
             trace(inputs, guess.hand_area)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from worldscape_ros.model.config import RefinerConfig
+from worldscape_ros.model.fade import fade_weight
 
 IN_CHANNELS = 3 + 1 + 1 + 3 + 3 + 3  # render, coverage, trust, smooth fill, DiT frame, pose video
 HAND_COLOUR_CHANNELS = 3  # with refiner.hand_colour: the start hand's colour over the hand's region
@@ -72,6 +73,15 @@ def smooth_fill(render: torch.Tensor, hole: torch.Tensor, radius: float,
     return torch.where(hole, filled_t, render.float())  # covered pixels exactly as rendered
 
 
+def fade_fill(fill: torch.Tensor, hole: torch.Tensor, observed: torch.Tensor, colour: torch.Tensor,
+              reach: float) -> torch.Tensor:
+    """A smooth fill (3, H, W) whose holes (H, W) bool take the fill with weight fade_weight(observed, reach) and
+    colour (3,) with the rest: far from anything observed the scene's colour, not a smear of the boundary."""
+    w = torch.from_numpy(fade_weight(observed.cpu().numpy(), reach)).to(fill.device)  # (H, W)
+    faded = w * fill + (1 - w) * colour.to(fill)[:, None, None]
+    return torch.where(hole, faded, fill)
+
+
 def anchor_low_frequencies(out: torch.Tensor, fill: torch.Tensor | None, where: torch.Tensor, sigma: float,
                            source: torch.Tensor | None = None, reach: float = 0.0,
                            prior: torch.Tensor | None = None, prior_weight: float = 0.0) -> torch.Tensor:
@@ -88,8 +98,7 @@ def anchor_low_frequencies(out: torch.Tensor, fill: torch.Tensor | None, where: 
         f = fill.detach().float().permute(1, 2, 0).cpu().numpy()
         weight[:] = 1
         if reach > 0 and source is not None:
-            d = cv2.distanceTransform((~source).cpu().numpy().astype(np.uint8), cv2.DIST_L2, 5)
-            weight = np.exp(-d / reach).astype(np.float32)
+            weight = fade_weight(source.cpu().numpy(), reach)
         moved = (cv2.GaussianBlur(f, (size, size), sigma) - low) * weight[..., None]
     if prior is not None and prior_weight > 0:
         colour = prior.detach().float().cpu().numpy()[None, None]  # (1, 1, 3)
@@ -109,14 +118,19 @@ def edit_region(hole: torch.Tensor, band: int) -> torch.Tensor:
 
 def refiner_inputs(render: torch.Tensor, coverage: torch.Tensor, trust: torch.Tensor, dit_frame: torch.Tensor,
                    pose_video: torch.Tensor | None, radius: float,
-                   hand_colour: torch.Tensor | None = None, depth: torch.Tensor | None = None) -> torch.Tensor:
+                   hand_colour: torch.Tensor | None = None, depth: torch.Tensor | None = None,
+                   fade: tuple[torch.Tensor, torch.Tensor, float] | None = None) -> torch.Tensor:
     """One frame's refiner input (IN_CHANNELS, H, W). render (3, H, W) in [0, 1]; coverage (H, W) bool: the
     pixels kept as rendered; trust (H, W): > 0 where the render holds a point, so a rendered pixel outside
     `coverage` (an imagined one the refiner may rewrite) starts from its rendered colour, and only pixels with
     no point start from the smooth fill; dit_frame (3, H, W); pose_video (3, H, W) or None (no hand);
     hand_colour (3, H, W) given only to a refiner that reads it (refiner.hand_colour); depth (H, W): the render's,
-    given for the far-side smooth fill (refiner.fill)."""
-    fill = smooth_fill(render, ~coverage & (trust <= 0), radius, depth)
+    given for the far-side smooth fill (refiner.fill); fade: (observed (H, W) bool, colour (3,), reach px), the
+    fill's holes faded into that colour away from the observed pixels (refiner.fill_fade_px, `fade_fill`)."""
+    hole = ~coverage & (trust <= 0)
+    fill = smooth_fill(render, hole, radius, depth)
+    if fade is not None:
+        fill = fade_fill(fill, hole, *fade)
     pv = torch.zeros_like(render) if pose_video is None else pose_video.float()
     extra = [] if hand_colour is None else [hand_colour.float()]
     return torch.cat([render.float(), coverage[None].float(), trust[None].float(), fill,
@@ -144,11 +158,15 @@ class Refiner(nn.Module):
                                   *[_block(3 * c, 3 * c, d) for d in config.dilations])  # H/8
         self.dec2 = _block(3 * c + 2 * c, 2 * c)  # H/4
         self.dec1 = _block(2 * c + c, c)  # H/2
-        last = nn.Conv2d(c, 4 * 3, 3, padding=1)
-        nn.init.zeros_(last.weight)  # starts as the smooth fill exactly
-        assert last.bias is not None
+        self.out = nn.Sequential(nn.Conv2d(c, 4 * 3, 3, padding=1), nn.PixelShuffle(2))  # (B, 3, H, W)
+        self.zero_residual()
+
+    def zero_residual(self) -> None:
+        """The last layer to zero: the refiner then writes the smooth fill exactly."""
+        last = self.out[0]
+        assert isinstance(last, nn.Conv2d) and last.bias is not None
+        nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
-        self.out = nn.Sequential(last, nn.PixelShuffle(2))  # (B, 3, H, W)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """(B, in_channels, H, W) -> (B, 3, H, W) in [0, 1]: the render where covered, refined elsewhere."""

@@ -114,6 +114,7 @@ class Traces:
 
 
 ADVERSARIAL_REGIONS = ('hand', 'all')
+PIXEL_LOSSES = ('l1', 'l2')
 
 
 # ---- 2. fit ----------------------------------------------------------------------------------------------------
@@ -126,6 +127,13 @@ class FitConfig:
     hole_weight: float = 4.0  # extra L1 weight on pixels the render does not cover
     hand_weight: float = 4.0  # extra L1 weight on the hand's region
     gradient_weight: float = 1.0  # image-gradient L1 on holes and hand
+    # 'l1' (the median colour of what the holes may hold) or 'l2' (their mean: what PSNR rewards where the
+    # content is a guess)
+    pixel_loss: str = 'l1'
+    # with a warm start: the last layer (the residual over the smooth fill) starts at zero, so the fit starts
+    # from the smooth fill exactly and the checkpoint's features (for a smooth fill the old residual was not
+    # learnt over, e.g. refiner.fill_fade_px)
+    fresh_residual: bool = False
     adversarial_weight: float = 0.0  # > 0: a patch critic judges the refiner's pixels (patch_critic.py)
     # where: 'hand' (the hand's region: the keypoints give its shape, so there is little left to guess) or
     # 'all' (the holes too: measured to draw streaks that grow as imagined strips are committed)
@@ -146,7 +154,8 @@ def refiner_loss(pred: torch.Tensor, target: torch.Tensor, inputs: torch.Tensor,
     hole = inputs[:, 3] < 0.5
     focus = (hole | hand).float()[:, None]  # (B, 1, H, W)
     weight = 1 + cfg.hole_weight * hole.float()[:, None] + cfg.hand_weight * hand.float()[:, None]
-    l1 = (weight * (pred - target).abs()).mean()
+    diff = pred - target
+    l1 = (weight * (diff.abs() if cfg.pixel_loss == 'l1' else diff.square())).mean()
     (px, py), (tx, ty) = _gradients(pred), _gradients(target)
     grad = ((focus[..., :, 1:] * (px - tx).abs()).mean() + (focus[..., 1:, :] * (py - ty).abs()).mean())
     return {'loss': l1 + cfg.gradient_weight * grad, 'l1': l1, 'gradient': grad}
@@ -212,6 +221,10 @@ def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, ou
     scene: a frozen scene refiner; the fit is then of the hand refiner (refiner.hand_refiner), trained on the
     output the two form together (model/refiner.py: refine), and saved beside it. A fit of the scene refiner of
     a model with a hand refiner is likewise trained on that output, the hand refiner frozen."""
+    if cfg.fresh_residual and not warm_start:
+        raise TrainError('a fresh residual is for a warm start: a refiner fitted afresh starts at zero anyway')
+    if cfg.pixel_loss not in PIXEL_LOSSES:
+        raise TrainError(f'pixel loss must be one of {", ".join(PIXEL_LOSSES)}, got {cfg.pixel_loss!r}')
     if cfg.adversarial_region not in ADVERSARIAL_REGIONS:
         raise TrainError(f'adversarial region must be one of {", ".join(ADVERSARIAL_REGIONS)}, '
                          f'got {cfg.adversarial_region!r}')
@@ -232,6 +245,8 @@ def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, ou
             refiner.load_state_dict(own.state_dict())
         except RuntimeError as e:
             raise TrainError(f"--warm-start: the checkpoint's refiner does not fit this config's: {e}") from None
+        if cfg.fresh_residual:
+            refiner.zero_residual()
     if traces.inputs.shape[1] != refiner.in_channels:
         raise TrainError(f'traces have {traces.inputs.shape[1]} input channels, this refiner takes '
                          f'{refiner.in_channels} (refiner.hand_colour {refiner_cfg.hand_colour})')

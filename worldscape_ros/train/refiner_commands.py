@@ -75,7 +75,9 @@ def _fit(args: argparse.Namespace) -> int:
     traces = Traces(args.traces, args.min_coverage)
     held = Traces(args.held_out, args.min_coverage) if args.held_out else None
     cfg = FitConfig(steps=args.steps, batch=args.batch_size, lr=args.lr, crop=None if args.full_frames else (64, 64),
-                    adversarial_weight=args.adversarial_weight, adversarial_region=args.adversarial_region)
+                    adversarial_weight=args.adversarial_weight, adversarial_region=args.adversarial_region,
+                    pixel_loss=args.pixel_loss, gradient_weight=args.gradient_weight,
+                    fresh_residual=args.fresh_residual)
     refiner_cfg = replace(engine.config.refiner, enabled=True)  # its size and policy as the config sets them
     anchor = None
     if args.anchor:
@@ -117,6 +119,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "refiner; else afresh); a saved fit in --out resumes either way")
     f.add_argument('--anchor', help="a checkpoint whose refiner's output is the target outside the hand's region "
                    '(the truth inside it): a fit for the hand that keeps that refiner elsewhere')
+    f.add_argument('--fresh-residual', action='store_true',
+                   help="with --warm-start: the refiner's last layer starts at zero, so the fit starts from the "
+                   "smooth fill exactly (with the checkpoint's features)")
     f.add_argument('--part', choices=('scene', 'hand'), default='scene',
                    help="the refiner fitted: the scene's (default), or the hand's (refiner.hand_refiner), which "
                    "writes the hand's region over a frozen scene refiner's output")
@@ -126,6 +131,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument('--steps', type=int, default=4000)
     f.add_argument('--batch-size', type=int, default=16)
     f.add_argument('--lr', type=float, default=1e-3)
+    f.add_argument('--pixel-loss', choices=('l1', 'l2'), default='l1',
+                   help="the per-pixel loss: l1 (the median colour a hole may hold) or l2 (the mean: what PSNR "
+                   "rewards)")
+    f.add_argument('--gradient-weight', type=float, default=1.0, help='weight of the image-gradient L1 on holes '
+                   'and hand (default 1)')
     f.add_argument('--adversarial-weight', type=float, default=0.0,
                    help="weight of a patch critic's loss (default 0: none)")
     f.add_argument('--adversarial-region', choices=('hand', 'all'), default='hand',
