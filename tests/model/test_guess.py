@@ -136,14 +136,18 @@ def test_the_prior_does_nothing_without_an_observed_point_in_the_scene():
     assert torch.equal(pulled, plain)
 
 
-def test_the_prior_is_checked_and_saved_only_when_set():
+@pytest.mark.parametrize('field, value, bad, message', [
+    ('anchor_prior', 0.5, 1.5, r'refiner.anchor_prior must be within \[0, 1\], got 1.5'),
+    ('fill_fade_px', 16.0, -1.0, 'refiner.fill_fade_px must be >= 0, got -1'),
+])
+def test_the_prior_and_the_fade_are_checked_and_saved_only_when_set(field, value, bad, message):
     cfg = load_config('ws-tiny')
-    off = cfg.replace(refiner=dataclasses.replace(cfg.refiner, anchor_prior=0.0))
-    assert 'anchor_prior' not in off.to_dict()['refiner']  # files made before it read the same
-    set_ = cfg.replace(refiner=dataclasses.replace(cfg.refiner, anchor_prior=0.5))
+    off = cfg.replace(refiner=dataclasses.replace(cfg.refiner, **{field: 0.0}))
+    assert field not in off.to_dict()['refiner']  # files made before it read the same
+    set_ = cfg.replace(refiner=dataclasses.replace(cfg.refiner, **{field: value}))
     assert ModelConfig.from_dict(set_.to_dict()) == set_
-    with pytest.raises(ConfigError, match=r'refiner.anchor_prior must be within \[0, 1\], got 1.5'):
-        cfg.replace(refiner=dataclasses.replace(cfg.refiner, anchor_prior=1.5))
+    with pytest.raises(ConfigError, match=message):
+        cfg.replace(refiner=dataclasses.replace(cfg.refiner, **{field: bad}))
 
 
 def _compose_faded(reach: float, hand: bool = False, colour: tuple[float, float, float] | None = (0.2, 0.2, 0.9)
@@ -182,13 +186,3 @@ def test_the_fill_fades_into_the_scenes_colour_with_the_distance_from_what_was_o
 def test_the_fade_leaves_a_frame_with_a_hand_or_a_scene_without_observed_points_as_it_was():
     assert torch.equal(_compose_faded(4.0, hand=True)[1], _compose_faded(0.0, hand=True)[1])
     assert torch.equal(_compose_faded(4.0, colour=None)[1], _compose_faded(0.0, colour=None)[1])
-
-
-def test_the_fade_is_checked_and_saved_only_when_set():
-    cfg = load_config('ws-tiny')
-    off = cfg.replace(refiner=dataclasses.replace(cfg.refiner, fill_fade_px=0.0))
-    assert 'fill_fade_px' not in off.to_dict()['refiner']  # files made before it read the same
-    set_ = cfg.replace(refiner=dataclasses.replace(cfg.refiner, fill_fade_px=16.0))
-    assert ModelConfig.from_dict(set_.to_dict()) == set_
-    with pytest.raises(ConfigError, match='refiner.fill_fade_px must be >= 0, got -1'):
-        cfg.replace(refiner=dataclasses.replace(cfg.refiner, fill_fade_px=-1.0))

@@ -189,10 +189,14 @@ class Reprojection:
             raise RuntimeError('step() called before reset()')
         return forward_warp(tr.first_frame, tr.first_depth, tr.first_pose, pose, tr.intrinsics, self.supersample)
 
+    def fill(self, rgb: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The warp's holes (depth <= 0) as this baseline leaves them: empty."""
+        return rgb, depth
+
     def step(self, action: NavAction | np.ndarray, hand_keypoints: np.ndarray | None = None) -> Frame:
         t0 = time.perf_counter()
         pose, index = self._track.advance(action)
-        rgb, depth = self.warp(pose)
+        rgb, depth = self.fill(*self.warp(pose))
         return Frame(rgb=rgb, depth=depth, pose=pose, index=index, latency_ms=1e3 * (time.perf_counter() - t0))
 
 
@@ -208,12 +212,8 @@ class ReprojectionInpaint(Reprojection):
             raise ValueError(f'inpainting radius must be at least 1 pixel, got {radius}')
         self.radius = radius
 
-    def step(self, action: NavAction | np.ndarray, hand_keypoints: np.ndarray | None = None) -> Frame:
-        t0 = time.perf_counter()
-        pose, index = self._track.advance(action)
-        rgb, depth = self.warp(pose)
-        rgb, depth = inpaint_holes(rgb, depth, self.radius)
-        return Frame(rgb=rgb, depth=depth, pose=pose, index=index, latency_ms=1e3 * (time.perf_counter() - t0))
+    def fill(self, rgb: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return inpaint_holes(rgb, depth, self.radius)
 
 
 class ReprojectionInpaintMean(ReprojectionInpaint):
@@ -229,14 +229,10 @@ class ReprojectionInpaintMean(ReprojectionInpaint):
             raise ValueError(f'reach must be a positive number of pixels, got {reach_px}')
         self.reach_px = reach_px
 
-    def step(self, action: NavAction | np.ndarray, hand_keypoints: np.ndarray | None = None) -> Frame:
-        t0 = time.perf_counter()
-        pose, index = self._track.advance(action)
-        rgb, depth = self.warp(pose)
+    def fill(self, rgb: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         holes = ~(depth > 0)
-        rgb, depth = inpaint_holes(rgb, depth, self.radius)
-        rgb = fade_to_mean(rgb, holes, self._track.first_frame.reshape(-1, 3).mean(0), self.reach_px)
-        return Frame(rgb=rgb, depth=depth, pose=pose, index=index, latency_ms=1e3 * (time.perf_counter() - t0))
+        rgb, depth = super().fill(rgb, depth)
+        return fade_to_mean(rgb, holes, self._track.first_frame.reshape(-1, 3).mean(0), self.reach_px), depth
 
 
 def fade_to_mean(rgb: np.ndarray, holes: np.ndarray, mean: np.ndarray, reach_px: float) -> np.ndarray:
