@@ -124,8 +124,8 @@ class FitConfig:
     batch: int = 16
     crop: tuple[int, int] | None = (64, 64)  # training crops (h, w): the refiner is convolutional
     lr: float = 1e-3
-    hole_weight: float = 4.0  # extra L1 weight on pixels the render does not cover
-    hand_weight: float = 4.0  # extra L1 weight on the hand's region
+    hole_weight: float = 4.0  # extra pixel-loss weight on pixels the render does not cover
+    hand_weight: float = 4.0  # extra pixel-loss weight on the hand's region
     gradient_weight: float = 1.0  # image-gradient L1 on holes and hand
     # 'l1' (the median colour of what the holes may hold) or 'l2' (their mean: what PSNR rewards where the
     # content is a guess)
@@ -150,15 +150,16 @@ def _gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def refiner_loss(pred: torch.Tensor, target: torch.Tensor, inputs: torch.Tensor, hand: torch.Tensor,
                  cfg: FitConfig) -> dict[str, torch.Tensor]:
-    """pred, target (B, 3, H, W); inputs (B, IN_CHANNELS, H, W); hand (B, H, W) bool."""
+    """pred, target (B, 3, H, W); inputs (B, IN_CHANNELS, H, W); hand (B, H, W) bool. 'pixel': the L1 or the
+    squared error (cfg.pixel_loss), weighted."""
     hole = inputs[:, 3] < 0.5
     focus = (hole | hand).float()[:, None]  # (B, 1, H, W)
     weight = 1 + cfg.hole_weight * hole.float()[:, None] + cfg.hand_weight * hand.float()[:, None]
     diff = pred - target
-    l1 = (weight * (diff.abs() if cfg.pixel_loss == 'l1' else diff.square())).mean()
+    pixel = (weight * (diff.abs() if cfg.pixel_loss == 'l1' else diff.square())).mean()
     (px, py), (tx, ty) = _gradients(pred), _gradients(target)
     grad = ((focus[..., :, 1:] * (px - tx).abs()).mean() + (focus[..., 1:, :] * (py - ty).abs()).mean())
-    return {'loss': l1 + cfg.gradient_weight * grad, 'l1': l1, 'gradient': grad}
+    return {'loss': pixel + cfg.gradient_weight * grad, 'pixel': pixel, 'gradient': grad}
 
 
 Parts = Mapping[str, tuple[torch.nn.Module, torch.optim.Optimizer]]  # each trained part and its optimiser
@@ -279,7 +280,7 @@ def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, ou
     with open(metrics, 'a', newline='') as fh:
         writer = csv.writer(fh)
         if new_file:
-            writer.writerow(['step', 'loss', 'l1', 'gradient', 'held_out_hole_psnr', 'held_out_fill_psnr', 'wall_s',
+            writer.writerow(['step', 'loss', 'pixel', 'gradient', 'held_out_hole_psnr', 'held_out_fill_psnr', 'wall_s',
                              'held_out_hole_structure', *extra])
         while step < cfg.steps:
             lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
@@ -312,7 +313,7 @@ def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, ou
             if step % cfg.log_every == 0:
                 ho = hole_psnr(form, held_out) if held_out is not None else (math.nan, math.nan, math.nan)
                 n = cfg.log_every
-                writer.writerow([step, sums['loss'] / n, sums['l1'] / n, sums['gradient'] / n, *ho[:2],
+                writer.writerow([step, sums['loss'] / n, sums['pixel'] / n, sums['gradient'] / n, *ho[:2],
                                  round(time.perf_counter() - t0, 1), ho[2], *(sums[k] / n for k in extra)])
                 fh.flush()
                 log.info('step %d loss %.4f held-out hole PSNR %.2f (smooth fill %.2f), structure %.3f', step,
