@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from node_output import wait_for_output
 
 from worldscape_ros.data.bag_transforms import (
     TransformBuffer,
@@ -396,23 +397,6 @@ def test_a_worldscape_rollout_bag_imports_with_the_engines_poses_and_intrinsics(
     assert got.meta['has_depth'] and np.isfinite(got.depth).mean() > 0.9
 
 
-def wait_for_subscriber(topic: str, domain_id: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
-    """Until the graph shows a subscription to `topic` (the process `proc` starting up, slowly on a loaded host)."""
-    import rclpy
-
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=domain_id)
-    probe = rclpy.create_node('subscriber_probe', context=context)
-    try:
-        deadline = time.monotonic() + timeout
-        while probe.count_subscribers(topic) < 1:
-            assert proc.poll() is None and time.monotonic() < deadline, f'no subscriber to {topic} came up'
-            time.sleep(0.1)
-    finally:
-        probe.destroy_node()
-        context.try_shutdown()
-
-
 @pytest.mark.slow
 @pytest.mark.ros
 def test_a_recorder_bag_of_the_running_simulator_imports_with_its_poses_and_intrinsics(tmp_path, monkeypatch):
@@ -435,10 +419,13 @@ def test_a_recorder_bag_of_the_running_simulator_imports_with_its_poses_and_intr
                 'realtime:=false')
     rec = spawn('worldscape_ros.ros.recorder_node', f'out:={live}')
     try:
-        wait_for_subscriber(IMAGE_TOPIC, int(os.environ['ROS_DOMAIN_ID']), rec)  # else its first frames are lost
+        # step the simulator only once the recorder hears every topic the import reads: a subscription in the
+        # graph is not yet a match, and a frame published before both ends of it are made is not recorded
+        wait_for_output(rec, [f'{t}: matched' for t in (IMAGE_TOPIC, '/camera/camera_info', '/camera/depth/image_raw',
+                                                        '/odom', '/tf')], timeout=120)
         teleop = subprocess.run([sys.executable, '-m', 'worldscape_ros.ros.scripted_teleop', '--ros-args', '-p',
-                                 f'actions:={actions}', '-p', 'wait:=90.0'], capture_output=True, text=True,
-                                timeout=240)
+                                 f'actions:={actions}', '-p', 'wait:=90.0', '-p', 'listeners:=2'],
+                                capture_output=True, text=True, timeout=240)
         assert teleop.returncode == 0, teleop.stderr
         time.sleep(1.0)
         rec.send_signal(signal.SIGINT)

@@ -2,7 +2,6 @@
 
 import importlib
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -11,6 +10,7 @@ import time
 import numpy as np
 import pytest
 import rclpy
+from node_output import wait_for_output
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.serialization import deserialize_message
 from rosbags.highlevel import AnyReader
@@ -39,18 +39,6 @@ def _spawn(module, *params, **kwargs):
     for p in params:
         args += ['-p', p]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
-
-
-def _wait_for_output(proc, texts, timeout=60.0):
-    """Read a spawned node's output until every one of `texts` has appeared; returns what was read."""
-    fd, seen = proc.stdout.fileno(), b''
-    deadline = time.monotonic() + timeout
-    while not all(t.encode() in seen for t in texts):
-        left = deadline - time.monotonic()
-        assert left > 0 and proc.poll() is None, f'{texts} not all in the output: {seen.decode()}'
-        if select.select([fd], [], [], left)[0]:
-            seen += os.read(fd, 65536)
-    return seen.decode()
 
 
 def _stop(proc, sig=signal.SIGINT, timeout=30):
@@ -127,7 +115,7 @@ def test_recorder_cut_short_by_sigint_leaves_a_readable_bag(tmp_path, storage):
     try:
         pub.static.publish(pub.TFMessage())  # latched before the recorder subscribes: it still gets it
         pub.wait_for_subscriber()
-        _wait_for_output(rec, ['/camera/image_raw: matched 1 publisher(s)'])  # the recorder's side of the match
+        wait_for_output(rec, ['/camera/image_raw: matched 1 publisher(s)'])  # the recorder's side of the match
         for k in range(40):
             pub.publish(k)
             pub.executor.spin_once(timeout_sec=0.005)
@@ -181,7 +169,7 @@ def test_live_recording_holds_the_same_frames_as_the_offline_rollout(tmp_path):
     try:
         # step the simulator only once the recorder hears its cameras: a frame published before both ends of
         # the match are made is not recorded
-        _wait_for_output(rec, ['/camera/image_raw: matched', '/camera/depth/image_raw: matched'], timeout=120)
+        wait_for_output(rec, ['/camera/image_raw: matched', '/camera/depth/image_raw: matched'], timeout=120)
         teleop = subprocess.run([sys.executable, '-m', 'worldscape_ros.ros.scripted_teleop', '--ros-args', '-p',
                                  f'actions:={actions}', '-p', 'wait:=90.0',
                                  '-p', 'listeners:=2'], capture_output=True, text=True,
