@@ -228,11 +228,18 @@ class ReprojectionInpaintMean(ReprojectionInpaint):
         if not reach_px > 0:
             raise ValueError(f'reach must be a positive number of pixels, got {reach_px}')
         self.reach_px = reach_px
+        self._mean = np.zeros(3)  # the start frame's mean colour, set at reset
+
+    def reset(self, first_frame: np.ndarray, pose: np.ndarray, intrinsics: np.ndarray,
+              depth: np.ndarray | None = None, hand_keypoints: np.ndarray | None = None) -> Frame:
+        start = super().reset(first_frame, pose, intrinsics, depth, hand_keypoints)
+        self._mean = self._track.first_frame.reshape(-1, 3).mean(0)
+        return start
 
     def fill(self, rgb: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         holes = ~(depth > 0)
         rgb, depth = super().fill(rgb, depth)
-        return fade_to_mean(rgb, holes, self._track.first_frame.reshape(-1, 3).mean(0), self.reach_px), depth
+        return fade_to_mean(rgb, holes, self._mean, self.reach_px), depth
 
 
 def fade_to_mean(rgb: np.ndarray, holes: np.ndarray, mean: np.ndarray, reach_px: float) -> np.ndarray:

@@ -125,8 +125,7 @@ def _anchored(cfg: ModelConfig, guess: GeometricGuess, observed: torch.Tensor, k
     frames = []
     for i in range(out.shape[0]):
         written = ~kept[i]
-        prior = None if guess.scene_colour is None or bool(guess.scene_colour[i].isnan().any()) \
-            else guess.scene_colour[i]
+        prior = _scene_colour(guess, i)
         seen = bool(observed[i].any())
         if bool(guess.hand_area[i].any()) or not bool(written.any()) or not (seen or prior is not None):
             frames.append(out[i])
@@ -140,15 +139,21 @@ def _anchored(cfg: ModelConfig, guess: GeometricGuess, observed: torch.Tensor, k
     return torch.stack(frames)
 
 
+def _scene_colour(guess: GeometricGuess, i: int) -> torch.Tensor | None:
+    """(3,) the scene's observed colour in frame i, or None: not rendered, or no observed point held."""
+    if guess.scene_colour is None or bool(guess.scene_colour[i].isnan().any()):
+        return None
+    return guess.scene_colour[i]
+
+
 def _fade(cfg: ModelConfig, guess: GeometricGuess, observed: torch.Tensor,
           i: int) -> tuple[torch.Tensor, torch.Tensor, float] | None:
     """refiner.fill_fade_px: what frame i's smooth fill fades into away from its observed pixels (the scene's
     observed colour), or None: the fade is off, the frame has a hand, or the scene holds no observed point."""
-    reach = cfg.refiner.fill_fade_px
-    if reach <= 0 or guess.scene_colour is None or bool(guess.scene_colour[i].isnan().any()) \
-            or bool(guess.hand_area[i].any()):
+    colour = _scene_colour(guess, i)
+    if cfg.refiner.fill_fade_px <= 0 or colour is None or bool(guess.hand_area[i].any()):
         return None
-    return observed[i], guess.scene_colour[i], reach
+    return observed[i], colour, cfg.refiner.fill_fade_px
 
 
 def compose(cfg: ModelConfig, guess: GeometricGuess, imagined: torch.Tensor, pose_video: np.ndarray | None,
