@@ -105,6 +105,52 @@ def test_export_swaps_in_the_donor_codec_and_keeps_every_other_tensor(tmp_path, 
     assert info['extra']['exported_from']['codec_from'].endswith('donor.safetensors')
 
 
+def test_export_swaps_in_a_refiner_from_a_file_of_its_tensors_alone(tmp_path, micro_config, randomize):
+    from safetensors.torch import save_file
+
+    from worldscape_ros.model.checkpoint import export_checkpoint
+
+    base = randomize(WorldModel(micro_config))
+    donor = randomize(WorldModel(micro_config), seed=7)
+    save_checkpoint(tmp_path / 'base.safetensors', base)
+    save_file({f'refiner.{k}': v.contiguous() for k, v in donor.refiner.state_dict().items()},
+              str(tmp_path / 'refiner.safetensors'))
+    export_checkpoint(tmp_path / 'base.safetensors', tmp_path / 'out.safetensors',
+                      refiner_from=tmp_path / 'refiner.safetensors')
+    out, info = load_checkpoint(tmp_path / 'out.safetensors')
+    for name, t in out.state_dict().items():
+        source = donor if name.startswith('refiner.') else base  # the hand refiner stays the base's
+        assert torch.equal(t, source.state_dict()[name]), name
+    assert info['extra']['exported_from']['refiner_from'].endswith('refiner.safetensors')
+
+
+@pytest.mark.parametrize('damage, message', [
+    ('none', 'holds no refiner'), ('shape', 'has shape'), ('missing', 'lacks tensor'), ('extra', 'unexpected'),
+])
+def test_export_refuses_a_refiner_file_that_does_not_fit_the_model(tmp_path, micro_config, damage, message):
+    from safetensors.torch import save_file
+
+    from worldscape_ros.model.checkpoint import export_checkpoint
+
+    model = WorldModel(micro_config)
+    save_checkpoint(tmp_path / 'base.safetensors', model)
+    tensors = {f'refiner.{k}': v.clone() for k, v in model.refiner.state_dict().items()}
+    first = next(iter(tensors))
+    if damage == 'none':
+        tensors = {'codec.x': torch.zeros(1)}
+    elif damage == 'shape':
+        tensors[first] = torch.zeros(3)
+    elif damage == 'missing':
+        del tensors[first]
+    else:
+        tensors['refiner.stray'] = torch.zeros(1)
+    save_file(tensors, str(tmp_path / 'refiner.safetensors'))
+    with pytest.raises(CheckpointError, match=message):
+        export_checkpoint(tmp_path / 'base.safetensors', tmp_path / 'out.safetensors',
+                          refiner_from=tmp_path / 'refiner.safetensors')
+    assert not (tmp_path / 'out.safetensors').exists()
+
+
 def test_export_under_a_config_of_another_architecture_is_refused(tmp_path, micro_config):
     from worldscape_ros.model.checkpoint import export_checkpoint
 

@@ -137,16 +137,20 @@ def open_model(checkpoint: str | None = None, config: str | None = None, seed: i
 
 
 def export_checkpoint(path: str | Path, out: str | Path, config: str | None = None,
-                      codec_from: str | Path | None = None, dtype: torch.dtype | None = None) -> str:
+                      codec_from: str | Path | None = None, dtype: torch.dtype | None = None,
+                      refiner_from: str | Path | None = None) -> str:
     """Re-save `path` under `config` (a name or YAML; default its own), its codec replaced by `codec_from`'s when
-    given, its floating-point tensors stored in `dtype` when given (else unchanged). The extra metadata keeps the
-    source's and records the parts' origins. Returns the new weights' sha256."""
+    given, its scene refiner by the `refiner.*` tensors of `refiner_from` when given, its floating-point tensors
+    stored in `dtype` when given (else unchanged). The extra metadata keeps the source's and records the parts'
+    origins. Returns the new weights' sha256."""
     model, info = load_checkpoint(path, config=load_config(config) if config else None)
     extra = dict(info['extra'])
     extra['exported_from'] = {'checkpoint': str(path), 'weights_sha256': info['weights_sha256']}
     if codec_from:
         donor = load_codec(model, codec_from)
         extra['exported_from'].update(codec_from=str(codec_from), codec_weights_sha256=donor['weights_sha256'])
+    if refiner_from:
+        extra['exported_from'].update(refiner_from=str(refiner_from), refiner_sha256=load_refiner(model, refiner_from))
     if dtype is not None:
         extra['exported_from']['dtype'] = str(dtype).removeprefix('torch.')
     return save_checkpoint(out, model, extra, dtype=dtype)
@@ -158,3 +162,30 @@ def load_codec(model: WorldModel, path: str | Path) -> dict[str, Any]:
     donor, info = load_checkpoint(path, config=model.config)
     model.codec.load_state_dict(donor.codec.state_dict())
     return info
+
+
+def load_refiner(model: WorldModel, path: str | Path) -> str:
+    """Replace `model`'s scene refiner with the `refiner.*` tensors of safetensors file `path` (a checkpoint, or
+    the refiner alone as scripts/gpu_lease_refiner.sh brings it back), which must match its shapes one for one;
+    return their sha256."""
+    if model.refiner is None:
+        raise CheckpointError("the exported model has no refiner to replace (its config's refiner is off)")
+    try:
+        with safe_open(str(path), framework='pt') as f:
+            own = {k.removeprefix('refiner.'): f.get_tensor(k) for k in f.keys() if k.startswith('refiner.')}
+    except (OSError, SafetensorError) as exc:
+        raise CheckpointError(f'refiner file {path} is not a readable safetensors file: {exc}') from None
+    if not own:
+        raise CheckpointError(f'refiner file {path} holds no refiner.* tensor')
+    expected = model.refiner.state_dict()
+    for name, t in own.items():
+        if name not in expected:
+            raise CheckpointError(f'refiner file {path} has unexpected tensor refiner.{name}')
+        if t.shape != expected[name].shape:
+            raise CheckpointError(f'refiner file {path}: tensor refiner.{name} has shape {tuple(t.shape)}, '
+                                  f'the model expects {tuple(expected[name].shape)}')
+    missing = sorted(set(expected) - set(own))
+    if missing:
+        raise CheckpointError(f'refiner file {path} lacks tensor refiner.{missing[0]} ({len(missing)} missing)')
+    model.refiner.load_state_dict({k: v.to(expected[k].dtype) for k, v in own.items()})
+    return weights_sha256({k: tensor_sha256(v) for k, v in own.items()})

@@ -18,7 +18,7 @@ def register(sub: Any) -> None:
     i = sub.add_parser('info', help='describe a model config: sizes, tokens, parameters')
     i.add_argument('--config', default='ws-tiny')
     i.set_defaults(func=_info)
-    e = sub.add_parser('export', help="re-save a checkpoint under a config, optionally with another's codec",
+    e = sub.add_parser('export', help="re-save a checkpoint under a config, optionally with another's codec or refiner",
                        description='Write CHECKPOINT again under --config (a change of sampler or memory settings, '
                        'which no tensor depends on) and, with --codec-from, with the codec of another checkpoint of '
                        'the same architecture (a decoder fine-tuned on the same latents). The tensors are copied '
@@ -27,6 +27,8 @@ def register(sub: Any) -> None:
     e.add_argument('--out', required=True, help='file to write (atomically)')
     e.add_argument('--config', help="model config name or YAML (default: the checkpoint's)")
     e.add_argument('--codec-from', help='checkpoint whose codec replaces the exported one')
+    e.add_argument('--refiner-from', help='safetensors file whose refiner.* tensors replace the scene refiner (a '
+                   'checkpoint, or a refiner fitted elsewhere: scripts/gpu_lease_refiner.sh)')
     e.add_argument('--dtype', choices=('float32', 'float16', 'bfloat16'), default=None,
                    help='store the weights in this precision (float16: half the file; the engine computes in its '
                    'own dtype either way; default: float32 as loaded)')
@@ -62,6 +64,6 @@ def _export(args: argparse.Namespace) -> int:
 
     dtype = getattr(torch, args.dtype) if args.dtype else None
     digest = export_checkpoint(args.checkpoint, args.out, config=args.config, codec_from=args.codec_from,
-                               dtype=dtype)
+                               dtype=dtype, refiner_from=args.refiner_from)
     print(f'wrote {args.out} (weights sha256 {digest})')
     return 0

@@ -95,6 +95,11 @@ class Traces:
                              f'or, reading the hand colour, {IN_CHANNELS + HAND_COLOUR_CHANNELS}')
         self.shards = len(shards)
 
+    def to(self, device: torch.device | str) -> Traces:
+        """Every sample moved to `device` (still uint8): a fit on a GPU then draws its batches there."""
+        self.inputs, self.target, self.hand = self.inputs.to(device), self.target.to(device), self.hand.to(device)
+        return self
+
     def __len__(self) -> int:
         return int(self.inputs.shape[0])
 
@@ -173,7 +178,7 @@ def _save(out: Path, step: int, parts: Parts) -> None:
     """Each part's weights and Adam state, under its name, in one safetensors file written atomically."""
     tensors: dict[str, torch.Tensor] = {}
     for part, (module, opt) in parts.items():
-        tensors.update({f'{part}.{k}': v.detach().contiguous() for k, v in module.state_dict().items()})
+        tensors.update({f'{part}.{k}': v.detach().cpu().contiguous() for k, v in module.state_dict().items()})
         names = {id(p): n for n, p in module.named_parameters()}
         prefix = _optim_prefix(part)
         for group in opt.param_groups:
@@ -181,7 +186,7 @@ def _save(out: Path, step: int, parts: Parts) -> None:
                 st = opt.state.get(p, {})
                 for key in ('exp_avg', 'exp_avg_sq'):
                     if key in st:
-                        tensors[f'{prefix}.{names[id(p)]}.{key}'] = st[key].contiguous()
+                        tensors[f'{prefix}.{names[id(p)]}.{key}'] = st[key].cpu().contiguous()
                 if 'step' in st:
                     tensors[f'{prefix}.{names[id(p)]}.step'] = torch.as_tensor(st['step']).reshape(1).float()
     with atomic_path(out / 'refiner_state.safetensors') as tmp:
@@ -204,8 +209,8 @@ def _load(out: Path, parts: Parts) -> int:
             prefix = _optim_prefix(part)
             for name, p in module.named_parameters():
                 if f'{prefix}.{name}.exp_avg' in keys:
-                    opt.state[p] = {'exp_avg': f.get_tensor(f'{prefix}.{name}.exp_avg'),
-                                    'exp_avg_sq': f.get_tensor(f'{prefix}.{name}.exp_avg_sq'),
+                    opt.state[p] = {'exp_avg': f.get_tensor(f'{prefix}.{name}.exp_avg').to(p.device),
+                                    'exp_avg_sq': f.get_tensor(f'{prefix}.{name}.exp_avg_sq').to(p.device),
                                     'step': f.get_tensor(f'{prefix}.{name}.step').reshape(())}
         torch.set_rng_state(torch.tensor(json.loads(meta['rng']), dtype=torch.uint8))
     return int(meta['step'])
@@ -213,7 +218,8 @@ def _load(out: Path, parts: Parts) -> int:
 
 def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, out: Path, cfg: FitConfig,
                 refiner_cfg: RefinerConfig, max_minutes: float | None = None, warm_start: bool = False,
-                anchor: Refiner | None = None, scene: Refiner | None = None) -> Path:
+                anchor: Refiner | None = None, scene: Refiner | None = None,
+                device: torch.device | str = 'cpu') -> Path:
     """Train the refiner (resuming from `out`), then save the engine's model with it as out/final.safetensors.
     warm_start: a fit with nothing to resume starts from the checkpoint's own refiner (of the part fitted; a
     hand refiner the checkpoint lacks starts from its scene refiner) instead of afresh.
@@ -221,7 +227,8 @@ def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, ou
     inside it), so a fit for the hand keeps what another refiner does everywhere else.
     scene: a frozen scene refiner; the fit is then of the hand refiner (refiner.hand_refiner), trained on the
     output the two form together (model/refiner.py: refine), and saved beside it. A fit of the scene refiner of
-    a model with a hand refiner is likewise trained on that output, the hand refiner frozen."""
+    a model with a hand refiner is likewise trained on that output, the hand refiner frozen.
+    device: where the refiners run and the traces are moved (the saved weights are on the CPU either way)."""
     if cfg.fresh_residual and not warm_start:
         raise TrainError('a fresh residual is for a warm start: a refiner fitted afresh starts at zero anyway')
     if cfg.pixel_loss not in PIXEL_LOSSES:
@@ -235,8 +242,8 @@ def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, ou
         if anchor is not None:
             raise TrainError('a hand refiner is fitted beside a scene refiner, which needs no anchor')
         refiner_cfg = replace(refiner_cfg, hand_refiner=True)
-        scene = _frozen(scene)
-    anchor = None if anchor is None else _frozen(anchor)
+        scene = _frozen(scene).to(device)
+    anchor = None if anchor is None else _frozen(anchor).to(device)
     refiner = Refiner(refiner_cfg)
     if warm_start:
         own = engine.model.refiner if scene is None else (engine.model.hand_refiner or engine.model.refiner)
@@ -248,6 +255,10 @@ def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, ou
             raise TrainError(f"--warm-start: the checkpoint's refiner does not fit this config's: {e}") from None
         if cfg.fresh_residual:
             refiner.zero_residual()
+    refiner.to(device)
+    traces.to(device)
+    if held_out is not None:
+        held_out.to(device)
     if traces.inputs.shape[1] != refiner.in_channels:
         raise TrainError(f'traces have {traces.inputs.shape[1]} input channels, this refiner takes '
                          f'{refiner.in_channels} (refiner.hand_colour {refiner_cfg.hand_colour})')
@@ -256,7 +267,7 @@ def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, ou
     own_hand = engine.model.hand_refiner if scene is None and refiner_cfg.hand_refiner else None
     # the output trained is the one the engine forms (model/refiner.py: refine), the other refiner frozen
     scene_part, hand_part = (scene, refiner) if scene is not None else (
-        refiner, None if own_hand is None else _frozen(own_hand))
+        refiner, None if own_hand is None else _frozen(own_hand).to(device))
 
     def form(x: torch.Tensor, hand: torch.Tensor) -> torch.Tensor:
         return refine(scene_part, hand_part, x, hand, refiner_cfg.hand_feather)
@@ -328,9 +339,9 @@ def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, ou
     model = engine.model.cpu()
     model.config = model.config.replace(refiner=refiner_cfg)
     if scene is None:
-        model.refiner = refiner.eval()
+        model.refiner = refiner.cpu().eval()
     else:
-        model.refiner, model.hand_refiner = scene, refiner.eval()
+        model.refiner, model.hand_refiner = scene.cpu(), refiner.cpu().eval()
     final = out / 'final.safetensors'
     save_checkpoint(final, model, {'refiner': {'steps': step, 'samples': len(traces)}})
     return final
@@ -366,6 +377,6 @@ def hole_psnr(form: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], traces
 
 def _gradient_energy(img: torch.Tensor, where: torch.Tensor) -> float:
     """Summed squared forward differences of the images' luma (B, 3, H, W) at `where` (B, 1, H-1, W-1)."""
-    luma = (img * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(1, keepdim=True)
+    luma = (img * torch.tensor([0.299, 0.587, 0.114], device=img.device)[:, None, None]).sum(1, keepdim=True)
     dx, dy = luma[..., 1:, 1:] - luma[..., 1:, :-1], luma[..., 1:, 1:] - luma[..., :-1, 1:]
     return float(((dx**2 + dy**2) * where).sum())

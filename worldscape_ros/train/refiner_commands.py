@@ -93,7 +93,7 @@ def _fit(args: argparse.Namespace) -> int:
     elif args.scene_from:
         raise TrainError('--scene-from is for --part hand')
     final = fit_refiner(engine, traces, held, args.out, cfg, refiner_cfg, args.max_minutes, args.warm_start,
-                        anchor, scene)
+                        anchor, scene, args.device)
     log.info('%d training samples from %d shards; wrote %s', len(traces), traces.shards, final)
     return 0
 
@@ -144,4 +144,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help='leave out samples whose render covers less of the view (default 0.25)')
     f.add_argument('--max-minutes', type=float, help='stop and save after this much wall time (rerun resumes)')
     f.add_argument('--threads', type=int, default=1)
+    f.add_argument('--device', default='cpu', help='where the fit runs, traces and all (cpu, cuda, cuda:1, ...)')
     f.set_defaults(func=_fit)
