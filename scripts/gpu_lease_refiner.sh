@@ -9,8 +9,8 @@
 # A fitted refiner goes into a checkpoint with `worldscape export CKPT --config FIT.yaml --refiner-from FILE`
 # (FIT.yaml is the fit's config, in $OUT too).
 #
-# Carry .devkit/ (ignored through .git/info/exclude), prepared as scripts/gpu_lease_train.sh says (the MuJoCo and
-# transforms3d wheels, the GL loaders), and run `bash scripts/gpu_lease_refiner.sh` there.
+# Carry .devkit/ (ignored through .git/info/exclude), prepared as scripts/gpu_lease_train.sh says (the MuJoCo
+# wheels, the GL loaders), and run `bash scripts/gpu_lease_refiner.sh` there.
 # SMOKE=1 runs the same steps on the CPU here with the sizes below set small (NAV=3 HELD=1 MANIP=1 TRACERS=3
 # FIT_MIN=0.2 STEPS=60 DEVICE=cpu WORKERS=2), to check the wiring before a lease.
 # environment: NAV, HELD, MANIP (episodes), WORKERS (datagen), TRACERS (trace processes), TRACE_S (their wall
