@@ -21,7 +21,8 @@ def register(sub: Any) -> None:
     e = sub.add_parser('export', help="re-save a checkpoint under a config, optionally with another's codec or refiner",
                        description='Write CHECKPOINT again under --config (a change of sampler or memory settings, '
                        'which no tensor depends on) and, with --codec-from, with the codec of another checkpoint of '
-                       'the same architecture (a decoder fine-tuned on the same latents). The tensors are copied '
+                       'the same architecture (a decoder fine-tuned on the same latents), with --refiner-from, with '
+                       'a scene refiner fitted elsewhere. The tensors are copied '
                        'unchanged (or rounded to --dtype); the file records where each part came from.')
     e.add_argument('checkpoint', help='the weights to export (.safetensors)')
     e.add_argument('--out', required=True, help='file to write (atomically)')
