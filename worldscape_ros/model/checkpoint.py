@@ -83,6 +83,21 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return meta
 
 
+def check_names(source: str, found: set[str], expected: set[str]) -> None:
+    """One CheckpointError naming the first tensor of `expected` that `source` lacks, else its first unexpected one."""
+    missing, unexpected = sorted(expected - found), sorted(found - expected)
+    if missing:
+        raise CheckpointError(f'{source} lacks tensor {missing[0]!r} ({len(missing)} missing)')
+    if unexpected:
+        raise CheckpointError(f'{source} has unexpected tensor {unexpected[0]!r}')
+
+
+def check_shape(source: str, name: str, t: torch.Tensor, ref: torch.Tensor) -> None:
+    if t.shape != ref.shape:
+        raise CheckpointError(f'{source}: tensor {name!r} has shape {tuple(t.shape)}, the config needs '
+                              f'{tuple(ref.shape)}')
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = 'cpu', config: ModelConfig | None = None,
                     verify: bool = True) -> tuple[WorldModel, dict[str, Any]]:
     """Build the model from the checkpoint's config (or `config`, which must match its tensors)."""
@@ -98,18 +113,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = 'cpu', config
     state: dict[str, torch.Tensor] = {}
     try:
         with safe_open(str(path), framework='pt', device='cpu') as f:
-            keys = set(f.keys())
-            missing = sorted(set(expected) - keys)
-            unexpected = sorted(keys - set(expected))
-            if missing:
-                raise CheckpointError(f'checkpoint {path} lacks tensor {missing[0]!r} ({len(missing)} missing)')
-            if unexpected:
-                raise CheckpointError(f'checkpoint {path} has unexpected tensor {unexpected[0]!r}')
+            check_names(f'checkpoint {path}', set(f.keys()), set(expected))
             for name, ref in expected.items():
                 t = f.get_tensor(name)
-                if t.shape != ref.shape:
-                    raise CheckpointError(f'checkpoint {path}: tensor {name!r} has shape {tuple(t.shape)}, '
-                                          f'the config needs {tuple(ref.shape)}')
+                check_shape(f'checkpoint {path}', name, t, ref)
                 if verify and name in hashes and tensor_sha256(t) != hashes[name]:
                     raise CheckpointError(f'checkpoint {path}: tensor {name!r} does not match its recorded hash')
                 state[name] = t
@@ -166,26 +173,21 @@ def load_codec(model: WorldModel, path: str | Path) -> dict[str, Any]:
 
 def load_refiner(model: WorldModel, path: str | Path) -> str:
     """Replace `model`'s scene refiner with the `refiner.*` tensors of safetensors file `path` (a checkpoint, or
-    the refiner alone as scripts/gpu_lease_refiner.sh brings it back), which must match its shapes one for one;
+    the refiner alone as scripts/gpu_lease_refiner.sh brings it back), which must match its tensors one for one;
     return their sha256."""
     if model.refiner is None:
         raise CheckpointError("the exported model has no refiner to replace (its config's refiner is off)")
+    source = f'refiner file {path}'
     try:
         with safe_open(str(path), framework='pt') as f:
-            own = {k.removeprefix('refiner.'): f.get_tensor(k) for k in f.keys() if k.startswith('refiner.')}
+            found = {k: f.get_tensor(k) for k in f.keys() if k.startswith('refiner.')}
     except (OSError, SafetensorError) as exc:
-        raise CheckpointError(f'refiner file {path} is not a readable safetensors file: {exc}') from None
-    if not own:
-        raise CheckpointError(f'refiner file {path} holds no refiner.* tensor')
-    expected = model.refiner.state_dict()
-    for name, t in own.items():
-        if name not in expected:
-            raise CheckpointError(f'refiner file {path} has unexpected tensor refiner.{name}')
-        if t.shape != expected[name].shape:
-            raise CheckpointError(f'refiner file {path}: tensor refiner.{name} has shape {tuple(t.shape)}, '
-                                  f'the model expects {tuple(expected[name].shape)}')
-    missing = sorted(set(expected) - set(own))
-    if missing:
-        raise CheckpointError(f'refiner file {path} lacks tensor refiner.{missing[0]} ({len(missing)} missing)')
-    model.refiner.load_state_dict({k: v.to(expected[k].dtype) for k, v in own.items()})
-    return weights_sha256({k: tensor_sha256(v) for k, v in own.items()})
+        raise CheckpointError(f'{source} is not a readable safetensors file: {exc}') from None
+    if not found:
+        raise CheckpointError(f'{source} holds no refiner.* tensor')
+    expected = {f'refiner.{k}': v for k, v in model.refiner.state_dict().items()}
+    check_names(source, set(found), set(expected))
+    for name, t in found.items():
+        check_shape(source, name, t, expected[name])
+    model.refiner.load_state_dict({k.removeprefix('refiner.'): v.to(expected[k].dtype) for k, v in found.items()})
+    return weights_sha256({k: tensor_sha256(v) for k, v in found.items()})

@@ -242,8 +242,8 @@ def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, ou
         if anchor is not None:
             raise TrainError('a hand refiner is fitted beside a scene refiner, which needs no anchor')
         refiner_cfg = replace(refiner_cfg, hand_refiner=True)
-        scene = _frozen(scene).to(device)
-    anchor = None if anchor is None else _frozen(anchor).to(device)
+        scene = _frozen(scene, device)
+    anchor = None if anchor is None else _frozen(anchor, device)
     refiner = Refiner(refiner_cfg)
     if warm_start:
         own = engine.model.refiner if scene is None else (engine.model.hand_refiner or engine.model.refiner)
@@ -267,7 +267,7 @@ def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, ou
     own_hand = engine.model.hand_refiner if scene is None and refiner_cfg.hand_refiner else None
     # the output trained is the one the engine forms (model/refiner.py: refine), the other refiner frozen
     scene_part, hand_part = (scene, refiner) if scene is not None else (
-        refiner, None if own_hand is None else _frozen(own_hand).to(device))
+        refiner, None if own_hand is None else _frozen(own_hand, device))
 
     def form(x: torch.Tensor, hand: torch.Tensor) -> torch.Tensor:
         return refine(scene_part, hand_part, x, hand, refiner_cfg.hand_feather)
@@ -347,8 +347,8 @@ def fit_refiner(engine: WorldEngine, traces: Traces, held_out: Traces | None, ou
     return final
 
 
-def _frozen(refiner: Refiner) -> Refiner:
-    return refiner.float().eval().requires_grad_(False)
+def _frozen(refiner: Refiner, device: torch.device | str) -> Refiner:
+    return refiner.float().eval().requires_grad_(False).to(device)
 
 
 @torch.no_grad()
