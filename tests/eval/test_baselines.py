@@ -4,18 +4,20 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.eval.conftest import TexturedRoom, drive, make_texture, render_all
 from worldscape_ros.eval import metrics as M
 from worldscape_ros.eval.baselines import (
     RepeatFirstFrame,
     Reprojection,
     ReprojectionInpaint,
     ReprojectionInpaintMean,
+    ReprojectionRepeats,
     fade_to_mean,
     forward_warp,
     inpaint_holes,
 )
 from worldscape_ros.eval.protocol import WorldSystem
-from worldscape_ros.model.kinematics import NavAction
+from worldscape_ros.model.kinematics import BaseState, NavAction
 
 
 def test_baselines_implement_the_world_system_protocol():
@@ -122,6 +124,29 @@ def test_inpaint_mean_is_telea_beside_the_boundary_and_the_start_mean_far_from_i
         assert far.any() or t == 3
         if far.any():
             np.testing.assert_allclose(c.rgb[far].mean(0), colour, atol=1)
+
+
+def test_repeats_baseline_copies_a_repeating_paper_and_is_inpaint_mean_elsewhere():
+    room = TexturedRoom(seed=5)
+    room.textures = [make_texture(50 + i, size=80) for i in range(4)]  # 40 px a metre: the paper repeats every 2 m
+    poses = drive([NavAction(vy=0.5)] * 11, start=BaseState(x=-1.0, y=0.0, yaw=0.0))  # strafe left, facing a wall
+    truth, depth = render_all(room, poses)
+    mean, rep = ReprojectionInpaintMean(), ReprojectionRepeats()
+    for s in (mean, rep):
+        s.reset(truth[0], poses[0], room.K, depth[0])
+    assert rep._repeats is not None and any(p.shifts for p in rep._repeats.planes)
+    t = 11
+    a, b = mean.step(poses[t]), rep.step(poses[t])
+    covered = rep.warp(poses[t])[1] > 0
+    np.testing.assert_array_equal(b.rgb[covered], a.rgb[covered])  # what geometry gives is kept exactly
+    warped, warped_depth = rep.warp(poses[t])
+    _, _, copied = rep._repeats.fill(warped / 255.0, warped_depth, poses[t], room.K, rep._look)
+    assert copied.sum() > 0.3 * (~covered).sum()
+    err = lambda f: np.abs(f.astype(float) - truth[t].astype(float))[copied].mean()  # noqa: E731
+    assert err(b.rgb) < 0.3 * err(a.rgb)  # the copy is the paper; the mean fill is a blur of it
+    # a copied pixel changes what the fill continues from, so only far from any copy is the frame the same
+    near = cv2.dilate(copied.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=40) > 0
+    np.testing.assert_array_equal(b.rgb[~near], a.rgb[~near])
 
 
 def test_fading_to_the_mean_changes_nothing_without_holes_and_fills_an_all_hole_frame_with_it():

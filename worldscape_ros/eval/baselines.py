@@ -9,7 +9,9 @@
   start frame's mean colour: Telea's row-wise smear is a good guess beside the boundary and a poor one far from
   it, where the scene's mean colour is the better constant. No learning; the strongest of these on the revealed
   pixels of the validation rooms (models/ws-tiny.md).
-Both reprojections take the start depth given at reset, or, for an RGB-only start, the depth a `StartDepth`
+- ReprojectionRepeats: that, with the holes on a plane whose texture repeats (a wall's paper, a floor's tiles)
+  first taken from the start frame a period along the plane (model/repeats.py, the engine's `repeats`).
+The reprojections take the start depth given at reset, or, for an RGB-only start, the depth a `StartDepth`
 callable predicts (the model's own start depth: `model_start_depth`).
 - memory_off_model: the world engine with its memory off (sink and local window only).
 Navigation actions are integrated with model.kinematics at `fps`, exactly as the engine does.
@@ -26,8 +28,10 @@ import numpy as np
 
 from worldscape_ros.eval.protocol import Frame
 from worldscape_ros.model.camera import check_intrinsics, check_rigid
+from worldscape_ros.model.config import RepeatsConfig
 from worldscape_ros.model.fade import fade_weight
 from worldscape_ros.model.kinematics import BaseState, NavAction, camera_pose, integrate, state_from_camera_pose
+from worldscape_ros.model.repeats import SurfaceRepeats
 
 if TYPE_CHECKING:
     from worldscape_ros.model.protocol import OfflineEngine, StreamingEngine
@@ -35,6 +39,7 @@ if TYPE_CHECKING:
 CAMERA_HEIGHT = 1.0  # any fixed height round-trips camera_pose <-> state_from_camera_pose
 INPAINT_RADIUS = 3  # px: Telea's neighbourhood; small, as the holes are filled from their rims inwards anyway
 MEAN_REACH_PX = 16.0  # ReprojectionInpaintMean: chosen of 8, 16, 32 on the validation rooms' revealed pixels
+REPEATS = RepeatsConfig(enabled=True, share_periods=True, local_score=0.5)  # ReprojectionRepeats: ws-tiny's
 
 StartDepth = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (rgb, c2w, K) -> (H, W) metres
 
@@ -240,6 +245,46 @@ class ReprojectionInpaintMean(ReprojectionInpaint):
         holes = ~(depth > 0)
         rgb, depth = super().fill(rgb, depth)
         return fade_to_mean(rgb, holes, self._mean, self.reach_px), depth
+
+
+class ReprojectionRepeats(ReprojectionInpaintMean):
+    """`reprojection_inpaint_mean` with the start frame's surface repeats first (model/repeats.py, as the
+    engine's `repeats` config): a hole on a plane whose texture repeats takes the start frame's colour a period
+    along it where the start frame sees that place; the other holes as `reprojection_inpaint_mean`."""
+
+    name = 'reprojection_repeats'
+
+    def __init__(self, fps: float = 10.0, supersample: int = 2, start_depth: StartDepth | None = None,
+                 config: RepeatsConfig | None = None) -> None:
+        super().__init__(fps, supersample, start_depth)
+        self.config = config or REPEATS
+        self._repeats: SurfaceRepeats | None = None
+
+    def reset(self, first_frame: np.ndarray, pose: np.ndarray, intrinsics: np.ndarray,
+              depth: np.ndarray | None = None, hand_keypoints: np.ndarray | None = None) -> Frame:
+        start = super().reset(first_frame, pose, intrinsics, depth, hand_keypoints)
+        tr = self._track
+        assert tr.first_depth is not None  # set by the reset above
+        self._repeats = SurfaceRepeats.from_frame(tr.first_frame / 255.0, tr.first_depth, tr.first_pose,
+                                                  tr.intrinsics, self.config)
+        return start
+
+    def _look(self, c2w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rgb, depth = self.warp(c2w)
+        return rgb / 255.0, depth, depth > 0
+
+    def step(self, action: NavAction | np.ndarray, hand_keypoints: np.ndarray | None = None) -> Frame:
+        t0 = time.perf_counter()
+        pose, index = self._track.advance(action)
+        rgb, depth = self.warp(pose)
+        if self._repeats is not None:
+            copy, copy_depth, filled = self._repeats.fill(rgb / 255.0, depth, pose, self._track.intrinsics,
+                                                          self._look)
+            rgb, depth = rgb.copy(), depth.copy()
+            rgb[filled] = np.round(copy[filled] * 255).clip(0, 255).astype(np.uint8)
+            depth[filled] = copy_depth[filled]
+        rgb, depth = self.fill(rgb, depth)
+        return Frame(rgb=rgb, depth=depth, pose=pose, index=index, latency_ms=1e3 * (time.perf_counter() - t0))
 
 
 def fade_to_mean(rgb: np.ndarray, holes: np.ndarray, mean: np.ndarray, reach_px: float) -> np.ndarray:

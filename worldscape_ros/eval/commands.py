@@ -18,6 +18,7 @@ from worldscape_ros.eval.baselines import (
     Reprojection,
     ReprojectionInpaint,
     ReprojectionInpaintMean,
+    ReprojectionRepeats,
     model_start_depth,
     model_system,
 )
@@ -110,7 +111,8 @@ def build_systems(names: list[str], args: argparse.Namespace) -> tuple[dict[str,
             systems[name] = engine
             model = engine if name == 'model' else model
     start_depth = None
-    if args.rgb_only and {'reprojection', 'reprojection_inpaint', 'reprojection_inpaint_mean'} & set(names):
+    if args.rgb_only and {'reprojection', 'reprojection_inpaint', 'reprojection_inpaint_mean',
+                          'reprojection_repeats'} & set(names):
         if model is None:
             model = model_system(args.checkpoint, args.config, args.device, args.dtype, window=1)
             fps = identify(model)
@@ -124,6 +126,8 @@ def build_systems(names: list[str], args: argparse.Namespace) -> tuple[dict[str,
             systems[name] = ReprojectionInpaint(fps, start_depth=start_depth)
         elif name == 'reprojection_inpaint_mean' and name in names:
             systems[name] = ReprojectionInpaintMean(fps, start_depth=start_depth)
+        elif name == 'reprojection_repeats' and name in names:
+            systems[name] = ReprojectionRepeats(fps, start_depth=start_depth)
     return {n: systems[n] for n in SYSTEM_ORDER if n in systems}, info
 
 

@@ -22,7 +22,8 @@ from worldscape_ros.model.config import ModelConfig
 from worldscape_ros.model.frames import GeometricGuess
 from worldscape_ros.model.grasp import GraspTracker
 from worldscape_ros.model.refiner import Refiner, anchor_low_frequencies, refine, refiner_inputs, smooth_fill
-from worldscape_ros.model.scene_memory import OBSERVED, SceneMemory
+from worldscape_ros.model.repeats import SurfaceRepeats
+from worldscape_ros.model.scene_memory import IMAGINED, OBSERVED, SceneMemory, SceneRender
 
 # Called with a chunk's refiner inputs (Fv, in_channels, H, W) and the area the hand changes (Fv, H, W): training
 # traces what the engine shows the refiner.
@@ -52,6 +53,10 @@ def start_scene(cfg: ModelConfig, scene: SceneMemory, grasp: GraspTracker, frame
     scene.commit(frame, depth, pose, intrinsics, mask=static, trust=OBSERVED)
     if kp is not None and static is not None:
         grasp.start(scene, frame, depth, pose, intrinsics, kp, ~static)
+    if cfg.repeats.enabled and kp is None:
+        scene.repeat_planes = SurfaceRepeats.from_frame(frame.permute(1, 2, 0).cpu().double().numpy(),
+                                                        depth.cpu().double().numpy(), pose, intrinsics,
+                                                        cfg.repeats).planes
 
 
 def render_guess(cfg: ModelConfig, scene: SceneMemory, grasp: GraspTracker, poses: list[np.ndarray],
@@ -61,7 +66,8 @@ def render_guess(cfg: ModelConfig, scene: SceneMemory, grasp: GraspTracker, pose
     hand_colour (3,): the start hand's colour painted over the hand's region for the refiner (None: unknown)."""
     # frame by frame: the hand may grasp or let go between two frames of a chunk
     views = [grasp.look(scene, pose, kp, intrinsics, cfg.height, cfg.width) for pose, kp in zip(poses, kps)]
-    renders = [v.render for v in views]
+    renders = [v.render if kp is not None else repeated(cfg, scene, v.render, pose, intrinsics)
+               for v, pose, kp in zip(views, poses, kps)]
     hand = _per_frame(cfg, kps, lambda kp: hand_region(cfg, kp, intrinsics), device)  # (Fv, H, W)
     # the hand's region is left out, except where a held (or just placed) object shows in front of it
     held = torch.stack([v.held for v in views])
@@ -88,6 +94,33 @@ def render_guess(cfg: ModelConfig, scene: SceneMemory, grasp: GraspTracker, pose
         seen = scene.observed_colour()
         scene_colour = (torch.full((3,), float('nan')) if seen is None else seen).to(device).expand(len(poses), 3)
     return GeometricGuess(cov, depth, mask_v, rgb, trust, dynamic, hand_area, painted, under_hand, scene_colour)
+
+
+def repeated(cfg: ModelConfig, scene: SceneMemory, render: SceneRender, pose: np.ndarray,
+             intrinsics: np.ndarray) -> SceneRender:
+    """The render with what no observed point covers, on a repeating plane of the start (repeats.py), taken
+    from what was observed a period along it: imagined points there are drawn over, since the copy is the
+    better guess. The copies are not committed: they are made again from the observed points at each look."""
+    if not cfg.repeats.enabled or not scene.repeat_planes:
+        return render
+    observed = render.mask & (render.trust >= OBSERVED)
+
+    def look(c2w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        seen = scene.render(c2w, intrinsics, cfg.height, cfg.width)
+        ok = seen.mask & (seen.trust >= OBSERVED)
+        return seen.rgb.permute(1, 2, 0).cpu().numpy(), seen.depth.cpu().numpy(), ok.cpu().numpy()
+
+    rgb, depth, filled = SurfaceRepeats(scene.repeat_planes, cfg.repeats).fill(
+        (render.rgb * observed).permute(1, 2, 0).cpu().numpy(), (render.depth * observed).cpu().numpy(), pose,
+        intrinsics, look)
+    if not filled.any():
+        return render
+    dev = render.rgb.device
+    take = torch.from_numpy(filled).to(dev)
+    return SceneRender(torch.where(take, torch.from_numpy(rgb).float().permute(2, 0, 1).to(dev), render.rgb),
+                       torch.where(take, torch.from_numpy(depth).float().to(dev), render.depth),
+                       render.mask | take, torch.where(take, IMAGINED, render.trust),
+                       torch.where(take, 0, render.born))  # made from what the start observed
 
 
 def _per_frame(cfg: ModelConfig, kps: list[np.ndarray | None], mask: Callable[[np.ndarray], np.ndarray],

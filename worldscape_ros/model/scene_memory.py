@@ -24,6 +24,7 @@ import torch
 
 from worldscape_ros.model.camera import check_intrinsics, check_rigid
 from worldscape_ros.model.config import SceneConfig
+from worldscape_ros.model.repeats import RepeatPlane, planes_from_state, planes_state
 from worldscape_ros.model.reproject import _rigid_inverse, fill_one_pixel_cracks, within_cracks, zbuffer_by_key
 from worldscape_ros.model.scene_index import VOXEL_BITS, VOXEL_OFFSET, CellIndex, merge_positions, scattered
 
@@ -135,6 +136,7 @@ class SceneMemory:
         self.pruned = 0  # points dropped for the budget since reset
         self._observed_sum = torch.zeros(3, dtype=torch.float64, device=self.device)  # of the observed points' rgb
         self._observed_count = 0
+        self.repeat_planes: list[RepeatPlane] = []  # the observed start's repeating planes (repeats.py)
 
     def __len__(self) -> int:
         return len(self._main) + len(self._side)
@@ -370,8 +372,12 @@ class SceneMemory:
     # ---- sessions --------------------------------------------------------------------------------------
     def state(self) -> dict[str, torch.Tensor]:
         main = self._joined()
-        return {'scene.xyz': main.xyz.cpu(), 'scene.rgb': main.rgb.cpu(), 'scene.trust': main.trust.cpu(),
-                'scene.born': main.born.cpu()}
+        state = {'scene.xyz': main.xyz.cpu(), 'scene.rgb': main.rgb.cpu(), 'scene.trust': main.trust.cpu(),
+                 'scene.born': main.born.cpu()}
+        if self.repeat_planes:
+            state.update({f'scene.repeat_{k}': torch.from_numpy(v)
+                          for k, v in planes_state(self.repeat_planes).items()})
+        return state
 
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
         try:
@@ -391,6 +397,9 @@ class SceneMemory:
                              born.to(torch.int32).to(dev)[order], keys)
         self._index = CellIndex.built(keys)
         self._count_observed(self._main.rgb, self._main.trust, 1)
+        if 'scene.repeat_planes' in state:  # a session saved without repeats has none
+            self.repeat_planes = planes_from_state(state['scene.repeat_planes'].double().numpy(),
+                                                   state.get('scene.repeat_shifts', torch.zeros(0, 4)).double().numpy())
 
 
 def _unique_first(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,177 @@
+import numpy as np
+import pytest
+import torch
+
+from worldscape_ros.errors import ConfigError
+from worldscape_ros.eval.baselines import forward_warp
+from worldscape_ros.model.camera import intrinsics_from_fov
+from worldscape_ros.model.config import ModelConfig, RepeatsConfig
+from worldscape_ros.model.grasp import GraspTracker
+from worldscape_ros.model.guess import repeated, start_scene
+from worldscape_ros.model.kinematics import BaseState, camera_pose
+from worldscape_ros.model.repeats import RepeatPlane, SurfaceRepeats, planes_from_state, planes_state
+from worldscape_ros.model.scene_memory import IMAGINED, OBSERVED, SceneMemory
+
+H, W = 96, 128
+K = intrinsics_from_fov(W, H, 60.0)
+WALL_X = 3.0  # a wall at x = 3 m, facing the camera at the origin (REP-103: x forward, y left, z up)
+PERIOD = 1.5  # m, along the wall and up it
+CELLS = 12  # texture cells per period (12.5 cm: about 3.5 pixels at 3 m)
+
+
+def cells(seed: int, repeating: bool) -> np.ndarray:
+    """The wall's paper: a colour per cell, one period of them tiled, or all distinct (no repeat)."""
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0.05, 0.95, (CELLS, CELLS, 3) if repeating else (20 * CELLS, 20 * CELLS, 3))
+
+
+def wall_view(paper: np.ndarray, y: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What a camera at (0, y, 1) looking down +x sees of the wall: rgb (H, W, 3) float, depth (H, W), pose."""
+    c2w = camera_pose(BaseState(x=0.0, y=y, yaw=0.0, height=1.0))
+    u, v = np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5)
+    rays = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], -1) @ c2w[:3, :3].T
+    t = (WALL_X - c2w[0, 3]) / rays[..., 0]
+    hit = c2w[:3, 3] + rays * t[..., None]  # (H, W, 3) on the wall
+    size = CELLS if len(paper) == CELLS else len(paper)
+    cell = PERIOD / CELLS
+    iy = np.floor(hit[..., 1] / cell).astype(int) % size
+    iz = np.floor(hit[..., 2] / cell).astype(int) % size
+    return paper[iy, iz], t.astype(np.float32), c2w  # rays have camera z 1: t is z-depth
+
+
+def fit(rgb: np.ndarray, depth: np.ndarray, c2w: np.ndarray) -> SurfaceRepeats:
+    return SurfaceRepeats.from_frame(rgb, depth, c2w, K, RepeatsConfig(enabled=True))
+
+
+def warp_look(rgb: np.ndarray, depth: np.ndarray, c2w: np.ndarray):
+    def look(target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        out, d = forward_warp((rgb * 255).round().astype(np.uint8), depth, c2w, target, K)
+        return out / 255.0, d, d > 0
+    return look
+
+
+def test_the_period_of_a_repeating_wall_is_found_along_it_and_up_it():
+    rgb, depth, c2w = wall_view(cells(0, repeating=True))
+    [wall] = fit(rgb, depth, c2w).planes
+    assert abs(abs(wall.normal[0]) - 1) < 1e-3  # the wall's plane, x = 3
+    lengths = np.array([np.linalg.norm(s) for s in wall.shifts]).reshape(-1, 4)  # per axis: P, -P, 2P, -2P
+    # to within about half a pixel at 3 m (1.8 cm)
+    assert lengths[:, 0] == pytest.approx([PERIOD, PERIOD], abs=0.03)
+    assert np.allclose(lengths, lengths[:, :1] * [1, 1, 2, 2])
+    directions = {tuple(np.round(np.abs(s) / np.linalg.norm(s), 3)) for s in wall.shifts}
+    assert directions == {(0.0, 1.0, 0.0), (0.0, 0.0, 1.0)}
+
+
+def test_a_wall_that_does_not_repeat_gives_no_period_and_fills_nothing():
+    rgb, depth, c2w = wall_view(cells(1, repeating=False))
+    repeats = fit(rgb, depth, c2w)
+    assert all(not p.shifts for p in repeats.planes)
+    _, moved_depth, moved = wall_view(cells(1, repeating=False), y=1.0)
+    seen_rgb, seen = forward_warp((rgb * 255).round().astype(np.uint8), depth, c2w, moved, K)
+    seen_rgb = seen_rgb / 255.0
+    assert not repeats.fill(seen_rgb, seen, moved, K, warp_look(rgb, depth, c2w))[2].any()
+
+
+def test_a_strafe_reveals_wall_that_the_fill_copies_from_a_period_away_as_the_truth():
+    paper = cells(2, repeating=True)
+    rgb, depth, c2w = wall_view(paper)
+    truth, true_depth, moved = wall_view(paper, y=1.0)  # a metre left: a strip at the left edge is new
+    seen_rgb, seen = forward_warp((rgb * 255).round().astype(np.uint8), depth, c2w, moved, K)
+    seen_rgb = seen_rgb / 255.0
+    holes = ~(seen > 0)
+    assert holes.mean() > 0.1
+    copy, copy_depth, filled = fit(rgb, depth, c2w).fill(seen_rgb, seen, moved, K, warp_look(rgb, depth, c2w))
+    assert not (filled & ~holes).any()  # what is covered is never drawn over
+    assert filled[holes].mean() > 0.9
+    assert np.abs(copy_depth[filled] - true_depth[filled]).max() < 1e-3
+    # the copy is the truth but where a sample falls on a cell's edge
+    assert np.median(np.abs(copy[filled] - truth[filled])) < 0.01
+
+
+def test_the_local_check_refuses_a_copy_whose_covered_neighbours_disagree_with_their_shifted_places():
+    paper = cells(7, repeating=True)
+    rgb, depth, c2w = wall_view(paper)
+    _, _, moved = wall_view(paper, y=1.0)
+    seen_rgb, seen = forward_warp((rgb * 255).round().astype(np.uint8), depth, c2w, moved, K)
+    seen_rgb = seen_rgb / 255.0
+    planes = fit(rgb, depth, c2w).planes
+    strict = SurfaceRepeats(planes, RepeatsConfig(enabled=True, local_score=0.5))
+    assert strict.fill(seen_rgb, seen, moved, K, warp_look(rgb, depth, c2w))[2].mean() > 0.1  # the true period
+    wrong = [RepeatPlane(p.normal, p.offset, tuple(s * 0.77 for s in p.shifts)) for p in planes]
+    assert SurfaceRepeats(wrong, RepeatsConfig(enabled=True)).fill(  # unchecked, a wrong period is copied
+        seen_rgb, seen, moved, K, warp_look(rgb, depth, c2w))[2].mean() > 0.1
+    assert not SurfaceRepeats(wrong, RepeatsConfig(enabled=True, local_score=0.5)).fill(
+        seen_rgb, seen, moved, K, warp_look(rgb, depth, c2w))[2].any()
+
+
+def test_a_view_with_nothing_covered_has_nothing_to_continue_and_fills_nothing():
+    rgb, depth, c2w = wall_view(cells(6, repeating=True))
+    repeats = fit(rgb, depth, c2w)
+    _, _, filled = repeats.fill(np.zeros((H, W, 3)), np.zeros((H, W)), c2w, K, warp_look(rgb, depth, c2w))
+    assert not filled.any()
+
+
+def test_the_scene_memory_render_takes_the_copy_as_imagined_and_keeps_what_was_observed():
+    cfg = ModelConfig(height=H, width=W, repeats=RepeatsConfig(enabled=True))
+    paper = cells(3, repeating=True)
+    rgb, depth, c2w = wall_view(paper)
+    scene = SceneMemory(cfg.scene)
+    start_scene(cfg, scene, GraspTracker(cfg), torch.from_numpy(rgb).float().permute(2, 0, 1),
+                torch.from_numpy(depth), c2w, K, None)
+    assert scene.repeat_planes and scene.repeat_planes[0].shifts
+    truth, _, moved = wall_view(paper, y=1.0)
+    render = scene.render(moved, K, H, W)
+    out = repeated(cfg, scene, render, moved, K)
+    new = out.mask & ~render.mask
+    assert new.float().mean() > 0.1
+    assert bool((out.trust[new] == IMAGINED).all())
+    kept = render.mask
+    assert torch.equal(out.rgb[:, kept], render.rgb[:, kept]) and bool((out.trust[kept] == OBSERVED).all())
+    err = (out.rgb.permute(1, 2, 0)[new] - torch.from_numpy(truth).float()[new]).abs()
+    assert float(err.median()) < 0.01
+    again = repeated(cfg, scene, scene.render(moved, K, H, W), moved, K)  # a second look: the same
+    assert torch.equal(again.rgb, out.rgb)
+
+
+def test_repeat_planes_ride_in_the_scene_memory_state_and_come_back_equal():
+    cfg = RepeatsConfig(enabled=True)
+    rgb, depth, c2w = wall_view(cells(4, repeating=True))
+    scene = SceneMemory()
+    scene.commit(torch.from_numpy(rgb).float().permute(2, 0, 1), torch.from_numpy(depth), c2w, K, trust=OBSERVED)
+    scene.repeat_planes = SurfaceRepeats.from_frame(rgb, depth, c2w, K, cfg).planes
+    back = SceneMemory()
+    back.load_state(scene.state())
+    assert len(back.repeat_planes) == len(scene.repeat_planes)
+    for a, b in zip(back.repeat_planes, scene.repeat_planes):
+        assert np.array_equal(a.normal, b.normal) and a.offset == b.offset
+        assert np.array_equal(np.array(a.shifts), np.array(b.shifts))
+    state = scene.state()
+    del state['scene.repeat_planes'], state['scene.repeat_shifts']
+    back.load_state(state)  # a session saved without repeats
+    assert back.repeat_planes == []
+
+
+@pytest.mark.parametrize('planes, shifts, match', [
+    (np.zeros((2, 3)), np.zeros((0, 4)), 'must be'),
+    (np.zeros((1, 4)), np.array([[1.0, 0, 1, 0]]), 'outside'),
+    (np.zeros((1, 4)), np.array([[0.5, 0, 1, 0]]), 'outside'),
+    (np.full((1, 4), np.nan), np.zeros((0, 4)), 'non-finite'),
+])
+def test_malformed_repeat_planes_are_refused_naming_what_is_wrong(planes, shifts, match):
+    with pytest.raises(ValueError, match=match):
+        planes_from_state(planes, shifts)
+
+
+def test_planes_state_round_trips():
+    rgb, depth, c2w = wall_view(cells(5, repeating=True))
+    planes = fit(rgb, depth, c2w).planes
+    back = planes_from_state(**planes_state(planes))
+    assert [p.offset for p in back] == [p.offset for p in planes]
+
+
+@pytest.mark.parametrize('field, value', [('max_planes', 0), ('period_step_m', 0.0), ('depth_tol', float('nan')),
+                                          ('max_period_m', 0.5), ('min_pairs', True), ('local_score', -1.0),
+                                          ('reach_px', float('inf'))])
+def test_bad_repeats_settings_are_refused(field, value):
+    with pytest.raises(ConfigError, match=f'repeats.{field}|max_period_m'):
+        RepeatsConfig(**{field: value})
