@@ -127,17 +127,18 @@ def repeat_period(points: np.ndarray, colours: np.ndarray, axis: np.ndarray, on_
     H, W = depth.shape
     w2c = np.linalg.inv(c2w)
     periods = np.arange(cfg.min_period_m, cfg.max_period_m, cfg.period_step_m)  # (P,)
-    moved = points[None] + periods[:, None, None] * axis  # (P, N, 3)
-    cam = moved @ w2c[:3, :3].T + w2c[:3, 3]
-    z = cam[..., 2]
+    # the moved points in the camera, linear in the period: (P, N) per coordinate
+    cam0 = (points @ w2c[:3, :3].T + w2c[:3, 3]).astype(np.float32)  # (N, 3)
+    step = (w2c[:3, :3] @ axis).astype(np.float32)  # (3,)
+    x, y, z = (cam0[None, :, i] + periods.astype(np.float32)[:, None] * step[i] for i in range(3))
     front = z > 1e-3
     zs = np.where(front, z, 1.0)
-    u = np.floor(cam[..., 0] / zs * K[0, 0] + K[0, 2]).astype(np.int64)
-    v = np.floor(cam[..., 1] / zs * K[1, 1] + K[1, 2]).astype(np.int64)
+    u = np.floor(x / zs * K[0, 0] + K[0, 2]).astype(np.int64)
+    v = np.floor(y / zs * K[1, 1] + K[1, 2]).astype(np.int64)
     inside = front & (u >= 0) & (u < W) & (v >= 0) & (v < H)
-    ui, vi = np.where(inside, u, 0), np.where(inside, v, 0)
-    seen = inside & on_plane[vi, ui] & (np.abs(depth[vi, ui] - z) < cfg.depth_tol * z)
-    diff = np.abs(rgb[vi, ui] - colours[None]).mean(-1)  # (P, N)
+    at = np.where(inside, v * W + u, 0)  # (P, N) flat pixel index
+    seen = inside & on_plane.reshape(-1)[at] & (np.abs(depth.reshape(-1)[at] - z) < cfg.depth_tol * z)
+    diff = np.abs(rgb.reshape(-1, 3).astype(np.float32)[at] - colours.astype(np.float32)[None]).mean(-1)  # (P, N)
     count = seen.sum(1)
     enough = count >= max(cfg.min_pairs, cfg.min_pair_fraction * len(points))
     if enough.sum() < 3:
@@ -183,14 +184,11 @@ class SurfaceRepeats:
 
     @classmethod
     def from_frame(cls, rgb: np.ndarray, depth: np.ndarray, c2w: np.ndarray, K: np.ndarray, cfg: RepeatsConfig,
-                   valid: np.ndarray | None = None, seed: int = 0) -> SurfaceRepeats:
-        """Planes and periods of one observed frame: rgb (H, W, 3) float in [0, 1], metric z-depth (H, W);
-        valid (H, W) bool: the pixels to use (None: every pixel with a depth)."""
+                   seed: int = 0) -> SurfaceRepeats:
+        """Planes and periods of one observed frame: rgb (H, W, 3) float in [0, 1], metric z-depth (H, W)."""
         H, W = depth.shape
         c2w = np.asarray(c2w, np.float64)
         ok = (depth > 0) & np.isfinite(depth)
-        if valid is not None:
-            ok &= valid
         xyz = pixel_rays(c2w, K, H, W) * depth[..., None] + c2w[:3, 3]  # (H, W, 3)
         rng = np.random.default_rng(seed)
         found = fit_planes(xyz[ok], cfg, rng)
