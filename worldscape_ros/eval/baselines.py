@@ -28,10 +28,10 @@ import numpy as np
 
 from worldscape_ros.eval.protocol import Frame
 from worldscape_ros.model.camera import check_intrinsics, check_rigid
-from worldscape_ros.model.config import RepeatsConfig
 from worldscape_ros.model.fade import fade_weight
 from worldscape_ros.model.kinematics import BaseState, NavAction, camera_pose, integrate, state_from_camera_pose
 from worldscape_ros.model.repeats import SurfaceRepeats
+from worldscape_ros.model.repeats_config import RepeatsConfig
 
 if TYPE_CHECKING:
     from worldscape_ros.model.protocol import OfflineEngine, StreamingEngine
@@ -194,14 +194,18 @@ class Reprojection:
             raise RuntimeError('step() called before reset()')
         return forward_warp(tr.first_frame, tr.first_depth, tr.first_pose, pose, tr.intrinsics, self.supersample)
 
+    def view(self, pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """What this baseline shows from `pose` before filling its holes (depth <= 0): the warp."""
+        return self.warp(pose)
+
     def fill(self, rgb: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The warp's holes (depth <= 0) as this baseline leaves them: empty."""
+        """The view's holes (depth <= 0) as this baseline leaves them: empty."""
         return rgb, depth
 
     def step(self, action: NavAction | np.ndarray, hand_keypoints: np.ndarray | None = None) -> Frame:
         t0 = time.perf_counter()
         pose, index = self._track.advance(action)
-        rgb, depth = self.fill(*self.warp(pose))
+        rgb, depth = self.fill(*self.view(pose))
         return Frame(rgb=rgb, depth=depth, pose=pose, index=index, latency_ms=1e3 * (time.perf_counter() - t0))
 
 
@@ -273,18 +277,15 @@ class ReprojectionRepeats(ReprojectionInpaintMean):
         rgb, depth = self.warp(c2w)
         return rgb / 255.0, depth, depth > 0
 
-    def step(self, action: NavAction | np.ndarray, hand_keypoints: np.ndarray | None = None) -> Frame:
-        t0 = time.perf_counter()
-        pose, index = self._track.advance(action)
+    def view(self, pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The warp with the repeats' copies in its holes."""
         rgb, depth = self.warp(pose)
         if self._repeats is not None:
             copy, copy_depth, filled = self._repeats.fill(rgb / 255.0, depth, pose, self._track.intrinsics,
                                                           self._look)
-            rgb, depth = rgb.copy(), depth.copy()
             rgb[filled] = np.round(copy[filled] * 255).clip(0, 255).astype(np.uint8)
             depth[filled] = copy_depth[filled]
-        rgb, depth = self.fill(rgb, depth)
-        return Frame(rgb=rgb, depth=depth, pose=pose, index=index, latency_ms=1e3 * (time.perf_counter() - t0))
+        return rgb, depth
 
 
 def fade_to_mean(rgb: np.ndarray, holes: np.ndarray, mean: np.ndarray, reach_px: float) -> np.ndarray:

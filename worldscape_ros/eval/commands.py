@@ -111,8 +111,7 @@ def build_systems(names: list[str], args: argparse.Namespace) -> tuple[dict[str,
             systems[name] = engine
             model = engine if name == 'model' else model
     start_depth = None
-    if args.rgb_only and {'reprojection', 'reprojection_inpaint', 'reprojection_inpaint_mean',
-                          'reprojection_repeats'} & set(names):
+    if args.rgb_only and any(n.startswith('reprojection') for n in names):  # every reprojection needs a depth
         if model is None:
             model = model_system(args.checkpoint, args.config, args.device, args.dtype, window=1)
             fps = identify(model)

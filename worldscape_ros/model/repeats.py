@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from worldscape_ros.model.config import RepeatsConfig
+from worldscape_ros.model.repeats_config import RepeatsConfig
 
 UP = np.array([0.0, 0.0, 1.0])  # world up (REP-103)
 PERIOD_TIE = 0.25  # see repeat_period
@@ -258,6 +258,8 @@ class SurfaceRepeats:
         todo = holes & (which >= 0) & (np.where(on_plane, which, -1).reshape(-1)[beside] == which)
         if self.cfg.reach_px > 0:  # farther into a hole, a doorway or a corner the start never saw is likelier
             todo &= distance <= self.cfg.reach_px
+        window = (LOCAL_WINDOW_PX, LOCAL_WINDOW_PX)
+        contrast = np.abs(rgb_seen - cv2.blur(rgb_seen, window)).mean(-1)  # (H, W) the texture's local variation
         looks: dict[tuple[float, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # a shift shared by planes
         for i, plane in enumerate(self.planes):
             mine = todo & (which == i)
@@ -273,17 +275,19 @@ class SurfaceRepeats:
                 there = seen & (np.abs(seen_depth - z) < self.cfg.depth_tol * z)
                 take = mine & there
                 if self.cfg.local_score > 0:
-                    take &= self._agrees(rgb_seen, seen_rgb, on_plane & (which == i) & there).reshape(-1)[beside]
+                    take &= self._agrees(rgb_seen, contrast, seen_rgb,
+                                         on_plane & (which == i) & there).reshape(-1)[beside]
                 rgb[take], depth[take] = seen_rgb[take], z[take]
                 filled |= take
                 mine &= ~take
         return rgb, depth, filled
 
-    def _agrees(self, rgb_seen: np.ndarray, shifted: np.ndarray, pair: np.ndarray) -> np.ndarray:
+    def _agrees(self, rgb_seen: np.ndarray, contrast: np.ndarray, shifted: np.ndarray,
+                pair: np.ndarray) -> np.ndarray:
         """(H, W) bool: where the covered pixels `pair` of a plane, in a window about each pixel, differ from
-        their places a shift along (`shifted`) by at most cfg.local_score of the texture's local variation."""
+        their places a shift along (`shifted`) by at most cfg.local_score of the texture's local variation
+        (`contrast`)."""
         window = (LOCAL_WINDOW_PX, LOCAL_WINDOW_PX)
         weight = pair.astype(np.float64)
-        contrast = np.abs(rgb_seen - cv2.blur(rgb_seen, window)).mean(-1)
         differ = cv2.blur(np.abs(rgb_seen - shifted).mean(-1) * weight, window)
         return (differ <= self.cfg.local_score * cv2.blur(contrast * weight, window)) & (cv2.blur(weight, window) > 0)
