@@ -140,7 +140,7 @@ def test_repeats_baseline_copies_a_repeating_paper_and_is_inpaint_mean_elsewhere
     covered = rep.warp(poses[t])[1] > 0
     np.testing.assert_array_equal(b.rgb[covered], a.rgb[covered])  # what geometry gives is kept exactly
     warped, warped_depth = rep.warp(poses[t])
-    _, _, copied = rep._repeats.fill(warped / 255.0, warped_depth, poses[t], room.K, rep._look)
+    _, _, copied = rep._repeats.fill(warped / 255.0, warped_depth, poses[t], room.K)
     assert copied.sum() > 0.3 * (~covered).sum()
     err = lambda f: np.abs(f.astype(float) - truth[t].astype(float))[copied].mean()  # noqa: E731
     assert err(b.rgb) < 0.3 * err(a.rgb)  # the copy is the paper; the mean fill is a blur of it

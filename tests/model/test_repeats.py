@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -43,13 +44,6 @@ def fit(rgb: np.ndarray, depth: np.ndarray, c2w: np.ndarray) -> SurfaceRepeats:
     return SurfaceRepeats.from_frame(rgb, depth, c2w, K, RepeatsConfig(enabled=True))
 
 
-def warp_look(rgb: np.ndarray, depth: np.ndarray, c2w: np.ndarray):
-    def look(target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        out, d = forward_warp((rgb * 255).round().astype(np.uint8), depth, c2w, target, K)
-        return out / 255.0, d, d > 0
-    return look
-
-
 def test_the_period_of_a_repeating_wall_is_found_along_it_and_up_it():
     rgb, depth, c2w = wall_view(cells(0, repeating=True))
     [wall] = fit(rgb, depth, c2w).planes
@@ -69,7 +63,7 @@ def test_a_wall_that_does_not_repeat_gives_no_period_and_fills_nothing():
     _, moved_depth, moved = wall_view(cells(1, repeating=False), y=1.0)
     seen_rgb, seen = forward_warp((rgb * 255).round().astype(np.uint8), depth, c2w, moved, K)
     seen_rgb = seen_rgb / 255.0
-    assert not repeats.fill(seen_rgb, seen, moved, K, warp_look(rgb, depth, c2w))[2].any()
+    assert not repeats.fill(seen_rgb, seen, moved, K)[2].any()
 
 
 def test_a_strafe_reveals_wall_that_the_fill_copies_from_a_period_away_as_the_truth():
@@ -80,7 +74,7 @@ def test_a_strafe_reveals_wall_that_the_fill_copies_from_a_period_away_as_the_tr
     seen_rgb = seen_rgb / 255.0
     holes = ~(seen > 0)
     assert holes.mean() > 0.1
-    copy, copy_depth, filled = fit(rgb, depth, c2w).fill(seen_rgb, seen, moved, K, warp_look(rgb, depth, c2w))
+    copy, copy_depth, filled = fit(rgb, depth, c2w).fill(seen_rgb, seen, moved, K)
     assert not (filled & ~holes).any()  # what is covered is never drawn over
     assert filled[holes].mean() > 0.9
     assert np.abs(copy_depth[filled] - true_depth[filled]).max() < 1e-3
@@ -95,19 +89,32 @@ def test_the_local_check_refuses_a_copy_whose_covered_neighbours_disagree_with_t
     seen_rgb, seen = forward_warp((rgb * 255).round().astype(np.uint8), depth, c2w, moved, K)
     seen_rgb = seen_rgb / 255.0
     planes = fit(rgb, depth, c2w).planes
-    strict = SurfaceRepeats(planes, RepeatsConfig(enabled=True, local_score=0.5))
-    assert strict.fill(seen_rgb, seen, moved, K, warp_look(rgb, depth, c2w))[2].mean() > 0.1  # the true period
+    source = fit(rgb, depth, c2w).source
+    strict = SurfaceRepeats(planes, source, RepeatsConfig(enabled=True, local_score=0.5))
+    assert strict.fill(seen_rgb, seen, moved, K)[2].mean() > 0.1  # the true period
     wrong = [RepeatPlane(p.normal, p.offset, tuple(s * 0.77 for s in p.shifts)) for p in planes]
-    assert SurfaceRepeats(wrong, RepeatsConfig(enabled=True)).fill(  # unchecked, a wrong period is copied
-        seen_rgb, seen, moved, K, warp_look(rgb, depth, c2w))[2].mean() > 0.1
-    assert not SurfaceRepeats(wrong, RepeatsConfig(enabled=True, local_score=0.5)).fill(
-        seen_rgb, seen, moved, K, warp_look(rgb, depth, c2w))[2].any()
+    assert SurfaceRepeats(wrong, source, RepeatsConfig(enabled=True)).fill(  # unchecked, a wrong period is copied
+        seen_rgb, seen, moved, K)[2].mean() > 0.1
+    assert not SurfaceRepeats(wrong, source, RepeatsConfig(enabled=True, local_score=0.5)).fill(
+        seen_rgb, seen, moved, K)[2].any()
+
+
+def test_the_local_check_refuses_only_where_covered_neighbours_in_view_disagree():
+    rgb, depth, c2w = wall_view(cells(8, repeating=True))
+    repeats = SurfaceRepeats([], fit(rgb, depth, c2w).source, RepeatsConfig(enabled=True, local_score=0.5))
+    contrast = np.abs(rgb - cv2.blur(rgb, (9, 9))).mean(-1)
+    everywhere, nowhere = np.ones((H, W), bool), np.zeros((H, W), bool)
+    assert repeats._agrees(rgb, contrast, rgb, everywhere).all()  # their places show what they show
+    wrong = np.roll(rgb, 5, axis=1)  # a shift that is not the paper's period
+    assert repeats._agrees(rgb, contrast, wrong, everywhere)[:, 10:-10].mean() < 0.05
+    # the start frame saw none of their places a period along: nothing refutes the copy
+    assert repeats._agrees(rgb, contrast, wrong, nowhere).all()
 
 
 def test_a_view_with_nothing_covered_has_nothing_to_continue_and_fills_nothing():
     rgb, depth, c2w = wall_view(cells(6, repeating=True))
     repeats = fit(rgb, depth, c2w)
-    _, _, filled = repeats.fill(np.zeros((H, W, 3)), np.zeros((H, W)), c2w, K, warp_look(rgb, depth, c2w))
+    _, _, filled = repeats.fill(np.zeros((H, W, 3)), np.zeros((H, W)), c2w, K)
     assert not filled.any()
 
 
@@ -138,35 +145,57 @@ def test_repeat_planes_ride_in_the_scene_memory_state_and_come_back_equal():
     rgb, depth, c2w = wall_view(cells(4, repeating=True))
     scene = SceneMemory()
     scene.commit(torch.from_numpy(rgb).float().permute(2, 0, 1), torch.from_numpy(depth), c2w, K, trust=OBSERVED)
-    scene.repeat_planes = SurfaceRepeats.from_frame(rgb, depth, c2w, K, cfg).planes
+    repeats = SurfaceRepeats.from_frame(rgb, depth, c2w, K, cfg)
+    scene.repeat_planes, scene.repeat_source = repeats.planes, repeats.source
     back = SceneMemory()
     back.load_state(scene.state())
     assert len(back.repeat_planes) == len(scene.repeat_planes)
     for a, b in zip(back.repeat_planes, scene.repeat_planes):
         assert np.array_equal(a.normal, b.normal) and a.offset == b.offset
         assert np.array_equal(np.array(a.shifts), np.array(b.shifts))
+    assert back.repeat_source is not None
+    for name in ('rgb', 'depth', 'c2w', 'K'):
+        assert np.array_equal(getattr(back.repeat_source, name), getattr(repeats.source, name))
+    # the same copies from the loaded session as from the live one
+    _, _, moved = wall_view(cells(4, repeating=True), y=1.0)
+    seen_rgb, seen = forward_warp((rgb * 255).round().astype(np.uint8), depth, c2w, moved, K)
+    live = repeats.fill(seen_rgb / 255.0, seen, moved, K)
+    loaded = SurfaceRepeats(back.repeat_planes, back.repeat_source, cfg).fill(seen_rgb / 255.0, seen, moved, K)
+    assert live[2].any() and all(np.array_equal(a, b) for a, b in zip(live, loaded))
     state = scene.state()
-    del state['scene.repeat_planes'], state['scene.repeat_shifts']
+    for key in [k for k in state if k.startswith('scene.repeat_')]:
+        del state[key]
     back.load_state(state)  # a session saved without repeats
-    assert back.repeat_planes == []
+    assert back.repeat_planes == [] and back.repeat_source is None
 
 
-@pytest.mark.parametrize('planes, shifts, match', [
-    (np.zeros((2, 3)), np.zeros((0, 4)), 'must be'),
-    (np.zeros((1, 4)), np.array([[1.0, 0, 1, 0]]), 'outside'),
-    (np.zeros((1, 4)), np.array([[0.5, 0, 1, 0]]), 'outside'),
-    (np.full((1, 4), np.nan), np.zeros((0, 4)), 'non-finite'),
+def good_state() -> dict[str, np.ndarray]:
+    rgb, depth, c2w = wall_view(cells(5, repeating=True))
+    return planes_state(*(lambda r: (r.planes, r.source))(fit(rgb, depth, c2w)))
+
+
+@pytest.mark.parametrize('change, match', [
+    ({'planes': np.zeros((2, 3))}, 'must be'),
+    ({'shifts': np.array([[1.0, 0, 1, 0]])}, 'outside'),
+    ({'shifts': np.array([[0.5, 0, 1, 0]])}, 'outside'),
+    ({'planes': np.full((1, 4), np.nan)}, 'non-finite'),
+    ({'source_rgb': np.zeros((4, 4, 3))}, 'source view must be'),
+    ({'source_pose': np.full((4, 4), np.inf)}, 'source view holds non-finite'),
+    ({'source_depth': None}, 'lacks source_depth'),
 ])
-def test_malformed_repeat_planes_are_refused_naming_what_is_wrong(planes, shifts, match):
+def test_malformed_repeat_planes_are_refused_naming_what_is_wrong(change, match):
+    state = {**good_state(), **change}
+    state = {k: v for k, v in state.items() if v is not None}
     with pytest.raises(ValueError, match=match):
-        planes_from_state(planes, shifts)
+        planes_from_state(state)
 
 
 def test_planes_state_round_trips():
     rgb, depth, c2w = wall_view(cells(5, repeating=True))
-    planes = fit(rgb, depth, c2w).planes
-    back = planes_from_state(**planes_state(planes))
-    assert [p.offset for p in back] == [p.offset for p in planes]
+    repeats = fit(rgb, depth, c2w)
+    planes, source = planes_from_state(planes_state(repeats.planes, repeats.source))
+    assert [p.offset for p in planes] == [p.offset for p in repeats.planes]
+    assert np.array_equal(source.rgb, repeats.source.rgb)
 
 
 @pytest.mark.parametrize('field, value', [('max_planes', 0), ('period_step_m', 0.0), ('depth_tol', float('nan')),

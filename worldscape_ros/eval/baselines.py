@@ -273,16 +273,11 @@ class ReprojectionRepeats(ReprojectionInpaintMean):
                                                   tr.intrinsics, self.config)
         return start
 
-    def _look(self, c2w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        rgb, depth = self.warp(c2w)
-        return rgb / 255.0, depth, depth > 0
-
     def view(self, pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The warp with the repeats' copies in its holes."""
         rgb, depth = self.warp(pose)
         if self._repeats is not None:
-            copy, copy_depth, filled = self._repeats.fill(rgb / 255.0, depth, pose, self._track.intrinsics,
-                                                          self._look)
+            copy, copy_depth, filled = self._repeats.fill(rgb / 255.0, depth, pose, self._track.intrinsics)
             rgb[filled] = np.round(copy[filled] * 255).clip(0, 255).astype(np.uint8)
             depth[filled] = copy_depth[filled]
         return rgb, depth

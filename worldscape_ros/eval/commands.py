@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -170,7 +171,8 @@ def _fingerprint(args: argparse.Namespace, systems: list[str], info: dict[str, A
     """What a finished scenario must have been run with to be reused rather than rerun."""
     return {'eval_version': EVAL_VERSION, 'systems': systems, 'checkpoint_sha256': info['checkpoint_sha256'],
             'config': info['config'], 'device': args.device, 'dtype': args.dtype, 'frames': args.frames,
-            'size': size, 'ablate': info['ablate'], 'window': info['window'], 'rgb_only': args.rgb_only}
+            'size': size, 'ablate': info['ablate'], 'window': info['window'], 'rgb_only': args.rgb_only,
+            'ground_truth_gl': ground_truth_gl()}
 
 
 def _finished_only(suites: list[Suite], out: Path, fingerprint: dict[str, Any],
@@ -211,7 +213,7 @@ def _run_meta(args: argparse.Namespace, suites: list[Suite], info: dict[str, Any
         'frames': args.frames, 'checkpoint': info['checkpoint'], 'checkpoint_sha256': info['checkpoint_sha256'],
         'config': info['config'], 'ablate': info['ablate'], 'window': info['window'], 'device': args.device,
         'rgb_only': args.rgb_only,
-        'dtype': args.dtype,
+        'dtype': args.dtype, 'ground_truth_gl': ground_truth_gl(),
         'host': platform.node(),
         'cpu_threads': _threads(), 'date': datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds'),
         'eval_version': EVAL_VERSION, 'skipped_metrics': pretrained.skipped(), 'pretrained_metrics': extra,
@@ -219,6 +221,13 @@ def _run_meta(args: argparse.Namespace, suites: list[Suite], info: dict[str, Any
         'wall_s': time.perf_counter() - t0,
         'scenario_wall_s': sum(float(s.get('wall_s', 0.0)) for s in scenarios),
     }
+
+
+def ground_truth_gl() -> str:
+    """The GL backend MuJoCo renders the ground truth through: OSMesa and a GPU's EGL draw the same scene a few
+    grey levels apart (39-44 dB), and a system started from another start frame makes other frames, so figures
+    compare only under one backend."""
+    return os.environ.get('MUJOCO_GL', 'osmesa')
 
 
 def finished(suites: list[Suite], out: Path, fingerprint: dict[str, Any],

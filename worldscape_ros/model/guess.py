@@ -54,9 +54,9 @@ def start_scene(cfg: ModelConfig, scene: SceneMemory, grasp: GraspTracker, frame
     if kp is not None and static is not None:
         grasp.start(scene, frame, depth, pose, intrinsics, kp, ~static)
     if cfg.repeats.enabled and kp is None:
-        scene.repeat_planes = SurfaceRepeats.from_frame(frame.permute(1, 2, 0).cpu().double().numpy(),
-                                                        depth.cpu().double().numpy(), pose, intrinsics,
-                                                        cfg.repeats).planes
+        repeats = SurfaceRepeats.from_frame(frame.permute(1, 2, 0).cpu().double().numpy(),
+                                            depth.cpu().double().numpy(), pose, intrinsics, cfg.repeats)
+        scene.repeat_planes, scene.repeat_source = repeats.planes, repeats.source
 
 
 def render_guess(cfg: ModelConfig, scene: SceneMemory, grasp: GraspTracker, poses: list[np.ndarray],
@@ -99,20 +99,14 @@ def render_guess(cfg: ModelConfig, scene: SceneMemory, grasp: GraspTracker, pose
 def repeated(cfg: ModelConfig, scene: SceneMemory, render: SceneRender, pose: np.ndarray,
              intrinsics: np.ndarray) -> SceneRender:
     """The render with what no observed point covers, on a repeating plane of the start (repeats.py), taken
-    from what was observed a period along it: imagined points there are drawn over, since the copy is the
-    better guess. The copies are not committed: they are made again from the observed points at each look."""
-    if not cfg.repeats.enabled or not scene.repeat_planes:
+    from what the start frame shows a period along it: imagined points there are drawn over, since the copy is
+    the better guess. The copies are not committed: they are made again from the start frame at each look."""
+    if not cfg.repeats.enabled or not scene.repeat_planes or scene.repeat_source is None:
         return render
     observed = render.mask & (render.trust >= OBSERVED)
-
-    def look(c2w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        seen = scene.render(c2w, intrinsics, cfg.height, cfg.width)
-        ok = seen.mask & (seen.trust >= OBSERVED)
-        return seen.rgb.permute(1, 2, 0).cpu().numpy(), seen.depth.cpu().numpy(), ok.cpu().numpy()
-
-    rgb, depth, filled = SurfaceRepeats(scene.repeat_planes, cfg.repeats).fill(
+    rgb, depth, filled = SurfaceRepeats(scene.repeat_planes, scene.repeat_source, cfg.repeats).fill(
         (render.rgb * observed).permute(1, 2, 0).cpu().numpy(), (render.depth * observed).cpu().numpy(), pose,
-        intrinsics, look)
+        intrinsics)
     if not filled.any():
         return render
     dev = render.rgb.device

@@ -1,7 +1,7 @@
 """Surface repeats: the planes of an observed frame's shell (floor, walls, ceiling: planes with nothing observed
 behind them) and the periods at which each plane's texture repeats along it, found from the frame's own pixels; a
 pixel no observation covers, on such a plane and beside its covered pixels, takes the colour observed one period
-(or two) along it.
+(or two) along it, sampled from the frame itself (its source view).
 
 Wallpaper, tiles and carpets repeat: where a view shows a full period of a surface, the part of it the view does
 not show is predictable to the pixel, which no smooth fill and no network of this size can do. Where no period
@@ -16,7 +16,6 @@ Conventions (camera.py): camera-to-world 4x4 poses with OpenCV axes, pixel centr
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -28,10 +27,6 @@ UP = np.array([0.0, 0.0, 1.0])  # world up (REP-103)
 PERIOD_TIE = 0.25  # see repeat_period
 LOCAL_WINDOW_PX = 9  # the covered pixels beside a hole whose agreement with their shifted places is judged
 
-# look(c2w) -> (rgb (H, W, 3) float in [0, 1], depth (H, W) metres, ok (H, W) bool): what the observations show
-# from a camera pose, e.g. the scene memory's observed points rendered there.
-Look = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
-
 
 @dataclass(frozen=True)
 class RepeatPlane:
@@ -42,15 +37,74 @@ class RepeatPlane:
     shifts: tuple[np.ndarray, ...]  # (3,) world translations along the plane, one period or two each way
 
 
-def planes_state(planes: list[RepeatPlane]) -> dict[str, np.ndarray]:
-    """The planes as two arrays (a session file's): (P, 4) normal and offset; (S, 4) plane index and shift."""
+@dataclass(frozen=True)
+class SourceView:
+    """The observed frame the planes were found in, which every copy samples."""
+
+    rgb: np.ndarray  # (H, W, 3) float32 in [0, 1]
+    depth: np.ndarray  # (H, W) float32 metric z-depth, 0 where unknown
+    c2w: np.ndarray  # (4, 4)
+    K: np.ndarray  # (3, 3)
+
+    def on_plane(self, plane: RepeatPlane, depth_tol: float) -> np.ndarray:
+        """(H, W) bool: the view's pixels whose depth is the plane's there, within depth_tol of it (relative)."""
+        H, W = self.depth.shape
+        z = plane_depth([plane], self.c2w, self.K, H, W)[0]
+        return (z > 0) & (np.abs(self.depth - z) < depth_tol * z)
+
+    def sample(self, points: np.ndarray, on_plane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """What the view shows at world points (N, 3) of a plane, bilinearly between pixel centres: colours
+        (N, 3) and (N,) bool where it sees them there (the four pixels in view and on the plane, `on_plane`
+        (H, W): not hidden)."""
+        H, W = self.depth.shape
+        w2c = np.linalg.inv(self.c2w)
+        cam = points @ w2c[:3, :3].T + w2c[:3, 3]  # (N, 3)
+        front = cam[:, 2] > 1e-3
+        z = np.where(front, cam[:, 2], 1.0)
+        u = cam[:, 0] / z * self.K[0, 0] + self.K[0, 2] - 0.5  # pixel centres at integers
+        v = cam[:, 1] / z * self.K[1, 1] + self.K[1, 2] - 0.5
+        u0, v0 = np.floor(u), np.floor(v)
+        seen = front & (u0 >= 0) & (u0 < W - 1) & (v0 >= 0) & (v0 < H - 1)
+        at = np.where(seen, v0 * W + u0, 0).astype(np.int64)  # (N,) the top-left pixel of the four
+        fu, fv = (u - u0)[:, None], (v - v0)[:, None]
+        rgb = self.rgb.reshape(-1, 3)
+        mask = on_plane.reshape(-1)
+        colour = np.zeros((len(points), 3))
+        for du, dv, weight in ((0, 0, (1 - fu) * (1 - fv)), (1, 0, fu * (1 - fv)), (0, 1, (1 - fu) * fv),
+                               (1, 1, fu * fv)):
+            colour += weight * rgb[at + dv * W + du]
+            seen &= mask[at + dv * W + du]
+        return colour, seen
+
+
+def pixel_at(x: np.ndarray, y: np.ndarray, z: np.ndarray, K: np.ndarray, height: int,
+             width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Camera points (any shape, per coordinate) -> the flat index of the pixel each projects into (0 where
+    none) and where one does (in front of the camera and inside the image)."""
+    front = z > 1e-3
+    zs = np.where(front, z, 1.0)
+    u = np.floor(x / zs * K[0, 0] + K[0, 2]).astype(np.int64)
+    v = np.floor(y / zs * K[1, 1] + K[1, 2]).astype(np.int64)
+    inside = front & (u >= 0) & (u < width) & (v >= 0) & (v < height)
+    return np.where(inside, v * width + u, 0), inside
+
+
+def planes_state(planes: list[RepeatPlane], source: SourceView) -> dict[str, np.ndarray]:
+    """The planes and their source view as arrays (a session file's): (P, 4) normal and offset; (S, 4) plane
+    index and shift; the view's rgb (H, W, 3), depth (H, W), pose (4, 4) and intrinsics (3, 3)."""
     rows = [[i, *shift] for i, p in enumerate(planes) for shift in p.shifts]
     return {'planes': np.array([[*p.normal, p.offset] for p in planes], np.float64).reshape(-1, 4),
-            'shifts': np.array(rows, np.float64).reshape(-1, 4)}
+            'shifts': np.array(rows, np.float64).reshape(-1, 4),
+            'source_rgb': source.rgb, 'source_depth': source.depth, 'source_pose': source.c2w,
+            'source_intrinsics': source.K}
 
 
-def planes_from_state(planes: np.ndarray, shifts: np.ndarray) -> list[RepeatPlane]:
-    """planes_state's inverse; ValueError naming what is malformed."""
+def planes_from_state(state: dict[str, np.ndarray]) -> tuple[list[RepeatPlane], SourceView]:
+    """planes_state's inverse; ValueError naming what is missing or malformed."""
+    missing = {'planes', 'shifts', 'source_rgb', 'source_depth', 'source_pose', 'source_intrinsics'} - set(state)
+    if missing:
+        raise ValueError(f'repeat planes state lacks {", ".join(sorted(missing))}')
+    planes, shifts = state['planes'], state['shifts']
     if planes.ndim != 2 or planes.shape[1] != 4 or shifts.ndim != 2 or shifts.shape[1] != 4:
         raise ValueError(f'repeat planes must be (P, 4) and shifts (S, 4), got {tuple(planes.shape)} and '
                          f'{tuple(shifts.shape)}')
@@ -59,8 +113,18 @@ def planes_from_state(planes: np.ndarray, shifts: np.ndarray) -> list[RepeatPlan
     owner = shifts[:, 0].astype(np.int64)
     if len(owner) and (owner.min() < 0 or owner.max() >= len(planes) or (owner != shifts[:, 0]).any()):
         raise ValueError(f'repeat shifts name planes outside 0..{len(planes) - 1}')
+    rgb, depth = state['source_rgb'], state['source_depth']
+    pose, K = state['source_pose'], state['source_intrinsics']
+    if rgb.ndim != 3 or rgb.shape != (*depth.shape, 3) or pose.shape != (4, 4) or K.shape != (3, 3):
+        raise ValueError(f'repeat source view must be rgb (H, W, 3), depth (H, W), pose (4, 4), intrinsics '
+                         f'(3, 3), got {tuple(rgb.shape)}, {tuple(depth.shape)}, {tuple(pose.shape)}, '
+                         f'{tuple(K.shape)}')
+    if not all(np.isfinite(a).all() for a in (rgb, depth, pose, K)):
+        raise ValueError('repeat source view holds non-finite values')
+    source = SourceView(rgb.astype(np.float32), depth.astype(np.float32), pose.astype(np.float64),
+                        K.astype(np.float64))
     return [RepeatPlane(row[:3].copy(), float(row[3]), tuple(shifts[owner == i, 1:].copy()))
-            for i, row in enumerate(planes)]
+            for i, row in enumerate(planes)], source
 
 
 def pixel_rays(c2w: np.ndarray, K: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -68,6 +132,25 @@ def pixel_rays(c2w: np.ndarray, K: np.ndarray, height: int, width: int) -> np.nd
     u, v = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
     rays = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], -1)
     return rays @ np.asarray(c2w)[:3, :3].T
+
+
+def plane_depth(planes: list[RepeatPlane], c2w: np.ndarray, K: np.ndarray, height: int,
+                width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each pixel's nearest plane in front of the camera (the planes taken as the room's walls, seen from
+    inside): z-depth (H, W), 0 where none, and the plane's index (H, W), -1 where none."""
+    rays = pixel_rays(c2w, K, height, width)
+    origin = np.asarray(c2w)[:3, 3]
+    depth = np.full((height, width), np.inf)
+    which = np.full((height, width), -1)
+    for i, p in enumerate(planes):
+        facing = p.normal @ origin + p.offset  # > 0 on the side the plane was seen from
+        den = rays @ p.normal
+        with np.errstate(divide='ignore', invalid='ignore'):
+            t = -facing / den
+        hit = (den < 0) & (facing > 0) & (t > 0) & (t < depth)
+        depth = np.where(hit, t, depth)
+        which = np.where(hit, i, which)
+    return np.where(which >= 0, depth, 0.0), which
 
 
 def fit_planes(xyz: np.ndarray, cfg: RepeatsConfig, rng: np.random.Generator) -> list[tuple[np.ndarray, float]]:
@@ -131,12 +214,7 @@ def repeat_period(points: np.ndarray, colours: np.ndarray, axis: np.ndarray, on_
     cam0 = (points @ w2c[:3, :3].T + w2c[:3, 3]).astype(np.float32)  # (N, 3)
     step = (w2c[:3, :3] @ axis).astype(np.float32)  # (3,)
     x, y, z = (cam0[None, :, i] + periods.astype(np.float32)[:, None] * step[i] for i in range(3))
-    front = z > 1e-3
-    zs = np.where(front, z, 1.0)
-    u = np.floor(x / zs * K[0, 0] + K[0, 2]).astype(np.int64)
-    v = np.floor(y / zs * K[1, 1] + K[1, 2]).astype(np.int64)
-    inside = front & (u >= 0) & (u < W) & (v >= 0) & (v < H)
-    at = np.where(inside, v * W + u, 0)  # (P, N) flat pixel index
+    at, inside = pixel_at(x, y, z, K, H, W)  # (P, N) flat pixel index
     seen = inside & on_plane.reshape(-1)[at] & (np.abs(depth.reshape(-1)[at] - z) < cfg.depth_tol * z)
     diff = np.abs(rgb.reshape(-1, 3).astype(np.float32)[at] - colours.astype(np.float32)[None]).mean(-1)  # (P, N)
     count = seen.sum(1)
@@ -178,8 +256,9 @@ def _shared(found: list[tuple[np.ndarray, float]], periods: list[list[float | No
 class SurfaceRepeats:
     """The repeating planes of an observed frame, and the fill of uncovered pixels from them."""
 
-    def __init__(self, planes: list[RepeatPlane], cfg: RepeatsConfig) -> None:
+    def __init__(self, planes: list[RepeatPlane], source: SourceView, cfg: RepeatsConfig) -> None:
         self.planes = planes
+        self.source = source
         self.cfg = cfg
 
     @classmethod
@@ -216,39 +295,25 @@ class SurfaceRepeats:
             if normal @ c2w[:3, 3] + offset < 0:
                 normal, offset = -normal, -offset
             planes.append(RepeatPlane(normal, offset, tuple(shifts)))
-        return cls(planes, cfg)
+        source = SourceView(np.asarray(rgb, np.float32), np.where(ok, depth, 0).astype(np.float32), c2w,
+                            np.asarray(K, np.float64))
+        return cls(planes, source, cfg)
 
-    def plane_depth(self, c2w: np.ndarray, K: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-        """Each pixel's nearest plane in front of the camera (the planes taken as the room's walls, seen from
-        inside): z-depth (H, W), 0 where none, and the plane's index (H, W), -1 where none."""
-        rays = pixel_rays(c2w, K, height, width)
-        origin = np.asarray(c2w)[:3, 3]
-        depth = np.full((height, width), np.inf)
-        which = np.full((height, width), -1)
-        for i, p in enumerate(self.planes):
-            facing = p.normal @ origin + p.offset  # > 0 on the side the plane was seen from
-            den = rays @ p.normal
-            with np.errstate(divide='ignore', invalid='ignore'):
-                t = -facing / den
-            hit = (den < 0) & (facing > 0) & (t > 0) & (t < depth)
-            depth = np.where(hit, t, depth)
-            which = np.where(hit, i, which)
-        return np.where(which >= 0, depth, 0.0), which
-
-    def fill(self, rgb_seen: np.ndarray, depth_seen: np.ndarray, c2w: np.ndarray, K: np.ndarray,
-             look: Look) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def fill(self, rgb_seen: np.ndarray, depth_seen: np.ndarray, c2w: np.ndarray,
+             K: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The pixels no observation covers (rgb_seen (H, W, 3) float and depth_seen (H, W) metres of what is
         covered, depth 0 elsewhere) that lie on a repeating plane, next to that plane's covered pixels, whose
-        place one or two periods along it is observed, and where the covered pixels beside them agree with
-        their own places that far along (cfg.local_score; a doorway or a seam the period does not cross fails
-        there): rgb (H, W, 3) float, depth (H, W), filled (H, W) bool (a subset of the uncovered)."""
+        place one or two periods along it the source view sees, and where the covered pixels beside them agree
+        with their own places that far along where the source sees those (cfg.local_score; a doorway or a seam
+        the period does not cross fails there): rgb (H, W, 3) float, depth (H, W), filled (H, W) bool (a subset
+        of the uncovered)."""
         holes = ~(depth_seen > 0)
         H, W = holes.shape
         rgb, depth = np.zeros((H, W, 3)), np.zeros((H, W))
         filled = np.zeros((H, W), bool)
         if not holes.any() or holes.all() or not any(p.shifts for p in self.planes):
             return rgb, depth, filled  # nothing to fill, or nothing covered for a hole to continue
-        z, which = self.plane_depth(c2w, K, H, W)
+        z, which = plane_depth(self.planes, c2w, K, H, W)
         # a hole continues the plane its nearest covered pixel lies on (an occluder beside it: not filled)
         on_plane = ~holes & (which >= 0) & (np.abs(depth_seen - z) < self.cfg.depth_tol * z)
         distance, nearest = cv2.distanceTransformWithLabels(holes.astype(np.uint8), cv2.DIST_L2, 5,
@@ -260,24 +325,23 @@ class SurfaceRepeats:
             todo &= distance <= self.cfg.reach_px
         window = (LOCAL_WINDOW_PX, LOCAL_WINDOW_PX)
         contrast = np.abs(rgb_seen - cv2.blur(rgb_seen, window)).mean(-1)  # (H, W) the texture's local variation
-        looks: dict[tuple[float, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # a shift shared by planes
+        xyz = pixel_rays(c2w, K, H, W) * z[..., None] + np.asarray(c2w)[:3, 3]  # (H, W, 3) on each pixel's plane
         for i, plane in enumerate(self.planes):
             mine = todo & (which == i)
+            # the holes and, for the local check, the covered pixels on the plane
+            asked = mine | (on_plane & (which == i)) if self.cfg.local_score > 0 else mine
+            source_plane = self.source.on_plane(plane, self.cfg.depth_tol)  # (H, W) of the source view
             for shift in plane.shifts:
                 if not mine.any():
                     break
-                moved = np.array(c2w, np.float64)
-                moved[:3, 3] -= shift  # the same ray from a camera moved back by the shift meets the place there
-                key = tuple(np.round(shift, 4))
-                if key not in looks:
-                    looks[key] = look(moved)
-                seen_rgb, seen_depth, seen = looks[key]
-                there = seen & (np.abs(seen_depth - z) < self.cfg.depth_tol * z)
+                shifted = np.zeros((H, W, 3))  # (H, W, 3) the source's colour a shift back along the plane
+                there = np.zeros((H, W), bool)
+                shifted[asked], there[asked] = self.source.sample(xyz[asked] - shift, source_plane)
                 take = mine & there
                 if self.cfg.local_score > 0:
-                    take &= self._agrees(rgb_seen, contrast, seen_rgb,
+                    take &= self._agrees(rgb_seen, contrast, shifted,
                                          on_plane & (which == i) & there).reshape(-1)[beside]
-                rgb[take], depth[take] = seen_rgb[take], z[take]
+                rgb[take], depth[take] = shifted[take], z[take]
                 filled |= take
                 mine &= ~take
         return rgb, depth, filled
@@ -286,8 +350,9 @@ class SurfaceRepeats:
                 pair: np.ndarray) -> np.ndarray:
         """(H, W) bool: where the covered pixels `pair` of a plane, in a window about each pixel, differ from
         their places a shift along (`shifted`) by at most cfg.local_score of the texture's local variation
-        (`contrast`)."""
+        (`contrast`), or the window holds none of them (nothing there refutes the shift)."""
         window = (LOCAL_WINDOW_PX, LOCAL_WINDOW_PX)
         weight = pair.astype(np.float64)
         differ = cv2.blur(np.abs(rgb_seen - shifted).mean(-1) * weight, window)
-        return (differ <= self.cfg.local_score * cv2.blur(contrast * weight, window)) & (cv2.blur(weight, window) > 0)
+        paired = cv2.blur(weight, window) > 0
+        return (differ <= self.cfg.local_score * cv2.blur(contrast * weight, window)) | ~paired

@@ -30,8 +30,10 @@ class RepeatsConfig:
     behind_fraction: float = 0.02  # a plane with more of the frame's points behind it is not the room's shell
     share_periods: bool = False  # a plane without a period takes one found on planes of its orientation
     reach_px: float = 0.0  # > 0: only holes at most this far from a covered pixel are copied
-    # > 0: a hole is copied only where the covered pixels beside it differ from their places a period along by
-    # at most this fraction of the texture's own local variation (a wrong period or phase differs by more)
+    # > 0: a hole is not copied where the covered pixels beside it differ from their places a period along by
+    # more than this fraction of the texture's own local variation (a wrong period or phase differs by more);
+    # where the start frame sees none of their places (it saw less than a period of that plane), nothing refutes
+    # the copy
     local_score: float = 0.0
 
     def __post_init__(self) -> None:

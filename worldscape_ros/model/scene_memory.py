@@ -24,7 +24,7 @@ import torch
 
 from worldscape_ros.model.camera import check_intrinsics, check_rigid
 from worldscape_ros.model.config import SceneConfig
-from worldscape_ros.model.repeats import RepeatPlane, planes_from_state, planes_state
+from worldscape_ros.model.repeats import RepeatPlane, SourceView, planes_from_state, planes_state
 from worldscape_ros.model.reproject import _rigid_inverse, fill_one_pixel_cracks, within_cracks, zbuffer_by_key
 from worldscape_ros.model.scene_index import VOXEL_BITS, VOXEL_OFFSET, CellIndex, merge_positions, scattered
 
@@ -137,6 +137,7 @@ class SceneMemory:
         self._observed_sum = torch.zeros(3, dtype=torch.float64, device=self.device)  # of the observed points' rgb
         self._observed_count = 0
         self.repeat_planes: list[RepeatPlane] = []  # the observed start's repeating planes (repeats.py)
+        self.repeat_source: SourceView | None = None  # and the start frame they copy from
 
     def __len__(self) -> int:
         return len(self._main) + len(self._side)
@@ -374,9 +375,9 @@ class SceneMemory:
         main = self._joined()
         state = {'scene.xyz': main.xyz.cpu(), 'scene.rgb': main.rgb.cpu(), 'scene.trust': main.trust.cpu(),
                  'scene.born': main.born.cpu()}
-        if self.repeat_planes:
-            state.update({f'scene.repeat_{k}': torch.from_numpy(v)
-                          for k, v in planes_state(self.repeat_planes).items()})
+        if self.repeat_planes and self.repeat_source is not None:
+            state.update({f'scene.repeat_{k}': torch.from_numpy(np.ascontiguousarray(v))
+                          for k, v in planes_state(self.repeat_planes, self.repeat_source).items()})
         return state
 
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
@@ -397,9 +398,10 @@ class SceneMemory:
                              born.to(torch.int32).to(dev)[order], keys)
         self._index = CellIndex.built(keys)
         self._count_observed(self._main.rgb, self._main.trust, 1)
-        if 'scene.repeat_planes' in state:  # a session saved without repeats has none
-            self.repeat_planes = planes_from_state(state['scene.repeat_planes'].double().numpy(),
-                                                   state.get('scene.repeat_shifts', torch.zeros(0, 4)).double().numpy())
+        if 'scene.repeat_source_rgb' in state:  # a session saved without repeats (or their source) has none
+            self.repeat_planes, self.repeat_source = planes_from_state(
+                {k[len('scene.repeat_'):]: v.double().numpy() for k, v in state.items()
+                 if k.startswith('scene.repeat_')})
 
 
 def _unique_first(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
