@@ -39,6 +39,7 @@ def test_eval_writes_report_json_with_every_system_metric_and_provenance(tiny_ru
             assert metric in system
     assert report['reference']['ground_truth']['psnr'] == 100.0
     assert report['seeds'] == [90001] and report['device'] == 'cpu' and report['date']
+    assert report['ground_truth_gl'] == 'osmesa'  # what `make test` renders with
     assert set(report['scenarios']) == {'tiny/straight_90001', 'tiny/out_and_back_90001'}
     assert len(report['curves']['tiny']['reprojection']['psnr']) == 8
     assert 'fid' in report['skipped_metrics'] and 'fvd' in report['skipped_metrics']
@@ -75,6 +76,11 @@ def test_rerun_skips_finished_scenarios_and_recomputes_when_settings_change(tiny
     with pytest.raises(AssertionError, match='was recomputed'):  # an ablation is another system
         main(['eval', '--suite', str(suite), '--out', str(out), '--systems', BASELINES, '--no-progress',
               '--ablate', 'geometry'])
+    # another GL backend draws another ground truth: the figures would not compare
+    monkeypatch.setenv('MUJOCO_GL', 'egl')
+    with pytest.raises(AssertionError, match='was recomputed'):
+        main(['eval', '--suite', str(suite), '--out', str(out), '--systems', BASELINES, '--no-progress',
+              '--no-media'])
 
 
 def test_report_only_rebuilds_from_finished_scenarios_and_leaves_missing_ones_out(tiny_run, tmp_path, monkeypatch):
