@@ -1,3 +1,5 @@
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
@@ -7,11 +9,15 @@ from worldscape_ros.errors import ConfigError
 from worldscape_ros.eval.baselines import forward_warp
 from worldscape_ros.model.camera import intrinsics_from_fov
 from worldscape_ros.model.config import ModelConfig, RepeatsConfig
+from worldscape_ros.model.engine import WorldEngine
 from worldscape_ros.model.grasp import GraspTracker
 from worldscape_ros.model.guess import repeated, start_scene
-from worldscape_ros.model.kinematics import BaseState, camera_pose
+from worldscape_ros.model.kinematics import BaseState, NavAction, camera_pose
+from worldscape_ros.model.options import EngineOptions
 from worldscape_ros.model.repeats import RepeatPlane, SurfaceRepeats, planes_from_state, planes_state
 from worldscape_ros.model.scene_memory import IMAGINED, OBSERVED, SceneMemory
+from worldscape_ros.model.session import load_session, save_session
+from worldscape_ros.model.world_model import WorldModel
 
 H, W = 96, 128
 K = intrinsics_from_fov(W, H, 60.0)
@@ -26,11 +32,15 @@ def cells(seed: int, repeating: bool) -> np.ndarray:
     return rng.uniform(0.05, 0.95, (CELLS, CELLS, 3) if repeating else (20 * CELLS, 20 * CELLS, 3))
 
 
-def wall_view(paper: np.ndarray, y: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """What a camera at (0, y, 1) looking down +x sees of the wall: rgb (H, W, 3) float, depth (H, W), pose."""
+def wall_view(paper: np.ndarray, y: float = 0.0, size: tuple[int, int] = (H, W)
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What a camera at (0, y, 1) looking down +x sees of the wall at `size` (height, width), 60 degrees: rgb (H, W,
+    3) float, depth (H, W), pose."""
     c2w = camera_pose(BaseState(x=0.0, y=y, yaw=0.0, height=1.0))
-    u, v = np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5)
-    rays = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], -1) @ c2w[:3, :3].T
+    h, w = size
+    k = intrinsics_from_fov(w, h, 60.0)
+    u, v = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
+    rays = np.stack([(u - k[0, 2]) / k[0, 0], (v - k[1, 2]) / k[1, 1], np.ones_like(u)], -1) @ c2w[:3, :3].T
     t = (WALL_X - c2w[0, 3]) / rays[..., 0]
     hit = c2w[:3, 3] + rays * t[..., None]  # (H, W, 3) on the wall
     size = CELLS if len(paper) == CELLS else len(paper)
@@ -172,6 +182,30 @@ def test_repeat_planes_ride_in_the_scene_memory_state_and_come_back_equal():
 def good_state() -> dict[str, np.ndarray]:
     rgb, depth, c2w = wall_view(cells(5, repeating=True))
     return planes_state(*(lambda r: (r.planes, r.source))(fit(rgb, depth, c2w)))
+
+
+def test_an_engine_session_saved_after_copies_continues_with_the_frames_of_the_uninterrupted_run(
+        micro_config, randomize, tmp_path):
+    cfg = dataclasses.replace(micro_config, repeats=RepeatsConfig(enabled=True, share_periods=True, local_score=0.5))
+    rgb, depth, c2w = wall_view(cells(9, repeating=True), size=(cfg.height, cfg.width))
+    strafe = [NavAction(vy=0.5)] * 3
+
+    def engine(seed: int) -> WorldEngine:
+        torch.manual_seed(0)
+        return WorldEngine(randomize(WorldModel(cfg), seed=3), EngineOptions(seed=seed), weights_sha256='a' * 64)
+
+    live = engine(5)
+    live.reset((rgb * 255).round().astype(np.uint8), c2w, depth=depth)
+    assert live.scene.repeat_planes and live.scene.repeat_planes[0].shifts  # the wall's period was found
+    for a in strafe:
+        live.step(a)
+    save_session(live, tmp_path / 'session.safetensors')
+    uninterrupted = [live.step(a) for a in strafe]
+    fresh = engine(11)
+    load_session(fresh, tmp_path / 'session.safetensors')
+    assert fresh.scene.repeat_source is not None and len(fresh.scene.repeat_planes) == len(live.scene.repeat_planes)
+    for a, b in zip([fresh.step(a) for a in strafe], uninterrupted, strict=True):
+        assert np.array_equal(a.rgb, b.rgb) and np.array_equal(a.depth, b.depth)
 
 
 @pytest.mark.parametrize('change, match', [
