@@ -328,6 +328,8 @@ class SurfaceRepeats:
         xyz = pixel_rays(c2w, K, H, W) * z[..., None] + np.asarray(c2w)[:3, 3]  # (H, W, 3) on each pixel's plane
         for i, plane in enumerate(self.planes):
             mine = todo & (which == i)
+            if not mine.any() or not plane.shifts:
+                continue
             # the holes and, for the local check, the covered pixels on the plane
             asked = mine | (on_plane & (which == i)) if self.cfg.local_score > 0 else mine
             source_plane = self.source.on_plane(plane, self.cfg.depth_tol)  # (H, W) of the source view
