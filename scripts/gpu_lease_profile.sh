@@ -15,13 +15,7 @@ stamp() { echo "[$(date -u +%H:%M:%S) +${SECONDS}s] $*"; }
 THREADS=${THREADS:-4}
 if [[ ${SMOKE:-0} != 1 ]]; then
   stamp setup
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .devkit/whl/*.whl || exit 3
-  export PYTHONPATH=/tmp/site:$PWD MUJOCO_GL=egl
-  for f in .devkit/gl/*.deb; do dpkg -x "$f" /; done; ldconfig
-  v=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json; [[ -f $v ]] && export __EGL_VENDOR_LIBRARY_FILENAMES=$v
-  nvidia-smi -L
-  python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
-  python3 -c "import mujoco; c = mujoco.GLContext(64, 64); c.make_current(); print('mujoco egl ok')" || exit 5
+  source scripts/gpu_lease_setup.sh
   PY=python3; DEVICE=cuda; CHUNKS=300; SESSION_CHUNKS=20; SUITES=nav,revisit
 else
   PY=${PY:-.venv/bin/python}; DEVICE=cpu; CHUNKS=5; SESSION_CHUNKS=2; SUITES=nav; export PYTHONPATH=$PWD

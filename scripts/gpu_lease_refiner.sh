@@ -25,12 +25,7 @@ TRACE_S=${TRACE_S:-180}; FIT_MIN=${FIT_MIN:-3}; STEPS=${STEPS:-12000}; DEVICE=${
 BASE=${BASE:-models/ws-tiny.yaml}; D=${D:-/tmp/refiner-lease}
 if [[ ${SMOKE:-0} != 1 ]]; then
   stamp setup
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .devkit/whl/*.whl || exit 3
-  export PYTHONPATH=/tmp/site:$PWD MUJOCO_GL=egl
-  for f in .devkit/gl/*.deb; do dpkg -x "$f" /; done; ldconfig
-  v=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json; [[ -f $v ]] && export __EGL_VENDOR_LIBRARY_FILENAMES=$v
-  nvidia-smi -L
-  python3 -c "import mujoco; c = mujoco.GLContext(64, 64); c.make_current(); print('mujoco egl ok')" || exit 5
+  source scripts/gpu_lease_setup.sh
   PY=python3
 else
   PY=${PY:-.venv/bin/python}
