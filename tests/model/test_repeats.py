@@ -14,7 +14,7 @@ from worldscape_ros.model.grasp import GraspTracker
 from worldscape_ros.model.guess import repeated, start_scene
 from worldscape_ros.model.kinematics import BaseState, NavAction, camera_pose
 from worldscape_ros.model.options import EngineOptions
-from worldscape_ros.model.repeats import RepeatPlane, SurfaceRepeats, planes_from_state, planes_state
+from worldscape_ros.model.repeats import RepeatPlane, SourceView, SurfaceRepeats, planes_from_state, planes_state
 from worldscape_ros.model.scene_memory import IMAGINED, OBSERVED, SceneMemory
 from worldscape_ros.model.session import load_session, save_session
 from worldscape_ros.model.world_model import WorldModel
@@ -119,6 +119,29 @@ def test_the_local_check_refuses_only_where_covered_neighbours_in_view_disagree(
     assert repeats._agrees(rgb, contrast, wrong, everywhere)[:, 10:-10].mean() < 0.05
     # the start frame saw none of their places a period along: nothing refutes the copy
     assert repeats._agrees(rgb, contrast, wrong, nowhere).all()
+
+
+def test_the_source_view_samples_between_pixel_centres_and_only_where_it_sees_the_plane():
+    rgb, depth, c2w = wall_view(cells(0, repeating=True))
+    [wall] = fit(rgb, depth, c2w).planes
+    u = np.arange(W) + 0.5  # pixel centres
+    ramp = np.broadcast_to((u / W)[None, :, None], (H, W, 3)).astype(np.float32)  # red = horizontal position
+    source = SourceView(ramp, depth, c2w, K)
+    on_plane = source.on_plane(wall, 0.03)
+    assert on_plane.all()
+
+    def on_wall(x_px: float, y_px: float) -> np.ndarray:
+        """The wall's point seen at image position (x_px, y_px), pixel centres at +0.5."""
+        ray = c2w[:3, :3] @ np.array([(x_px - K[0, 2]) / K[0, 0], (y_px - K[1, 2]) / K[1, 1], 1.0])
+        return c2w[:3, 3] + ray * (WALL_X - c2w[0, 3]) / ray[0]
+
+    points = np.array([on_wall(10.25, 48.5), on_wall(60.5, 48.5)])  # between two centres; on one
+    colour, seen = source.sample(points, on_plane)
+    assert seen.all()
+    np.testing.assert_allclose(colour[:, 0], [10.25 / W, 60.5 / W], atol=1e-4)
+    hidden = on_plane.copy()
+    hidden[40:56, 55:66] = False  # something in front of the wall there
+    assert list(source.sample(points, hidden)[1]) == [True, False]
 
 
 def test_a_view_with_nothing_covered_has_nothing_to_continue_and_fills_nothing():
