@@ -16,7 +16,7 @@ Conventions (camera.py): camera-to-world 4x4 poses with OpenCV axes, pixel centr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -45,12 +45,17 @@ class SourceView:
     depth: np.ndarray  # (H, W) float32 metric z-depth, 0 where unknown
     c2w: np.ndarray  # (4, 4)
     K: np.ndarray  # (3, 3)
+    # on_plane's answers: a view's plane masks do not change from frame to frame
+    _masks: dict[tuple[float, ...], np.ndarray] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def on_plane(self, plane: RepeatPlane, depth_tol: float) -> np.ndarray:
         """(H, W) bool: the view's pixels whose depth is the plane's there, within depth_tol of it (relative)."""
-        H, W = self.depth.shape
-        z = plane_depth([plane], self.c2w, self.K, H, W)[0]
-        return (z > 0) & (np.abs(self.depth - z) < depth_tol * z)
+        key = (*plane.normal, plane.offset, depth_tol)
+        if key not in self._masks:
+            H, W = self.depth.shape
+            z = plane_depth([plane], self.c2w, self.K, H, W)[0]
+            self._masks[key] = (z > 0) & (np.abs(self.depth - z) < depth_tol * z)
+        return self._masks[key]
 
     def sample(self, points: np.ndarray, on_plane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """What the view shows at world points (N, 3) of a plane, bilinearly between pixel centres: colours
@@ -75,18 +80,6 @@ class SourceView:
             colour += weight * rgb[at + dv * W + du]
             seen &= mask[at + dv * W + du]
         return colour, seen
-
-
-def pixel_at(x: np.ndarray, y: np.ndarray, z: np.ndarray, K: np.ndarray, height: int,
-             width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Camera points (any shape, per coordinate) -> the flat index of the pixel each projects into (0 where
-    none) and where one does (in front of the camera and inside the image)."""
-    front = z > 1e-3
-    zs = np.where(front, z, 1.0)
-    u = np.floor(x / zs * K[0, 0] + K[0, 2]).astype(np.int64)
-    v = np.floor(y / zs * K[1, 1] + K[1, 2]).astype(np.int64)
-    inside = front & (u >= 0) & (u < width) & (v >= 0) & (v < height)
-    return np.where(inside, v * width + u, 0), inside
 
 
 def planes_state(planes: list[RepeatPlane], source: SourceView) -> dict[str, np.ndarray]:
@@ -214,7 +207,12 @@ def repeat_period(points: np.ndarray, colours: np.ndarray, axis: np.ndarray, on_
     cam0 = (points @ w2c[:3, :3].T + w2c[:3, 3]).astype(np.float32)  # (N, 3)
     step = (w2c[:3, :3] @ axis).astype(np.float32)  # (3,)
     x, y, z = (cam0[None, :, i] + periods.astype(np.float32)[:, None] * step[i] for i in range(3))
-    at, inside = pixel_at(x, y, z, K, H, W)  # (P, N) flat pixel index
+    front = z > 1e-3
+    zs = np.where(front, z, 1.0)
+    u = np.floor(x / zs * K[0, 0] + K[0, 2]).astype(np.int64)
+    v = np.floor(y / zs * K[1, 1] + K[1, 2]).astype(np.int64)
+    inside = front & (u >= 0) & (u < W) & (v >= 0) & (v < H)
+    at = np.where(inside, v * W + u, 0)  # (P, N) flat pixel index
     seen = inside & on_plane.reshape(-1)[at] & (np.abs(depth.reshape(-1)[at] - z) < cfg.depth_tol * z)
     diff = np.abs(rgb.reshape(-1, 3).astype(np.float32)[at] - colours.astype(np.float32)[None]).mean(-1)  # (P, N)
     count = seen.sum(1)
