@@ -15,7 +15,12 @@ Each fill keeps the start frame's warp on the seen pixels (what every system her
 A method that cannot see the revealed content beats a smooth inpaint by at most about what the smooth oracles do;
 the shifted truth shows what structure costs a fill that does not know where the content lies.
 
-    .venv/bin/python scripts/revealed_bound.py --suite nav,memory,revisit [--out runs/revealed_bound.json]
+With --model, the shipped model is also rolled out as the eval does (`--window 1`) and each oracle fill is put in
+place of the model's own revealed pixels, its seen pixels kept: the whole-frame gain over the Telea baseline
+(frames 1-16; all frames for scripts longer than 17) and the revealed gain each oracle would give the model, beside
+the model's own, against issue 14's gates (+0.5 dB on the frame, +1 dB on revealed pixels).
+
+    .venv/bin/python scripts/revealed_bound.py --suite nav,memory,revisit [--model] [--out runs/revealed_bound.json]
 """
 
 from __future__ import annotations
@@ -25,10 +30,13 @@ import json
 
 import cv2
 import numpy as np
+import torch
 
-from worldscape_ros.eval.baselines import ReprojectionInpaint, inpaint_holes
+from worldscape_ros.eval.baselines import ReprojectionInpaint, inpaint_holes, model_system
 from worldscape_ros.eval.ground_truth import ground_truth
+from worldscape_ros.eval.metrics import psnr
 from worldscape_ros.eval.revealed import revealed_masks, revealed_scores
+from worldscape_ros.eval.runner import roll_out
 from worldscape_ros.eval.structure import StructureBand, gradient_energy_ratio
 from worldscape_ros.eval.suites import load_suites
 
@@ -60,33 +68,72 @@ def fills(rgb: np.ndarray, depth0: np.ndarray, poses: np.ndarray, K: np.ndarray,
     return {k: v.round().clip(0, 255).astype(np.uint8) for k, v in out.items()}
 
 
+HORIZON = 16  # the gates' frames 1-16 (the eval's psnr_f1_16); all frames for longer scripts
+GATE_FRAME_DB, GATE_REVEALED_DB = 0.5, 1.0  # issue 14: over reprojection_inpaint on the frame, on revealed pixels
+
+
+def frame_psnr(frames: np.ndarray, truth: np.ndarray) -> float:
+    """The gate's whole-frame PSNR: mean over frames 1-16, over all frames 1.. for a longer script."""
+    last = len(truth) if len(truth) > HORIZON + 1 else HORIZON + 1
+    return float(np.mean(psnr(frames[1:last], truth[1:last])))
+
+
+def model_with_oracles(model: np.ndarray, oracles: dict[str, np.ndarray], masks: np.ndarray,
+                       names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The model's frames (T, H, W, 3) as made, and with each named oracle's revealed pixels in place of its own."""
+    out = {'model': model}
+    for name in names:
+        out[f'model+{name}'] = np.where(masks[..., None], oracles[name], model)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--suite', default='nav,memory,revisit')
     ap.add_argument('--blurs', default='2,4,8', help='Gaussian sigmas in pixels')
     ap.add_argument('--shifts', default='4,16', help='displacements of the true frame in pixels')
+    ap.add_argument('--model', action='store_true',
+                    help='also roll out the shipped model and put each oracle in place of its revealed pixels')
+    ap.add_argument('--checkpoint', help='the model to roll out (default: the shipped ws-tiny)')
+    ap.add_argument('--threads', type=int, default=1, help="torch's CPU threads (the eval's default: 1)")
     ap.add_argument('--out', help='write the figures as JSON here')
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     blurs = tuple(int(b) for b in args.blurs.split(','))
     shifts = tuple(int(d) for d in args.shifts.split(','))
     band = StructureBand()
+    system = model_system(args.checkpoint, window=1) if args.model else None
     rows = {}
     for suite in load_suites(args.suite):
         for sc in suite.scenarios:
             gt = ground_truth(sc)
             masks = revealed_masks(gt.depth[0], gt.poses, gt.intrinsics)
             rows[f'{suite.name}/{sc.name}'] = scores = {}
-            for name, f in fills(gt.rgb, gt.depth[0], gt.poses, gt.intrinsics, masks, blurs, shifts).items():
+            oracles = fills(gt.rgb, gt.depth[0], gt.poses, gt.intrinsics, masks, blurs, shifts)
+            if system is not None:
+                oracles |= model_with_oracles(roll_out(system, gt, sc).rgb, oracles, masks,
+                                              ('mean',) + tuple(f'blur{b}' for b in blurs))
+            telea_frame = frame_psnr(oracles['telea'], gt.rgb)
+            for name, f in oracles.items():
                 s = revealed_scores(f, gt.rgb, masks, band)
                 in_band = band.passes(gradient_energy_ratio(f[1:], gt.rgb[1:]))  # every frame, as the eval's
                 scores[name] = {'revealed_psnr': s['revealed_psnr'], 'revealed_structure': s['revealed_structure'],
-                                'frames_in_band': float(in_band.mean())}
+                                'frames_in_band': float(in_band.mean()),
+                                'frame_gain': frame_psnr(f, gt.rgb) - telea_frame}
             print(f'{suite.name}/{sc.name:28s} ' + '  '.join(
                 f"{k} {v['revealed_psnr']:5.2f} ({v['frames_in_band']:.2f})" for k, v in scores.items()), flush=True)
     names = next(iter(rows.values())).keys()
     print('mean over scenarios: ' + '  '.join(
         f"{k} {np.nanmean([r[k]['revealed_psnr'] for r in rows.values()]):5.2f} "
         f"({np.mean([r[k]['frames_in_band'] for r in rows.values()]):.2f})" for k in names))
+    if args.model:
+        gated = [k for k in names if k.startswith('model')]
+        print(f'\ngain over the Telea baseline, frame / revealed pixels (gates +{GATE_FRAME_DB} / +{GATE_REVEALED_DB})')
+        print(f'{"scenario":36s}' + ''.join(f'{k:>18s}' for k in gated))
+        for key, r in rows.items():
+            rev = r['telea']['revealed_psnr']
+            print(f'{key:36s}' + ''.join(
+                f"{r[k]['frame_gain']:+8.2f} /{r[k]['revealed_psnr'] - rev:+7.2f}" for k in gated))
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(rows, f, indent=1)
