@@ -95,10 +95,12 @@ def test_the_crack_rule_and_the_far_side_fill_are_checked_and_saved_only_when_se
 def test_the_anchor_is_checked_and_saved_only_when_set():
     cfg = load_config('ws-tiny')
     plain = cfg.replace(refiner=cfg.refiner.__class__(enabled=True)).to_dict()['refiner']
-    assert 'anchor_sigma' not in plain and 'anchor_reach_px' not in plain
-    set_ = cfg.replace(refiner=cfg.refiner.__class__(anchor_sigma=8.0, anchor_reach_px=16.0))
+    assert 'anchor_sigma' not in plain and 'anchor_reach_px' not in plain and 'detail_reach_px' not in plain
+    set_ = cfg.replace(refiner=cfg.refiner.__class__(anchor_sigma=8.0, anchor_reach_px=16.0, detail_reach_px=4.0))
     assert ModelConfig.from_dict(set_.to_dict()) == set_
     with pytest.raises(ConfigError, match='refiner.anchor_sigma must be >= 0, got -1'):
         cfg.replace(refiner=cfg.refiner.__class__(anchor_sigma=-1.0))
     with pytest.raises(ConfigError, match='refiner.anchor_reach_px must be >= 0, got -2'):
         cfg.replace(refiner=cfg.refiner.__class__(anchor_reach_px=-2.0))
+    with pytest.raises(ConfigError, match='refiner.detail_reach_px must be >= 0, got -4'):
+        cfg.replace(refiner=cfg.refiner.__class__(detail_reach_px=-4.0))

@@ -180,3 +180,22 @@ def test_anchoring_swaps_low_frequencies_keeps_detail_and_touches_only_where_tol
     near_and_far = anchor_low_frequencies(out, fill, where, 3.0, source=~where, reach=4.0)
     near, far = near_and_far[1, :, 24].mean(), near_and_far[1, :, W - 1].mean()
     assert float(near) < 0.6 < float(far)  # next to the source it takes the fill's colour, far off it keeps its own
+
+
+def test_imagined_detail_fades_with_the_distance_from_what_was_seen():
+    detail = 0.1 * (torch.arange(W) % 2).float().expand(3, H, W)  # a one-pixel stripe: above any blur's reach
+    out = torch.tensor([0.3, 0.5, 0.3])[:, None, None] + detail
+    where = torch.zeros(H, W, dtype=torch.bool)
+    where[:, 8:] = True  # the refiner wrote all but the first 8 columns, which were seen
+    kept = anchor_low_frequencies(out, None, where, 3.0, source=~where)
+    faded = anchor_low_frequencies(out, None, where, 3.0, source=~where, detail_reach=4.0)
+    assert torch.equal(kept, out.clamp(0, 1))  # no fill, no prior, no fade: as written
+
+    def stripe(frame: torch.Tensor, cols: slice) -> float:
+        part = frame[1, :, cols]
+        return float(part[:, 1::2].mean() - part[:, 0::2].mean())
+
+    assert torch.equal(faded[..., :8], out[..., :8])  # what was seen is not touched
+    assert abs(stripe(faded, slice(8, 10)) - 0.1) < 0.05  # beside the seen pixels most of the detail stays
+    assert abs(stripe(faded, slice(W - 16, W))) < 0.005  # far from them, none
+    assert abs(float(faded[1, :, W - 16:].mean()) - float(out[1, :, W - 16:].mean())) < 0.01  # colour kept

@@ -151,7 +151,8 @@ _OPTIONAL_AT_DEFAULT: dict[str, dict[str, Any]] = {
     'scene': {'commit_margin_px': 0.0, 'crack_px': 0},  # later: off
     'refiner': {'hand_paint': 'region', 'show_under_hand': False, 'hand_refiner': False,  # the hand's, later: off
                 'hand_feather': 2, 'start_hand': 'region', 'start_hand_margin_px': 3, 'fill': 'telea',
-                'anchor_sigma': 0.0, 'anchor_reach_px': 0.0, 'anchor_prior': 0.0, 'fill_fade_px': 0.0},
+                'anchor_sigma': 0.0, 'anchor_reach_px': 0.0, 'anchor_prior': 0.0, 'fill_fade_px': 0.0,
+                'detail_reach_px': 0.0},
 }
 
 
@@ -231,6 +232,10 @@ class RefinerConfig:
     # low frequencies are pulled with this weight toward the mean colour of every observed point in the scene
     # memory, so the imagination's colour cannot drift frame by committed frame where no seen pixel holds it
     anchor_prior: float = 0.0
+    # > 0: what the refiner wrote keeps its detail (above the anchor's low frequencies) with weight exp(-d / this),
+    # d the distance from the nearest observed pixel: beside what was seen its edges and texture stay, half a view
+    # away, where nothing says where a texture lies, the imagination is smooth
+    detail_reach_px: float = 0.0
     # > 0: in a frame without a hand, the smooth fill the refiner starts from fades into the mean colour of every
     # observed point in the scene memory, its weight exp(-d / this) with the distance d (pixels) from the nearest
     # observed pixel: Telea's row-wise smear is a good guess beside what was seen and a poor one half a view
@@ -321,6 +326,8 @@ class ModelConfig:
         need(0 <= self.refiner.anchor_prior <= 1,
              f'refiner.anchor_prior must be within [0, 1], got {self.refiner.anchor_prior}')
         need(self.refiner.fill_fade_px >= 0, f'refiner.fill_fade_px must be >= 0, got {self.refiner.fill_fade_px}')
+        need(self.refiner.detail_reach_px >= 0,
+             f'refiner.detail_reach_px must be >= 0, got {self.refiner.detail_reach_px}')
         need(self.refiner.imagined in IMAGINED_MODES,
              f'refiner.imagined must be one of {", ".join(IMAGINED_MODES)}, got {self.refiner.imagined!r}')
         need(self.refiner.hand_paint in HAND_PAINTS,

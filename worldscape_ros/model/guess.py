@@ -162,7 +162,7 @@ def _anchored(cfg: ModelConfig, guess: GeometricGuess, observed: torch.Tensor, k
             depth = guess.depth[i] * observed[i] if r.fill == 'far_side' else None
             fill = smooth_fill(guess.rgb[i] * observed[i], ~observed[i], r.inpaint_radius, depth)
         frames.append(anchor_low_frequencies(out[i], fill, written, r.anchor_sigma, observed[i],
-                                             r.anchor_reach_px, prior, r.anchor_prior))
+                                             r.anchor_reach_px, prior, r.anchor_prior, r.detail_reach_px))
     return torch.stack(frames)
 
 

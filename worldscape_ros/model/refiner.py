@@ -84,7 +84,8 @@ def fade_fill(fill: torch.Tensor, hole: torch.Tensor, observed: torch.Tensor, co
 
 def anchor_low_frequencies(out: torch.Tensor, fill: torch.Tensor | None, where: torch.Tensor, sigma: float,
                            source: torch.Tensor | None = None, reach: float = 0.0,
-                           prior: torch.Tensor | None = None, prior_weight: float = 0.0) -> torch.Tensor:
+                           prior: torch.Tensor | None = None, prior_weight: float = 0.0,
+                           detail_reach: float = 0.0) -> torch.Tensor:
     """out (3, H, W) with its Gaussian (sigma px) low frequencies replaced by fill's (3, H, W) where (H, W) bool.
     With reach > 0, the replacement's weight falls as exp(-d / reach) with a pixel's distance d from the nearest
     pixel of source (H, W) bool, the pixels the fill continues. prior (3,): a colour the low frequencies are
@@ -103,6 +104,8 @@ def anchor_low_frequencies(out: torch.Tensor, fill: torch.Tensor | None, where: 
     if prior is not None and prior_weight > 0:
         colour = prior.detach().float().cpu().numpy()[None, None]  # (1, 1, 3)
         moved = moved + (colour - low) * (prior_weight * (1 - weight))[..., None]
+    if detail_reach > 0 and source is not None:  # the detail fades with the distance from what was seen
+        moved = moved - (o - low) * (1 - fade_weight(source.cpu().numpy(), detail_reach))[..., None]
     anchored = (out.float() + torch.from_numpy(moved).to(out.device).permute(2, 0, 1)).clamp(0, 1)
     return torch.where(where, anchored, out.float())
 
