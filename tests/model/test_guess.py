@@ -186,3 +186,41 @@ def test_the_fill_fades_into_the_scenes_colour_with_the_distance_from_what_was_o
 def test_the_fade_leaves_a_frame_with_a_hand_or_a_scene_without_observed_points_as_it_was():
     assert torch.equal(_compose_faded(4.0, hand=True)[1], _compose_faded(0.0, hand=True)[1])
     assert torch.equal(_compose_faded(4.0, colour=None)[1], _compose_faded(0.0, colour=None)[1])
+
+
+def _compose_streaked(detail_reach: float, hand: bool = False) -> tuple[GeometricGuess, torch.Tensor]:
+    """The strafe view with a strip imagined before in horizontal stripes (bands of 4 rows, dark and light), formed
+    by a fresh refiner, whose smooth fill carries each row on into the new hole, under the shipped anchor with
+    refiner.detail_reach_px = detail_reach."""
+    cfg = load_config('ws-tiny')
+    cfg = cfg.replace(refiner=dataclasses.replace(cfg.refiner, anchor_sigma=4.0, anchor_prior=0.0,
+                                                  detail_reach_px=detail_reach))
+    g = _strafe_guess()
+    g.rgb[:, :, :, :10] = 0.5
+    light = (torch.arange(H) // 4 % 2 == 1)[:, None]  # (H, 1)
+    g.rgb[:, :, :, 10:20] = torch.where(light, 0.7, 0.3)
+    if hand:
+        g.dynamic[:, 20:, 36:] = True
+        g.hand_area = g.dynamic.clone()
+    with torch.no_grad():
+        out = compose(cfg, g, torch.rand(1, 3, H, W), None, Refiner(cfg.refiner).eval(), None, None,
+                      torch.device('cpu'))
+    return g, out
+
+
+def test_imagined_streaks_fade_away_from_what_was_seen_and_what_is_kept_stays():
+    g, plain = _compose_streaked(0.0)
+    _, faded = _compose_streaked(4.0)
+
+    light = (torch.arange(H) // 4 % 2 == 1)
+
+    def streak(out: torch.Tensor) -> float:  # light bands over dark ones in the new hole, 10-19 px from the seen
+        far = out[0, :, :, 20:30]
+        return float(far[:, light].mean() - far[:, ~light].mean())
+
+    assert streak(plain) > 0.1  # the fill carried the stripes on, row by row
+    assert streak(faded) < 0.2 * streak(plain)
+    assert torch.equal(faded[:, :, :, :20], plain[:, :, :, :20])  # observed and kept imagined pixels as rendered
+    _, with_hand = _compose_streaked(4.0, hand=True)
+    _, plain_hand = _compose_streaked(0.0, hand=True)
+    assert torch.equal(with_hand, plain_hand)  # a frame with a hand is not anchored
