@@ -41,7 +41,8 @@ base, fade, d = sys.argv[1], float(sys.argv[2]), sys.argv[3]
 cfg = yaml.safe_load(open(base))
 cfg['refiner'] = {**cfg['refiner'], 'fill_fade_px': fade}
 yaml.safe_dump(cfg, open(f'{d}/fit.yaml', 'w'))
-cfg['refiner'] = {**cfg['refiner'], 'anchor_sigma': 0.0, 'anchor_reach_px': 0.0, 'anchor_prior': 0.0}
+cfg['refiner'] = {**cfg['refiner'], 'anchor_sigma': 0.0, 'anchor_reach_px': 0.0, 'anchor_prior': 0.0,
+                  'detail_reach_px': 0.0}
 yaml.safe_dump(cfg, open(f'{d}/trace.yaml', 'w'))
 PYEOF
 stamp datagen

@@ -104,3 +104,5 @@ def test_the_anchor_is_checked_and_saved_only_when_set():
         cfg.replace(refiner=cfg.refiner.__class__(anchor_reach_px=-2.0))
     with pytest.raises(ConfigError, match='refiner.detail_reach_px must be >= 0, got -4'):
         cfg.replace(refiner=cfg.refiner.__class__(detail_reach_px=-4.0))
+    with pytest.raises(ConfigError, match=r'refiner.detail_reach_px \(4.0\) .* needs refiner.anchor_sigma > 0'):
+        cfg.replace(refiner=cfg.refiner.__class__(detail_reach_px=4.0))

@@ -73,7 +73,8 @@ def _compose_strafe(sigma: float, hand: bool = False) -> tuple[GeometricGuess, t
     """The strafe guess with a red observed wall and a green strip imagined before it, formed by a fresh refiner
     (whose output in a hole is its smooth fill) under refiner.anchor_sigma = sigma, at full weight everywhere."""
     cfg = load_config('ws-tiny')
-    cfg = cfg.replace(refiner=dataclasses.replace(cfg.refiner, anchor_sigma=sigma, anchor_reach_px=0.0))
+    cfg = cfg.replace(refiner=dataclasses.replace(cfg.refiner, anchor_sigma=sigma, anchor_reach_px=0.0,
+                                                  detail_reach_px=0.0))
     g = _strafe_guess()
     g.rgb[:, :, :, :10] = torch.tensor([0.8, 0.1, 0.1])[:, None, None]
     g.rgb[:, :, :, 10:20] = torch.tensor([0.1, 0.8, 0.1])[:, None, None]
@@ -156,7 +157,7 @@ def _compose_faded(reach: float, hand: bool = False, colour: tuple[float, float,
     fresh refiner (its output: the smooth fill exactly) with refiner.fill_fade_px = reach."""
     cfg = load_config('ws-tiny')
     cfg = cfg.replace(refiner=dataclasses.replace(cfg.refiner, anchor_sigma=0.0, anchor_prior=0.0,
-                                                  fill_fade_px=reach))
+                                                  detail_reach_px=0.0, fill_fade_px=reach))
     g = _strafe_guess()
     g.rgb[:, :, :, :10] = torch.tensor([0.9, 0.1, 0.1])[:, None, None]
     g.rgb[:, :, :, 10:20] = torch.tensor([0.1, 0.8, 0.1])[:, None, None]

@@ -328,6 +328,9 @@ class ModelConfig:
         need(self.refiner.fill_fade_px >= 0, f'refiner.fill_fade_px must be >= 0, got {self.refiner.fill_fade_px}')
         need(self.refiner.detail_reach_px >= 0,
              f'refiner.detail_reach_px must be >= 0, got {self.refiner.detail_reach_px}')
+        need(self.refiner.detail_reach_px == 0 or self.refiner.anchor_sigma > 0,
+             f'refiner.detail_reach_px ({self.refiner.detail_reach_px}) fades the detail above the anchor\'s low '
+             'frequencies: it needs refiner.anchor_sigma > 0')
         need(self.refiner.imagined in IMAGINED_MODES,
              f'refiner.imagined must be one of {", ".join(IMAGINED_MODES)}, got {self.refiner.imagined!r}')
         need(self.refiner.hand_paint in HAND_PAINTS,

@@ -146,8 +146,9 @@ def _anchored(cfg: ModelConfig, guess: GeometricGuess, observed: torch.Tensor, k
               out: torch.Tensor) -> torch.Tensor:
     """refiner.anchor_sigma: in each frame without a hand, what the refiner wrote (outside `kept`) takes the low
     frequencies of a smooth fill from the observed points in view (if any), and where that fill's weight leaves
-    off, with refiner.anchor_prior, of the scene's observed colour. Imagined points kept as rendered stay as
-    they were committed."""
+    off, with refiner.anchor_prior, of the scene's observed colour; its detail fades with the distance from the
+    observed points in view (refiner.detail_reach_px). Imagined points kept as rendered stay as they were
+    committed."""
     r = cfg.refiner
     frames = []
     for i in range(out.shape[0]):

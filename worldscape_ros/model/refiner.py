@@ -89,7 +89,9 @@ def anchor_low_frequencies(out: torch.Tensor, fill: torch.Tensor | None, where: 
     """out (3, H, W) with its Gaussian (sigma px) low frequencies replaced by fill's (3, H, W) where (H, W) bool.
     With reach > 0, the replacement's weight falls as exp(-d / reach) with a pixel's distance d from the nearest
     pixel of source (H, W) bool, the pixels the fill continues. prior (3,): a colour the low frequencies are
-    pulled toward, with prior_weight times what the fill's weight leaves (all of it where fill is None)."""
+    pulled toward, with prior_weight times what the fill's weight leaves (all of it where fill is None). With
+    detail_reach > 0, out's detail (what lies above its low frequencies) is kept with weight exp(-d / detail_reach)
+    from source's nearest pixel (none of it without a source pixel)."""
     size = 2 * math.ceil(3 * sigma) + 1
     o = out.detach().float().permute(1, 2, 0).cpu().numpy()
     low = cv2.GaussianBlur(o, (size, size), sigma)  # (H, W, 3)
