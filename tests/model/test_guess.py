@@ -162,13 +162,17 @@ def _compose_faded(reach: float, hand: bool = False, colour: tuple[float, float,
     g.rgb[:, :, :, :10] = torch.tensor([0.9, 0.1, 0.1])[:, None, None]
     g.rgb[:, :, :, 10:20] = torch.tensor([0.1, 0.8, 0.1])[:, None, None]
     g.scene_colour = torch.tensor([[float('nan')] * 3 if colour is None else colour])
+    return g, _formed(cfg, g, hand)
+
+
+def _formed(cfg: ModelConfig, g: GeometricGuess, hand: bool) -> torch.Tensor:
+    """The frame compose makes of g with a fresh refiner; hand: a hand at the bottom right first."""
     if hand:
         g.dynamic[:, 20:, 36:] = True
         g.hand_area = g.dynamic.clone()
     with torch.no_grad():
-        out = compose(cfg, g, torch.rand(1, 3, H, W), None, Refiner(cfg.refiner).eval(), None, None,
-                      torch.device('cpu'))
-    return g, out
+        return compose(cfg, g, torch.rand(1, 3, H, W), None, Refiner(cfg.refiner).eval(), None, None,
+                       torch.device('cpu'))
 
 
 def test_the_fill_fades_into_the_scenes_colour_with_the_distance_from_what_was_observed():
@@ -200,13 +204,7 @@ def _compose_streaked(detail_reach: float, hand: bool = False) -> tuple[Geometri
     g.rgb[:, :, :, :10] = 0.5
     light = (torch.arange(H) // 4 % 2 == 1)[:, None]  # (H, 1)
     g.rgb[:, :, :, 10:20] = torch.where(light, 0.7, 0.3)
-    if hand:
-        g.dynamic[:, 20:, 36:] = True
-        g.hand_area = g.dynamic.clone()
-    with torch.no_grad():
-        out = compose(cfg, g, torch.rand(1, 3, H, W), None, Refiner(cfg.refiner).eval(), None, None,
-                      torch.device('cpu'))
-    return g, out
+    return g, _formed(cfg, g, hand)
 
 
 def test_imagined_streaks_fade_away_from_what_was_seen_and_what_is_kept_stays():
