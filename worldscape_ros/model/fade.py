@@ -8,10 +8,17 @@ import cv2
 import numpy as np
 
 
-def fade_weight(source: np.ndarray, reach: float) -> np.ndarray:
-    """(H, W) bool, the pixels a smooth fill continues -> (H, W) float32 exp(-d / reach), d the distance in pixels
-    from the nearest of them: the share a pixel takes of that fill. Without any source pixel, 0 everywhere."""
+def source_distance(source: np.ndarray) -> np.ndarray:
+    """(H, W) bool -> (H, W) float32: each pixel's distance in pixels from the nearest source pixel (inf without
+    any), from which fades of any reach are made."""
     if not source.any():
-        return np.zeros(source.shape, np.float32)
-    d = cv2.distanceTransform((~source).astype(np.uint8), cv2.DIST_L2, 5)
+        return np.full(source.shape, np.inf, np.float32)
+    return cv2.distanceTransform((~source).astype(np.uint8), cv2.DIST_L2, 5)
+
+
+def fade_weight(source: np.ndarray, reach: float, distance: np.ndarray | None = None) -> np.ndarray:
+    """(H, W) bool, the pixels a smooth fill continues -> (H, W) float32 exp(-d / reach), d the distance in pixels
+    from the nearest of them: the share a pixel takes of that fill. Without any source pixel, 0 everywhere.
+    distance: source_distance(source), when already made."""
+    d = source_distance(source) if distance is None else distance
     return np.exp(-d / reach).astype(np.float32)

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from worldscape_ros.model.config import RefinerConfig
-from worldscape_ros.model.fade import fade_weight
+from worldscape_ros.model.fade import fade_weight, source_distance
 
 IN_CHANNELS = 3 + 1 + 1 + 3 + 3 + 3  # render, coverage, trust, smooth fill, DiT frame, pose video
 HAND_COLOUR_CHANNELS = 3  # with refiner.hand_colour: the start hand's colour over the hand's region
@@ -97,17 +97,19 @@ def anchor_low_frequencies(out: torch.Tensor, fill: torch.Tensor | None, where: 
     low = cv2.GaussianBlur(o, (size, size), sigma)  # (H, W, 3)
     weight = np.zeros(o.shape[:2], np.float32)  # (H, W): the fill's share
     moved = np.zeros_like(o)
+    seen = None if source is None else source.cpu().numpy()
+    distance = None if seen is None or (reach <= 0 and detail_reach <= 0) else source_distance(seen)  # made once
     if fill is not None:
         f = fill.detach().float().permute(1, 2, 0).cpu().numpy()
         weight[:] = 1
-        if reach > 0 and source is not None:
-            weight = fade_weight(source.cpu().numpy(), reach)
+        if reach > 0 and seen is not None:
+            weight = fade_weight(seen, reach, distance)
         moved = (cv2.GaussianBlur(f, (size, size), sigma) - low) * weight[..., None]
     if prior is not None and prior_weight > 0:
         colour = prior.detach().float().cpu().numpy()[None, None]  # (1, 1, 3)
         moved = moved + (colour - low) * (prior_weight * (1 - weight))[..., None]
-    if detail_reach > 0 and source is not None:  # the detail fades with the distance from what was seen
-        moved = moved - (o - low) * (1 - fade_weight(source.cpu().numpy(), detail_reach))[..., None]
+    if detail_reach > 0 and seen is not None:  # the detail fades with the distance from what was seen
+        moved = moved - (o - low) * (1 - fade_weight(seen, detail_reach, distance))[..., None]
     anchored = (out.float() + torch.from_numpy(moved).to(out.device).permute(2, 0, 1)).clamp(0, 1)
     return torch.where(where, anchored, out.float())
 

@@ -321,8 +321,9 @@ class SurfaceRepeats:
         todo = holes & (which >= 0) & (np.where(on_plane, which, -1).reshape(-1)[beside] == which)
         if self.cfg.reach_px > 0:  # farther into a hole, a doorway or a corner the start never saw is likelier
             todo &= distance <= self.cfg.reach_px
-        window = (LOCAL_WINDOW_PX, LOCAL_WINDOW_PX)
-        contrast = np.abs(rgb_seen - cv2.blur(rgb_seen, window)).mean(-1)  # (H, W) the texture's local variation
+        contrast = None  # (H, W) the texture's local variation, for the local check
+        if self.cfg.local_score > 0:
+            contrast = np.abs(rgb_seen - cv2.blur(rgb_seen, (LOCAL_WINDOW_PX, LOCAL_WINDOW_PX))).mean(-1)
         xyz = pixel_rays(c2w, K, H, W) * z[..., None] + np.asarray(c2w)[:3, 3]  # (H, W, 3) on each pixel's plane
         for i, plane in enumerate(self.planes):
             mine = todo & (which == i)
@@ -338,7 +339,7 @@ class SurfaceRepeats:
                 there = np.zeros((H, W), bool)
                 shifted[asked], there[asked] = self.source.sample(xyz[asked] - shift, source_plane)
                 take = mine & there
-                if self.cfg.local_score > 0:
+                if contrast is not None:
                     take &= self._agrees(rgb_seen, contrast, shifted,
                                          on_plane & (which == i) & there).reshape(-1)[beside]
                 rgb[take], depth[take] = shifted[take], z[take]
