@@ -18,7 +18,16 @@ the shifted truth shows what structure costs a fill that does not know where the
 With --model, the shipped model is also rolled out as the eval does (`--window 1`) and each oracle fill is put in
 place of the model's own revealed pixels, its seen pixels kept: the whole-frame gain over the Telea baseline
 (frames 1-16; all frames for scripts longer than 17) and the revealed gain each oracle would give the model, beside
-the model's own, against issue 14's gates (+0.5 dB on the frame, +1 dB on revealed pixels).
+the model's own, against issue 14's gates (+0.5 dB on the frame, +1 dB on revealed pixels). With --textures, the
+model's frames are also scored with texture added on their revealed pixels, from the start frame alone (no
+oracle): the start frame's own detail (itself less its Gaussian blur of TEXTURE_SIGMA px), mirrored and displaced
+so it does not lie where the truth's does, scaled so its gradient energy per pixel is A times the start frame's:
+what structure in the scene's own kind costs the model's fill, and the band it buys.
+
+Each scenario's line also gives `level`: the largest share of frames 1.. that any one gradient energy level puts in
+the band around the truth's (a fill whose energy stays at one level, however chosen, in band on at most that
+share), over all frames and over the frames at least 90% revealed: on those the fill is nearly the whole image, so a
+fill that does not track the unseen structure's energy frame by frame is in band on about that share at most.
 
     .venv/bin/python scripts/revealed_bound.py --suite nav,memory,revisit [--model] [--out runs/revealed_bound.json]
 """
@@ -37,7 +46,7 @@ from worldscape_ros.eval.ground_truth import ground_truth
 from worldscape_ros.eval.metrics import psnr
 from worldscape_ros.eval.revealed import revealed_masks, revealed_scores
 from worldscape_ros.eval.runner import roll_out
-from worldscape_ros.eval.structure import StructureBand, gradient_energy_ratio
+from worldscape_ros.eval.structure import StructureBand, gradient_energy, gradient_energy_ratio
 from worldscape_ros.eval.suites import load_suites
 
 
@@ -68,6 +77,36 @@ def fills(rgb: np.ndarray, depth0: np.ndarray, poses: np.ndarray, K: np.ndarray,
     return {k: v.round().clip(0, 255).astype(np.uint8) for k, v in out.items()}
 
 
+TEXTURE_SIGMA = 3.0  # px: what lies above the start frame's Gaussian blur of this sigma is its texture
+
+
+def scene_texture(start: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 start frame -> (H, W, 3) float32 texture in grey levels: its detail, flipped upside down and
+    displaced by a third of the height and half the width, scaled to the start frame's gradient energy per pixel."""
+    f = start.astype(np.float32)
+    detail = f - cv2.GaussianBlur(f, (0, 0), TEXTURE_SIGMA)
+    H, W = detail.shape[:2]
+    tex = np.roll(detail[::-1], (H // 3, W // 2), axis=(0, 1))
+    own = gradient_energy(np.clip(tex / 255 + 0.5, 0, 1))  # the energy of the texture alone, as the eval takes it
+    return tex * np.sqrt(gradient_energy(start) / max(float(own), 1e-12))
+
+
+def textured(model: np.ndarray, masks: np.ndarray, amplitudes: tuple[float, ...]) -> dict[str, np.ndarray]:
+    """The model's frames (T, H, W, 3) uint8 with scene_texture(frame 0) times each amplitude added where revealed."""
+    tex = scene_texture(model[0])[None] * masks[..., None]  # (T, H, W, 3)
+    return {f'model+texture{a:g}': (model.astype(np.float32) + a * tex).round().clip(0, 255).astype(np.uint8)
+            for a in amplitudes}
+
+
+def level_share(truth: np.ndarray, frames: np.ndarray, band: StructureBand) -> float:
+    """The largest share of `frames` (indices into truth (T, H, W, 3)) that one energy level puts in the band."""
+    if len(frames) == 0:
+        return float('nan')
+    e = gradient_energy(truth[frames])
+    # a level c passes frame t when low <= c / e_t <= high; the best c lies at one of the bounds e_t * low
+    return max(float(band.passes(c / e).mean()) for c in np.concatenate([e * band.low, e * band.high]))
+
+
 HORIZON = 16  # the gates' frames 1-16 (the eval's psnr_f1_16); all frames for longer scripts
 GATE_FRAME_DB, GATE_REVEALED_DB = 0.5, 1.0  # issue 14: over reprojection_inpaint on the frame, on revealed pixels
 
@@ -94,6 +133,8 @@ def main() -> None:
     ap.add_argument('--shifts', default='4,16', help='displacements of the true frame in pixels')
     ap.add_argument('--model', action='store_true',
                     help='also roll out the shipped model and put each oracle in place of its revealed pixels')
+    ap.add_argument('--textures', default='',
+                    help="with --model, amplitudes of the start frame's texture added on the model's revealed pixels")
     ap.add_argument('--checkpoint', help='the model to roll out (default: the shipped ws-tiny)')
     ap.add_argument('--threads', type=int, default=1, help="torch's CPU threads (the eval's default: 1)")
     ap.add_argument('--out', help='write the figures as JSON here')
@@ -101,18 +142,24 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     blurs = tuple(int(b) for b in args.blurs.split(','))
     shifts = tuple(int(d) for d in args.shifts.split(','))
+    amplitudes = tuple(float(a) for a in args.textures.split(',') if a)
     band = StructureBand()
     system = model_system(args.checkpoint, window=1) if args.model else None
-    rows = {}
+    rows: dict[str, dict[str, dict[str, float]]] = {}
     for suite in load_suites(args.suite):
         for sc in suite.scenarios:
             gt = ground_truth(sc)
+            assert gt.depth is not None  # the generator's scenarios carry their true depth
             masks = revealed_masks(gt.depth[0], gt.poses, gt.intrinsics)
             rows[f'{suite.name}/{sc.name}'] = scores = {}
             oracles = fills(gt.rgb, gt.depth[0], gt.poses, gt.intrinsics, masks, blurs, shifts)
             if system is not None:
-                oracles |= model_with_oracles(roll_out(system, gt, sc).rgb, oracles, masks,
-                                              ('mean',) + tuple(f'blur{b}' for b in blurs))
+                model = roll_out(system, gt, sc).rgb
+                oracles |= model_with_oracles(model, oracles, masks, ('mean',) + tuple(f'blur{b}' for b in blurs))
+                oracles |= textured(model, masks, amplitudes)
+            unseen = np.flatnonzero(masks.reshape(len(masks), -1).mean(1) >= 0.9)
+            scores['level'] = {'all': level_share(gt.rgb, np.arange(1, len(masks)), band),
+                               'unseen': level_share(gt.rgb, unseen[unseen > 0], band), 'unseen_frames': len(unseen)}
             telea_frame = frame_psnr(oracles['telea'], gt.rgb)
             for name, f in oracles.items():
                 s = revealed_scores(f, gt.rgb, masks, band)
@@ -120,9 +167,12 @@ def main() -> None:
                 scores[name] = {'revealed_psnr': s['revealed_psnr'], 'revealed_structure': s['revealed_structure'],
                                 'frames_in_band': float(in_band.mean()),
                                 'frame_gain': frame_psnr(f, gt.rgb) - telea_frame}
+            level = scores['level']
             print(f'{suite.name}/{sc.name:28s} ' + '  '.join(
-                f"{k} {v['revealed_psnr']:5.2f} ({v['frames_in_band']:.2f})" for k, v in scores.items()), flush=True)
-    names = next(iter(rows.values())).keys()
+                f"{k} {v['revealed_psnr']:5.2f} ({v['frames_in_band']:.2f})" for k, v in scores.items()
+                if k != 'level') + f"  level {level['all']:.2f} / {level['unseen']:.2f} of {level['unseen_frames']}",
+                flush=True)
+    names = [k for k in next(iter(rows.values())) if k != 'level']
     print('mean over scenarios: ' + '  '.join(
         f"{k} {np.nanmean([r[k]['revealed_psnr'] for r in rows.values()]):5.2f} "
         f"({np.mean([r[k]['frames_in_band'] for r in rows.values()]):.2f})" for k in names))
@@ -134,9 +184,15 @@ def main() -> None:
             rev = r['telea']['revealed_psnr']
             print(f'{key:36s}' + ''.join(
                 f"{r[k]['frame_gain']:+8.2f} /{r[k]['revealed_psnr'] - rev:+7.2f}" for k in gated))
+        print(f'\nframes in the band: {"scenario":26s}' + ''.join(f'{k:>18s}' for k in gated)
+              + '  level (frames >= 90% revealed)')
+        for key, r in rows.items():
+            level = r['level']
+            print(f'{key:46s}' + ''.join(f"{r[k]['frames_in_band']:18.2f}" for k in gated)
+                  + (f"  {level['unseen']:.2f} of {level['unseen_frames']}" if level['unseen_frames'] else '  -'))
     if args.out:
-        with open(args.out, 'w') as f:
-            json.dump(rows, f, indent=1)
+        with open(args.out, 'w') as out:
+            json.dump(rows, out, indent=1)
 
 
 if __name__ == '__main__':
