@@ -3,6 +3,7 @@ import math
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from tests.eval.conftest import TexturedRoom, drive, make_texture, render_all
 from worldscape_ros.eval import metrics as M
@@ -11,12 +12,14 @@ from worldscape_ros.eval.baselines import (
     Reprojection,
     ReprojectionInpaint,
     ReprojectionInpaintMean,
+    ReprojectionRelit,
     ReprojectionRepeats,
     fade_to_mean,
     forward_warp,
     inpaint_holes,
 )
 from worldscape_ros.eval.protocol import WorldSystem
+from worldscape_ros.model.headlight import normals, shading
 from worldscape_ros.model.kinematics import BaseState, NavAction
 
 
@@ -147,6 +150,33 @@ def test_repeats_baseline_copies_a_repeating_paper_and_is_inpaint_mean_elsewhere
     # a copied pixel changes what the fill continues from, so only far from any copy is the frame the same
     near = cv2.dilate(copied.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=40) > 0
     np.testing.assert_array_equal(b.rgb[~near], a.rgb[~near])
+
+
+def lit_by_the_camera(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, share: float) -> np.ndarray:
+    """(T, H, W, 3) uint8 frames of a room lit evenly -> as a camera carrying a light of that share sees them."""
+    out = []
+    for frame, d in zip(rgb, depth):
+        faces = -normals(torch.from_numpy(d.astype(np.float32)), torch.from_numpy(K).float())[2].numpy()
+        out.append(np.round(frame * shading(torch.from_numpy(faces), share).numpy()[..., None]).clip(0, 255))
+    return np.stack(out).astype(np.uint8)
+
+
+def test_the_relit_warp_follows_a_camera_borne_light_and_is_the_repeats_baseline_without_one(turning_walk):
+    w = turning_walk
+    truth = lit_by_the_camera(w['rgb'], w['depth'], w['K'], 0.4)
+    plain, relit, unlit = ReprojectionRepeats(), ReprojectionRelit(share=0.4), ReprojectionRelit(share=0.0)
+    starts = [s.reset(truth[0], w['poses'][0], w['K'], w['depth'][0]) for s in (plain, relit, unlit)]
+    np.testing.assert_array_equal(starts[1].rgb, truth[0])
+    t = 11  # 22 deg turned
+    a, b, c = (s.step(w['poses'][t]) for s in (plain, relit, unlit))
+    np.testing.assert_array_equal(c.rgb, a.rgb)  # no light of its own: the repeats baseline
+    inside = cv2.erode((plain.warp(w['poses'][t])[1] > 0).astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    blur = lambda f: cv2.GaussianBlur(f.astype(np.float32), (0, 0), 3)  # noqa: E731  the shading, not the texture
+    err = lambda f: np.abs(blur(f) - blur(truth[t]))[inside].mean()  # noqa: E731
+    assert err(b.rgb) < 0.5 * err(a.rgb)  # the turn changes how each wall faces the camera's light
+    np.testing.assert_array_equal(relit.step(w['poses'][0]).rgb, truth[0])  # back where it started: as seen
+    with pytest.raises(ValueError, match="share must be in"):
+        ReprojectionRelit(share=1.0)
 
 
 def test_fading_to_the_mean_changes_nothing_without_holes_and_fills_an_all_hole_frame_with_it():

@@ -11,6 +11,9 @@
   pixels of the validation rooms (models/ws-tiny.md).
 - ReprojectionRepeats: that, with the holes on a plane whose texture repeats (a wall's paper, a floor's tiles)
   first taken from the start frame a period along the plane (model/repeats.py, the engine's `repeats`).
+- ReprojectionRelit: that, with the start frame lit again for each camera: the camera's own light's share taken
+  out of each pixel as the start camera faced it and put back as the target camera faces it (model/headlight.py,
+  the engine's scene.headlight).
 The reprojections take the start depth given at reset, or, for an RGB-only start, the depth a `StartDepth`
 callable predicts (the model's own start depth: `model_start_depth`).
 - memory_off_model: the world engine with its memory off (sink and local window only).
@@ -25,10 +28,12 @@ from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+import torch
 
 from worldscape_ros.eval.protocol import Frame
 from worldscape_ros.model.camera import check_intrinsics, check_rigid
 from worldscape_ros.model.fade import fade_weight
+from worldscape_ros.model.headlight import facing, normals, relit
 from worldscape_ros.model.kinematics import BaseState, NavAction, camera_pose, integrate, state_from_camera_pose
 from worldscape_ros.model.repeats import SurfaceRepeats
 from worldscape_ros.model.repeats_config import RepeatsConfig
@@ -40,6 +45,7 @@ CAMERA_HEIGHT = 1.0  # any fixed height round-trips camera_pose <-> state_from_c
 INPAINT_RADIUS = 3  # px: Telea's neighbourhood; small, as the holes are filled from their rims inwards anyway
 MEAN_REACH_PX = 16.0  # ReprojectionInpaintMean: chosen of 8, 16, 32 on the validation rooms' revealed pixels
 REPEATS = RepeatsConfig(enabled=True, share_periods=True, local_score=0.5)  # ReprojectionRepeats: ws-tiny's
+HEADLIGHT = 0.4  # ReprojectionRelit: ws-tiny's scene.headlight
 
 StartDepth = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (rgb, c2w, K) -> (H, W) metres
 
@@ -281,6 +287,46 @@ class ReprojectionRepeats(ReprojectionInpaintMean):
             rgb[filled] = np.round(copy[filled] * 255).clip(0, 255).astype(np.uint8)
             depth[filled] = copy_depth[filled]
         return rgb, depth
+
+
+class ReprojectionRelit(ReprojectionRepeats):
+    """`reprojection_repeats` with the warp lit again for each camera (model/headlight.py): the start frame warped
+    with its surface normals (from its depth), each warped pixel's colour scaled by the light the target camera's
+    own light gives it over what the start camera's gave it. The copies and the fill as before."""
+
+    name = 'reprojection_relit'
+
+    def __init__(self, fps: float = 10.0, supersample: int = 2, start_depth: StartDepth | None = None,
+                 share: float = HEADLIGHT) -> None:
+        super().__init__(fps, supersample, start_depth)
+        if not 0 <= share < 1:
+            raise ValueError(f"the camera light's share must be in [0, 1), got {share}")
+        self.share = share
+        self._normal_code = np.zeros((0, 0, 3), np.uint8)  # set at reset
+
+    def reset(self, first_frame: np.ndarray, pose: np.ndarray, intrinsics: np.ndarray,
+              depth: np.ndarray | None = None, hand_keypoints: np.ndarray | None = None) -> Frame:
+        start = super().reset(first_frame, pose, intrinsics, depth, hand_keypoints)
+        tr = self._track
+        assert tr.first_depth is not None  # set by the reset above
+        n = normals(torch.from_numpy(np.asarray(tr.first_depth, np.float32)), torch.from_numpy(tr.intrinsics).float())
+        world = torch.einsum('ij,jhw->ihw', torch.from_numpy(tr.first_pose[:3, :3]).float(), n)  # (3, H, W)
+        self._normal_code = (((world + 1) / 2).clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+        return start
+
+    def warp(self, pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rgb, depth = super().warp(pose)
+        tr = self._track
+        assert tr.first_depth is not None  # the warp above refuses a step before reset
+        code = forward_warp(self._normal_code, tr.first_depth, tr.first_pose, pose, tr.intrinsics,
+                            self.supersample)[0]  # the normals, carried like the colours
+        n = torch.from_numpy(code).float() / 127.5 - 1  # (H, W, 3)
+        n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+        seen, faces = (facing(n, torch.from_numpy(np.asarray(c2w, np.float64)[:3, 2]).float())
+                       for c2w in (tr.first_pose, pose))
+        lit = relit(torch.from_numpy(rgb).permute(2, 0, 1).float() / 255, seen, faces, self.share)
+        lit8 = (lit * 255).round().byte().permute(1, 2, 0).numpy()
+        return np.where((depth > 0)[..., None], lit8, rgb), depth
 
 
 def fade_to_mean(rgb: np.ndarray, holes: np.ndarray, mean: np.ndarray, reach_px: float) -> np.ndarray:

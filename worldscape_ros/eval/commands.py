@@ -19,6 +19,7 @@ from worldscape_ros.eval.baselines import (
     Reprojection,
     ReprojectionInpaint,
     ReprojectionInpaintMean,
+    ReprojectionRelit,
     ReprojectionRepeats,
     model_start_depth,
     model_system,
@@ -128,6 +129,8 @@ def build_systems(names: list[str], args: argparse.Namespace) -> tuple[dict[str,
             systems[name] = ReprojectionInpaintMean(fps, start_depth=start_depth)
         elif name == 'reprojection_repeats' and name in names:
             systems[name] = ReprojectionRepeats(fps, start_depth=start_depth)
+        elif name == 'reprojection_relit' and name in names:
+            systems[name] = ReprojectionRelit(fps, start_depth=start_depth)
     return {n: systems[n] for n in SYSTEM_ORDER if n in systems}, info
 
 

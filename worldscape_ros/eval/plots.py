@@ -28,7 +28,8 @@ PLOT_METRICS = {
 TRIVIAL_ON_TRUTH = ('psnr', 'ssim', 'structure', 'gmsd', 'depth_absrel', 'seen_psnr', 'revealed_psnr')
 STYLE = {'model': ('C0', '-'), 'memory_off': ('C1', '-'), 'repeat_first_frame': ('C7', '--'),
          'reprojection': ('C2', '--'), 'reprojection_inpaint': ('C3', '--'),
-         'reprojection_inpaint_mean': ('C4', '--'), 'reprojection_repeats': ('C5', '--'), 'ground_truth': ('k', ':')}
+         'reprojection_inpaint_mean': ('C4', '--'), 'reprojection_repeats': ('C5', '--'),
+         'reprojection_relit': ('C6', '--'), 'ground_truth': ('k', ':')}
 
 
 def plot_curves(curves: dict[str, dict[str, list[float | None]]], suite: str, out_dir: Path) -> list[Path]:

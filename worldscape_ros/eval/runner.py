@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 EVAL_VERSION = 5  # bump when a metric's definition changes: old scenario results are then recomputed
 SYSTEM_ORDER = ('model', 'memory_off', 'repeat_first_frame', 'reprojection', 'reprojection_inpaint',
-                'reprojection_inpaint_mean', 'reprojection_repeats')
+                'reprojection_inpaint_mean', 'reprojection_repeats', 'reprojection_relit')
 HORIZON = 16  # frames 1-16: the short-horizon PSNR every nav script reports, whatever its length
 REFERENCE = 'ground_truth'  # the metrics run on the ground truth itself: each metric's floor or ceiling
 FINGER_RADIUS_M = BONE_RADIUS  # the synthetic hand's bone radius, for the keypoint mask

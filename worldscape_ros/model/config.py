@@ -148,7 +148,7 @@ _OPTIONAL_AT_DEFAULT: dict[str, dict[str, Any]] = {
     # the memory's gate, thinning and byte budget, once MemoryConfig's own defaults, joined the model config
     'memory': {'pool_bytes': None, 'gate_distance_m': 0.25, 'gate_angle_deg': 15.0, 'gate_content': 0.9,
                'fps_angle_weight_m': 1.0},
-    'scene': {'commit_margin_px': 0.0, 'crack_px': 0},  # later: off
+    'scene': {'commit_margin_px': 0.0, 'crack_px': 0, 'headlight': 0.0},  # later: off
     'refiner': {'hand_paint': 'region', 'show_under_hand': False, 'hand_refiner': False,  # the hand's, later: off
                 'hand_feather': 2, 'start_hand': 'region', 'start_hand_margin_px': 3, 'fill': 'telea',
                 'anchor_sigma': 0.0, 'anchor_reach_px': 0.0, 'anchor_prior': 0.0, 'fill_fade_px': 0.0,
@@ -175,6 +175,10 @@ class SceneConfig:
     # point covers) are not drawn there, since whatever shows through lies behind that surface; the crack is
     # left to the crack fill and the refiner. 0: imagined points fill every pixel no observed point covers
     crack_px: int = 0
+    # The camera's share of the light on a surface it faces head-on (headlight.py): colours are held without it
+    # and lit again for each camera, so a wall seen head-on and then at a glancing angle changes as the world's
+    # does. 0: colours held and rendered as seen
+    headlight: float = 0.0
 
 
 IMAGINED_MODES = ('keep', 'propose', 'hide')
@@ -319,6 +323,7 @@ class ModelConfig:
              f'scene.commit_margin_px must be >= 0, got {self.scene.commit_margin_px}')
         need(isinstance(self.scene.crack_px, int) and self.scene.crack_px >= 0,
              f'scene.crack_px must be an int >= 0, got {self.scene.crack_px!r}')
+        need(0 <= self.scene.headlight < 1, f'scene.headlight must be in [0, 1), got {self.scene.headlight}')
         need(self.refiner.fill in FILLS, f'refiner.fill must be one of {", ".join(FILLS)}, got {self.refiner.fill!r}')
         need(self.refiner.anchor_sigma >= 0, f'refiner.anchor_sigma must be >= 0, got {self.refiner.anchor_sigma}')
         need(self.refiner.anchor_reach_px >= 0,

@@ -296,7 +296,7 @@ class GraspTracker:
         taken = [scene.take(self._object(scene.points(), g, support)) if len(scene) else None]
         if extra is not None and len(extra):
             sel = self._object(extra, g, support, hand_volume(kp_w))
-            taken.append(ScenePoints(extra.xyz[sel], extra.rgb[sel], extra.trust[sel], extra.born[sel]))
+            taken.append(extra.at(sel))
         held = SceneMemory(self.scene_config, self.device)
         for t in taken:
             if t is not None:

@@ -24,13 +24,15 @@ import torch
 
 from worldscape_ros.model.camera import check_intrinsics, check_rigid
 from worldscape_ros.model.config import SceneConfig
+from worldscape_ros.model.headlight import facing, normals, relit
 from worldscape_ros.model.repeats import RepeatPlane, SourceView, planes_from_state, planes_state
 from worldscape_ros.model.reproject import _rigid_inverse, fill_one_pixel_cracks, within_cracks, zbuffer_by_key
 from worldscape_ros.model.scene_index import VOXEL_BITS, VOXEL_OFFSET, CellIndex, merge_positions, scattered
 
 OBSERVED = 1.0  # trust of a point from a given frame
 IMAGINED = 0.5  # trust of a point the model generated
-BYTES_PER_POINT = 3 * 4 + 3 + 1 + 4  # xyz float32, rgb uint8, trust uint8, born int32
+BYTES_PER_POINT = 3 * 4 + 3 + 1 + 4 + 4  # xyz float32, rgb uint8, trust uint8, born int32, lighting int8
+LIGHTING_SCALE = 127  # a unit normal's components and a facing held as int8
 SIDE_FRACTION = 0.05  # the side store joins the main one when it holds this fraction of the budget
 
 
@@ -53,14 +55,34 @@ class ScenePoints:
     rgb: torch.Tensor  # (N, 3) uint8
     trust: torch.Tensor  # (N,) uint8: trust * 255
     born: torch.Tensor  # (N,) int32: the frame index that made the point
+    lighting: torch.Tensor | None = None  # (N, 4) int8: see _Sorted (None: unknown, as 0)
 
     def __len__(self) -> int:
         return int(self.xyz.shape[0])
 
     def moved(self, transform: torch.Tensor) -> ScenePoints:
-        """The points carried by a rigid (4, 4) transform."""
+        """The points carried by a rigid (4, 4) transform, their normals turned with them."""
         T = transform.to(self.xyz)
-        return ScenePoints(self.xyz @ T[:3, :3].T + T[:3, 3], self.rgb, self.trust, self.born)
+        lighting = None
+        if self.lighting is not None:
+            normal = _quantised(self.lighting[:, :3].float() @ T[:3, :3].T / LIGHTING_SCALE)
+            lighting = torch.cat([normal, self.lighting[:, 3:]], 1)
+        return ScenePoints(self.xyz @ T[:3, :3].T + T[:3, 3], self.rgb, self.trust, self.born, lighting)
+
+    def at(self, select: torch.Tensor) -> ScenePoints:
+        """The points where `select` (N,) bool is true."""
+        return ScenePoints(self.xyz[select], self.rgb[select], self.trust[select], self.born[select],
+                           None if self.lighting is None else self.lighting[select])
+
+
+def _quantised(x: torch.Tensor) -> torch.Tensor:
+    """Values in [-1, 1] -> int8 * LIGHTING_SCALE."""
+    return (x.clamp(-1, 1) * LIGHTING_SCALE).round().to(torch.int8)
+
+
+def _facing(lighting: torch.Tensor, forward: torch.Tensor) -> torch.Tensor:
+    """(..., 4) lighting, (3,) a camera's forward axis -> (...) int8: how the point faces that camera, as held."""
+    return _quantised(facing(lighting[..., :3].float() / LIGHTING_SCALE, forward))
 
 
 @dataclass
@@ -71,13 +93,16 @@ class _Sorted:
     rgb: torch.Tensor  # (N, 3) uint8
     trust: torch.Tensor  # (N,) uint8: trust * 255
     born: torch.Tensor  # (N,) int32: frame index
+    # (N, 4) int8 * LIGHTING_SCALE: the unit surface normal (0: unknown) and how it faced the camera that saw it
+    # (model/headlight.py): the colour is held as seen, and lit again for a camera that faces it otherwise
+    lighting: torch.Tensor
     keys: torch.Tensor  # (N,) int64 voxel keys, ascending
 
     @classmethod
     def empty(cls, device: torch.device) -> _Sorted:
         return cls(torch.zeros(0, 3, device=device), torch.zeros(0, 3, dtype=torch.uint8, device=device),
                    torch.zeros(0, dtype=torch.uint8, device=device), torch.zeros(0, dtype=torch.int32, device=device),
-                   torch.zeros(0, dtype=torch.int64, device=device))
+                   torch.zeros(0, 4, dtype=torch.int8, device=device), torch.zeros(0, dtype=torch.int64, device=device))
 
     def __len__(self) -> int:
         return int(self.keys.shape[0])
@@ -100,7 +125,7 @@ class _Sorted:
         return _Sorted(*(c[index] for c in self.columns()))
 
     def columns(self) -> tuple[torch.Tensor, ...]:
-        return self.xyz, self.rgb, self.trust, self.born, self.keys
+        return self.xyz, self.rgb, self.trust, self.born, self.lighting, self.keys
 
 
 class SceneMemory:
@@ -219,16 +244,23 @@ class SceneMemory:
         colours = (rgb.float().clamp(0, 1) * 255).round().to(torch.uint8).to(dev)[:, v_idx, u_idx].T
         colours = colours.repeat_interleave(s * s, dim=0)  # (P, 3)
         P = xyz.shape[0]
+        lighting = torch.zeros(P, 4, dtype=torch.int8, device=dev)  # unknown: drawn as seen
+        # Imagined points are drawn as committed: their depth is the depth head's guess, too rough for normals
+        if self.config.headlight > 0 and trust == OBSERVED:
+            normal = _quantised((c2w_t[:3, :3] @ normals(torch.where(ok, z, 0.0), Kt)[:, v_idx, u_idx]).T)  # (M, 3)
+            lighting = torch.cat([normal, _facing(normal, c2w_t[:3, 2])[:, None]], 1).repeat_interleave(s * s, dim=0)
         return self._insert(xyz, colours, torch.full((P,), round(trust * 255), dtype=torch.uint8, device=dev),
-                            torch.full((P,), frame_index, dtype=torch.int32, device=dev))
+                            torch.full((P,), frame_index, dtype=torch.int32, device=dev), lighting)
 
     def _voxel_keys(self, xyz: torch.Tensor) -> torch.Tensor:
         cell = torch.floor(xyz / self.config.voxel_m).long() + VOXEL_OFFSET  # +-2 km at 2 mm within 21 bits
         cell = cell.clamp(0, (1 << VOXEL_BITS) - 1)
         return (cell[:, 0] << 2 * VOXEL_BITS) | (cell[:, 1] << VOXEL_BITS) | cell[:, 2]
 
-    def _insert(self, xyz: torch.Tensor, colours: torch.Tensor, trust: torch.Tensor, born: torch.Tensor) -> int:
-        """xyz (P, 3), colours (P, 3) uint8, trust (P,) uint8 (trust * 255), born (P,) int32."""
+    def _insert(self, xyz: torch.Tensor, colours: torch.Tensor, trust: torch.Tensor, born: torch.Tensor,
+                lighting: torch.Tensor) -> int:
+        """xyz (P, 3), colours (P, 3) uint8, trust (P,) uint8 (trust * 255), born (P,) int32, lighting (P, 4)
+        int8."""
         keys = self._voxel_keys(xyz)
         # one point per new voxel (the first sub-pixel sample), and none where either store already has one
         keys, first = _unique_first(keys)
@@ -237,7 +269,8 @@ class SceneMemory:
         n = len(keys)
         if not n:
             return 0
-        self._side = self._side.merged(_Sorted(xyz[first], colours[first], trust[first], born[first], keys))[0]
+        self._side = self._side.merged(_Sorted(xyz[first], colours[first], trust[first], born[first], lighting[first],
+                                               keys))[0]
         self._count_observed(colours[first], trust[first], 1)
         if len(self._side) > self.side_fraction * self.max_points:
             self._join()
@@ -280,7 +313,7 @@ class SceneMemory:
     def points(self) -> ScenePoints:
         """Every point held, in voxel key order (the store's own tensors: do not modify them)."""
         main = self._joined()
-        return ScenePoints(main.xyz, main.rgb, main.trust, main.born)
+        return ScenePoints(main.xyz, main.rgb, main.trust, main.born, main.lighting)
 
     def take(self, select: torch.Tensor) -> ScenePoints:
         """Remove the points where `select` (N,) bool (in the order of points()) is true and return them (an
@@ -289,7 +322,8 @@ class SceneMemory:
             raise ValueError(f'select must be a ({len(self)},) bool tensor, got {tuple(select.shape)} {select.dtype}')
         main = self._joined()
         select = select.to(self.device)
-        taken = ScenePoints(main.xyz[select], main.rgb[select], main.trust[select], main.born[select])
+        taken = ScenePoints(main.xyz[select], main.rgb[select], main.trust[select], main.born[select],
+                            main.lighting[select])
         self._keep(~select)
         return taken
 
@@ -297,16 +331,19 @@ class SceneMemory:
         """Add points with their own colour, trust and age (an object put down); voxels already held keep their
         point. Returns the points added."""
         n = len(points)
+        lighting = torch.zeros(n, 4, dtype=torch.int8) if points.lighting is None else points.lighting
         if points.xyz.shape != (n, 3) or points.rgb.shape != (n, 3) or points.trust.shape != (n,) \
-                or points.born.shape != (n,):
-            raise ValueError('scene points disagree in shape: xyz (N, 3), rgb (N, 3), trust (N,), born (N,)')
+                or points.born.shape != (n,) or lighting.shape != (n, 4):
+            raise ValueError('scene points disagree in shape: xyz (N, 3), rgb (N, 3), trust (N,), born (N,), '
+                             'lighting (N, 4)')
         if not bool(torch.isfinite(points.xyz).all()):
             raise ValueError('scene points must be finite')
         if not n:
             return 0
         dev = self.device
         return self._insert(points.xyz.float().to(dev), points.rgb.to(torch.uint8).to(dev),
-                            points.trust.to(torch.uint8).to(dev), points.born.to(torch.int32).to(dev))
+                            points.trust.to(torch.uint8).to(dev), points.born.to(torch.int32).to(dev),
+                            lighting.to(torch.int8).to(dev))
 
     # ---- render ----------------------------------------------------------------------------------------
     def render(self, target_c2w: np.ndarray | torch.Tensor, K: np.ndarray, height: int, width: int,
@@ -343,8 +380,9 @@ class SceneMemory:
         # the points in view: sel is ascending, so the main store's come first
         k = int(torch.searchsorted(sel, len(near)))
         at_main, at_side = near[sel[:k]], sel[k:] - len(near)
-        keys, trust, rgb, born = (torch.cat([a[at_main], b[at_side]]) for a, b in (
-            (main.keys, side.keys), (main.trust, side.trust), (main.rgb, side.rgb), (main.born, side.born)))
+        keys, trust, rgb, born, lighting = (torch.cat([a[at_main], b[at_side]]) for a, b in (
+            (main.keys, side.keys), (main.trust, side.trust), (main.rgb, side.rgb), (main.born, side.born),
+            (main.lighting, side.lighting)))
         # Observations win: imagined points (whose depth is the model's guess) only fill what no observed point
         # covers, so a guess never occludes what was seen.
         observed = trust == round(OBSERVED * 255)  # (M,)
@@ -359,6 +397,10 @@ class SceneMemory:
         mask = owner >= 0
         idx = owner.clamp_min(0)
         rgb = torch.where(mask, rgb[idx].permute(2, 0, 1).float() / 255, 0.0)  # (3, H, W)
+        if self.config.headlight > 0:  # lit again as this camera faces each point (headlight.py)
+            light = lighting[idx]  # (H, W, 4)
+            seen, faces = light[..., 3].float() / LIGHTING_SCALE, _facing(light, c2w[:3, 2]).float() / LIGHTING_SCALE
+            rgb = torch.where(mask, relit(rgb, seen, faces, self.config.headlight), 0.0)
         trust = torch.where(mask, trust[idx].float() / 255, 0.0)
         born = torch.where(mask, born[idx].long(), -1)
         if fill_cracks:  # colour, trust and age filled together, twice (a crack row meeting a crack column)
@@ -374,7 +416,7 @@ class SceneMemory:
     def state(self) -> dict[str, torch.Tensor]:
         main = self._joined()
         state = {'scene.xyz': main.xyz.cpu(), 'scene.rgb': main.rgb.cpu(), 'scene.trust': main.trust.cpu(),
-                 'scene.born': main.born.cpu()}
+                 'scene.born': main.born.cpu(), 'scene.lighting': main.lighting.cpu()}
         if self.repeat_planes and self.repeat_source is not None:
             state.update({f'scene.repeat_{k}': torch.from_numpy(np.ascontiguousarray(v))
                           for k, v in planes_state(self.repeat_planes, self.repeat_source).items()})
@@ -386,7 +428,9 @@ class SceneMemory:
         except KeyError as exc:
             raise ValueError(f'scene memory state lacks {exc}') from None
         n = xyz.shape[0]
-        if xyz.shape != (n, 3) or rgb.shape != (n, 3) or trust.shape != (n,) or born.shape != (n,):
+        lighting = state.get('scene.lighting', torch.zeros(n, 4, dtype=torch.int8))  # saved before it: unknown
+        if xyz.shape != (n, 3) or rgb.shape != (n, 3) or trust.shape != (n,) or born.shape != (n,) \
+                or lighting.shape != (n, 4):
             raise ValueError('scene memory state tensors disagree in shape')
         if not torch.isfinite(xyz).all():
             raise ValueError('scene memory state holds non-finite points')
@@ -395,7 +439,7 @@ class SceneMemory:
         xyz = xyz.float().to(dev)
         keys, order = torch.sort(self._voxel_keys(xyz))
         self._main = _Sorted(xyz[order], rgb.to(torch.uint8).to(dev)[order], trust.to(torch.uint8).to(dev)[order],
-                             born.to(torch.int32).to(dev)[order], keys)
+                             born.to(torch.int32).to(dev)[order], lighting.to(torch.int8).to(dev)[order], keys)
         self._index = CellIndex.built(keys)
         self._count_observed(self._main.rgb, self._main.trust, 1)
         if 'scene.repeat_source_rgb' in state:  # a session saved without repeats (or their source) has none
