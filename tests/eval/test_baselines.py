@@ -175,6 +175,9 @@ def test_the_relit_warp_follows_a_camera_borne_light_and_is_the_repeats_baseline
     err = lambda f: np.abs(blur(f) - blur(truth[t]))[inside].mean()  # noqa: E731
     assert err(b.rgb) < 0.5 * err(a.rgb)  # the turn changes how each wall faces the camera's light
     np.testing.assert_array_equal(relit.step(w['poses'][0]).rgb, truth[0])  # back where it started: as seen
+    guessed = ReprojectionRelit(share=0.4, start_depth=lambda rgb, c2w, K: w['depth'][0])  # an RGB-only start
+    guessed.reset(truth[0], w['poses'][0], w['K'])
+    np.testing.assert_array_equal(guessed.step(w['poses'][t]).rgb, a.rgb)  # a guessed depth: warped as it is
     with pytest.raises(ValueError, match="share must be in"):
         ReprojectionRelit(share=1.0)
 

@@ -81,9 +81,10 @@ def test_a_wall_seen_at_a_glancing_angle_is_darker_by_the_cameras_share():
     assert torch.allclose(plain.rgb[:, plain.mask], torch.full((3, int(plain.mask.sum())), 0.5), atol=1 / 255)
 
 
-def test_an_imagined_wall_is_drawn_as_committed_from_any_angle():
+@pytest.mark.parametrize('trust, measured', [(IMAGINED, True), (OBSERVED, False)])
+def test_a_wall_whose_depth_is_a_guess_is_drawn_as_committed_from_any_angle(trust, measured):
     sm = SceneMemory(SceneConfig(headlight=0.4, voxel_m=5e-4))
-    sm.commit(torch.full((3, H, W), 0.5), torch.full((H, W), 2.0), pose(), K, trust=IMAGINED)
+    sm.commit(torch.full((3, H, W), 0.5), torch.full((H, W), 2.0), pose(), K, trust=trust, depth_measured=measured)
     r = sm.render(pose(yaw=0.6), K, H, W)
     assert bool(r.mask.any()) and torch.allclose(r.rgb[:, r.mask], torch.full((3, int(r.mask.sum())), 0.5),
                                                   atol=1 / 255)

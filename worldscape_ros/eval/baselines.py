@@ -292,7 +292,8 @@ class ReprojectionRepeats(ReprojectionInpaintMean):
 class ReprojectionRelit(ReprojectionRepeats):
     """`reprojection_repeats` with the warp lit again for each camera (model/headlight.py): the start frame warped
     with its surface normals (from its depth), each warped pixel's colour scaled by the light the target camera's
-    own light gives it over what the start camera's gave it. The copies and the fill as before."""
+    own light gives it over what the start camera's gave it. The copies and the fill as before. A start without
+    its depth (the model's guess of it) is warped as it is, as the engine holds it."""
 
     name = 'reprojection_relit'
 
@@ -303,12 +304,14 @@ class ReprojectionRelit(ReprojectionRepeats):
             raise ValueError(f"the camera light's share must be in [0, 1), got {share}")
         self.share = share
         self._normal_code = np.zeros((0, 0, 3), np.uint8)  # set at reset
+        self._relight = False  # whether the start depth was given
 
     def reset(self, first_frame: np.ndarray, pose: np.ndarray, intrinsics: np.ndarray,
               depth: np.ndarray | None = None, hand_keypoints: np.ndarray | None = None) -> Frame:
         start = super().reset(first_frame, pose, intrinsics, depth, hand_keypoints)
         tr = self._track
         assert tr.first_depth is not None  # set by the reset above
+        self._relight = depth is not None
         n = normals(torch.from_numpy(np.asarray(tr.first_depth, np.float32)), torch.from_numpy(tr.intrinsics).float())
         world = torch.einsum('ij,jhw->ihw', torch.from_numpy(tr.first_pose[:3, :3]).float(), n)  # (3, H, W)
         self._normal_code = (((world + 1) / 2).clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
@@ -318,6 +321,8 @@ class ReprojectionRelit(ReprojectionRepeats):
         rgb, depth = super().warp(pose)
         tr = self._track
         assert tr.first_depth is not None  # the warp above refuses a step before reset
+        if not self._relight:
+            return rgb, depth
         code = forward_warp(self._normal_code, tr.first_depth, tr.first_pose, pose, tr.intrinsics,
                             self.supersample)[0]  # the normals, carried like the colours
         n = torch.from_numpy(code).float() / 127.5 - 1  # (H, W, 3)

@@ -149,7 +149,8 @@ class WorldEngine(ResumableSession):
             pred_depth = self.model.predict_start_depth(features.float(), None if depth is not None else video[:, -1])
         d = torch.from_numpy(depth.astype(np.float32)).to(self.device) if depth is not None else pred_depth[0]
         self._remember(kv, poses[-1], x0)
-        start_scene(cfg, self.scene, self.grasp, video[0, -1].float(), d, self._reference, self.intrinsics, kp)
+        start_scene(cfg, self.scene, self.grasp, video[0, -1].float(), d, self._reference, self.intrinsics, kp,
+                    depth_measured=depth is not None)
         # read where it is painted: the silhouette holds less of what the hand holds or stands over than the hull
         where = 'silhouette' if cfg.refiner.hand_paint == 'silhouette' else 'hull'
         self._hand_colour = None if kp is None else hands.hand_colour(rgb, kp, self.intrinsics, where)

@@ -43,14 +43,14 @@ def start_hand(cfg: ModelConfig, kp: np.ndarray, intrinsics: np.ndarray) -> np.n
 
 
 def start_scene(cfg: ModelConfig, scene: SceneMemory, grasp: GraspTracker, frame: torch.Tensor, depth: torch.Tensor,
-                pose: np.ndarray, intrinsics: np.ndarray, kp: np.ndarray | None) -> None:
+                pose: np.ndarray, intrinsics: np.ndarray, kp: np.ndarray | None, depth_measured: bool = True) -> None:
     """Start the scene memory afresh from a session's first frame (3, H, W) in [0, 1] and its metric depth
     (H, W), seen from `pose`: all of it OBSERVED but the hand (kp (21, 3), or None: no hand; `start_hand`); a
-    hand closed at the start holds what is in it."""
+    hand closed at the start holds what is in it. depth_measured False: the depth is the model's own guess."""
     scene.reset()
     grasp.reset()
     static = None if kp is None else ~torch.from_numpy(start_hand(cfg, kp, intrinsics)).to(frame.device)
-    scene.commit(frame, depth, pose, intrinsics, mask=static, trust=OBSERVED)
+    scene.commit(frame, depth, pose, intrinsics, mask=static, trust=OBSERVED, depth_measured=depth_measured)
     if kp is not None and static is not None:
         grasp.start(scene, frame, depth, pose, intrinsics, kp, ~static)
     if cfg.repeats.enabled and kp is None:

@@ -206,11 +206,14 @@ class SceneMemory:
 
     # ---- commit ----------------------------------------------------------------------------------------
     def commit(self, rgb: torch.Tensor, depth: torch.Tensor, c2w: np.ndarray | torch.Tensor, K: np.ndarray,
-               mask: torch.Tensor | None = None, trust: float = IMAGINED, frame_index: int = 0) -> int:
+               mask: torch.Tensor | None = None, trust: float = IMAGINED, frame_index: int = 0,
+               depth_measured: bool = True) -> int:
         """Add a frame's pixels (where `mask`, default all) with their depth; return the points added.
 
         rgb (3, H, W) float in [0, 1], depth (H, W) metres (<= 0 or non-finite: no point), c2w (4, 4),
-        K (3, 3). Voxels already held keep their point (the older point wins).
+        K (3, 3). Voxels already held keep their point (the older point wins). With scene.headlight, observed
+        points whose depth was measured (not `depth_measured` False: the depth head's guess) hold their normals
+        and are drawn lit again for other cameras; the rest are drawn as committed.
         """
         if rgb.ndim != 3 or rgb.shape[0] != 3:
             raise ValueError(f'rgb must be (3, H, W), got {tuple(rgb.shape)}')
@@ -245,8 +248,8 @@ class SceneMemory:
         colours = colours.repeat_interleave(s * s, dim=0)  # (P, 3)
         P = xyz.shape[0]
         lighting = torch.zeros(P, 4, dtype=torch.int8, device=dev)  # unknown: drawn as seen
-        # Imagined points are drawn as committed: their depth is the depth head's guess, too rough for normals
-        if self.config.headlight > 0 and trust == OBSERVED:
+        # A guessed depth (an imagined frame's, an RGB-only start's) is too rough for normals: drawn as committed
+        if self.config.headlight > 0 and trust == OBSERVED and depth_measured:
             normal = _quantised((c2w_t[:3, :3] @ normals(torch.where(ok, z, 0.0), Kt)[:, v_idx, u_idx]).T)  # (M, 3)
             lighting = torch.cat([normal, _facing(normal, c2w_t[:3, 2])[:, None]], 1).repeat_interleave(s * s, dim=0)
         return self._insert(xyz, colours, torch.full((P,), round(trust * 255), dtype=torch.uint8, device=dev),
