@@ -432,3 +432,15 @@ def test_the_refiner_sees_the_scene_behind_the_hand_to_draw_over_and_the_colour_
     sil = torch.from_numpy(hands.hand_silhouette(moved, e.intrinsics, cfg.height, cfg.width))
     plane = x[0, -3:]
     assert (plane.abs().sum(0) > 0).eq(sil).all()  # the colour exactly on the silhouette
+
+
+def test_a_start_with_its_depth_holds_normals_to_relight_by_and_one_without_holds_its_colours_as_seen(engine):
+    assert engine.config.scene.headlight > 0  # the shipped config's, which micro_config keeps
+    start(engine)
+    lit = engine.scene.points().lighting
+    assert lit is not None and bool((lit[:, 3] == 127).all())  # a wall at one depth faces the camera head-on
+    cfg = engine.config
+    img = np.random.default_rng(0).integers(0, 256, (cfg.height, cfg.width, 3), dtype=np.uint8)
+    engine.reset(img, camera_pose(BaseState(height=cfg.camera_height)))  # the model guesses the depth
+    guessed = engine.scene.points().lighting
+    assert guessed is not None and len(guessed) > 0 and bool((guessed == 0).all())

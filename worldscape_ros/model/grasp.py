@@ -224,16 +224,16 @@ class GraspTracker:
         return 0 if self.held is None else len(self.held.points)
 
     def start(self, scene: SceneMemory, rgb: torch.Tensor, depth: torch.Tensor, c2w: np.ndarray, K: np.ndarray,
-              kp_cam: np.ndarray, region: torch.Tensor) -> None:
-        """A session's first frame: rgb (3, H, W) in [0, 1], its depth (H, W), the hand's keypoints and its
-        region (H, W) bool (which the scene memory left out). A closed hand holds what it holds already: the
-        points near its grasp point, from the scene and from the region's pixels."""
+              kp_cam: np.ndarray, region: torch.Tensor, depth_measured: bool = True) -> None:
+        """A session's first frame: rgb (3, H, W) in [0, 1], its depth (H, W) (depth_measured False: the model's
+        guess), the hand's keypoints and its region (H, W) bool (which the scene memory left out). A closed hand
+        holds what it holds already: the points near its grasp point, from the scene and from the region's pixels."""
         self.reset()
         kp = validate_keypoints(kp_cam)
         if not _usable(kp) or closure(kp) >= self.config.close_below:
             return
         frame = SceneMemory(self.scene_config, self.device)
-        frame.commit(rgb, depth, c2w, K, mask=region, trust=OBSERVED)
+        frame.commit(rgb, depth, c2w, K, mask=region, trust=OBSERVED, depth_measured=depth_measured)
         self.closed = True
         self._grasp(scene, _to_world(kp, np.asarray(c2w, np.float64)), frame.points())
 

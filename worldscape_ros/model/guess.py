@@ -52,7 +52,7 @@ def start_scene(cfg: ModelConfig, scene: SceneMemory, grasp: GraspTracker, frame
     static = None if kp is None else ~torch.from_numpy(start_hand(cfg, kp, intrinsics)).to(frame.device)
     scene.commit(frame, depth, pose, intrinsics, mask=static, trust=OBSERVED, depth_measured=depth_measured)
     if kp is not None and static is not None:
-        grasp.start(scene, frame, depth, pose, intrinsics, kp, ~static)
+        grasp.start(scene, frame, depth, pose, intrinsics, kp, ~static, depth_measured)
     if cfg.repeats.enabled and kp is None:
         repeats = SurfaceRepeats.from_frame(frame.permute(1, 2, 0).cpu().double().numpy(),
                                             depth.cpu().double().numpy(), pose, intrinsics, cfg.repeats)
