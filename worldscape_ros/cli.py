@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     'worldscape_ros.train.commands',  # train, distill, plot-training
     'worldscape_ros.train.refiner_commands',  # refiner-trace, refiner-fit
     'worldscape_ros.train.depth_head_commands',  # depth-trace, depth-fit, start-depth-*, step-image-depth-fit
+    'worldscape_ros.train.headlight_commands',  # headlight-fit
     'worldscape_ros.tools.commands',  # rollout
     'worldscape_ros.data.commands',  # import-bag
     'worldscape_ros.viewer.commands',  # play
