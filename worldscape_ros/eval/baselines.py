@@ -131,7 +131,8 @@ def forward_warp(rgb: np.ndarray, depth: np.ndarray, src_c2w: np.ndarray, dst_c2
 
     Each source pixel is split into supersample^2 sub-pixel points (nearest depth), so magnification up to
     that factor leaves no cracks; what no source point lands on stays empty (RGB 0, depth 0).
-    Returns rgb (H, W, 3) uint8 and depth (H, W) float32.
+    rgb (H, W, C) uint8: the colours, or any channels carried with them. Returns (H, W, C) uint8 and depth
+    (H, W) float32.
     """
     H, W = depth.shape
     s = supersample
@@ -140,7 +141,8 @@ def forward_warp(rgb: np.ndarray, depth: np.ndarray, src_c2w: np.ndarray, dst_c2
     v = (np.arange(H)[:, None] + sub[None, :]).reshape(-1)  # (H*s,)
     uu, vv = np.meshgrid(u, v)  # (H*s, W*s)
     z = np.repeat(np.repeat(depth.astype(np.float64), s, 0), s, 1)
-    colours = np.repeat(np.repeat(rgb, s, 0), s, 1).reshape(-1, 3)
+    C = rgb.shape[-1]
+    colours = np.repeat(np.repeat(rgb, s, 0), s, 1).reshape(-1, C)
     valid = (np.isfinite(z) & (z > 0)).reshape(-1)
     pix = np.stack([uu, vv, np.ones_like(uu)], -1).reshape(-1, 3)  # (N, 3)
     p_src = (pix @ np.linalg.inv(K).T) * z.reshape(-1, 1)  # (N, 3) source camera coordinates
@@ -159,11 +161,11 @@ def forward_warp(rgb: np.ndarray, depth: np.ndarray, src_c2w: np.ndarray, dst_c2
     first = np.ones(len(order), bool)
     first[1:] = flat_sorted[1:] != flat_sorted[:-1]
     winners = idx[order[first]]
-    out_rgb = np.zeros((H * W, 3), np.uint8)
+    out_rgb = np.zeros((H * W, C), np.uint8)
     out_depth = np.zeros(H * W, np.float32)
     out_rgb[flat_sorted[first]] = colours[winners]
     out_depth[flat_sorted[first]] = zd[winners]
-    return out_rgb.reshape(H, W, 3), out_depth.reshape(H, W)
+    return out_rgb.reshape(H, W, C), out_depth.reshape(H, W)
 
 
 class Reprojection:
@@ -195,10 +197,14 @@ class Reprojection:
 
     def warp(self, pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The start frame and its depth seen from `pose`: (H, W, 3) uint8 and (H, W) metres, 0 in holes."""
+        return self._warped(self._track.first_frame, pose)
+
+    def _warped(self, image: np.ndarray, pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(H, W, C) uint8 channels of the start frame and its depth, seen from `pose`."""
         tr = self._track
         if tr.first_depth is None:
             raise RuntimeError('step() called before reset()')
-        return forward_warp(tr.first_frame, tr.first_depth, tr.first_pose, pose, tr.intrinsics, self.supersample)
+        return forward_warp(image, tr.first_depth, tr.first_pose, pose, tr.intrinsics, self.supersample)
 
     def view(self, pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """What this baseline shows from `pose` before filling its holes (depth <= 0): the warp."""
@@ -318,17 +324,15 @@ class ReprojectionRelit(ReprojectionRepeats):
         return start
 
     def warp(self, pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        rgb, depth = super().warp(pose)
-        tr = self._track
-        assert tr.first_depth is not None  # the warp above refuses a step before reset
         if not self._relight:
-            return rgb, depth
-        code = forward_warp(self._normal_code, tr.first_depth, tr.first_pose, pose, tr.intrinsics,
-                            self.supersample)[0]  # the normals, carried like the colours
+            return super().warp(pose)
+        # the normals carried like the colours, in one splat
+        both, depth = self._warped(np.concatenate([self._track.first_frame, self._normal_code], -1), pose)
+        rgb, code = both[..., :3], both[..., 3:]
         n = torch.from_numpy(code).float() / 127.5 - 1  # (H, W, 3)
         n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-6)
         seen, faces = (facing(n, torch.from_numpy(np.asarray(c2w, np.float64)[:3, 2]).float())
-                       for c2w in (tr.first_pose, pose))
+                       for c2w in (self._track.first_pose, pose))
         lit = relit(torch.from_numpy(rgb).permute(2, 0, 1).float() / 255, seen, faces, self.share)
         lit8 = (lit * 255).round().byte().permute(1, 2, 0).numpy()
         return np.where((depth > 0)[..., None], lit8, rgb), depth

@@ -175,9 +175,9 @@ class SceneConfig:
     # point covers) are not drawn there, since whatever shows through lies behind that surface; the crack is
     # left to the crack fill and the refiner. 0: imagined points fill every pixel no observed point covers
     crack_px: int = 0
-    # The camera's share of the light on a surface it faces head-on (headlight.py): colours are held without it
-    # and lit again for each camera, so a wall seen head-on and then at a glancing angle changes as the world's
-    # does. 0: colours held and rendered as seen
+    # The camera's share of the light on a surface it faces head-on (headlight.py): observed points hold how they
+    # faced the camera that saw them and are lit again for each camera, so a wall seen head-on and then at a
+    # glancing angle changes as the world's does. 0: colours rendered as held
     headlight: float = 0.0
 
 

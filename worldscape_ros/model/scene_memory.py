@@ -12,6 +12,9 @@ for what the model generated. The render gives, per target pixel: RGB, z-depth, 
 index that made the point (its age). The model keeps what the render covers and imagines the rest; what it
 imagines is committed, so the next look at that place is the same.
 
+Observed points with a measured depth also hold the lighting they were seen under (scene.headlight,
+headlight.py), so the render lights them again for each camera. The points' columns: scene_points.py.
+
 Conventions (camera.py): camera-to-world 4x4 poses with OpenCV axes, pixel centres at +0.5, metric z-depth.
 """
 
@@ -24,15 +27,15 @@ import torch
 
 from worldscape_ros.model.camera import check_intrinsics, check_rigid
 from worldscape_ros.model.config import SceneConfig
-from worldscape_ros.model.headlight import facing, normals, relit
+from worldscape_ros.model.headlight import normals, relit
 from worldscape_ros.model.repeats import RepeatPlane, SourceView, planes_from_state, planes_state
 from worldscape_ros.model.reproject import _rigid_inverse, fill_one_pixel_cracks, within_cracks, zbuffer_by_key
-from worldscape_ros.model.scene_index import VOXEL_BITS, VOXEL_OFFSET, CellIndex, merge_positions, scattered
+from worldscape_ros.model.scene_index import VOXEL_BITS, VOXEL_OFFSET, CellIndex
+from worldscape_ros.model.scene_points import ScenePoints, SortedPoints, facings, held_lighting, unique_first
 
 OBSERVED = 1.0  # trust of a point from a given frame
 IMAGINED = 0.5  # trust of a point the model generated
 BYTES_PER_POINT = 3 * 4 + 3 + 1 + 4 + 4  # xyz float32, rgb uint8, trust uint8, born int32, lighting int8
-LIGHTING_SCALE = 127  # a unit normal's components and a facing held as int8
 SIDE_FRACTION = 0.05  # the side store joins the main one when it holds this fraction of the budget
 
 
@@ -45,87 +48,6 @@ class SceneRender:
     mask: torch.Tensor  # (H, W) bool: covered
     trust: torch.Tensor  # (H, W) float: OBSERVED, IMAGINED, 0 where uncovered
     born: torch.Tensor  # (H, W) long: the frame index that made the pixel's point, -1 where uncovered
-
-
-@dataclass
-class ScenePoints:
-    """Points taken out of a store (or to be put into one), each with its colour, trust and age."""
-
-    xyz: torch.Tensor  # (N, 3) metres
-    rgb: torch.Tensor  # (N, 3) uint8
-    trust: torch.Tensor  # (N,) uint8: trust * 255
-    born: torch.Tensor  # (N,) int32: the frame index that made the point
-    lighting: torch.Tensor | None = None  # (N, 4) int8: see _Sorted (None: unknown, as 0)
-
-    def __len__(self) -> int:
-        return int(self.xyz.shape[0])
-
-    def moved(self, transform: torch.Tensor) -> ScenePoints:
-        """The points carried by a rigid (4, 4) transform, their normals turned with them."""
-        T = transform.to(self.xyz)
-        lighting = None
-        if self.lighting is not None:
-            normal = _quantised(self.lighting[:, :3].float() @ T[:3, :3].T / LIGHTING_SCALE)
-            lighting = torch.cat([normal, self.lighting[:, 3:]], 1)
-        return ScenePoints(self.xyz @ T[:3, :3].T + T[:3, 3], self.rgb, self.trust, self.born, lighting)
-
-    def at(self, select: torch.Tensor) -> ScenePoints:
-        """The points where `select` (N,) bool is true."""
-        return ScenePoints(self.xyz[select], self.rgb[select], self.trust[select], self.born[select],
-                           None if self.lighting is None else self.lighting[select])
-
-
-def _quantised(x: torch.Tensor) -> torch.Tensor:
-    """Values in [-1, 1] -> int8 * LIGHTING_SCALE."""
-    return (x.clamp(-1, 1) * LIGHTING_SCALE).round().to(torch.int8)
-
-
-def _facing(lighting: torch.Tensor, forward: torch.Tensor) -> torch.Tensor:
-    """(..., 4) lighting, (3,) a camera's forward axis -> (...) int8: how the point faces that camera, as held."""
-    return _quantised(facing(lighting[..., :3].float() / LIGHTING_SCALE, forward))
-
-
-@dataclass
-class _Sorted:
-    """Points with their voxel keys, ascending (one point per voxel)."""
-
-    xyz: torch.Tensor  # (N, 3) world metres
-    rgb: torch.Tensor  # (N, 3) uint8
-    trust: torch.Tensor  # (N,) uint8: trust * 255
-    born: torch.Tensor  # (N,) int32: frame index
-    # (N, 4) int8 * LIGHTING_SCALE: the unit surface normal (0: unknown) and how it faced the camera that saw it
-    # (model/headlight.py): the colour is held as seen, and lit again for a camera that faces it otherwise
-    lighting: torch.Tensor
-    keys: torch.Tensor  # (N,) int64 voxel keys, ascending
-
-    @classmethod
-    def empty(cls, device: torch.device) -> _Sorted:
-        return cls(torch.zeros(0, 3, device=device), torch.zeros(0, 3, dtype=torch.uint8, device=device),
-                   torch.zeros(0, dtype=torch.uint8, device=device), torch.zeros(0, dtype=torch.int32, device=device),
-                   torch.zeros(0, 4, dtype=torch.int8, device=device), torch.zeros(0, dtype=torch.int64, device=device))
-
-    def __len__(self) -> int:
-        return int(self.keys.shape[0])
-
-    def lacks(self, keys: torch.Tensor) -> torch.Tensor:
-        """(n,) bool: which of the ascending `keys` (n,) are not held."""
-        held = len(self)
-        if not held:
-            return torch.ones_like(keys, dtype=torch.bool)
-        return self.keys[torch.searchsorted(self.keys, keys).clamp_max(held - 1)] != keys
-
-    def merged(self, new: _Sorted) -> tuple[_Sorted, torch.Tensor, torch.Tensor]:
-        """These points and `new` ones (voxels not held here) in one sorted list, and where each list's entries
-        went in it."""
-        at_old, at_new = merge_positions(self.keys, new.keys)
-        return _Sorted(*(scattered(a, at_old, b, at_new) for a, b in zip(self.columns(), new.columns()))), \
-            at_old, at_new
-
-    def at(self, index: torch.Tensor) -> _Sorted:
-        return _Sorted(*(c[index] for c in self.columns()))
-
-    def columns(self) -> tuple[torch.Tensor, ...]:
-        return self.xyz, self.rgb, self.trust, self.born, self.lighting, self.keys
 
 
 class SceneMemory:
@@ -155,8 +77,8 @@ class SceneMemory:
         self.reset()
 
     def reset(self) -> None:
-        self._main = _Sorted.empty(self.device)
-        self._side = _Sorted.empty(self.device)  # new points not yet merged into the main store
+        self._main = SortedPoints.empty(self.device)
+        self._side = SortedPoints.empty(self.device)  # new points not yet merged into the main store
         self._index = CellIndex.built(self._main.keys)  # the main store's cells
         self.pruned = 0  # points dropped for the budget since reset
         self._observed_sum = torch.zeros(3, dtype=torch.float64, device=self.device)  # of the observed points' rgb
@@ -250,8 +172,8 @@ class SceneMemory:
         lighting = torch.zeros(P, 4, dtype=torch.int8, device=dev)  # unknown: drawn as seen
         # A guessed depth (an imagined frame's, an RGB-only start's) is too rough for normals: drawn as committed
         if self.config.headlight > 0 and trust == OBSERVED and depth_measured:
-            normal = _quantised((c2w_t[:3, :3] @ normals(torch.where(ok, z, 0.0), Kt)[:, v_idx, u_idx]).T)  # (M, 3)
-            lighting = torch.cat([normal, _facing(normal, c2w_t[:3, 2])[:, None]], 1).repeat_interleave(s * s, dim=0)
+            normal = (c2w_t[:3, :3] @ normals(torch.where(ok, z, 0.0), Kt)[:, v_idx, u_idx]).T  # (M, 3) world
+            lighting = held_lighting(normal, c2w_t[:3, 2]).repeat_interleave(s * s, dim=0)
         return self._insert(xyz, colours, torch.full((P,), round(trust * 255), dtype=torch.uint8, device=dev),
                             torch.full((P,), frame_index, dtype=torch.int32, device=dev), lighting)
 
@@ -266,14 +188,14 @@ class SceneMemory:
         int8."""
         keys = self._voxel_keys(xyz)
         # one point per new voxel (the first sub-pixel sample), and none where either store already has one
-        keys, first = _unique_first(keys)
+        keys, first = unique_first(keys)
         fresh = self._main.lacks(keys) & self._side.lacks(keys)
         keys, first = keys[fresh], first[fresh]
         n = len(keys)
         if not n:
             return 0
-        self._side = self._side.merged(_Sorted(xyz[first], colours[first], trust[first], born[first], lighting[first],
-                                               keys))[0]
+        new = SortedPoints(xyz[first], colours[first], trust[first], born[first], lighting[first], keys)
+        self._side = self._side.merged(new)[0]
         self._count_observed(colours[first], trust[first], 1)
         if len(self._side) > self.side_fraction * self.max_points:
             self._join()
@@ -286,9 +208,9 @@ class SceneMemory:
             return
         self._main, at_old, at_new = self._main.merged(self._side)
         self._index = self._index.merged(at_old, self._side.keys, at_new)
-        self._side = _Sorted.empty(self.device)
+        self._side = SortedPoints.empty(self.device)
 
-    def _joined(self) -> _Sorted:
+    def _joined(self) -> SortedPoints:
         self._join()
         return self._main
 
@@ -323,10 +245,8 @@ class SceneMemory:
         object picked up)."""
         if select.shape != (len(self),) or select.dtype != torch.bool:
             raise ValueError(f'select must be a ({len(self)},) bool tensor, got {tuple(select.shape)} {select.dtype}')
-        main = self._joined()
         select = select.to(self.device)
-        taken = ScenePoints(main.xyz[select], main.rgb[select], main.trust[select], main.born[select],
-                            main.lighting[select])
+        taken = self.points().at(select)
         self._keep(~select)
         return taken
 
@@ -401,8 +321,7 @@ class SceneMemory:
         idx = owner.clamp_min(0)
         rgb = torch.where(mask, rgb[idx].permute(2, 0, 1).float() / 255, 0.0)  # (3, H, W)
         if self.config.headlight > 0:  # lit again as this camera faces each point (headlight.py)
-            light = lighting[idx]  # (H, W, 4)
-            seen, faces = light[..., 3].float() / LIGHTING_SCALE, _facing(light, c2w[:3, 2]).float() / LIGHTING_SCALE
+            seen, faces = facings(lighting[idx], c2w[:3, 2])  # (H, W) each
             rgb = torch.where(mask, relit(rgb, seen, faces, self.config.headlight), 0.0)
         trust = torch.where(mask, trust[idx].float() / 255, 0.0)
         born = torch.where(mask, born[idx].long(), -1)
@@ -441,7 +360,7 @@ class SceneMemory:
         dev = self.device
         xyz = xyz.float().to(dev)
         keys, order = torch.sort(self._voxel_keys(xyz))
-        self._main = _Sorted(xyz[order], rgb.to(torch.uint8).to(dev)[order], trust.to(torch.uint8).to(dev)[order],
+        self._main = SortedPoints(xyz[order], rgb.to(torch.uint8).to(dev)[order], trust.to(torch.uint8).to(dev)[order],
                              born.to(torch.int32).to(dev)[order], lighting.to(torch.int8).to(dev)[order], keys)
         self._index = CellIndex.built(keys)
         self._count_observed(self._main.rgb, self._main.trust, 1)
@@ -449,14 +368,6 @@ class SceneMemory:
             self.repeat_planes, self.repeat_source = planes_from_state(
                 {k[len('scene.repeat_'):]: v.double().numpy() for k, v in state.items()
                  if k.startswith('scene.repeat_')})
-
-
-def _unique_first(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sorted unique keys and the index of each one's first occurrence."""
-    uniq, inverse = torch.unique(keys, sorted=True, return_inverse=True)
-    first = torch.full((len(uniq),), len(keys), dtype=torch.long, device=keys.device)
-    first = first.scatter_reduce(0, inverse, torch.arange(len(keys), device=keys.device), reduce='amin')
-    return uniq, first
 
 
 def render_sources(rgb: torch.Tensor, depth: torch.Tensor, c2w: torch.Tensor, K: torch.Tensor,
